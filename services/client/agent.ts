@@ -1,0 +1,200 @@
+/**
+ * The client agent: one per OPA. Starts (or reaches) OPA, then holds the stream to a
+ * distributor and applies what arrives, in order, through one write pipeline.
+ */
+import type { ClientConfig } from "../common/config/client-config.js";
+import type { Logger } from "../common/logger.js";
+import type { HttpListener } from "../common/http/listener.js";
+import { createClientApi } from "./api-server.js";
+import { BaselineSource } from "./data/baseline-source.js";
+import { DataUpdater } from "./data/data-updater.js";
+import { EntryApplier } from "./data/entry-applier.js";
+import { UpdatePipeline } from "./data/update-pipeline.js";
+import { FetchProviderRegistry, loadProviderPlugins } from "./fetch/registry.js";
+import { ClientHealth } from "./health.js";
+import { InlineOpa } from "./opa/inline-opa.js";
+import { OpaStore } from "./opa/opa-store.js";
+import { PolicyUpdater } from "./policy/policy-updater.js";
+import { type ResumePoint, StreamSession } from "./stream-session.js";
+import { sleep } from "../common/backoff.js";
+
+export interface ClientAgentOptions {
+  config: ClientConfig;
+  logger: Logger;
+  /** The OPA binary, when OPA runs inline. */
+  opaBinary: string | undefined;
+  /** Where third-party fetch provider modules are resolved from. */
+  moduleBaseDir: string;
+}
+
+export class ClientAgent {
+  readonly name = "client";
+  readonly health: ClientHealth;
+  readonly store: OpaStore;
+  private inlineOpa: InlineOpa | undefined;
+  private api: HttpListener | undefined;
+  private stream: StreamSession | undefined;
+  private pipeline: UpdatePipeline | undefined;
+  private registry: FetchProviderRegistry | undefined;
+  private livenessTimer: NodeJS.Timeout | undefined;
+  private lastReceived: ResumePoint | undefined;
+  private readonly controller = new AbortController();
+
+  constructor(private readonly options: ClientAgentOptions) {
+    const { config } = options;
+    this.health = new ClientHealth(config.dataUpdaterEnabled, config.policyUpdaterEnabled);
+    this.store = new OpaStore({ url: config.policyStore.url, authToken: config.policyStore.authToken });
+  }
+
+  get apiPort(): number {
+    return this.api?.port ?? 0;
+  }
+
+  get storeUrl(): string {
+    return this.options.config.policyStore.url;
+  }
+
+  async start(signal: AbortSignal): Promise<void> {
+    const { config, logger } = this.options;
+    signal.addEventListener("abort", () => this.controller.abort(), { once: true });
+    const ownSignal = this.controller.signal;
+
+    if (config.inlineOpa.enabled) {
+      if (this.options.opaBinary === undefined) throw new Error("inline OPA is enabled but no OPA binary was given");
+      this.inlineOpa = new InlineOpa({
+        binary: this.options.opaBinary,
+        config: config.inlineOpa,
+        url: config.policyStore.url,
+        logger: logger.child({ component: "inline-opa" }),
+        onRestart: () => this.rehydrate(),
+      });
+      await this.inlineOpa.start(ownSignal);
+      logger.info({ url: config.policyStore.url }, "inline OPA is up");
+    } else {
+      await this.waitForStore(ownSignal);
+    }
+
+    const plugins = await loadProviderPlugins(config.fetchProviderModules, this.options.moduleBaseDir);
+    this.registry = new FetchProviderRegistry(plugins, { logger: logger.child({ component: "fetch" }), timeoutMs: config.httpFetcherTimeoutMs });
+    const applier = new EntryApplier({
+      registry: this.registry,
+      store: this.store,
+      fetchRetry: config.dataUpdaterRetry,
+      storeRetry: config.policyStoreRetry,
+      splitRootData: config.splitRootData,
+      logger: logger.child({ component: "data" }),
+    });
+    const serverUrl = (): string => this.stream?.serverUrl ?? (config.serverUrls[0] as string);
+    const baseline = new BaselineSource({ serverUrl, configUrl: config.dataSourcesConfigUrl, token: config.token, clientId: config.clientId, scope: config.scopeId, timeoutMs: 10_000 });
+    const pipeline = new UpdatePipeline({
+      applier,
+      concurrency: config.fetchingWorkerCount,
+      logger,
+      onResult: (result) => dataUpdater.onResult(result),
+    });
+    this.pipeline = pipeline;
+    this.health.pending = () => pipeline.pending;
+    const dataUpdater = new DataUpdater({
+      topics: config.dataTopics,
+      pipeline,
+      baseline,
+      health: this.health,
+      logger: logger.child({ component: "data" }),
+      sendAck: (ack) => this.stream?.sendAck(ack),
+    });
+    const policyUpdater = new PolicyUpdater({ serverUrl, token: config.token, dirs: config.policySubscriptionDirs, health: this.health, logger: logger.child({ component: "policy" }), timeoutMs: 30_000 });
+    pipeline.start(ownSignal);
+    dataUpdater.start(ownSignal);
+
+    this.api = createClientApi({
+      host: config.apiHost,
+      port: config.apiPort,
+      health: this.health,
+      dataUpdaterEnabled: config.dataUpdaterEnabled,
+      policyUpdaterEnabled: config.policyUpdaterEnabled,
+      triggerDataRefresh: () => dataUpdater.loadBaseline("triggered refresh"),
+      triggerPolicyRefresh: () => void policyUpdater.refresh(ownSignal),
+    });
+    await this.api.start();
+
+    const topics = [...(config.dataUpdaterEnabled ? config.dataTopics : []), ...(config.policyUpdaterEnabled ? config.policySubscriptionDirs.map((dir) => `policy:${dir}`) : [])];
+    this.stream = new StreamSession({
+      serverUrls: config.serverUrls,
+      token: config.token,
+      clientId: config.clientId,
+      topics,
+      scope: config.scopeId,
+      logger: logger.child({ component: "stream" }),
+      resumePoint: () => this.lastReceived,
+      policyHash: () => this.health.policyHash,
+      handlers: {
+        onConnectionChange: (connected, error) => {
+          this.health.streamConnected = connected;
+          this.health.streamError = error;
+        },
+        onWelcome: (welcome, resumed) => {
+          if (resumed) return;
+          // Subscribed first (events after the head are on their way), then the baseline:
+          // nothing published meanwhile is lost (DESIGN.md §3).
+          this.lastReceived = { logId: welcome.logId, position: welcome.headPosition };
+          pipeline.clear();
+          if (config.policyUpdaterEnabled) void policyUpdater.refresh(ownSignal);
+          if (config.dataUpdaterEnabled) dataUpdater.loadBaseline("Initial load");
+        },
+        onEvent: (event) => {
+          this.lastReceived = { logId: this.lastReceived?.logId ?? "", position: event.position };
+          dataUpdater.onEvent(event);
+        },
+        onResync: (resync) => {
+          this.lastReceived = { logId: this.lastReceived?.logId ?? "", position: resync.headPosition };
+          logger.warn({ reason: resync.reason }, "resync: reloading the baseline");
+          pipeline.clear();
+          if (config.policyUpdaterEnabled) void policyUpdater.refresh(ownSignal);
+          if (config.dataUpdaterEnabled) dataUpdater.loadBaseline(`Resync: ${resync.reason}`);
+        },
+      },
+    });
+    await this.stream.start(ownSignal);
+    this.startLivenessProbe(ownSignal);
+  }
+
+  async stop(): Promise<void> {
+    this.controller.abort();
+    clearInterval(this.livenessTimer);
+    await this.stream?.stop();
+    await this.pipeline?.stopped();
+    await this.api?.stop();
+    await this.registry?.close();
+    await this.inlineOpa?.stop();
+    await this.store.close();
+  }
+
+  /** Resolves when every queued update has been written. */
+  async settled(): Promise<void> {
+    await this.pipeline?.idle();
+  }
+
+  /** OPA came back empty: forget the position so the next session loads everything. */
+  private rehydrate(): void {
+    this.options.logger.warn("OPA restarted empty: reloading policy and data");
+    this.lastReceived = undefined;
+    this.health.baselineLoaded = false;
+    this.stream?.reconnect();
+  }
+
+  private async waitForStore(signal: AbortSignal): Promise<void> {
+    for (let attempt = 1; !(await this.store.isHealthy(signal)); attempt++) {
+      if (attempt === 1 || attempt % 10 === 0) this.options.logger.warn({ url: this.storeUrl }, "waiting for the policy store to answer");
+      await sleep(Math.min(2_000, 100 * attempt), signal);
+    }
+  }
+
+  private startLivenessProbe(signal: AbortSignal): void {
+    this.livenessTimer = setInterval(() => {
+      void this.store.isHealthy(signal).then((reachable) => {
+        this.health.engineReachable = reachable;
+      });
+    }, 10_000);
+    this.livenessTimer.unref();
+  }
+}

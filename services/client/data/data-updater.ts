@@ -1,0 +1,97 @@
+/**
+ * Turns what the stream delivers into ordered jobs: the baseline after a fresh Welcome or
+ * a Resync, every addressed data update event, and the periodic refetches of baseline
+ * entries that ask for them. Results become ACKs and health.
+ */
+import { AckStatus } from "../../../gen/opal/mesh/v1/distributor_pb.js";
+import type { DataSourceEntry } from "../../../gen/opal/mesh/v1/data_pb.js";
+import type { Event } from "../../../gen/opal/mesh/v1/event_pb.js";
+import { redactUrl } from "../../common/config/env-reader.js";
+import type { Logger } from "../../common/logger.js";
+import { anyTopicCovered } from "../../common/topics.js";
+import type { ClientHealth } from "../health.js";
+import type { BaselineSource } from "./baseline-source.js";
+import type { JobResult, UpdatePipeline } from "./update-pipeline.js";
+
+export interface DataUpdaterOptions {
+  topics: readonly string[];
+  pipeline: UpdatePipeline;
+  baseline: BaselineSource;
+  health: ClientHealth;
+  logger: Logger;
+  sendAck: (ack: { position: bigint; updateId: string; status: AckStatus; error: string }) => void;
+}
+
+export class DataUpdater {
+  private periodicTimers: NodeJS.Timeout[] = [];
+  private signal: AbortSignal | undefined;
+  private baselineGeneration = 0;
+
+  constructor(private readonly options: DataUpdaterOptions) {}
+
+  start(signal: AbortSignal): void {
+    this.signal = signal;
+    signal.addEventListener("abort", () => this.stopPeriodic(), { once: true });
+  }
+
+  applies(entry: DataSourceEntry): boolean {
+    return anyTopicCovered(this.options.topics, entry.topics);
+  }
+
+  /** Loads every baseline entry (in one job, ahead of later events), then schedules refetches. */
+  loadBaseline(reason: string): void {
+    const signal = this.signal;
+    if (signal === undefined) return;
+    this.stopPeriodic();
+    const generation = ++this.baselineGeneration;
+    this.options.health.baselineLoaded = false;
+    const entries = this.options.baseline.entries(signal).then((all) => {
+      const mine = all.filter((entry) => this.applies(entry));
+      if (generation === this.baselineGeneration) this.schedulePeriodic(mine);
+      return mine;
+    });
+    // The job waits for the list; events queued behind it wait for the job.
+    entries.catch(() => undefined);
+    this.options.pipeline.enqueue({ kind: "baseline", updateId: `baseline-${generation}`, reason, entries });
+  }
+
+  onEvent(event: Event): void {
+    if (event.payload.case !== "dataUpdate") return;
+    const update = event.payload.value;
+    const entries = update.entries.filter((entry) => this.applies(entry));
+    this.options.pipeline.enqueue({ kind: "event", position: event.position, updateId: update.id, reason: update.reason, entries });
+  }
+
+  onResult(result: JobResult): void {
+    const { job } = result;
+    const failures = result.entries.filter((entry) => entry.error !== undefined).map((entry) => entry.error as string);
+    if (result.error !== undefined) failures.unshift(result.error);
+    const error = failures.join("; ");
+    if (job.kind === "baseline" || job.kind === "periodic" || job.kind === "manual" || result.entries.length > 0 || !result.ok) {
+      this.options.health.recordData({ ok: result.ok, kind: job.kind, id: job.updateId, ...(result.ok ? {} : { error }) });
+    }
+    if (job.kind === "baseline" && job.updateId === `baseline-${this.baselineGeneration}`) this.options.health.baselineLoaded = result.ok;
+    if (result.ok) this.options.logger.debug({ kind: job.kind, updateId: job.updateId, position: job.position?.toString() }, "data update applied");
+    else this.options.logger.error({ kind: job.kind, updateId: job.updateId, position: job.position?.toString(), error }, "data update failed");
+    if (job.kind === "event" && job.position !== undefined) {
+      this.options.health.appliedPosition = job.position;
+      this.options.sendAck({ position: job.position, updateId: job.updateId, status: result.ok ? AckStatus.APPLIED : AckStatus.FAILED, error });
+    }
+  }
+
+  private schedulePeriodic(entries: readonly DataSourceEntry[]): void {
+    for (const entry of entries) {
+      if (entry.periodicUpdateInterval === undefined) continue;
+      const timer = setInterval(() => {
+        this.options.pipeline.enqueue({ kind: "periodic", updateId: `periodic-${redactUrl(entry.url)}`, reason: "Periodic Update", entries: [entry] });
+      }, entry.periodicUpdateInterval * 1000);
+      timer.unref();
+      this.periodicTimers.push(timer);
+    }
+  }
+
+  private stopPeriodic(): void {
+    for (const timer of this.periodicTimers) clearInterval(timer);
+    this.periodicTimers = [];
+  }
+}

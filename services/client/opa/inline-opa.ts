@@ -1,0 +1,123 @@
+/**
+ * Runs OPA as a supervised child process: waits until it answers /health, restarts it
+ * with backoff when it exits, and tells the agent so it can rehydrate the empty OPA.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { request } from "undici";
+import { backoffDelay, sleep } from "../../common/backoff.js";
+import type { InlineOpaConfig } from "../../common/config/client-config.js";
+import type { Logger } from "../../common/logger.js";
+
+export interface InlineOpaOptions {
+  binary: string;
+  config: InlineOpaConfig;
+  /** Where OPA answers (derived from its addr). */
+  url: string;
+  logger: Logger;
+  /** Called after OPA came back from an unexpected exit: it is empty now. */
+  onRestart: () => void;
+  startTimeoutMs?: number;
+}
+
+export class InlineOpa {
+  readonly name = "inline-opa";
+  private child: ChildProcess | undefined;
+  private stopping = false;
+  private recentOutput: string[] = [];
+  private supervising: Promise<void> | undefined;
+  private readonly killOnExit = (): void => {
+    this.child?.kill("SIGKILL");
+  };
+
+  constructor(private readonly options: InlineOpaOptions) {}
+
+  async start(signal: AbortSignal): Promise<void> {
+    process.once("exit", this.killOnExit);
+    const child = this.spawn();
+    await this.waitHealthy(child, signal);
+    this.supervising = this.supervise(child, signal);
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    process.off("exit", this.killOnExit);
+    const child = this.child;
+    if (child !== undefined && child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+      child.kill("SIGTERM");
+      const timer = setTimeout(() => child.kill("SIGKILL"), 5_000);
+      await exited;
+      clearTimeout(timer);
+    }
+    await this.supervising;
+  }
+
+  private args(): string[] {
+    const { config } = this.options;
+    const args = ["run", "--server", `--addr=${config.addr}`, `--log-level=${config.logLevel}`, "--log-format=json"];
+    if (config.configFile !== undefined) args.push(`--config-file=${config.configFile}`);
+    return [...args, ...config.files];
+  }
+
+  private spawn(): ChildProcess {
+    const child = spawn(this.options.binary, this.args(), { stdio: ["ignore", "pipe", "pipe"] });
+    this.child = child;
+    this.recentOutput = [];
+    const onOutput = (chunk: Buffer): void => {
+      for (const line of chunk.toString().split("\n")) {
+        if (line.trim() === "") continue;
+        this.recentOutput.push(line);
+        if (this.recentOutput.length > 20) this.recentOutput.shift();
+        if (this.options.config.logFormat !== "none") this.options.logger.info({ opa: line }, "opa");
+      }
+    };
+    child.stdout?.on("data", onOutput);
+    child.stderr?.on("data", onOutput);
+    child.on("error", (error) => this.options.logger.error({ err: error }, "could not run OPA"));
+    return child;
+  }
+
+  /** Polls /health with backoff (as OPAL: up to ~30 tries), failing early if OPA exits. */
+  private async waitHealthy(child: ChildProcess, signal: AbortSignal): Promise<void> {
+    const deadline = Date.now() + (this.options.startTimeoutMs ?? 30_000);
+    for (let attempt = 1; ; attempt++) {
+      if (child.exitCode !== null || child.signalCode !== null) {
+        throw new Error(`OPA exited during start-up (code ${child.exitCode ?? child.signalCode}):\n${this.recentOutput.join("\n")}`);
+      }
+      try {
+        const response = await request(`${this.options.url}/health`, { signal, headersTimeout: 1_000, bodyTimeout: 1_000 });
+        await response.body.dump();
+        if (response.statusCode === 200) return;
+      } catch (error) {
+        if (signal.aborted) throw error;
+      }
+      if (Date.now() > deadline) throw new Error(`OPA did not become healthy at ${this.options.url} within the start timeout:\n${this.recentOutput.join("\n")}`);
+      await sleep(backoffDelay(attempt, { initialMs: 50, maxMs: 1_000, jitter: 0 }), signal);
+    }
+  }
+
+  private async supervise(first: ChildProcess, signal: AbortSignal): Promise<void> {
+    let child = first;
+    let restarts = 0;
+    while (!this.stopping && !signal.aborted) {
+      const code = await new Promise<number | string | null>((resolve) => {
+        if (child.exitCode !== null || child.signalCode !== null) resolve(child.exitCode ?? child.signalCode);
+        else child.once("exit", (exitCode, exitSignal) => resolve(exitCode ?? exitSignal));
+      });
+      if (this.stopping || signal.aborted) return;
+      restarts++;
+      const delay = backoffDelay(restarts, { initialMs: 500, maxMs: 10_000, jitter: 0.2 });
+      this.options.logger.error({ code, restartInMs: delay, output: this.recentOutput.slice(-5) }, "inline OPA exited; restarting");
+      try {
+        await sleep(delay, signal);
+        child = this.spawn();
+        await this.waitHealthy(child, signal);
+        restarts = 0;
+        this.options.onRestart();
+      } catch (error) {
+        if (signal.aborted || this.stopping) return;
+        this.options.logger.error({ err: error }, "inline OPA failed to restart");
+      }
+    }
+  }
+}

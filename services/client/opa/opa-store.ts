@@ -1,0 +1,119 @@
+/** The policy store over OPA's REST API, on one keep-alive connection pool. */
+import { Pool } from "undici";
+import { type DataWrite, type PolicyStore, PolicyStoreError } from "../policy-store.js";
+
+export interface OpaStoreOptions {
+  url: string;
+  /** Bearer token for OPA's token authentication. */
+  authToken: string | undefined;
+  timeoutMs?: number;
+}
+
+const OPEN_BRACKET = 0x5b;
+const WHITESPACE = new Set([0x20, 0x09, 0x0a, 0x0d]);
+
+function firstByte(bytes: Uint8Array): number | undefined {
+  for (const byte of bytes) if (!WHITESPACE.has(byte)) return byte;
+  return undefined;
+}
+
+/** OPA's data path in a URL: every segment escaped, root as the bare prefix. */
+export function dataUrlPath(path: string): string {
+  const segments = path.split("/").filter((segment) => segment !== "");
+  return segments.length === 0 ? "/v1/data" : `/v1/data/${segments.map(encodeURIComponent).join("/")}`;
+}
+
+export class OpaStore implements PolicyStore {
+  readonly name = "opa";
+  private readonly pool: Pool;
+  private readonly headers: Record<string, string>;
+  private readonly timeoutMs: number;
+
+  constructor(private readonly options: OpaStoreOptions) {
+    this.pool = new Pool(options.url, { connections: 4, pipelining: 1, keepAliveTimeout: 30_000 });
+    this.headers = options.authToken === undefined ? {} : { authorization: `Bearer ${options.authToken}` };
+    this.timeoutMs = options.timeoutMs ?? 30_000;
+  }
+
+  async isHealthy(signal?: AbortSignal): Promise<boolean> {
+    try {
+      const { statusCode } = await this.call("GET", "/health", undefined, undefined, signal);
+      return statusCode === 200;
+    } catch {
+      return false;
+    }
+  }
+
+  async writeData(write: DataWrite, signal?: AbortSignal): Promise<void> {
+    const url = dataUrlPath(write.path);
+    if (write.method === "DELETE") {
+      const { statusCode, body } = await this.call("DELETE", url, undefined, undefined, signal);
+      // Deleting what is not there leaves the store as asked.
+      if (statusCode !== 204 && statusCode !== 404) throw this.failure("DELETE", write.path, statusCode, body);
+      return;
+    }
+    let body = write.body ?? new Uint8Array();
+    if (write.method === "PUT" && url === "/v1/data" && firstByte(body) === OPEN_BRACKET) {
+      // OPA's root must be an object; OPAL wraps a list written there as {"items": [...]}.
+      body = Buffer.concat([Buffer.from('{"items":'), body, Buffer.from("}")]);
+    }
+    const contentType = write.method === "PATCH" ? "application/json-patch+json" : "application/json";
+    const { statusCode, body: responseBody } = await this.call(write.method, url, body, contentType, signal);
+    if (statusCode !== 204 && statusCode !== 200) throw this.failure(write.method, write.path, statusCode, responseBody);
+  }
+
+  async readData(path: string, signal?: AbortSignal): Promise<unknown> {
+    const { statusCode, body } = await this.call("GET", dataUrlPath(path), undefined, undefined, signal);
+    if (statusCode !== 200) throw this.failure("GET", path, statusCode, body);
+    return (JSON.parse(body) as { result?: unknown }).result;
+  }
+
+  async putPolicy(id: string, rego: string, signal?: AbortSignal): Promise<void> {
+    const { statusCode, body } = await this.call("PUT", `/v1/policies/${encodeURIComponent(id)}`, Buffer.from(rego), "text/plain", signal);
+    if (statusCode !== 200) throw this.failure("PUT policy", id, statusCode, body);
+  }
+
+  async deletePolicy(id: string, signal?: AbortSignal): Promise<void> {
+    const { statusCode, body } = await this.call("DELETE", `/v1/policies/${encodeURIComponent(id)}`, undefined, undefined, signal);
+    if (statusCode !== 200 && statusCode !== 404) throw this.failure("DELETE policy", id, statusCode, body);
+  }
+
+  async listPolicyIds(signal?: AbortSignal): Promise<string[]> {
+    const { statusCode, body } = await this.call("GET", "/v1/policies", undefined, undefined, signal);
+    if (statusCode !== 200) throw this.failure("GET policies", "", statusCode, body);
+    return ((JSON.parse(body) as { result?: Array<{ id: string }> }).result ?? []).map((policy) => policy.id);
+  }
+
+  async close(): Promise<void> {
+    await this.pool.close();
+  }
+
+  private async call(method: string, path: string, body: Uint8Array | undefined, contentType: string | undefined, signal?: AbortSignal): Promise<{ statusCode: number; body: string }> {
+    try {
+      const response = await this.pool.request({
+        method: method,
+        path,
+        body,
+        headers: contentType === undefined ? this.headers : { ...this.headers, "content-type": contentType },
+        headersTimeout: this.timeoutMs,
+        bodyTimeout: this.timeoutMs,
+        signal,
+      });
+      return { statusCode: response.statusCode, body: await response.body.text() };
+    } catch (error) {
+      throw new PolicyStoreError(`OPA at ${this.options.url} is unreachable: ${(error as Error).message}`, undefined, { cause: error });
+    }
+  }
+
+  private failure(operation: string, target: string, status: number, body: string): PolicyStoreError {
+    let detail = body;
+    try {
+      const parsed = JSON.parse(body) as { message?: string; errors?: Array<{ message?: string; location?: { file?: string; row?: number } }> };
+      const errors = parsed.errors?.map((error) => `${error.location?.file ?? ""}${error.location?.row !== undefined ? `:${error.location.row}` : ""} ${error.message ?? ""}`.trim());
+      detail = [parsed.message, ...(errors ?? [])].filter(Boolean).join("; ");
+    } catch {
+      // not JSON: keep OPA's text
+    }
+    return new PolicyStoreError(`OPA refused ${operation} ${target}: ${status} ${detail}`.trim(), status);
+  }
+}

@@ -1,0 +1,41 @@
+/**
+ * The engine the client writes into. OPA is the first implementation; the interface is
+ * what a second engine (Cedar) must provide.
+ */
+export type SaveMethodName = "PUT" | "PATCH" | "DELETE";
+
+export interface DataWrite {
+  method: SaveMethodName;
+  /** Data path, "/" for the root. */
+  path: string;
+  /** JSON bytes: the document for PUT, the operation list for PATCH; none for DELETE. */
+  body?: Uint8Array;
+}
+
+export class PolicyStoreError extends Error {
+  override readonly name = "PolicyStoreError";
+  constructor(
+    message: string,
+    /** The engine's HTTP status; undefined when it could not be reached. */
+    readonly status: number | undefined,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+
+  /** The engine rejected the request itself: sending it again cannot help. */
+  get isRejection(): boolean {
+    return this.status !== undefined && this.status >= 400 && this.status < 500;
+  }
+}
+
+export interface PolicyStore {
+  readonly name: string;
+  isHealthy(signal?: AbortSignal): Promise<boolean>;
+  writeData(write: DataWrite, signal?: AbortSignal): Promise<void>;
+  readData(path: string, signal?: AbortSignal): Promise<unknown>;
+  putPolicy(id: string, rego: string, signal?: AbortSignal): Promise<void>;
+  deletePolicy(id: string, signal?: AbortSignal): Promise<void>;
+  listPolicyIds(signal?: AbortSignal): Promise<string[]>;
+  close(): Promise<void>;
+}

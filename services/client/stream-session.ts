@@ -1,0 +1,182 @@
+/**
+ * The client's side of the stream: discover where the distributor's stream listener is,
+ * open the stream, say Hello (with the position to resume from), hand what arrives to
+ * the agent, send ACKs; on failure, back off and try the next server URL.
+ */
+import { create } from "@bufbuild/protobuf";
+import { ConnectError, createClient } from "@connectrpc/connect";
+import { createConnectTransport, createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import {
+  type Ack,
+  type ConnectRequest,
+  ConnectRequestSchema,
+  DistributorService,
+  type Resync,
+  type Welcome,
+} from "../../gen/opal/mesh/v1/distributor_pb.js";
+import type { Event } from "../../gen/opal/mesh/v1/event_pb.js";
+import { backoffDelay, sleep } from "../common/backoff.js";
+import { redactUrl } from "../common/config/env-reader.js";
+import type { Logger } from "../common/logger.js";
+import { Outbox } from "./outbox.js";
+
+export interface ResumePoint {
+  logId: string;
+  position: bigint;
+}
+
+export interface StreamHandlers {
+  /** `resumed` is false when the client must load its baseline. */
+  onWelcome(welcome: Welcome, resumed: boolean): void;
+  onEvent(event: Event): void;
+  onResync(resync: Resync): void;
+  onConnectionChange(connected: boolean, error?: string): void;
+}
+
+export interface StreamSessionOptions {
+  serverUrls: readonly string[];
+  token: string | undefined;
+  clientId: string;
+  topics: readonly string[];
+  scope: string;
+  logger: Logger;
+  handlers: StreamHandlers;
+  /** Where to resume from, or undefined to start fresh (baseline). */
+  resumePoint: () => ResumePoint | undefined;
+  policyHash: () => string;
+}
+
+export class StreamSession {
+  readonly name = "stream-session";
+  private outbox: Outbox<ConnectRequest> | undefined;
+  private connection: AbortController | undefined;
+  private loop: Promise<void> | undefined;
+  private sessionManagers: Http2SessionManager[] = [];
+  private serverIndex = 0;
+
+  constructor(private readonly options: StreamSessionOptions) {}
+
+  /** The server URL in use (or about to be tried). */
+  get serverUrl(): string {
+    return this.options.serverUrls[this.serverIndex % this.options.serverUrls.length] as string;
+  }
+
+  start(signal: AbortSignal): Promise<void> {
+    this.loop = this.run(signal);
+    return Promise.resolve();
+  }
+
+  async stop(): Promise<void> {
+    this.connection?.abort();
+    await this.loop;
+    for (const manager of this.sessionManagers) manager.abort();
+  }
+
+  sendAck(ack: Omit<Ack, "$typeName">): void {
+    this.outbox?.push(create(ConnectRequestSchema, { message: { case: "ack", value: ack } }));
+  }
+
+  /** Drops the current stream; the loop reconnects at once (e.g. to resync after OPA restarted). */
+  reconnect(): void {
+    this.connection?.abort(new Error("reconnecting"));
+  }
+
+  private headers(): Record<string, string> {
+    return this.options.token === undefined ? {} : { authorization: `Bearer ${this.options.token}` };
+  }
+
+  private async run(signal: AbortSignal): Promise<void> {
+    let failures = 0;
+    while (!signal.aborted) {
+      const serverUrl = this.serverUrl;
+      const connection = new AbortController();
+      this.connection = connection;
+      const onAbort = (): void => connection.abort();
+      signal.addEventListener("abort", onAbort, { once: true });
+      let receivedWelcome = false;
+      try {
+        const streamUrl = await this.discover(serverUrl, connection.signal);
+        receivedWelcome = await this.stream(streamUrl, connection.signal);
+        // The server ended the stream cleanly (e.g. shutting down): reconnect.
+      } catch (error) {
+        if (signal.aborted) break;
+        const message = error instanceof ConnectError ? error.rawMessage : (error as Error).message;
+        this.options.handlers.onConnectionChange(false, message);
+        if (!connection.signal.aborted) this.options.logger.warn({ server: redactUrl(serverUrl), err: message }, "stream to the server failed");
+      } finally {
+        signal.removeEventListener("abort", onAbort);
+        this.outbox?.close();
+        this.outbox = undefined;
+      }
+      if (signal.aborted) break;
+      // A session that got going resets the backoff; repeated failures move to the next server.
+      failures = receivedWelcome ? 1 : failures + 1;
+      if (!receivedWelcome) this.serverIndex++;
+      const reconnectRequested = connection.signal.aborted;
+      if (!reconnectRequested) await sleep(backoffDelay(failures, { initialMs: 100, maxMs: 10_000, jitter: 0.5 }), signal).catch(() => undefined);
+    }
+    this.options.handlers.onConnectionChange(false, "stopped");
+  }
+
+  private async discover(serverUrl: string, signal: AbortSignal): Promise<string> {
+    const transport = createConnectTransport({ baseUrl: serverUrl, httpVersion: "1.1" });
+    const response = await createClient(DistributorService, transport).discoverStream({}, { signal, headers: this.headers(), timeoutMs: 10_000 });
+    if (response.url !== "") return response.url;
+    const base = new URL(serverUrl);
+    return `${response.tls ? "https" : "http"}://${base.hostname.includes(":") ? `[${base.hostname}]` : base.hostname}:${response.port}`;
+  }
+
+  /** Returns whether the server welcomed us (a healthy session), once the stream ends. */
+  private async stream(streamUrl: string, signal: AbortSignal): Promise<boolean> {
+    const manager = new Http2SessionManager(streamUrl, { pingIntervalMs: 15_000, pingTimeoutMs: 10_000, pingIdleConnection: true });
+    this.sessionManagers.push(manager);
+    const transport = createGrpcTransport({ baseUrl: streamUrl, sessionManager: manager });
+    const client = createClient(DistributorService, transport);
+    const outbox = new Outbox<ConnectRequest>();
+    this.outbox = outbox;
+    const resume = this.options.resumePoint();
+    outbox.push(
+      create(ConnectRequestSchema, {
+        message: {
+          case: "hello",
+          value: {
+            clientId: this.options.clientId,
+            topics: [...this.options.topics],
+            scope: this.options.scope,
+            resumeFromPosition: resume?.position,
+            logId: resume?.logId ?? "",
+            policyHash: this.options.policyHash(),
+          },
+        },
+      }),
+    );
+    let welcomed = false;
+    try {
+      for await (const response of client.connect(outbox.drain(), { signal, headers: this.headers() })) {
+        switch (response.message.case) {
+          case "welcome": {
+            welcomed = true;
+            const welcome = response.message.value;
+            const resumed = resume !== undefined && resume.logId === welcome.logId;
+            this.options.logger.info({ stream: streamUrl, head: welcome.headPosition.toString(), resumed }, "connected to the distributor");
+            this.options.handlers.onConnectionChange(true);
+            this.options.handlers.onWelcome(welcome, resumed);
+            break;
+          }
+          case "event":
+            this.options.handlers.onEvent(response.message.value);
+            break;
+          case "resync":
+            this.options.handlers.onResync(response.message.value);
+            break;
+          default:
+            break;
+        }
+      }
+    } finally {
+      manager.abort();
+      this.sessionManagers = this.sessionManagers.filter((candidate) => candidate !== manager);
+    }
+    return welcomed;
+  }
+}

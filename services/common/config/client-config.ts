@@ -1,0 +1,149 @@
+/**
+ * The client agent's configuration, parsed and validated once at start-up, with OPAL's
+ * variable names and defaults where OPAL has them.
+ */
+import { randomUUID } from "node:crypto";
+import { homedir } from "node:os";
+import { join } from "node:path";
+import type { LoggerOptions } from "../logger.js";
+import { collapseTopics } from "../topics.js";
+import { type Env, EnvReader } from "./env-reader.js";
+import { readLoggingConfig } from "./logging-config.js";
+import { defaultRetryPolicy, parseConnRetryOptions, type RetryPolicy } from "./retry-options.js";
+
+export interface InlineOpaConfig {
+  enabled: boolean;
+  /** OPAL_INLINE_OPA_EXEC_PATH; otherwise PATH, then the project's cache. */
+  execPath: string | undefined;
+  /** host:port OPA listens on. */
+  addr: string;
+  logLevel: string;
+  configFile: string | undefined;
+  /** Files and directories OPA loads at start (`opa run` arguments). */
+  files: string[];
+  /** How OPA's own log lines reach ours: none, minimal, http or full. */
+  logFormat: "none" | "minimal" | "http" | "full";
+}
+
+export interface ClientConfig {
+  /** One or more server URLs, tried in order (fail-over). */
+  serverUrls: string[];
+  token: string | undefined;
+  clientId: string;
+  scopeId: string;
+  dataTopics: string[];
+  dataUpdaterEnabled: boolean;
+  policyUpdaterEnabled: boolean;
+  policySubscriptionDirs: string[];
+  /** When set, the baseline comes from this URL (OPAL's REST format) instead of the server's RPC. */
+  dataSourcesConfigUrl: string | undefined;
+  apiHost: string;
+  apiPort: number;
+  policyStore: { url: string; authToken: string | undefined };
+  inlineOpa: InlineOpaConfig;
+  fetchProviderModules: string[];
+  fetchingWorkerCount: number;
+  /** Per attempt: time to response headers and between body chunks. */
+  httpFetcherTimeoutMs: number;
+  dataUpdaterRetry: RetryPolicy;
+  policyStoreRetry: RetryPolicy;
+  splitRootData: boolean;
+  /** Where downloaded and built tools (OPA) are cached, outside the repo. */
+  cacheDir: string;
+  /** PATH, searched for `opa` and `go`. */
+  searchPath: string;
+  logging: LoggerOptions;
+}
+
+/** OPAL_MESH_CACHE_DIR, else $XDG_CACHE_HOME/opal-mesh, else ~/.cache/opal-mesh. */
+export function cacheDirFrom(environment: Env): string {
+  const explicit = environment.OPAL_MESH_CACHE_DIR;
+  if (explicit !== undefined && explicit !== "") return explicit;
+  const xdg = environment.XDG_CACHE_HOME;
+  return join(xdg !== undefined && xdg !== "" ? xdg : join(homedir(), ".cache"), "opal-mesh");
+}
+
+const LOG_FORMATS = ["none", "minimal", "http", "full"] as const;
+
+function parseInlineOpaOptions(value: unknown): Pick<InlineOpaConfig, "addr" | "logLevel" | "configFile" | "files"> {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) throw new Error('expected an object like {"addr": "127.0.0.1:8181"}');
+  const record = value as Record<string, unknown>;
+  const addr = record.addr ?? "127.0.0.1:8181";
+  if (typeof addr !== "string" || !/^[^:]*:\d{1,5}$/.test(addr)) throw new Error(`addr must look like "host:port", got ${JSON.stringify(addr)}`);
+  const logLevel = record.log_level ?? "error";
+  if (typeof logLevel !== "string" || !["debug", "info", "error"].includes(logLevel)) throw new Error(`log_level must be debug, info or error, got ${JSON.stringify(logLevel)}`);
+  const configFile = record.config_file ?? undefined;
+  if (configFile !== undefined && typeof configFile !== "string") throw new Error("config_file must be a path");
+  const files = record.files ?? [];
+  if (!Array.isArray(files) || !files.every((file) => typeof file === "string")) throw new Error("files must be a list of paths");
+  return { addr, logLevel, configFile, files: files };
+}
+
+/** "0.0.0.0:8181" is where OPA listens; clients reach it on loopback. */
+export function opaUrlFromAddr(addr: string): string {
+  const separator = addr.lastIndexOf(":");
+  const host = addr.slice(0, separator);
+  const port = addr.slice(separator + 1);
+  const reachable = host === "" || host === "0.0.0.0" || host === "::" || host === "[::]" ? "127.0.0.1" : host;
+  return `http://${reachable}:${port}`;
+}
+
+export function loadClientConfig(environment: Env): ClientConfig {
+  const env = new EnvReader(environment);
+  const serverUrls = env.list("OPAL_SERVER_URL", ["http://localhost:7002"]).map((url, index) => {
+    try {
+      const parsed = new URL(url);
+      if (parsed.protocol !== "http:" && parsed.protocol !== "https:") throw new Error("scheme");
+    } catch {
+      env.problem("OPAL_SERVER_URL", `entry ${index} is not an http(s) URL: ${JSON.stringify(url)}`);
+    }
+    return url.replace(/\/+$/, "");
+  });
+  if (serverUrls.length === 0) env.problem("OPAL_SERVER_URL", "must name at least one server URL");
+
+  const inlineEnabled = env.bool("OPAL_INLINE_OPA_ENABLED", true);
+  const inlineOptions = env.json("OPAL_INLINE_OPA_CONFIG", parseInlineOpaOptions({}), parseInlineOpaOptions);
+  const inlineOpa: InlineOpaConfig = {
+    enabled: inlineEnabled,
+    execPath: env.optionalString("OPAL_INLINE_OPA_EXEC_PATH"),
+    ...inlineOptions,
+    logFormat: env.oneOf("OPAL_INLINE_OPA_LOG_FORMAT", "none", LOG_FORMATS),
+  };
+  // With inline OPA the store is wherever it listens, unless the user says otherwise.
+  const storeUrl = env.has("OPAL_POLICY_STORE_URL") || !inlineEnabled ? env.url("OPAL_POLICY_STORE_URL", "http://localhost:8181") : opaUrlFromAddr(inlineOpa.addr);
+  const authType = env.oneOf("OPAL_POLICY_STORE_AUTH_TYPE", "none", ["none", "token"] as const);
+  const authToken = env.optionalString("OPAL_POLICY_STORE_AUTH_TOKEN");
+  if (authType === "token" && authToken === undefined) env.problem("OPAL_POLICY_STORE_AUTH_TOKEN", "is required when OPAL_POLICY_STORE_AUTH_TYPE=token");
+
+  const retryDefaults = { strategy: "random_exponential", waitTime: 1, attempts: 5, maxWait: 10 } as const;
+  const storeRetryDefaults = { strategy: "fixed", waitTime: 2, attempts: 2, maxWait: 2 } as const;
+  const dataTopics = env.list("OPAL_DATA_TOPICS", ["policy_data"]);
+  if (dataTopics.length === 0) env.problem("OPAL_DATA_TOPICS", "must name at least one topic");
+
+  const config: ClientConfig = {
+    serverUrls,
+    token: env.optionalString("OPAL_CLIENT_TOKEN"),
+    clientId: env.optionalString("OPAL_CLIENT_STAT_ID") ?? `CLIENT_${randomUUID().replaceAll("-", "")}`,
+    scopeId: env.string("OPAL_SCOPE_ID", "default"),
+    dataTopics,
+    dataUpdaterEnabled: env.bool("OPAL_DATA_UPDATER_ENABLED", true),
+    policyUpdaterEnabled: env.bool("OPAL_POLICY_UPDATER_ENABLED", true),
+    policySubscriptionDirs: collapseTopics(env.list("OPAL_POLICY_SUBSCRIPTION_DIRS", ["."], ":")),
+    dataSourcesConfigUrl: env.has("OPAL_DEFAULT_DATA_SOURCES_CONFIG_URL") ? env.url("OPAL_DEFAULT_DATA_SOURCES_CONFIG_URL", "") : undefined,
+    apiHost: env.string("OPAL_CLIENT_API_SERVER_HOST", "127.0.0.1"),
+    apiPort: env.port("OPAL_CLIENT_API_SERVER_PORT", 7000),
+    policyStore: { url: storeUrl, authToken: authType === "token" ? authToken : undefined },
+    inlineOpa,
+    fetchProviderModules: env.list("OPAL_FETCH_PROVIDER_MODULES", []),
+    fetchingWorkerCount: env.int("OPAL_FETCHING_WORKER_COUNT", 6, { min: 1, max: 256 }),
+    httpFetcherTimeoutMs: env.number("OPAL_HTTP_FETCHER_TIMEOUT", 5, { min: 0.001 }) * 1000,
+    dataUpdaterRetry: env.json("OPAL_DATA_UPDATER_CONN_RETRY", defaultRetryPolicy(retryDefaults), (value) => parseConnRetryOptions(value, retryDefaults)),
+    policyStoreRetry: env.json("OPAL_POLICY_STORE_CONN_RETRY", defaultRetryPolicy(storeRetryDefaults), (value) => parseConnRetryOptions(value, storeRetryDefaults)),
+    splitRootData: env.bool("OPAL_SPLIT_ROOT_DATA", false),
+    cacheDir: cacheDirFrom(environment),
+    searchPath: environment.PATH ?? "",
+    logging: readLoggingConfig(env, "opal-mesh-client"),
+  };
+  env.done();
+  return config;
+}

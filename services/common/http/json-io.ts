@@ -1,0 +1,56 @@
+/** Small helpers for OPAL's JSON REST routes. */
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
+
+export type HttpRequest = IncomingMessage | Http2ServerRequest;
+export type HttpResponse = ServerResponse | Http2ServerResponse;
+
+export class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly body?: unknown,
+  ) {
+    super(message);
+  }
+}
+
+export async function readBody(request: HttpRequest, maxBytes: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of request as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > maxBytes) throw new HttpError(413, `request body exceeds ${maxBytes} bytes`);
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks);
+}
+
+export async function readJson(request: HttpRequest, maxBytes: number): Promise<unknown> {
+  const body = await readBody(request, maxBytes);
+  if (body.length === 0) throw new HttpError(422, "the request body is empty; expected JSON");
+  try {
+    return JSON.parse(body.toString("utf8")) as unknown;
+  } catch (error) {
+    throw new HttpError(400, `the request body is not valid JSON: ${(error as Error).message}`);
+  }
+}
+
+export function sendJson(response: HttpResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  const payload = JSON.stringify(body);
+  // The two response types share this shape but not one overload set.
+  const target = response as ServerResponse;
+  target.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(payload), ...headers });
+  target.end(payload);
+}
+
+/** FastAPI's error shape, which OPAL clients parse: {"detail": ...}. */
+export function sendError(response: HttpResponse, status: number, detail: unknown): void {
+  sendJson(response, status, { detail });
+}
+
+export function sendRedirect(response: HttpResponse, location: string, status = 307): void {
+  const target = response as ServerResponse;
+  target.writeHead(status, { location });
+  target.end();
+}

@@ -1,0 +1,83 @@
+/**
+ * One TCP port for HTTP/1.1 (curl, OPAL's REST routes, Connect) and cleartext HTTP/2
+ * (gRPC and Connect clients with prior knowledge). Node's plain http2 server cannot
+ * fall back to HTTP/1.1, so the first bytes of each connection pick the server.
+ */
+import http, { type IncomingMessage, type ServerResponse } from "node:http";
+import http2, { type Http2ServerRequest, type Http2ServerResponse, type Http2Session } from "node:http2";
+import net, { type AddressInfo, type Socket } from "node:net";
+
+export type RequestHandler = (
+  request: IncomingMessage | Http2ServerRequest,
+  response: ServerResponse | Http2ServerResponse,
+) => void;
+
+const PREFACE = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+export interface HttpListenerOptions {
+  host: string;
+  port: number;
+  handler: RequestHandler;
+}
+
+export class HttpListener {
+  private readonly tcp: net.Server;
+  private readonly http1: http.Server;
+  private readonly http2: http2.Http2Server;
+  private readonly sockets = new Set<Socket>();
+  private readonly sessions = new Set<Http2Session>();
+  private boundPort = 0;
+
+  constructor(private readonly options: HttpListenerOptions) {
+    this.http1 = http.createServer({ keepAliveTimeout: 5_000 }, options.handler);
+    this.http2 = http2.createServer({}, options.handler);
+    this.http2.on("session", (session: Http2Session) => {
+      this.sessions.add(session);
+      session.once("close", () => this.sessions.delete(session));
+    });
+    this.tcp = net.createServer((socket) => this.route(socket));
+  }
+
+  get port(): number {
+    return this.boundPort;
+  }
+
+  async start(): Promise<void> {
+    await new Promise<void>((resolve, reject) => {
+      this.tcp.once("error", reject);
+      this.tcp.listen(this.options.port, this.options.host, () => {
+        this.tcp.off("error", reject);
+        resolve();
+      });
+    });
+    this.boundPort = (this.tcp.address() as AddressInfo).port;
+  }
+
+  /** Stops accepting, then destroys open connections: `close()` alone waits for idle sessions forever. */
+  async stop(): Promise<void> {
+    const closed = new Promise<void>((resolve) => this.tcp.close(() => resolve()));
+    for (const session of this.sessions) session.destroy();
+    for (const socket of this.sockets) socket.destroy();
+    this.http1.closeAllConnections();
+    await closed;
+  }
+
+  private route(socket: Socket): void {
+    this.sockets.add(socket);
+    socket.once("close", () => this.sockets.delete(socket));
+    let head = Buffer.alloc(0);
+    const onData = (chunk: Buffer): void => {
+      head = Buffer.concat([head, chunk]);
+      const sample = head.toString("latin1", 0, Math.min(head.length, PREFACE.length));
+      const couldBeHttp2 = PREFACE.startsWith(sample);
+      if (couldBeHttp2 && head.length < PREFACE.length) return; // need more bytes to decide
+      socket.off("data", onData);
+      socket.pause();
+      socket.unshift(head);
+      (couldBeHttp2 ? this.http2 : this.http1).emit("connection", socket);
+      socket.resume();
+    };
+    socket.on("data", onData);
+    socket.on("error", () => socket.destroy());
+  }
+}

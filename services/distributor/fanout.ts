@@ -1,0 +1,136 @@
+/**
+ * The distributor's single subscription to the log and its fan-out to sessions. Each
+ * event is serialized once; the same bytes go to every session it is addressed to.
+ */
+import { create, toBinary } from "@bufbuild/protobuf";
+import type { Client } from "@connectrpc/connect";
+import type { BroadcasterService } from "../../gen/opal/mesh/v1/broadcaster_pb.js";
+import { ConnectResponseSchema } from "../../gen/opal/mesh/v1/distributor_pb.js";
+import type { Event } from "../../gen/opal/mesh/v1/event_pb.js";
+import { backoffDelay, sleep } from "../common/backoff.js";
+import type { Logger } from "../common/logger.js";
+import type { ClientSession } from "./session.js";
+
+export function encodeEvent(event: Event): Uint8Array {
+  return toBinary(ConnectResponseSchema, create(ConnectResponseSchema, { message: { case: "event", value: event } }));
+}
+
+export function encodeResync(reason: string, headPosition: bigint): Uint8Array {
+  return toBinary(ConnectResponseSchema, create(ConnectResponseSchema, { message: { case: "resync", value: { reason, headPosition } } }));
+}
+
+export class Fanout {
+  private readonly sessions = new Set<ClientSession>();
+  private headPosition = 0n;
+  private currentLogId = "";
+  private subscribed = false;
+  private readonly readyWaiters: Array<() => void> = [];
+  private running: Promise<void> | undefined;
+
+  constructor(
+    private readonly broadcaster: Client<typeof BroadcasterService>,
+    private readonly logger: Logger,
+  ) {}
+
+  /** The last position dispatched to sessions. */
+  get head(): bigint {
+    return this.headPosition;
+  }
+
+  get logId(): string {
+    return this.currentLogId;
+  }
+
+  get isSubscribed(): boolean {
+    return this.subscribed;
+  }
+
+  get sessionCount(): number {
+    return this.sessions.size;
+  }
+
+  listSessions(): ClientSession[] {
+    return [...this.sessions];
+  }
+
+  register(session: ClientSession): void {
+    this.sessions.add(session);
+  }
+
+  unregister(session: ClientSession): void {
+    this.sessions.delete(session);
+  }
+
+  /** Resolves once the first subscription is live, so sessions get a meaningful head. */
+  async start(signal: AbortSignal): Promise<void> {
+    this.running = this.run(signal);
+    if (this.subscribed) return;
+    await new Promise<void>((resolve) => {
+      this.readyWaiters.push(resolve);
+      signal.addEventListener("abort", () => resolve(), { once: true });
+    });
+  }
+
+  async stopped(): Promise<void> {
+    await this.running;
+  }
+
+  private async run(signal: AbortSignal): Promise<void> {
+    let failures = 0;
+    while (!signal.aborted) {
+      try {
+        const request = this.subscribed ? { afterPosition: this.headPosition } : { fromHead: true };
+        for await (const message of this.broadcaster.subscribe(request, { signal })) {
+          failures = 0;
+          if (message.message.case === "started") {
+            const started = message.message.value;
+            if (!this.subscribed) {
+              this.headPosition = started.headPosition;
+              this.currentLogId = started.logId;
+              this.subscribed = true;
+              for (const wake of this.readyWaiters.splice(0)) wake();
+            } else if (started.logId !== this.currentLogId) {
+              // The log behind us was replaced (e.g. an in-memory broadcaster restarted):
+              // positions restart, so every client loads its baseline again.
+              this.currentLogId = started.logId;
+              this.resyncAll(started.headPosition, "the log was replaced");
+              break; // resubscribe from the new log's head
+            } else if (started.truncated) {
+              this.resyncAll(started.headPosition, "the distributor fell behind the log's retention");
+            }
+          } else if (message.message.case === "event") {
+            this.dispatch(message.message.value);
+          }
+        }
+      } catch (error) {
+        if (signal.aborted) break;
+        failures++;
+        const delay = backoffDelay(failures, { initialMs: 100, maxMs: 5_000 });
+        this.logger.warn({ err: error, retryInMs: delay }, "log subscription lost; resubscribing");
+        await sleep(delay, signal).catch(() => undefined);
+      }
+    }
+  }
+
+  private dispatch(event: Event): void {
+    let frame: Uint8Array | undefined;
+    for (const session of this.sessions) {
+      if (session.accepts(event)) {
+        frame ??= encodeEvent(event);
+        session.deliver(frame, event);
+      } else {
+        session.skip(event.position);
+      }
+    }
+    this.headPosition = event.position;
+  }
+
+  private resyncAll(newHead: bigint, reason: string): void {
+    this.headPosition = newHead;
+    const frame = encodeResync(reason, newHead);
+    for (const session of this.sessions) {
+      session.sentPosition = newHead;
+      session.sendControl(frame);
+    }
+  }
+}

@@ -1,0 +1,5 @@
+export { createDistributorService, type DistributorServiceOptions } from "./service.js";
+export { distributorRestRoutes, type DistributorRestOptions } from "./rest.js";
+export { Fanout } from "./fanout.js";
+export { StreamServer, type StreamServerOptions } from "./stream-server.js";
+export type { DataSourcesOptions } from "./data-sources.js";

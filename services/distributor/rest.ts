@@ -1,0 +1,44 @@
+/** OPAL's client-facing REST routes: GET /data/config and the default /policy-data source. */
+import { dataSourcesConfigToJson } from "../common/data-entries.js";
+import { sendJson, sendRedirect } from "../common/http/json-io.js";
+import type { RestRoute } from "../common/http/rest-router.js";
+import type { Logger } from "../common/logger.js";
+import { type DataSourcesOptions, resolveDataSources } from "./data-sources.js";
+
+export interface DistributorRestOptions {
+  dataSources: DataSourcesOptions;
+  dataConfigRoute: string;
+  allDataRoute: string;
+  logger: Logger;
+}
+
+export function distributorRestRoutes(options: DistributorRestOptions): RestRoute[] {
+  return [
+    {
+      method: "GET",
+      path: options.dataConfigRoute,
+      handle(request, response) {
+        const config = resolveDataSources(options.dataSources);
+        if (config.externalSourceUrl !== "") {
+          // As OPAL: send the client to the external source with its own token, so that
+          // service can return per-client entries.
+          const target = new URL(config.externalSourceUrl);
+          const authorization = request.headers.authorization;
+          const token = typeof authorization === "string" ? authorization.replace(/^Bearer\s+/i, "") : "";
+          if (token !== "") target.searchParams.set("token", token);
+          sendRedirect(response, target.toString());
+          return;
+        }
+        sendJson(response, 200, dataSourcesConfigToJson(config));
+      },
+    },
+    {
+      method: "GET",
+      path: options.allDataRoute,
+      handle(_request, response) {
+        options.logger.warn("a client fetched the placeholder data source at %s: configure OPAL_DATA_CONFIG_SOURCES", options.allDataRoute);
+        sendJson(response, 200, {});
+      },
+    },
+  ];
+}

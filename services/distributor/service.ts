@@ -1,0 +1,67 @@
+/** DistributorService's unary RPCs (the stream itself is served by StreamServer). */
+import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import {
+  ClientSessionSchema,
+  DiscoverStreamResponseSchema,
+  type DistributorService,
+  GetDataSourcesConfigResponseSchema,
+  GetDistributorStatusResponseSchema,
+  ListClientsResponseSchema,
+} from "../../gen/opal/mesh/v1/distributor_pb.js";
+import { HealthState } from "../../gen/opal/mesh/v1/health_pb.js";
+import { type DataSourcesOptions, resolveDataSources } from "./data-sources.js";
+import type { Fanout } from "./fanout.js";
+
+export interface DistributorServiceOptions {
+  fanout: Fanout;
+  dataSources: DataSourcesOptions;
+  /** The stream listener's port, known once it is bound. */
+  streamPort: () => number;
+  streamPublicUrl: string | undefined;
+}
+
+export function createDistributorService(options: DistributorServiceOptions): ServiceImpl<typeof DistributorService> {
+  const { fanout } = options;
+  return {
+    connect() {
+      throw new ConnectError(`the client stream is served by the stream listener on port ${options.streamPort()}; call DiscoverStream`, Code.Unimplemented);
+    },
+
+    discoverStream() {
+      return create(DiscoverStreamResponseSchema, { port: options.streamPort(), url: options.streamPublicUrl ?? "", tls: false });
+    },
+
+    getDataSourcesConfig() {
+      return create(GetDataSourcesConfigResponseSchema, { config: resolveDataSources(options.dataSources) });
+    },
+
+    listClients() {
+      return create(ListClientsResponseSchema, {
+        clients: fanout.listSessions().map((session) =>
+          create(ClientSessionSchema, {
+            clientId: session.clientId,
+            sessionId: session.sessionId,
+            topics: [...session.topics],
+            peer: session.peer,
+            connectedAtUnixMs: BigInt(session.connectedAt),
+            ackedPosition: session.ackedPosition,
+            sentPosition: session.sentPosition,
+            lastFailedPosition: session.lastFailure?.position ?? 0n,
+            lastFailedUpdateId: session.lastFailure?.updateId ?? "",
+            lastError: session.lastFailure?.error ?? "",
+          }),
+        ),
+      });
+    },
+
+    getDistributorStatus() {
+      const state = fanout.isSubscribed ? HealthState.OK : HealthState.NOT_READY;
+      return create(GetDistributorStatusResponseSchema, {
+        health: { component: "distributor", state, message: fanout.isSubscribed ? "subscribed to the log" : "not subscribed to the log yet" },
+        headPosition: fanout.head,
+        connectedClients: fanout.sessionCount,
+      });
+    },
+  };
+}

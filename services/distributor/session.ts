@@ -1,0 +1,125 @@
+/**
+ * One connected client: its subscription, what was sent to it, what it acknowledged.
+ * Transport-agnostic: the stream server hands it a sink that writes serialized frames.
+ */
+import { randomUUID } from "node:crypto";
+import { AckStatus, type Ack } from "../../gen/opal/mesh/v1/distributor_pb.js";
+import type { Event } from "../../gen/opal/mesh/v1/event_pb.js";
+import { anyTopicCovered } from "../common/topics.js";
+
+export interface FrameSink {
+  /** Writes one serialized ConnectResponse; returns false when the transport is backed up. */
+  write(frame: Uint8Array): boolean;
+  /** Frames accepted but not yet flushed to the network. */
+  buffered(): number;
+  /** Ends the stream with an error the client will see (it reconnects and resumes). */
+  fail(code: "resource_exhausted" | "unavailable" | "data_loss", message: string): void;
+}
+
+interface PendingFrame {
+  frame: Uint8Array;
+  position: bigint;
+}
+
+export class ClientSession {
+  readonly sessionId = randomUUID();
+  readonly connectedAt = Date.now();
+  /** Everything up to this position was sent or deliberately skipped (not addressed to the client). */
+  sentPosition = 0n;
+  ackedPosition = 0n;
+  lastFailure: { position: bigint; updateId: string; error: string } | undefined;
+  private catchingUp = false;
+  private pendingLive: PendingFrame[] = [];
+  private closed = false;
+
+  constructor(
+    readonly clientId: string,
+    readonly topics: readonly string[],
+    readonly peer: string,
+    private readonly sink: FrameSink,
+    private readonly maxBufferedFrames: number,
+  ) {}
+
+  accepts(event: Event): boolean {
+    return anyTopicCovered(this.topics, event.topics);
+  }
+
+  /** Live fan-out entry point: the same bytes for every session. */
+  deliver(frame: Uint8Array, event: Event): void {
+    if (this.closed || event.position <= this.sentPosition) return;
+    if (this.catchingUp) {
+      this.pendingLive.push({ frame, position: event.position });
+      return;
+    }
+    this.send(frame, event.position);
+  }
+
+  /** Advances past an event not addressed to this client, so progress stays exact. */
+  skip(position: bigint): void {
+    if (!this.catchingUp && position > this.sentPosition) this.sentPosition = position;
+  }
+
+  /** While replaying missed events, live ones are held back and flushed afterwards in order. */
+  beginCatchUp(after: bigint): void {
+    this.catchingUp = true;
+    this.sentPosition = after;
+  }
+
+  sendCatchUp(frame: Uint8Array | undefined, position: bigint): void {
+    if (position <= this.sentPosition) return;
+    if (frame === undefined) this.sentPosition = position;
+    else this.send(frame, position);
+  }
+
+  /** The first held-back live event, if any: catch-up may stop once it reaches it. */
+  firstPendingPosition(): bigint | undefined {
+    return this.pendingLive[0]?.position;
+  }
+
+  endCatchUp(): void {
+    const pending = this.pendingLive;
+    this.pendingLive = [];
+    this.catchingUp = false;
+    for (const { frame, position } of pending) {
+      if (position > this.sentPosition) this.send(frame, position);
+    }
+  }
+
+  sendControl(frame: Uint8Array): void {
+    if (!this.closed) this.sink.write(frame);
+  }
+
+  recordAck(ack: Ack): void {
+    if (ack.position > this.ackedPosition) this.ackedPosition = ack.position;
+    if (ack.status === AckStatus.FAILED) {
+      this.lastFailure = { position: ack.position, updateId: ack.updateId, error: ack.error };
+    }
+  }
+
+  close(): void {
+    this.closed = true;
+    this.pendingLive = [];
+  }
+
+  /** Ends the stream with an error; the client reconnects and resumes. */
+  terminate(code: Parameters<FrameSink["fail"]>[0], message: string): void {
+    if (this.closed) return;
+    this.close();
+    this.sink.fail(code, message);
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  private send(frame: Uint8Array, position: bigint): void {
+    if (this.closed) return;
+    this.sentPosition = position;
+    this.sink.write(frame);
+    // A client that stops reading must not grow our memory without bound: drop it; it
+    // reconnects and resumes from its position.
+    if (this.sink.buffered() > this.maxBufferedFrames) {
+      this.terminate("resource_exhausted", `client is too slow: more than ${this.maxBufferedFrames} events waiting to be sent`);
+    }
+  }
+}

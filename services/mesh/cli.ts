@@ -1,0 +1,55 @@
+/** The `opal-mesh` command line: OPAL's verbs, and the run commands of each part. */
+import { Command } from "commander";
+import { loadClientConfig } from "../common/config/client-config.js";
+import { loadServerConfig } from "../common/config/server-config.js";
+import { createLogger } from "../common/logger.js";
+import { createClientAgent } from "./client-command.js";
+import { EmbeddedServer } from "./embedded-server.js";
+import { runExample } from "./example.js";
+import { exitOnConfigError, runUntilSignal } from "./run.js";
+
+const program = new Command("opal-mesh")
+  .description("Keeps Open Policy Agent instances in sync with policy and data (OPAL's job, as a gRPC service mesh).\nConfigured by environment variables with OPAL's names; see the README.")
+  .showHelpAfterError();
+
+program
+  .command("server")
+  .description("run the server: trigger-api, broadcaster, policy-watcher and distributor in one process (embedded)")
+  .action(async () => {
+    const config = (() => {
+      try {
+        return loadServerConfig(process.env);
+      } catch (error) {
+        return exitOnConfigError(error);
+      }
+    })();
+    const logger = createLogger(config.logging);
+    await runUntilSignal([new EmbeddedServer(config, logger)], logger);
+  });
+
+program
+  .command("client")
+  .description("run a client agent: holds the stream to a server and keeps one OPA (inline or at OPAL_POLICY_STORE_URL) in sync")
+  .action(async () => {
+    const config = (() => {
+      try {
+        return loadClientConfig(process.env);
+      } catch (error) {
+        return exitOnConfigError(error);
+      }
+    })();
+    const logger = createLogger(config.logging);
+    await runUntilSignal([await createClientAgent(config, logger, process.env)], logger);
+  });
+
+program
+  .command("example")
+  .description("what `npm start` runs: the server, one client with inline OPA, and the example policy and data")
+  .action(async () => {
+    await runExample(process.env);
+  });
+
+program.parseAsync().catch((error: unknown) => {
+  process.stderr.write(`opal-mesh: ${error instanceof Error ? error.message : String(error)}\n`);
+  process.exit(1);
+});

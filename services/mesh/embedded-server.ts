@@ -1,0 +1,128 @@
+/**
+ * The composition root of the embedded deployment: all four services in one process,
+ * talking through in-process Connect transports (the real protocol stack, in memory),
+ * with an in-memory log. The only module that knows every service.
+ */
+import { createClient, createRouterTransport } from "@connectrpc/connect";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { BroadcasterService } from "../../gen/opal/mesh/v1/broadcaster_pb.js";
+import { DistributorService } from "../../gen/opal/mesh/v1/distributor_pb.js";
+import { HealthState } from "../../gen/opal/mesh/v1/health_pb.js";
+import { PolicyService } from "../../gen/opal/mesh/v1/policy_pb.js";
+import { TriggerService } from "../../gen/opal/mesh/v1/trigger_pb.js";
+import { createBroadcasterService, MemoryLog } from "../broadcaster/index.js";
+import type { ServerConfig } from "../common/config/server-config.js";
+import { type HttpResponse, sendJson } from "../common/http/json-io.js";
+import { HttpListener } from "../common/http/listener.js";
+import { RestRouter } from "../common/http/rest-router.js";
+import type { Component } from "../common/lifecycle.js";
+import type { Logger } from "../common/logger.js";
+import { createDistributorService, distributorRestRoutes, Fanout, StreamServer } from "../distributor/index.js";
+import { createPolicyService } from "../policy-watcher/index.js";
+import { createTriggerService, triggerRestRoutes } from "../trigger-api/index.js";
+
+const MAX_BODY_BYTES = 16 * 1024 * 1024;
+
+export class EmbeddedServer implements Component {
+  readonly name = "server";
+  private readonly http: HttpListener;
+  private readonly streamServer: StreamServer;
+  private readonly fanout: Fanout;
+  private readonly controller = new AbortController();
+
+  constructor(
+    private readonly config: ServerConfig,
+    private readonly logger: Logger,
+  ) {
+    const log = new MemoryLog(config.log);
+    const policyImpl = createPolicyService();
+    const internal = createRouterTransport((router) => {
+      router.service(BroadcasterService, createBroadcasterService(log));
+      router.service(PolicyService, policyImpl);
+    });
+    const broadcaster = createClient(BroadcasterService, internal);
+    const policy = createClient(PolicyService, internal);
+
+    this.fanout = new Fanout(broadcaster, logger.child({ service: "distributor" }));
+    this.streamServer = new StreamServer({
+      host: config.host,
+      port: config.streamPort,
+      fanout: this.fanout,
+      broadcaster,
+      logger: logger.child({ service: "distributor" }),
+      maxBufferedFrames: 10_000,
+      helloTimeoutMs: 10_000,
+    });
+    const dataSources = { configured: config.dataConfigSources, allDataUrl: config.allDataUrl, allDataTopic: config.allDataTopic };
+    const distributorImpl = createDistributorService({
+      fanout: this.fanout,
+      dataSources,
+      streamPort: () => this.streamServer.port,
+      streamPublicUrl: config.streamPublicUrl,
+    });
+    const distributor = createClient(DistributorService, createRouterTransport((router) => router.service(DistributorService, distributorImpl)));
+
+    const rest = new RestRouter().add(
+      ...triggerRestRoutes({ broadcaster, logger: logger.child({ service: "trigger-api" }), dataConfigRoute: "/data/config", maxBodyBytes: MAX_BODY_BYTES }),
+      ...distributorRestRoutes({ dataSources, dataConfigRoute: "/data/config", allDataRoute: config.allDataRoute, logger: logger.child({ service: "distributor" }) }),
+      { method: "GET", path: "/", handle: (_request, response) => sendJson(response, 200, { status: "ok" }) },
+      {
+        method: "GET",
+        path: "/healthcheck",
+        handle: async (_request, response) => {
+          const [distributorStatus, policyStatus] = await Promise.all([distributor.getDistributorStatus({}), policy.getSourceStatus({})]);
+          const components = [distributorStatus.health, policyStatus.health].filter((health) => health !== undefined);
+          const healthy = components.every((health) => health.state === HealthState.OK || health.state === HealthState.WARN);
+          sendJson(response, healthy ? 200 : 503, {
+            status: healthy ? "ok" : "error",
+            components: components.map((health) => ({ component: health.component, state: HealthState[health.state], message: health.message })),
+            head_position: Number(distributorStatus.headPosition),
+            connected_clients: distributorStatus.connectedClients,
+          });
+        },
+      },
+    );
+    const connectHandler = connectNodeAdapter({
+      routes: (router) => {
+        router.service(TriggerService, createTriggerService({ broadcaster, logger: logger.child({ service: "trigger-api" }) }));
+        router.service(DistributorService, distributorImpl);
+        router.service(PolicyService, policyImpl);
+      },
+      readMaxBytes: MAX_BODY_BYTES,
+      fallback: (request, nodeResponse) => {
+        // connect-node's response type is a structural variant of node's own.
+        const response = nodeResponse as HttpResponse;
+        if (!rest.handle(request, response)) sendJson(response, 404, { detail: "Not Found" });
+      },
+    });
+    this.http = new HttpListener({ host: config.host, port: config.port, handler: connectHandler });
+  }
+
+  get port(): number {
+    return this.http.port;
+  }
+
+  get streamPort(): number {
+    return this.streamServer.port;
+  }
+
+  get url(): string {
+    const host = this.config.host === "0.0.0.0" || this.config.host === "::" ? "127.0.0.1" : this.config.host;
+    return `http://${host}:${this.port}`;
+  }
+
+  async start(signal: AbortSignal): Promise<void> {
+    signal.addEventListener("abort", () => this.controller.abort(), { once: true });
+    await this.fanout.start(this.controller.signal);
+    await this.streamServer.start();
+    await this.http.start();
+    this.logger.info({ url: this.url, streamPort: this.streamPort }, "opal-mesh server listening (embedded: trigger-api, broadcaster, policy-watcher, distributor)");
+  }
+
+  async stop(): Promise<void> {
+    this.controller.abort();
+    await this.http.stop();
+    await this.streamServer.stop();
+    await this.fanout.stopped();
+  }
+}

@@ -1,0 +1,2 @@
+export { createTriggerService, type TriggerServiceOptions } from "./service.js";
+export { triggerRestRoutes, type TriggerRestOptions } from "./rest.js";

@@ -1,0 +1,39 @@
+/** TriggerService: the Connect/gRPC way to publish, with the same validation as OPAL's REST route. */
+import { create, toJson } from "@bufbuild/protobuf";
+import { Code, ConnectError, type Client, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import type { BroadcasterService } from "../../gen/opal/mesh/v1/broadcaster_pb.js";
+import {
+  type PublishDataUpdateRequest,
+  PublishDataUpdateRequestSchema,
+  PublishDataUpdateResponseSchema,
+  type TriggerService,
+} from "../../gen/opal/mesh/v1/trigger_pb.js";
+import { parseDataUpdate } from "../common/data-entries.js";
+import type { Logger } from "../common/logger.js";
+import { ValidationError } from "../common/validation-error.js";
+import { publishDataUpdate } from "./publish.js";
+
+export interface TriggerServiceOptions {
+  broadcaster: Client<typeof BroadcasterService>;
+  logger: Logger;
+}
+
+export function createTriggerService(options: TriggerServiceOptions): ServiceImpl<typeof TriggerService> {
+  return {
+    async publishDataUpdate(request: PublishDataUpdateRequest, context: HandlerContext) {
+      // Convert once at the edge: the public contract carries natural JSON
+      // (google.protobuf.Value); inside the mesh data travels as JSON bytes.
+      const json = toJson(PublishDataUpdateRequestSchema, request, { useProtoFieldName: true });
+      let update;
+      try {
+        update = parseDataUpdate(json);
+      } catch (error) {
+        if (error instanceof ValidationError) throw new ConnectError(error.message, Code.InvalidArgument);
+        throw error;
+      }
+      const published = await publishDataUpdate(options.broadcaster, update, context.signal);
+      options.logger.info({ updateId: published.id, position: published.position.toString(), entries: update.entries.length }, "data update published");
+      return create(PublishDataUpdateResponseSchema, { status: "ok", id: published.id, position: published.position });
+    },
+  };
+}

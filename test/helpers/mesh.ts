@@ -1,0 +1,106 @@
+/**
+ * Starts the real embedded server and real clients (each with a real inline OPA) in the
+ * test process, on free ports.
+ */
+import { createClient } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import { request } from "undici";
+import { DistributorService } from "../../gen/opal/mesh/v1/distributor_pb.js";
+import { TriggerService } from "../../gen/opal/mesh/v1/trigger_pb.js";
+import type { ClientAgent } from "../../services/client/agent.js";
+import { loadClientConfig } from "../../services/common/config/client-config.js";
+import type { Env } from "../../services/common/config/env-reader.js";
+import { loadServerConfig } from "../../services/common/config/server-config.js";
+import { createLogger, type Logger } from "../../services/common/logger.js";
+import { createClientAgent } from "../../services/mesh/client-command.js";
+import { EmbeddedServer } from "../../services/mesh/embedded-server.js";
+import { opaBinary } from "./opa.js";
+import { freePort } from "./ports.js";
+import { waitFor } from "./wait.js";
+
+export function testLogger(name: string): Logger {
+  return createLogger({ level: process.env.TEST_LOG_LEVEL === undefined ? "error" : (process.env.TEST_LOG_LEVEL as "info"), format: "json", name });
+}
+
+export interface RunningServer {
+  server: EmbeddedServer;
+  url: string;
+  trigger: ReturnType<typeof createClient<typeof TriggerService>>;
+  distributor: ReturnType<typeof createClient<typeof DistributorService>>;
+  stop(): Promise<void>;
+}
+
+export async function startServer(env: Env = {}): Promise<RunningServer> {
+  const config = loadServerConfig({ OPAL_SERVER_BIND_PORT: "0", OPAL_MESH_STREAM_PORT: "0", ...env });
+  const server = new EmbeddedServer(config, testLogger("server"));
+  const controller = new AbortController();
+  await server.start(controller.signal);
+  const transport = createConnectTransport({ baseUrl: server.url, httpVersion: "1.1" });
+  return {
+    server,
+    url: server.url,
+    trigger: createClient(TriggerService, transport),
+    distributor: createClient(DistributorService, transport),
+    async stop() {
+      controller.abort();
+      await server.stop();
+    },
+  };
+}
+
+export interface RunningClient {
+  agent: ClientAgent;
+  opaUrl: string;
+  apiUrl: string;
+  /** GET from OPA's data API; undefined when the document does not exist. */
+  read(path: string): Promise<unknown>;
+  stop(): Promise<void>;
+}
+
+export async function startClient(serverUrl: string, env: Env = {}, moduleBaseDir = process.cwd()): Promise<RunningClient> {
+  const opaPort = await freePort();
+  const config = loadClientConfig({
+    OPAL_SERVER_URL: serverUrl,
+    OPAL_CLIENT_API_SERVER_PORT: "0",
+    OPAL_INLINE_OPA_EXEC_PATH: await opaBinary(),
+    OPAL_INLINE_OPA_CONFIG: JSON.stringify({ addr: `127.0.0.1:${opaPort}` }),
+    OPAL_DATA_UPDATER_CONN_RETRY: JSON.stringify({ wait_strategy: "fixed", wait_time: 0.05, attempts: 2 }),
+    PATH: process.env.PATH,
+    ...env,
+  });
+  const logger = testLogger(config.clientId);
+  const agent = await createClientAgent(config, logger, process.env, moduleBaseDir);
+  const controller = new AbortController();
+  await agent.start(controller.signal);
+  const opaUrl = agent.storeUrl;
+  return {
+    agent,
+    opaUrl,
+    apiUrl: `http://127.0.0.1:${agent.apiPort}`,
+    async read(path: string) {
+      const response = await request(`${opaUrl}/v1/data${path}`);
+      return ((await response.body.json()) as { result?: unknown }).result;
+    },
+    async stop() {
+      controller.abort();
+      await agent.stop();
+    },
+  };
+}
+
+/** Waits until the client loaded its policy and every baseline source. */
+export async function waitReady(client: RunningClient, timeoutMs = 20_000): Promise<void> {
+  await waitFor(() => client.agent.health.isReady(), { timeoutMs, message: () => `client ready: ${JSON.stringify(client.agent.health.report())}` });
+}
+
+/** Waits until an OPA document equals the expected value. */
+export async function waitForData(client: RunningClient, path: string, expected: unknown, timeoutMs = 15_000): Promise<void> {
+  let last: unknown;
+  await waitFor(
+    async () => {
+      last = await client.read(path);
+      return JSON.stringify(last) === JSON.stringify(expected);
+    },
+    { timeoutMs, message: () => `OPA ${path} to be ${JSON.stringify(expected)}, last ${JSON.stringify(last)}` },
+  );
+}
