@@ -65,19 +65,21 @@ export class HttpListener {
   private route(socket: Socket): void {
     this.sockets.add(socket);
     socket.once("close", () => this.sockets.delete(socket));
+    socket.on("error", () => socket.destroy());
+    // Read in paused mode so that, once the sniffed bytes are put back, the chosen server
+    // starts the socket the way it would a fresh one (http2 drains the buffer natively).
     let head = Buffer.alloc(0);
-    const onData = (chunk: Buffer): void => {
-      head = Buffer.concat([head, chunk]);
+    const onReadable = (): void => {
+      for (let chunk = socket.read() as Buffer | null; chunk !== null; chunk = socket.read() as Buffer | null) {
+        head = Buffer.concat([head, chunk]);
+      }
       const sample = head.toString("latin1", 0, Math.min(head.length, PREFACE.length));
       const couldBeHttp2 = PREFACE.startsWith(sample);
       if (couldBeHttp2 && head.length < PREFACE.length) return; // need more bytes to decide
-      socket.off("data", onData);
-      socket.pause();
+      socket.off("readable", onReadable);
       socket.unshift(head);
       (couldBeHttp2 ? this.http2 : this.http1).emit("connection", socket);
-      socket.resume();
     };
-    socket.on("data", onData);
-    socket.on("error", () => socket.destroy());
+    socket.on("readable", onReadable);
   }
 }
