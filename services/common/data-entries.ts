@@ -43,8 +43,13 @@ export function normalizeDstPath(path: string, field: string): string {
   if (trimmed === "" || trimmed === "/") return "/";
   const withSlash = trimmed.startsWith("/") ? trimmed : `/${trimmed}`;
   const withoutTrailing = withSlash.replace(/\/+$/, "");
-  if (withoutTrailing.slice(1).split("/").some((segment) => segment === "")) {
+  const segments = withoutTrailing.slice(1).split("/");
+  if (segments.some((segment) => segment === "")) {
     throw new ValidationError(field, `has an empty path segment: ${JSON.stringify(path)}`);
+  }
+  // OPA's router cleans "." and ".." out of URLs, so they would write somewhere else.
+  if (segments.some((segment) => segment === "." || segment === "..")) {
+    throw new ValidationError(field, `must not contain "." or ".." segments: ${JSON.stringify(path)}`);
   }
   return withoutTrailing;
 }

@@ -38,6 +38,8 @@ type Fetched = { ok: true; data: Uint8Array | undefined } | { ok: false; error: 
 
 interface QueuedJob {
   job: UpdateJob;
+  /** Aborts this job's fetches when clear() drops it. */
+  controller: AbortController;
   prefetched?: Promise<{ entries: readonly DataSourceEntry[]; fetches: Array<Promise<Fetched>> }>;
 }
 
@@ -97,14 +99,14 @@ export class UpdatePipeline {
   }
 
   enqueue(job: UpdateJob): void {
-    this.queue.push({ job });
+    this.queue.push({ job, controller: new AbortController() });
     this.prefetchAhead();
     this.wake?.();
   }
 
   /** Drops queued jobs that have not started (a resync replaces them with a fresh baseline). */
   clear(): void {
-    this.queue.length = 0;
+    for (const queued of this.queue.splice(0)) queued.controller.abort(new Error("superseded by a resync"));
   }
 
   /** Resolves when nothing is queued or being written. */
@@ -116,9 +118,16 @@ export class UpdatePipeline {
   private prefetchAhead(): void {
     const signal = this.signal;
     if (signal === undefined) return;
-    for (const queued of this.queue.slice(0, this.options.concurrency)) {
-      queued.prefetched ??= this.prefetch(queued.job, signal);
+    for (const queued of this.queue.slice(0, this.options.concurrency)) this.startPrefetch(queued, signal);
+  }
+
+  private startPrefetch(queued: QueuedJob, signal: AbortSignal): NonNullable<QueuedJob["prefetched"]> {
+    if (queued.prefetched === undefined) {
+      queued.prefetched = this.prefetch(queued.job, AbortSignal.any([signal, queued.controller.signal]));
+      // The writer awaits it later; until then a rejected entry listing must not count as unhandled.
+      queued.prefetched.catch(() => undefined);
     }
+    return queued.prefetched;
   }
 
   private async prefetch(job: UpdateJob, signal: AbortSignal): Promise<{ entries: readonly DataSourceEntry[]; fetches: Array<Promise<Fetched>> }> {
@@ -146,7 +155,7 @@ export class UpdatePipeline {
       }
       this.busy = true;
       try {
-        queued.prefetched ??= this.prefetch(queued.job, signal);
+        this.startPrefetch(queued, signal);
         this.prefetchAhead();
         const result = await this.write(queued, signal);
         if (signal.aborted) break;
@@ -162,7 +171,7 @@ export class UpdatePipeline {
     const { job } = queued;
     let prefetched;
     try {
-      prefetched = await (queued.prefetched as NonNullable<QueuedJob["prefetched"]>);
+      prefetched = await this.startPrefetch(queued, signal);
     } catch (error) {
       return { job, ok: false, entries: [], error: (error as Error).message };
     }

@@ -37,7 +37,14 @@ export class RestRouter {
 
   /** Handles the request and returns true, or returns false when no route matches. */
   handle(request: HttpRequest, response: HttpResponse): boolean {
-    const url = new URL(request.url ?? "/", "http://localhost");
+    let url: URL;
+    try {
+      // Prefixing the origin keeps a target like "//x" a path, not a host.
+      url = new URL(`http://localhost${request.url ?? "/"}`);
+    } catch {
+      sendError(response, 400, "malformed request target");
+      return true;
+    }
     let pathMatched = false;
     for (const route of this.routes) {
       const match = route.pattern.exec(url.pathname);
@@ -45,9 +52,14 @@ export class RestRouter {
       pathMatched = true;
       if (route.method !== request.method) continue;
       const params: Record<string, string> = {};
-      route.names.forEach((name, index) => {
-        params[name] = decodeURIComponent(match[index + 1] ?? "");
-      });
+      try {
+        route.names.forEach((name, index) => {
+          params[name] = decodeURIComponent(match[index + 1] ?? "");
+        });
+      } catch {
+        sendError(response, 400, `malformed escape in ${url.pathname}`);
+        return true;
+      }
       void this.run(route, request, response, { params, url });
       return true;
     }
