@@ -55,9 +55,21 @@ export class ClientAgent {
   }
 
   async start(signal: AbortSignal): Promise<void> {
+    try {
+      await this.startParts(signal);
+    } catch (error) {
+      // Leave nothing running (OPA above all) when start-up fails half way.
+      await this.stop().catch(() => undefined);
+      throw error;
+    }
+  }
+
+  private async startParts(signal: AbortSignal): Promise<void> {
     const { config, logger } = this.options;
     signal.addEventListener("abort", () => this.controller.abort(), { once: true });
     const ownSignal = this.controller.signal;
+    // Plugins first: a bad OPAL_FETCH_PROVIDER_MODULES fails start-up before OPA is spawned.
+    const plugins = await loadProviderPlugins(config.fetchProviderModules, this.options.moduleBaseDir);
 
     if (config.inlineOpa.enabled) {
       if (this.options.opaBinary === undefined) throw new Error("inline OPA is enabled but no OPA binary was given");
@@ -74,7 +86,6 @@ export class ClientAgent {
       await this.waitForStore(ownSignal);
     }
 
-    const plugins = await loadProviderPlugins(config.fetchProviderModules, this.options.moduleBaseDir);
     this.registry = new FetchProviderRegistry(plugins, { logger: logger.child({ component: "fetch" }), timeoutMs: config.httpFetcherTimeoutMs });
     const applier = new EntryApplier({
       registry: this.registry,

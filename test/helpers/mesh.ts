@@ -2,6 +2,7 @@
  * Starts the real embedded server and real clients (each with a real inline OPA) in the
  * test process, on free ports.
  */
+import { isDeepStrictEqual } from "node:util";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { request } from "undici";
@@ -99,7 +100,7 @@ export async function waitForData(client: RunningClient, path: string, expected:
   await waitFor(
     async () => {
       last = await client.read(path);
-      return JSON.stringify(last) === JSON.stringify(expected);
+      return isDeepStrictEqual(last, expected);
     },
     { timeoutMs, message: () => `OPA ${path} to be ${JSON.stringify(expected)}, last ${JSON.stringify(last)}` },
   );

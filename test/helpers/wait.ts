@@ -14,7 +14,7 @@ export async function waitFor<T>(
     }
     if (Date.now() > deadline) {
       const message = typeof options.message === "function" ? options.message() : options.message;
-      throw new Error(`timed out: ${message}${lastError === undefined ? "" : ` (last error: ${String(lastError)})`}`);
+      throw new Error(`timed out: ${message}${lastError === undefined ? "" : ` (last error: ${lastError instanceof Error ? lastError.message : JSON.stringify(lastError)})`}`);
     }
     await new Promise((resolve) => setTimeout(resolve, options.intervalMs ?? 20));
   }

@@ -118,7 +118,7 @@ export class UpdatePipeline {
   private prefetchAhead(): void {
     const signal = this.signal;
     if (signal === undefined) return;
-    for (const queued of this.queue.slice(0, this.options.concurrency)) this.startPrefetch(queued, signal);
+    for (const queued of this.queue.slice(0, this.options.concurrency)) void this.startPrefetch(queued, signal);
   }
 
   private startPrefetch(queued: QueuedJob, signal: AbortSignal): NonNullable<QueuedJob["prefetched"]> {
@@ -155,7 +155,7 @@ export class UpdatePipeline {
       }
       this.busy = true;
       try {
-        this.startPrefetch(queued, signal);
+        void this.startPrefetch(queued, signal);
         this.prefetchAhead();
         const result = await this.write(queued, signal);
         if (signal.aborted) break;

@@ -10,17 +10,52 @@ import { FetchError, type FetchProvider, type FetchProviderContext, type FetchPr
 // PostgreSQL error classes worth retrying: connection problems, resources, and operator intervention.
 const RETRYABLE_SQLSTATE = /^(08|53|57)/;
 
-function connectionParams(value: unknown): pg.ClientConfig {
+interface ConnectionParams {
+  host?: string;
+  port?: number;
+  user?: string;
+  password?: string;
+  database?: string;
+}
+
+function connectionParams(value: unknown): ConnectionParams {
   if (value === undefined || value === null) return {};
   if (typeof value !== "object" || Array.isArray(value)) throw new FetchError("config.connection_params must be an object", false);
   const params = value as Record<string, unknown>;
-  const config: pg.ClientConfig = {};
+  const config: ConnectionParams = {};
   for (const key of ["host", "user", "password", "database"] as const) {
     if (typeof params[key] === "string") config[key] = params[key];
   }
-  if (typeof params.port === "number" || typeof params.port === "string") config.port = Number(params.port);
+  if (params.port !== undefined && params.port !== null) {
+    const port = Number(params.port);
+    if (!Number.isInteger(port) || port < 1 || port > 65_535) throw new FetchError(`config.connection_params.port must be a port number, got ${JSON.stringify(params.port)}`, false);
+    config.port = port;
+  }
   if (typeof params.dbname === "string") config.database = params.dbname;
   return config;
+}
+
+/**
+ * The connection string with connection_params applied: as in asyncpg (which OPAL uses),
+ * the params override what the string says. (node-postgres does the opposite: anything
+ * parsed from `connectionString`, even an empty user, beats the explicit fields.)
+ */
+function connectionString(url: string, value: unknown): string {
+  const params = connectionParams(value);
+  if (Object.keys(params).length === 0) return url;
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new FetchError(`the entry url must be a PostgreSQL connection string (postgresql://...), got ${JSON.stringify(redactUrl(url))}`, false);
+  }
+  // Query parameters win over the authority part in node-postgres's parser; the database is the path.
+  if (params.host !== undefined) parsed.searchParams.set("host", params.host);
+  if (params.port !== undefined) parsed.searchParams.set("port", String(params.port));
+  if (params.user !== undefined) parsed.searchParams.set("user", params.user);
+  if (params.password !== undefined) parsed.searchParams.set("password", params.password);
+  if (params.database !== undefined) parsed.pathname = `/${params.database}`;
+  return parsed.href;
 }
 
 export function createPostgresFetchProvider(context: FetchProviderContext): FetchProvider {
@@ -33,8 +68,7 @@ export function createPostgresFetchProvider(context: FetchProviderContext): Fetc
       const dictMode = config.dict_mode !== false;
       const fetchOne = config.fetch_one === true;
       const client = new pg.Client({
-        connectionString: url,
-        ...connectionParams(config.connection_params),
+        connectionString: connectionString(url, config.connection_params),
         connectionTimeoutMillis: context.timeoutMs,
         query_timeout: context.timeoutMs,
       });
