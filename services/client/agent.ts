@@ -1,22 +1,26 @@
 /**
  * The client agent: one per OPA. Starts (or reaches) OPA, then holds the stream to a
- * distributor and applies what arrives, in order, through one write pipeline.
+ * distributor and applies what arrives — policy and data — in log order, through one
+ * write pipeline.
  */
+import { AckStatus } from "../../gen/opal/mesh/v1/distributor_pb.js";
+import type { Event } from "../../gen/opal/mesh/v1/event_pb.js";
+import { sleep } from "../common/backoff.js";
 import type { ClientConfig } from "../common/config/client-config.js";
-import type { Logger } from "../common/logger.js";
+import { GlobSet } from "../common/globs.js";
 import type { HttpListener } from "../common/http/listener.js";
+import type { Logger } from "../common/logger.js";
 import { createClientApi } from "./api-server.js";
 import { BaselineSource } from "./data/baseline-source.js";
 import { DataUpdater } from "./data/data-updater.js";
 import { EntryApplier } from "./data/entry-applier.js";
-import { UpdatePipeline } from "./data/update-pipeline.js";
+import { type JobResult, UpdatePipeline } from "./data/update-pipeline.js";
 import { FetchProviderRegistry, loadProviderPlugins } from "./fetch/registry.js";
 import { ClientHealth } from "./health.js";
 import { InlineOpa } from "./opa/inline-opa.js";
 import { OpaStore } from "./opa/opa-store.js";
 import { PolicyUpdater } from "./policy/policy-updater.js";
 import { type ResumePoint, StreamSession } from "./stream-session.js";
-import { sleep } from "../common/backoff.js";
 
 export interface ClientAgentOptions {
   config: ClientConfig;
@@ -36,6 +40,8 @@ export class ClientAgent {
   private stream: StreamSession | undefined;
   private pipeline: UpdatePipeline | undefined;
   private registry: FetchProviderRegistry | undefined;
+  private dataUpdater: DataUpdater | undefined;
+  private policyUpdater: PolicyUpdater | undefined;
   private livenessTimer: NodeJS.Timeout | undefined;
   private lastReceived: ResumePoint | undefined;
   private readonly controller = new AbortController();
@@ -54,6 +60,11 @@ export class ClientAgent {
     return this.options.config.policyStore.url;
   }
 
+  /** The policy version the store holds. */
+  get policyHash(): string {
+    return this.policyUpdater?.currentHash ?? "";
+  }
+
   async start(signal: AbortSignal): Promise<void> {
     try {
       await this.startParts(signal);
@@ -62,111 +73,6 @@ export class ClientAgent {
       await this.stop().catch(() => undefined);
       throw error;
     }
-  }
-
-  private async startParts(signal: AbortSignal): Promise<void> {
-    const { config, logger } = this.options;
-    signal.addEventListener("abort", () => this.controller.abort(), { once: true });
-    const ownSignal = this.controller.signal;
-    // Plugins first: a bad OPAL_FETCH_PROVIDER_MODULES fails start-up before OPA is spawned.
-    const plugins = await loadProviderPlugins(config.fetchProviderModules, this.options.moduleBaseDir);
-
-    if (config.inlineOpa.enabled) {
-      if (this.options.opaBinary === undefined) throw new Error("inline OPA is enabled but no OPA binary was given");
-      this.inlineOpa = new InlineOpa({
-        binary: this.options.opaBinary,
-        config: config.inlineOpa,
-        url: config.policyStore.url,
-        logger: logger.child({ component: "inline-opa" }),
-        onRestart: () => this.rehydrate(),
-      });
-      await this.inlineOpa.start(ownSignal);
-      logger.info({ url: config.policyStore.url }, "inline OPA is up");
-    } else {
-      await this.waitForStore(ownSignal);
-    }
-
-    this.registry = new FetchProviderRegistry(plugins, { logger: logger.child({ component: "fetch" }), timeoutMs: config.httpFetcherTimeoutMs });
-    const applier = new EntryApplier({
-      registry: this.registry,
-      store: this.store,
-      fetchRetry: config.dataUpdaterRetry,
-      storeRetry: config.policyStoreRetry,
-      splitRootData: config.splitRootData,
-      logger: logger.child({ component: "data" }),
-    });
-    const serverUrl = (): string => this.stream?.serverUrl ?? (config.serverUrls[0] as string);
-    const baseline = new BaselineSource({ serverUrl, configUrl: config.dataSourcesConfigUrl, token: config.token, clientId: config.clientId, scope: config.scopeId, timeoutMs: 10_000 });
-    const pipeline = new UpdatePipeline({
-      applier,
-      concurrency: config.fetchingWorkerCount,
-      logger,
-      onResult: (result) => dataUpdater.onResult(result),
-    });
-    this.pipeline = pipeline;
-    this.health.pending = () => pipeline.pending;
-    const dataUpdater = new DataUpdater({
-      topics: config.dataTopics,
-      pipeline,
-      baseline,
-      health: this.health,
-      logger: logger.child({ component: "data" }),
-      sendAck: (ack) => this.stream?.sendAck(ack),
-    });
-    const policyUpdater = new PolicyUpdater({ serverUrl, token: config.token, dirs: config.policySubscriptionDirs, health: this.health, logger: logger.child({ component: "policy" }), timeoutMs: 30_000 });
-    pipeline.start(ownSignal);
-    dataUpdater.start(ownSignal);
-
-    this.api = createClientApi({
-      host: config.apiHost,
-      port: config.apiPort,
-      health: this.health,
-      dataUpdaterEnabled: config.dataUpdaterEnabled,
-      policyUpdaterEnabled: config.policyUpdaterEnabled,
-      triggerDataRefresh: () => dataUpdater.loadBaseline("triggered refresh"),
-      triggerPolicyRefresh: () => void policyUpdater.refresh(ownSignal),
-    });
-    await this.api.start();
-
-    const topics = [...(config.dataUpdaterEnabled ? config.dataTopics : []), ...(config.policyUpdaterEnabled ? config.policySubscriptionDirs.map((dir) => `policy:${dir}`) : [])];
-    this.stream = new StreamSession({
-      serverUrls: config.serverUrls,
-      token: config.token,
-      clientId: config.clientId,
-      topics,
-      scope: config.scopeId,
-      logger: logger.child({ component: "stream" }),
-      resumePoint: () => this.lastReceived,
-      policyHash: () => this.health.policyHash,
-      handlers: {
-        onConnectionChange: (connected, error) => {
-          this.health.streamConnected = connected;
-          this.health.streamError = error;
-        },
-        onWelcome: (welcome, resumed) => {
-          if (resumed) return;
-          // Subscribed first (events after the head are on their way), then the baseline:
-          // nothing published meanwhile is lost (DESIGN.md §3).
-          this.lastReceived = { logId: welcome.logId, position: welcome.headPosition };
-          pipeline.clear();
-          if (config.policyUpdaterEnabled) void policyUpdater.refresh(ownSignal);
-          if (config.dataUpdaterEnabled) dataUpdater.loadBaseline("Initial load");
-        },
-        onEvent: (event) => {
-          this.lastReceived = { logId: this.lastReceived?.logId ?? "", position: event.position };
-          dataUpdater.onEvent(event);
-        },
-        onResync: (resync) => {
-          this.lastReceived = { logId: this.lastReceived?.logId ?? "", position: resync.headPosition };
-          logger.warn({ reason: resync.reason }, "resync: reloading the baseline");
-          pipeline.clear();
-          if (config.policyUpdaterEnabled) void policyUpdater.refresh(ownSignal);
-          if (config.dataUpdaterEnabled) dataUpdater.loadBaseline(`Resync: ${resync.reason}`);
-        },
-      },
-    });
-    await this.stream.start(ownSignal);
-    this.startLivenessProbe(ownSignal);
   }
 
   async stop(): Promise<void> {
@@ -185,10 +91,172 @@ export class ClientAgent {
     await this.pipeline?.idle();
   }
 
-  /** OPA came back empty: forget the position so the next session loads everything. */
+  private async startParts(signal: AbortSignal): Promise<void> {
+    const { config, logger } = this.options;
+    signal.addEventListener("abort", () => this.controller.abort(), { once: true });
+    const ownSignal = this.controller.signal;
+    // Plugins first: a bad OPAL_FETCH_PROVIDER_MODULES fails start-up before OPA is spawned.
+    const plugins = await loadProviderPlugins(config.fetchProviderModules, this.options.moduleBaseDir);
+    await this.startStore(ownSignal);
+
+    this.registry = new FetchProviderRegistry(plugins, { logger: logger.child({ component: "fetch" }), timeoutMs: config.httpFetcherTimeoutMs });
+    const serverUrl = (): string => this.stream?.serverUrl ?? (config.serverUrls[0] as string);
+    const pipeline = new UpdatePipeline({
+      applier: new EntryApplier({
+        registry: this.registry,
+        store: this.store,
+        fetchRetry: config.dataUpdaterRetry,
+        storeRetry: config.policyStoreRetry,
+        splitRootData: config.splitRootData,
+        logger: logger.child({ component: "data" }),
+      }),
+      concurrency: config.fetchingWorkerCount,
+      logger,
+      onResult: (result) => this.onResult(result),
+    });
+    this.pipeline = pipeline;
+    this.health.pending = () => pipeline.pending;
+    this.dataUpdater = new DataUpdater({
+      topics: config.dataTopics,
+      pipeline,
+      baseline: new BaselineSource({ serverUrl, configUrl: config.dataSourcesConfigUrl, token: config.token, clientId: config.clientId, scope: config.scopeId, timeoutMs: 10_000 }),
+      health: this.health,
+      logger: logger.child({ component: "data" }),
+      sendAck: (ack) => this.stream?.sendAck(ack),
+    });
+    this.policyUpdater = new PolicyUpdater({
+      serverUrl,
+      token: config.token,
+      dirs: config.policySubscriptionDirs,
+      store: this.store,
+      ignore: new GlobSet(config.policyPathsToIgnore),
+      health: this.health,
+      logger: logger.child({ component: "policy" }),
+      timeoutMs: 60_000,
+    });
+    await this.policyUpdater.loadRecordedHash(ownSignal);
+    pipeline.start(ownSignal);
+    this.dataUpdater.start(ownSignal);
+
+    this.api = createClientApi({
+      host: config.apiHost,
+      port: config.apiPort,
+      health: this.health,
+      dataUpdaterEnabled: config.dataUpdaterEnabled,
+      policyUpdaterEnabled: config.policyUpdaterEnabled,
+      triggerDataRefresh: () => this.dataUpdater?.loadBaseline("triggered refresh"),
+      triggerPolicyRefresh: () => this.enqueuePolicySync("triggered refresh"),
+    });
+    await this.api.start();
+
+    this.stream = this.createStream();
+    await this.stream.start(ownSignal);
+    this.startLivenessProbe(ownSignal);
+  }
+
+  private async startStore(signal: AbortSignal): Promise<void> {
+    const { config, logger } = this.options;
+    if (!config.inlineOpa.enabled) {
+      await this.waitForStore(signal);
+      return;
+    }
+    if (this.options.opaBinary === undefined) throw new Error("inline OPA is enabled but no OPA binary was given");
+    this.inlineOpa = new InlineOpa({
+      binary: this.options.opaBinary,
+      config: config.inlineOpa,
+      url: config.policyStore.url,
+      logger: logger.child({ component: "inline-opa" }),
+      onRestart: () => this.rehydrate(),
+    });
+    await this.inlineOpa.start(signal);
+    logger.info({ url: config.policyStore.url }, "inline OPA is up");
+  }
+
+  private createStream(): StreamSession {
+    const { config, logger } = this.options;
+    const topics = [...(config.dataUpdaterEnabled ? config.dataTopics : []), ...(config.policyUpdaterEnabled ? config.policySubscriptionDirs.map((dir) => `policy:${dir}`) : [])];
+    return new StreamSession({
+      serverUrls: config.serverUrls,
+      token: config.token,
+      clientId: config.clientId,
+      topics,
+      scope: config.scopeId,
+      logger: logger.child({ component: "stream" }),
+      resumePoint: () => this.lastReceived,
+      policyHash: () => this.policyHash,
+      handlers: {
+        onConnectionChange: (connected, error) => {
+          this.health.streamConnected = connected;
+          this.health.streamError = error;
+        },
+        onWelcome: (welcome, resumed) => {
+          if (resumed) return;
+          // Subscribed first (events after the head are on their way), then the baseline:
+          // nothing published meanwhile is lost (DESIGN.md §3).
+          this.lastReceived = { logId: welcome.logId, position: welcome.headPosition };
+          this.loadBaseline("Initial load");
+        },
+        onEvent: (event) => {
+          this.lastReceived = { logId: this.lastReceived?.logId ?? "", position: event.position };
+          this.onEvent(event);
+        },
+        onResync: (resync) => {
+          this.lastReceived = { logId: this.lastReceived?.logId ?? "", position: resync.headPosition };
+          logger.warn({ reason: resync.reason }, "resync: reloading policy and data");
+          this.loadBaseline(`Resync: ${resync.reason}`);
+        },
+      },
+    });
+  }
+
+  /** Policy first, then every baseline data source, ahead of the events that follow. */
+  private loadBaseline(reason: string): void {
+    const { config } = this.options;
+    this.pipeline?.clear();
+    if (config.policyUpdaterEnabled) this.enqueuePolicySync(reason);
+    if (config.dataUpdaterEnabled) this.dataUpdater?.loadBaseline(reason);
+  }
+
+  private onEvent(event: Event): void {
+    if (event.payload.case === "dataUpdate") {
+      this.dataUpdater?.onEvent(event);
+    } else if (event.payload.case === "policyChanged") {
+      const { hash } = event.payload.value;
+      // Already there (e.g. a duplicate announcement): still takes its turn, so the ACK keeps log order.
+      this.enqueuePolicySync(`policy changed to ${hash}`, event.position, hash === this.policyHash);
+    }
+  }
+
+  private enqueuePolicySync(reason: string, position?: bigint, alreadyApplied = false): void {
+    const updater = this.policyUpdater;
+    if (updater === undefined || this.pipeline === undefined) return;
+    this.pipeline.enqueue({
+      kind: "policy",
+      position,
+      updateId: "",
+      reason,
+      entries: [],
+      task: alreadyApplied ? () => Promise.resolve() : (signal) => updater.sync(signal, reason),
+    });
+  }
+
+  private onResult(result: JobResult): void {
+    if (result.job.kind !== "policy") {
+      this.dataUpdater?.onResult(result);
+      return;
+    }
+    const { position } = result.job;
+    if (position !== undefined) {
+      this.health.appliedPosition = position;
+      this.stream?.sendAck({ position, updateId: "", status: result.ok ? AckStatus.APPLIED : AckStatus.FAILED, error: result.error ?? "" });
+    }
+  }
+
+  /** OPA came back empty: forget position and policy so the next session loads everything. */
   private rehydrate(): void {
     this.options.logger.warn("OPA restarted empty: reloading policy and data");
     this.lastReceived = undefined;
+    this.policyUpdater?.forget();
     this.health.baselineLoaded = false;
     this.stream?.reconnect();
   }

@@ -36,6 +36,7 @@ export interface PolicyStore {
   readData(path: string, signal?: AbortSignal): Promise<unknown>;
   putPolicy(id: string, rego: string, signal?: AbortSignal): Promise<void>;
   deletePolicy(id: string, signal?: AbortSignal): Promise<void>;
-  listPolicyIds(signal?: AbortSignal): Promise<string[]>;
+  /** Every module in the engine, with its source. */
+  listPolicies(signal?: AbortSignal): Promise<Array<{ id: string; raw: string }>>;
   close(): Promise<void>;
 }

@@ -26,6 +26,7 @@ export class Fanout {
   private subscribed = false;
   private readonly readyWaiters: Array<() => void> = [];
   private running: Promise<void> | undefined;
+  private readonly listeners: Array<(event: Event) => void> = [];
 
   constructor(
     private readonly broadcaster: Client<typeof BroadcasterService>,
@@ -51,6 +52,11 @@ export class Fanout {
 
   listSessions(): ClientSession[] {
     return [...this.sessions];
+  }
+
+  /** Sees every event before sessions do (e.g. to drop cached bundles on PolicyChanged). */
+  onEvent(listener: (event: Event) => void): void {
+    this.listeners.push(listener);
   }
 
   register(session: ClientSession): void {
@@ -113,6 +119,7 @@ export class Fanout {
   }
 
   private dispatch(event: Event): void {
+    for (const listener of this.listeners) listener(event);
     let frame: Uint8Array | undefined;
     for (const session of this.sessions) {
       if (session.accepts(event)) {

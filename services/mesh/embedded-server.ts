@@ -17,9 +17,10 @@ import { HttpListener } from "../common/http/listener.js";
 import { RestRouter } from "../common/http/rest-router.js";
 import type { Component } from "../common/lifecycle.js";
 import type { Logger } from "../common/logger.js";
-import { createDistributorService, distributorRestRoutes, Fanout, StreamServer } from "../distributor/index.js";
-import { createPolicyService } from "../policy-watcher/index.js";
+import { BundleCache, createDistributorService, distributorRestRoutes, Fanout, StreamServer } from "../distributor/index.js";
+import { createPolicyService, type PolicyWatcher } from "../policy-watcher/index.js";
 import { createTriggerService, triggerRestRoutes } from "../trigger-api/index.js";
+import { wirePolicyWatcher } from "./policy-wiring.js";
 
 const MAX_BODY_BYTES = 16 * 1024 * 1024;
 
@@ -29,21 +30,25 @@ export class EmbeddedServer implements Component {
   private readonly streamServer: StreamServer;
   private readonly fanout: Fanout;
   private readonly controller = new AbortController();
+  /** Exposed for tests and benchmarks: bundle builds and cache behaviour. */
+  readonly watcher: PolicyWatcher | undefined;
+  readonly bundles: BundleCache;
 
   constructor(
     private readonly config: ServerConfig,
     private readonly logger: Logger,
   ) {
     const log = new MemoryLog(config.log);
-    const policyImpl = createPolicyService();
-    const internal = createRouterTransport((router) => {
-      router.service(BroadcasterService, createBroadcasterService(log));
-      router.service(PolicyService, policyImpl);
-    });
-    const broadcaster = createClient(BroadcasterService, internal);
-    const policy = createClient(PolicyService, internal);
+    const logTransport = createRouterTransport((router) => router.service(BroadcasterService, createBroadcasterService(log)));
+    const broadcaster = createClient(BroadcasterService, logTransport);
+    const policyWiring = wirePolicyWatcher(config.policy, config.environment, broadcaster, logger.child({ service: "policy-watcher" }), MAX_BODY_BYTES);
+    this.watcher = policyWiring.watcher;
+    const policy = createClient(PolicyService, createRouterTransport((router) => router.service(PolicyService, createPolicyService(policyWiring.watcher))));
+    const bundles = new BundleCache(policy);
+    this.bundles = bundles;
 
     this.fanout = new Fanout(broadcaster, logger.child({ service: "distributor" }));
+    this.fanout.onEvent((event) => bundles.observe(event));
     this.streamServer = new StreamServer({
       host: config.host,
       port: config.streamPort,
@@ -65,6 +70,7 @@ export class EmbeddedServer implements Component {
     const rest = new RestRouter().add(
       ...triggerRestRoutes({ broadcaster, logger: logger.child({ service: "trigger-api" }), dataConfigRoute: "/data/config", maxBodyBytes: MAX_BODY_BYTES }),
       ...distributorRestRoutes({ dataSources, dataConfigRoute: "/data/config", allDataRoute: config.allDataRoute, logger: logger.child({ service: "distributor" }) }),
+      ...policyWiring.routes,
       { method: "GET", path: "/", handle: (_request, response) => sendJson(response, 200, { status: "ok" }) },
       {
         method: "GET",
@@ -86,7 +92,7 @@ export class EmbeddedServer implements Component {
       routes: (router) => {
         router.service(TriggerService, createTriggerService({ broadcaster, logger: logger.child({ service: "trigger-api" }) }));
         router.service(DistributorService, distributorImpl);
-        router.service(PolicyService, policyImpl);
+        router.service(PolicyService, bundles.service());
       },
       readMaxBytes: MAX_BODY_BYTES,
       fallback: (request, nodeResponse) => {
@@ -114,6 +120,7 @@ export class EmbeddedServer implements Component {
   async start(signal: AbortSignal): Promise<void> {
     signal.addEventListener("abort", () => this.controller.abort(), { once: true });
     await this.fanout.start(this.controller.signal);
+    this.watcher?.start(this.controller.signal);
     await this.streamServer.start();
     await this.http.start();
     this.logger.info({ url: this.url, streamPort: this.streamPort }, "opal-mesh server listening (embedded: trigger-api, broadcaster, policy-watcher, distributor)");

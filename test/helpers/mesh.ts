@@ -7,6 +7,7 @@ import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { request } from "undici";
 import { DistributorService } from "../../gen/opal/mesh/v1/distributor_pb.js";
+import { PolicyService } from "../../gen/opal/mesh/v1/policy_pb.js";
 import { TriggerService } from "../../gen/opal/mesh/v1/trigger_pb.js";
 import type { ClientAgent } from "../../services/client/agent.js";
 import { loadClientConfig } from "../../services/common/config/client-config.js";
@@ -28,6 +29,8 @@ export interface RunningServer {
   url: string;
   trigger: ReturnType<typeof createClient<typeof TriggerService>>;
   distributor: ReturnType<typeof createClient<typeof DistributorService>>;
+  /** PolicyService as clients reach it (through the distributor's bundle cache). */
+  policy: ReturnType<typeof createClient<typeof PolicyService>>;
   stop(): Promise<void>;
 }
 
@@ -42,6 +45,7 @@ export async function startServer(env: Env = {}): Promise<RunningServer> {
     url: server.url,
     trigger: createClient(TriggerService, transport),
     distributor: createClient(DistributorService, transport),
+    policy: createClient(PolicyService, transport),
     async stop() {
       controller.abort();
       await server.stop();
@@ -104,4 +108,16 @@ export async function waitForData(client: RunningClient, path: string, expected:
     },
     { timeoutMs, message: () => `OPA ${path} to be ${JSON.stringify(expected)}, last ${JSON.stringify(last)}` },
   );
+}
+
+/** Asks OPA for a decision at a rule path (e.g. "app/rbac/allow"). */
+export async function decide(client: RunningClient, rule: string, input: unknown): Promise<unknown> {
+  const response = await request(`${client.opaUrl}/v1/data/${rule}`, { method: "POST", body: JSON.stringify({ input }) });
+  return ((await response.body.json()) as { result?: unknown }).result;
+}
+
+/** Module ids loaded in the client's OPA, sorted. */
+export async function policyIds(client: RunningClient): Promise<string[]> {
+  const response = await request(`${client.opaUrl}/v1/policies`);
+  return ((await response.body.json()) as { result: Array<{ id: string }> }).result.map((policy) => policy.id).sort();
 }

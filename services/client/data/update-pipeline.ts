@@ -7,7 +7,7 @@ import type { DataSourceEntry } from "../../../gen/opal/mesh/v1/data_pb.js";
 import type { Logger } from "../../common/logger.js";
 import type { EntryApplier } from "./entry-applier.js";
 
-export type JobKind = "event" | "baseline" | "periodic" | "manual";
+export type JobKind = "event" | "baseline" | "periodic" | "manual" | "policy";
 
 export interface UpdateJob {
   kind: JobKind;
@@ -17,6 +17,8 @@ export interface UpdateJob {
   reason: string;
   /** Entries to apply, in order; a promise when they are still being looked up (baseline). */
   entries: readonly DataSourceEntry[] | Promise<readonly DataSourceEntry[]>;
+  /** Work that is not data entries (a policy update): run in its turn, in order with the rest. */
+  task?: (signal: AbortSignal) => Promise<void>;
 }
 
 export interface EntryResult {
@@ -169,6 +171,14 @@ export class UpdatePipeline {
 
   private async write(queued: QueuedJob, signal: AbortSignal): Promise<JobResult> {
     const { job } = queued;
+    if (job.task !== undefined) {
+      try {
+        await job.task(AbortSignal.any([signal, queued.controller.signal]));
+        return { job, ok: true, entries: [] };
+      } catch (error) {
+        return { job, ok: false, entries: [], error: (error as Error).message };
+      }
+    }
     let prefetched;
     try {
       prefetched = await this.startPrefetch(queued, signal);

@@ -78,10 +78,10 @@ export class OpaStore implements PolicyStore {
     if (statusCode !== 200 && statusCode !== 404) throw this.failure("DELETE policy", id, statusCode, body);
   }
 
-  async listPolicyIds(signal?: AbortSignal): Promise<string[]> {
+  async listPolicies(signal?: AbortSignal): Promise<Array<{ id: string; raw: string }>> {
     const { statusCode, body } = await this.call("GET", "/v1/policies", undefined, undefined, signal);
     if (statusCode !== 200) throw this.failure("GET policies", "", statusCode, body);
-    return ((JSON.parse(body) as { result?: Array<{ id: string }> }).result ?? []).map((policy) => policy.id);
+    return ((JSON.parse(body) as { result?: Array<{ id: string; raw: string }> }).result ?? []).map(({ id, raw }) => ({ id, raw }));
   }
 
   async close(): Promise<void> {
@@ -108,8 +108,10 @@ export class OpaStore implements PolicyStore {
   private failure(operation: string, target: string, status: number, body: string): PolicyStoreError {
     let detail = body;
     try {
-      const parsed = JSON.parse(body) as { message?: string; errors?: Array<{ message?: string; location?: { file?: string; row?: number } }> };
-      const errors = parsed.errors?.map((error) => `${error.location?.file ?? ""}${error.location?.row !== undefined ? `:${error.location.row}` : ""} ${error.message ?? ""}`.trim());
+      const parsed = JSON.parse(body) as { message?: string; errors?: Array<{ code?: string; message?: string; location?: { file?: string; row?: number } }> };
+      const errors = parsed.errors?.map((error) =>
+        [error.code, `${error.location?.file ?? ""}${error.location?.row !== undefined ? `:${error.location.row}` : ""}`, error.message].filter((part) => part !== undefined && part !== "").join(" "),
+      );
       detail = [parsed.message, ...(errors ?? [])].filter(Boolean).join("; ");
     } catch {
       // not JSON: keep OPA's text

@@ -40,6 +40,8 @@ export interface ClientConfig {
   apiHost: string;
   apiPort: number;
   policyStore: { url: string; authToken: string | undefined };
+  /** OPAL_POLICY_STORE_POLICY_PATHS_TO_IGNORE: module ids (globs) the client never touches. */
+  policyPathsToIgnore: string[];
   inlineOpa: InlineOpaConfig;
   fetchProviderModules: string[];
   fetchingWorkerCount: number;
@@ -133,6 +135,7 @@ export function loadClientConfig(environment: Env): ClientConfig {
     apiHost: env.string("OPAL_CLIENT_API_SERVER_HOST", "127.0.0.1"),
     apiPort: env.port("OPAL_CLIENT_API_SERVER_PORT", 7000),
     policyStore: { url: storeUrl, authToken: authType === "token" ? authToken : undefined },
+    policyPathsToIgnore: env.list("OPAL_POLICY_STORE_POLICY_PATHS_TO_IGNORE", []),
     inlineOpa,
     fetchProviderModules: env.list("OPAL_FETCH_PROVIDER_MODULES", []),
     fetchingWorkerCount: env.int("OPAL_FETCHING_WORKER_COUNT", 6, { min: 1, max: 256 }),

@@ -5,7 +5,9 @@
 import type { DataSourcesConfig } from "../../../gen/opal/mesh/v1/data_pb.js";
 import { parseDataSourcesConfig } from "../data-entries.js";
 import type { LoggerOptions } from "../logger.js";
+import { cacheDirFrom } from "./client-config.js";
 import { type Env, EnvReader } from "./env-reader.js";
+import { type PolicySourceConfig, readPolicySourceConfig } from "./policy-source-config.js";
 import { readLoggingConfig } from "./logging-config.js";
 
 export interface ServerConfig {
@@ -22,6 +24,9 @@ export interface ServerConfig {
   allDataRoute: string;
   allDataUrl: string | undefined;
   log: { maxEvents: number; maxBytes: number };
+  policy: PolicySourceConfig;
+  /** What every process of a deployment shares: the environment, for child processes (git). */
+  environment: Env;
   logging: LoggerOptions;
 }
 
@@ -45,6 +50,8 @@ export function loadServerConfig(environment: Env): ServerConfig {
       maxEvents: env.int("OPAL_MESH_LOG_RETENTION_EVENTS", 100_000, { min: 1 }),
       maxBytes: env.int("OPAL_MESH_LOG_RETENTION_BYTES", 256 * 1024 * 1024, { min: 1024 }),
     },
+    policy: readPolicySourceConfig(env, cacheDirFrom(environment)),
+    environment,
     logging: readLoggingConfig(env, "opal-mesh-server"),
   };
   env.done();

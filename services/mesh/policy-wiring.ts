@@ -1,0 +1,63 @@
+/**
+ * Builds the policy-watcher from configuration: the source (git repo or bundle server),
+ * the bundle builder, PolicyChanged publishing to the log, and the POST /webhook route.
+ */
+import { create } from "@bufbuild/protobuf";
+import type { Client } from "@connectrpc/connect";
+import type { BroadcasterService } from "../../gen/opal/mesh/v1/broadcaster_pb.js";
+import { EventSchema } from "../../gen/opal/mesh/v1/event_pb.js";
+import { ConfigError, type Env } from "../common/config/env-reader.js";
+import type { PolicySourceConfig } from "../common/config/policy-source-config.js";
+import { sendJson } from "../common/http/json-io.js";
+import type { RestRoute } from "../common/http/rest-router.js";
+import type { Logger } from "../common/logger.js";
+import { BundleBuilder, GitSource, type PolicySource, PolicyWatcher } from "../policy-watcher/index.js";
+import { BundleServerSource } from "../policy-watcher/bundle-server-source.js";
+import { GITHUB_WEBHOOK_PARAMS, parseWebhookParams, webhookRoute } from "../policy-watcher/webhook.js";
+
+export interface PolicyWiring {
+  watcher: PolicyWatcher | undefined;
+  routes: RestRoute[];
+}
+
+export function wirePolicyWatcher(config: PolicySourceConfig, environment: Env, broadcaster: Client<typeof BroadcasterService>, logger: Logger, maxBodyBytes: number): PolicyWiring {
+  if (config.type === "none") return { watcher: undefined, routes: [] };
+  let webhookParams = GITHUB_WEBHOOK_PARAMS;
+  if (config.webhook.params !== undefined) {
+    try {
+      webhookParams = parseWebhookParams(config.webhook.params);
+    } catch (error) {
+      throw new ConfigError([`OPAL_POLICY_REPO_WEBHOOK_PARAMS: ${(error as Error).message}`]);
+    }
+  }
+  const source: PolicySource =
+    config.type === "git"
+      ? new GitSource({ url: config.repoUrl, branch: config.branch, sshKey: config.sshKey, clonePath: config.clonePath, cloneTimeoutMs: config.cloneTimeoutMs, environment })
+      : new BundleServerSource({ url: config.bundleUrl, token: config.bundleToken, logger });
+  const watcher = new PolicyWatcher({
+    source,
+    builder: new BundleBuilder({ extensions: config.extensions, policyExtensions: config.policyExtensions, ignore: config.ignore, manifestPath: config.manifestPath }),
+    pollIntervalMs: config.pollIntervalMs,
+    logger,
+    publish: async ({ hash, oldHash, dirs }) => {
+      const event = create(EventSchema, { topics: dirs.map((dir) => `policy:${dir}`), payload: { case: "policyChanged", value: { hash, oldHash, dirs } } });
+      await broadcaster.publish({ events: [event] });
+    },
+  });
+  const onPush = (): void => {
+    void watcher.refresh().catch((error: unknown) => logger.warn({ err: (error as Error).message }, "refresh after webhook failed"));
+  };
+  const route: RestRoute =
+    config.type === "git"
+      ? webhookRoute({ secret: config.webhook.secret, params: webhookParams, repoUrl: config.repoUrl, branch: config.branch, enforceBranch: config.webhook.enforceBranch, maxBodyBytes, onPush, logger })
+      : {
+          // A bundle server has no push payload: any POST asks for a check now (as OPAL's API source).
+          method: "POST",
+          path: "/webhook",
+          handle: (_request, response) => {
+            onPush();
+            sendJson(response, 200, { status: "ok" });
+          },
+        };
+  return { watcher, routes: [route] };
+}

@@ -1,0 +1,167 @@
+/**
+ * Tracks the policy source: clones it (retrying with backoff), checks for new versions on
+ * a poll interval or when told to (webhook, Refresh), publishes PolicyChanged for the
+ * directories that changed, and builds full or delta bundles. The last good version keeps
+ * being served while the source is unreachable.
+ */
+import { Code, ConnectError } from "@connectrpc/connect";
+import type { PolicyBundle } from "../../gen/opal/mesh/v1/policy_pb.js";
+import { HealthState } from "../../gen/opal/mesh/v1/health_pb.js";
+import { backoffDelay, sleep } from "../common/backoff.js";
+import type { Logger } from "../common/logger.js";
+import { type BundleBuilder, changedDirectories } from "./bundle/bundle-builder.js";
+import type { PolicySource } from "./types.js";
+
+export interface PolicyChange {
+  hash: string;
+  oldHash: string;
+  dirs: string[];
+}
+
+export interface PolicyWatcherOptions {
+  source: PolicySource;
+  builder: BundleBuilder;
+  /** Appends PolicyChanged to the log. */
+  publish: (change: PolicyChange) => Promise<void>;
+  /** 0 = no polling (webhooks and Refresh only). */
+  pollIntervalMs: number;
+  logger: Logger;
+}
+
+export interface WatcherStatus {
+  state: HealthState;
+  message: string;
+  hash: string;
+}
+
+export class PolicyWatcher {
+  private current = "";
+  private status: WatcherStatus = { state: HealthState.NOT_READY, message: "cloning the policy source", hash: "" };
+  private refreshing: Promise<string> | undefined;
+  private refreshAgain = false;
+  private signal: AbortSignal | undefined;
+  private readonly ready: Promise<void>;
+  private markReady: () => void = () => undefined;
+  /** How many bundles were built (the distributor's cache should keep this low). */
+  builds = 0;
+
+  constructor(private readonly options: PolicyWatcherOptions) {
+    this.ready = new Promise((resolve) => {
+      this.markReady = resolve;
+    });
+  }
+
+  get hash(): string {
+    return this.current;
+  }
+
+  health(): WatcherStatus {
+    return { ...this.status, hash: this.current };
+  }
+
+  /** Returns at once; cloning and polling go on in the background until the signal aborts. */
+  start(signal: AbortSignal): void {
+    this.signal = signal;
+    void this.run(signal);
+  }
+
+  /** Resolves once a first version is known (or the signal aborts). */
+  async whenReady(signal: AbortSignal): Promise<void> {
+    await Promise.race([this.ready, new Promise<void>((resolve) => signal.addEventListener("abort", () => resolve(), { once: true }))]);
+  }
+
+  /**
+   * Checks the source now. Concurrent calls share one check, and a call arriving during a
+   * check causes one more afterwards, so a webhook is never lost behind a running poll.
+   */
+  refresh(): Promise<string> {
+    if (this.refreshing !== undefined) {
+      this.refreshAgain = true;
+      return this.refreshing;
+    }
+    this.refreshing = (async () => {
+      try {
+        let hash: string;
+        do {
+          this.refreshAgain = false;
+          hash = await this.checkOnce();
+        } while (this.refreshAgain);
+        return hash;
+      } finally {
+        this.refreshing = undefined;
+      }
+    })();
+    return this.refreshing;
+  }
+
+  async bundle(baseHash: string, dirs: readonly string[]): Promise<PolicyBundle> {
+    const signal = this.signal ?? new AbortController().signal;
+    const hash = this.current;
+    if (hash === "") throw new ConnectError(`the policy source is not ready: ${this.status.message}`, Code.Unavailable);
+    const tree = await this.options.source.tree(hash, signal);
+    this.builds++;
+    if (baseHash !== "" && baseHash !== hash) {
+      const changes = await this.options.source.changes(baseHash, hash, signal);
+      if (changes !== undefined) return this.options.builder.delta(tree, hash, baseHash, changes, dirs);
+    } else if (baseHash === hash) {
+      return this.options.builder.delta(tree, hash, baseHash, { changed: [], deleted: [] }, dirs);
+    }
+    return this.options.builder.full(tree, hash, dirs);
+  }
+
+  private async run(signal: AbortSignal): Promise<void> {
+    for (let attempt = 1; !signal.aborted; attempt++) {
+      try {
+        await this.options.source.start(signal);
+        await this.refresh();
+        break;
+      } catch (error) {
+        if (signal.aborted) return;
+        const delay = backoffDelay(attempt, { initialMs: 500, maxMs: 30_000 });
+        this.status = { state: HealthState.ERROR, message: `cannot reach ${this.options.source.description}: ${(error as Error).message}; retrying`, hash: "" };
+        this.options.logger.error({ source: this.options.source.description, err: (error as Error).message, retryInMs: delay }, "policy source unavailable");
+        await sleep(delay, signal).catch(() => undefined);
+      }
+    }
+    if (this.options.pollIntervalMs <= 0) return;
+    while (!signal.aborted) {
+      await sleep(this.options.pollIntervalMs, signal).catch(() => undefined);
+      if (signal.aborted) return;
+      await this.refresh().catch(() => undefined); // reported in health by checkOnce
+    }
+  }
+
+  private async checkOnce(): Promise<string> {
+    const signal = this.signal ?? new AbortController().signal;
+    const { source, builder, logger } = this.options;
+    let hash: string;
+    try {
+      hash = await source.check(signal);
+    } catch (error) {
+      const serving = this.current === "" ? "nothing to serve yet" : `serving ${this.current}`;
+      this.status = { state: this.current === "" ? HealthState.ERROR : HealthState.WARN, message: `last check of ${source.description} failed: ${(error as Error).message}; ${serving}`, hash: this.current };
+      throw error;
+    }
+    this.status = { state: HealthState.OK, message: `tracking ${source.description}`, hash };
+    if (hash === this.current) return hash;
+    const oldHash = this.current;
+    let files: string[];
+    if (oldHash === "") {
+      files = [...(await source.tree(hash, signal)).keys()];
+    } else {
+      const changes = await source.changes(oldHash, hash, signal);
+      files = changes === undefined ? [...(await source.tree(hash, signal)).keys()] : [...changes.changed, ...changes.deleted];
+    }
+    const bundled = files.filter((path) => builder.isBundled(path));
+    this.current = hash;
+    this.markReady();
+    if (oldHash !== "" && bundled.length === 0) {
+      logger.info({ hash, oldHash }, "new policy version changes no bundled file; nothing to publish");
+      return hash;
+    }
+    const dirs = changedDirectories(bundled);
+    await this.options.publish({ hash, oldHash, dirs });
+    logger.info({ hash, oldHash, dirs }, "policy changed");
+    return hash;
+  }
+}
