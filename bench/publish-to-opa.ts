@@ -5,49 +5,20 @@
  *
  *   npm run bench:publish-to-opa [-- --updates 200]
  */
-import { spawn, type ChildProcess } from "node:child_process";
-import { mkdir, writeFile } from "node:fs/promises";
-import net from "node:net";
-import { fileURLToPath } from "node:url";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { request } from "undici";
 import { TriggerService } from "../gen/opal/mesh/v1/trigger_pb.js";
+import { freePort, record, runMesh, summary, until } from "./lib.js";
 
-const root = fileURLToPath(new URL("..", import.meta.url));
 const flag = process.argv.indexOf("--updates");
 const updates = flag === -1 ? 200 : Number(process.argv[flag + 1]);
 if (!Number.isInteger(updates) || updates < 1) throw new Error("--updates needs a positive integer");
 const warmup = 20;
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const server = net.createServer().listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-function run(command: string, env: Record<string, string>): ChildProcess {
-  return spawn(process.execPath, [`${root}bin/opal-mesh.js`, command], { env: { ...process.env, OPAL_LOG_LEVEL: "WARNING", ...env }, stdio: ["ignore", "inherit", "inherit"] });
-}
-
-async function until(check: () => Promise<boolean>, what: string, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check().catch(() => false))) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
-
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] as number;
-}
-
 const [serverPort, streamPort, apiPort, opaPort] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
-const server = run("server", { OPAL_SERVER_BIND_PORT: String(serverPort), OPAL_MESH_STREAM_PORT: String(streamPort) });
-const client = run("client", {
+const server = runMesh("server", { OPAL_SERVER_BIND_PORT: String(serverPort), OPAL_MESH_STREAM_PORT: String(streamPort) });
+const client = runMesh("client", {
   OPAL_SERVER_URL: `http://127.0.0.1:${serverPort}`,
   OPAL_CLIENT_API_SERVER_PORT: String(apiPort),
   OPAL_INLINE_OPA_CONFIG: JSON.stringify({ addr: `127.0.0.1:${opaPort}` }),
@@ -67,18 +38,10 @@ try {
     }
     if (i >= warmup) samples.push(performance.now() - started);
   }
-  samples.sort((a, b) => a - b);
-  const result = {
-    scenario: "publish-to-opa",
+  await record("publish-to-opa", {
     description: "PublishDataUpdate (Connect, HTTP/1.1) until the value is readable in OPA; 1 client, inline data, embedded server",
-    updates,
-    node: process.version,
-    date: new Date().toISOString(),
-    ms: { median: percentile(samples, 50), p90: percentile(samples, 90), p99: percentile(samples, 99), min: samples[0], max: samples.at(-1) },
-  };
-  console.log(JSON.stringify(result, null, 2));
-  await mkdir(`${root}bench/results`, { recursive: true });
-  await writeFile(`${root}bench/results/publish-to-opa.json`, `${JSON.stringify(result, null, 2)}\n`);
+    ms: summary(samples),
+  });
 } finally {
   client.kill("SIGTERM");
   server.kill("SIGTERM");

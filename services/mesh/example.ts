@@ -2,7 +2,10 @@
  * `npm start`: the embedded server, one client with inline OPA, and the example policy
  * and data, in one process; prints what to try once the first decision is possible.
  */
+import { execFileSync } from "node:child_process";
+import { cpSync, existsSync, mkdirSync } from "node:fs";
 import { readFile } from "node:fs/promises";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { request } from "undici";
 import { type ClientAgent } from "../client/agent.js";
@@ -18,6 +21,23 @@ import { EmbeddedServer } from "./embedded-server.js";
 import { exitOnConfigError, runUntilSignal } from "./run.js";
 
 const EXAMPLES = fileURLToPath(new URL("../../examples/", import.meta.url));
+const PROJECT = fileURLToPath(new URL("../../", import.meta.url));
+
+/**
+ * The example's policy repo: a real local git repository made from examples/policy on
+ * the first run (and kept, so edits survive), which the server tracks like any remote.
+ */
+function examplePolicyRepo(): string {
+  const dir = join(PROJECT, ".opal-mesh", "policy-repo");
+  if (existsSync(join(dir, ".git"))) return dir;
+  mkdirSync(dir, { recursive: true });
+  cpSync(join(EXAMPLES, "policy"), dir, { recursive: true });
+  const git = (...args: string[]): void => void execFileSync("git", ["-c", "user.name=opal-mesh example", "-c", "user.email=example@opal-mesh.invalid", ...args], { cwd: dir, stdio: "ignore" });
+  git("init", "-q", "-b", "main");
+  git("add", "-A");
+  git("commit", "-q", "-m", "example policy");
+  return dir;
+}
 
 /** The example's data service: stands in for the services that own users and roles. */
 function exampleDataService(port: number): HttpListener {
@@ -36,7 +56,11 @@ export async function runExample(environment: Env): Promise<void> {
   const startedAt = performance.now();
   const dataPort = Number(environment.OPAL_MESH_EXAMPLE_DATA_PORT ?? 7080);
   const serverPort = environment.OPAL_SERVER_BIND_PORT ?? "7002";
+  const policyRepo = environment.OPAL_POLICY_REPO_URL ?? examplePolicyRepo();
   const defaults: Env = {
+    OPAL_POLICY_REPO_URL: policyRepo,
+    OPAL_POLICY_REPO_MAIN_BRANCH: "main",
+    OPAL_POLICY_REPO_POLLING_INTERVAL: "1",
     OPAL_DATA_CONFIG_SOURCES: JSON.stringify({
       config: {
         entries: [
@@ -46,7 +70,7 @@ export async function runExample(environment: Env): Promise<void> {
       },
     }),
     OPAL_SERVER_URL: `http://127.0.0.1:${serverPort}`,
-    OPAL_INLINE_OPA_CONFIG: JSON.stringify({ addr: "127.0.0.1:8181", files: [`${EXAMPLES}policy`] }),
+    OPAL_INLINE_OPA_CONFIG: JSON.stringify({ addr: "127.0.0.1:8181" }),
   };
   const env: Env = { ...defaults, ...environment };
   let serverConfig, clientConfig;
@@ -84,6 +108,11 @@ Try:
   # the same through the Connect API
   curl -s ${server}/opal.mesh.v1.TriggerService/PublishDataUpdate -H 'content-type: application/json' \\
     -d '{"entries":[{"data":{"roles":["viewer"]},"dst_path":"/users/bob","topics":["policy_data"]}]}'
+
+  # change the policy: the server polls its git repo every second
+  #   edit ${policyRepo}/rbac/policy.rego, e.g. add the rule:  allow if input.action == "read"
+  git -C ${policyRepo} commit -am "let everyone read"
+  curl -s ${opa}/v1/data/app/rbac/allow -d '{"input":{"user":"dave","action":"read"}}'
 
   # client health and readiness
   curl -s http://127.0.0.1:${agent.apiPort}/healthy

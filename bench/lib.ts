@@ -1,0 +1,46 @@
+/** Shared pieces of the benchmarks: free ports, child processes of the real system, stats. */
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdir, writeFile } from "node:fs/promises";
+import net from "node:net";
+import { fileURLToPath } from "node:url";
+
+export const root = fileURLToPath(new URL("..", import.meta.url));
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const server = net.createServer().listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** Runs `opal-mesh <command>` in its own process, as a user would. */
+export function runMesh(command: string, env: Record<string, string>): ChildProcess {
+  return spawn(process.execPath, [`${root}bin/opal-mesh.js`, command], { env: { ...process.env, OPAL_LOG_LEVEL: "WARNING", ...env }, stdio: ["ignore", "inherit", "inherit"] });
+}
+
+export async function until(check: () => Promise<boolean>, what: string, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check().catch(() => false))) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+export function percentile(sorted: readonly number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] as number;
+}
+
+export function summary(samples: number[]): { median: number; p90: number; p99: number; min: number; max: number; n: number } {
+  const sorted = [...samples].sort((a, b) => a - b);
+  const round = (value: number): number => Math.round(value * 100) / 100;
+  return { median: round(percentile(sorted, 50)), p90: round(percentile(sorted, 90)), p99: round(percentile(sorted, 99)), min: round(sorted[0] ?? 0), max: round(sorted.at(-1) ?? 0), n: sorted.length };
+}
+
+export async function record(name: string, result: Record<string, unknown>): Promise<void> {
+  const full = { scenario: name, node: process.version, date: new Date().toISOString(), ...result };
+  console.log(JSON.stringify(full, null, 2));
+  await mkdir(`${root}bench/results`, { recursive: true });
+  await writeFile(`${root}bench/results/${name}.json`, `${JSON.stringify(full, null, 2)}\n`);
+}
