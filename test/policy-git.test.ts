@@ -6,11 +6,14 @@
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
 import { createHmac } from "node:crypto";
 import { renameSync } from "node:fs";
 import { request } from "undici";
 import { GitRepo, tempDir } from "./helpers/git-repo.js";
 import { decide, policyIds, type RunningClient, type RunningServer, startClient, startServer, waitForData, waitReady } from "./helpers/mesh.js";
+import { opaBinary } from "./helpers/opa.js";
+import { freePort } from "./helpers/ports.js";
 import { waitFor } from "./helpers/wait.js";
 
 const RBAC = `package app.rbac
@@ -290,6 +293,46 @@ test("clients asking for the same bundle cost one build (the distributor caches 
   } finally {
     await Promise.all(clients.map((client) => client.stop()));
     await server.stop();
+    repo.remove();
+  }
+});
+
+test("a full bundle removes stale modules but keeps system.* and ignored ones; a restarted client asks for a delta", async () => {
+  const repo = new GitRepo();
+  repo.commit({ "rbac/policy.rego": RBAC }, "initial");
+  const server = await startServer(serverEnv(repo, { OPAL_POLICY_REPO_POLLING_INTERVAL: "0.1" }));
+  // An external OPA that already holds modules from elsewhere.
+  const port = await freePort();
+  const opa = spawn(await opaBinary(), ["run", "--server", `--addr=127.0.0.1:${port}`, "--log-level=error"], { stdio: "ignore" });
+  const opaUrl = `http://127.0.0.1:${port}`;
+  const put = async (id: string, rego: string): Promise<void> => {
+    await waitFor(async () => (await request(`${opaUrl}/v1/policies/${id}`, { method: "PUT", body: rego })).statusCode === 200, { message: `PUT ${id}` });
+  };
+  const env = { OPAL_INLINE_OPA_ENABLED: "false", OPAL_POLICY_STORE_URL: opaUrl, OPAL_POLICY_STORE_POLICY_PATHS_TO_IGNORE: "keep/**" };
+  let client: RunningClient | undefined;
+  try {
+    await put("stale.rego", "package stale\n\nx := 1\n");
+    await put("system/authz.rego", "package system.authz\n\ndefault allow := true\n");
+    await put("keep/me.rego", "package keep\n\ny := 1\n");
+    client = await startClient(server.url, env);
+    await waitReady(client);
+    assert.deepEqual(await policyIds(client), ["keep/me.rego", "rbac/policy.rego", "system/authz.rego"]);
+    const first = client.agent.policyHash;
+    await client.stop();
+    client = undefined;
+
+    // While the client is away the repo moves on; back, it knows its version from OPA.
+    const sha = repo.commit({ "rbac/policy.rego": RBAC.replace("admins", "owners") }, "while away");
+    await waitFor(async () => (await server.policy.getSourceStatus({})).hash === sha, { message: "the server to see the new commit" });
+    const deltasBefore = server.server.watcher?.deltaBuilds ?? 0;
+    client = await startClient(server.url, env);
+    await waitForPolicy(client, sha);
+    assert.notEqual(first, sha);
+    assert.ok((server.server.watcher?.deltaBuilds ?? 0) > deltasBefore, "the restarted client got a delta from the version recorded in OPA");
+  } finally {
+    await client?.stop();
+    await server.stop();
+    opa.kill();
     repo.remove();
   }
 });

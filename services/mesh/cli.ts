@@ -24,7 +24,13 @@ program
       }
     })();
     const logger = createLogger(config.logging);
-    await runUntilSignal([new EmbeddedServer(config, logger)], logger);
+    let server: EmbeddedServer;
+    try {
+      server = new EmbeddedServer(config, logger);
+    } catch (error) {
+      exitOnConfigError(error);
+    }
+    await runUntilSignal([server], logger);
   });
 
 program

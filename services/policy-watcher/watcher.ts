@@ -44,6 +44,8 @@ export class PolicyWatcher {
   private markReady: () => void = () => undefined;
   /** How many bundles were built (the distributor's cache should keep this low). */
   builds = 0;
+  /** How many of those were deltas (clients that knew their version). */
+  deltaBuilds = 0;
 
   constructor(private readonly options: PolicyWatcherOptions) {
     this.ready = new Promise((resolve) => {
@@ -102,8 +104,12 @@ export class PolicyWatcher {
     this.builds++;
     if (baseHash !== "" && baseHash !== hash) {
       const changes = await this.options.source.changes(baseHash, hash, signal);
-      if (changes !== undefined) return this.options.builder.delta(tree, hash, baseHash, changes, dirs);
+      if (changes !== undefined) {
+        this.deltaBuilds++;
+        return this.options.builder.delta(tree, hash, baseHash, changes, dirs);
+      }
     } else if (baseHash === hash) {
+      this.deltaBuilds++;
       return this.options.builder.delta(tree, hash, baseHash, { changed: [], deleted: [] }, dirs);
     }
     return this.options.builder.full(tree, hash, dirs);

@@ -55,13 +55,18 @@ export function cachedOpaPath(cacheDir: string): string {
   return join(cacheDir, "opa", `v${OPA_VERSION}`, "opa");
 }
 
-async function findOnPath(searchPath: string, name: string): Promise<string | undefined> {
+async function findAllOnPath(searchPath: string, name: string): Promise<string[]> {
+  const found: string[] = [];
   for (const dir of searchPath.split(delimiter)) {
     if (dir === "") continue;
     const candidate = join(dir, name);
-    if (await isExecutable(candidate)) return candidate;
+    if (await isExecutable(candidate)) found.push(candidate);
   }
-  return undefined;
+  return found;
+}
+
+async function findOnPath(searchPath: string, name: string): Promise<string | undefined> {
+  return (await findAllOnPath(searchPath, name))[0];
 }
 
 export async function locateOpa(options: LocateOpaOptions): Promise<string> {
@@ -71,8 +76,7 @@ export async function locateOpa(options: LocateOpaOptions): Promise<string> {
     }
     return options.execPath;
   }
-  const onPath = await findOnPath(options.searchPath, "opa");
-  if (onPath !== undefined) {
+  for (const onPath of await findAllOnPath(options.searchPath, "opa")) {
     const version = await opaVersion(onPath);
     if (version?.startsWith("1.") === true) return onPath;
     options.onProgress?.(`ignoring ${onPath} (version ${version ?? "unknown"}); opal-mesh needs OPA 1.x`);
