@@ -53,7 +53,7 @@ describe("a git repo polled for new commits", () => {
   test("the clone's bundle reaches OPA and its hash is recorded in OPA", async () => {
     assert.equal(await decide(client, "app/rbac/allow", { user: "alice" }), true);
     assert.equal(await decide(client, "app/rbac/allow", { user: "bob" }), false);
-    assert.deepEqual(await client.read("/system/opal_mesh/policy"), { hash: repo.head() });
+    assert.deepEqual(await client.read("/system/opal_mesh/policy"), { hash: repo.head(), root_data_keys: [] });
     assert.deepEqual(await policyIds(client), ["rbac/policy.rego"]);
   });
 
@@ -91,6 +91,22 @@ describe("a git repo polled for new commits", () => {
     const deleted = repo.commit({ "abac/rules.rego": null }, "drop abac");
     await waitForPolicy(client, deleted);
     assert.deepEqual(await policyIds(client), ["rbac/policy.rego"]);
+  });
+
+  test("a root data.json is merged key by key and never wipes other data", async () => {
+    await server.trigger.publishDataUpdate({ entries: [{ dstPath: "/from_source", topics: ["policy_data"], data: { kind: { case: "stringValue", value: "kept" } } }] });
+    await waitForData(client, "/from_source", "kept");
+    const sha = repo.commit({ "data.json": JSON.stringify({ flags: { beta: true }, limits: { max: 3 } }) }, "root data");
+    await waitForPolicy(client, sha);
+    assert.deepEqual(await client.read("/flags"), { beta: true });
+    assert.deepEqual(await client.read("/limits"), { max: 3 });
+    const changed = repo.commit({ "data.json": JSON.stringify({ flags: { beta: false } }) }, "drop limits");
+    await waitForPolicy(client, changed);
+    assert.equal(await client.read("/limits"), undefined);
+    const removed = repo.commit({ "data.json": null }, "no root data");
+    await waitForPolicy(client, removed);
+    assert.equal(await client.read("/flags"), undefined);
+    assert.equal(await client.read("/from_source"), "kept", "data from other sources survived");
   });
 
   test("a data.json change and removal update the data tree", async () => {

@@ -35,12 +35,12 @@ export class GitSource implements PolicySource {
 
   constructor(private readonly options: GitSourceOptions) {
     this.description = `git ${redactUrl(options.url)}@${options.branch}`;
-    // One clone directory per repo and branch, so a restart reuses its clone.
-    const id = createHash("sha256").update(`${options.url}\n${options.branch}`).digest("hex").slice(0, 16);
+    // One clone directory per repo and branch (credentials left out, so a rotated token
+    // reuses the clone), so a restart reuses its clone.
+    const id = createHash("sha256").update(`${redactUrl(options.url)}\n${options.branch}`).digest("hex").slice(0, 16);
     this.dir = join(options.clonePath, `opal_repo_clone_${id}`);
     this.env = { ...options.environment };
-    const password = safeUrl(options.url)?.password;
-    this.secrets = password === undefined || password === "" ? [] : [password, decodeURIComponent(password)];
+    this.secrets = urlSecrets(options.url);
   }
 
   async start(signal: AbortSignal): Promise<void> {
@@ -148,10 +148,23 @@ export class GitSource implements PolicySource {
   }
 }
 
-function safeUrl(url: string): URL | undefined {
+/** What must never appear in a message: the password and secret-looking query values. */
+function urlSecrets(url: string): string[] {
+  let parsed: URL;
   try {
-    return new URL(url);
+    parsed = new URL(url);
   } catch {
-    return undefined;
+    return [];
+  }
+  const secrets = [parsed.password];
+  for (const [key, value] of parsed.searchParams) if (/token|secret|password|key|auth/i.test(key)) secrets.push(value);
+  return secrets.filter((secret) => secret !== "").flatMap((secret) => [secret, encodeURIComponent(secret), safeDecode(secret)]);
+}
+
+function safeDecode(value: string): string {
+  try {
+    return decodeURIComponent(value);
+  } catch {
+    return value;
   }
 }

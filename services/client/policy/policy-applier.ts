@@ -16,6 +16,8 @@ export class PolicyApplyError extends Error {
 export interface ApplyOutcome {
   upserted: number;
   deleted: number;
+  /** Top-level keys written from the repo's root data.json (to remove them when it goes). */
+  rootDataKeys: string[];
 }
 
 /** Module ids opal-mesh never removes: OPA's own `system.*` packages and ignored paths. */
@@ -24,7 +26,7 @@ function isProtected(id: string, raw: string, ignore: GlobSet): boolean {
   return pkg === "system" || pkg.startsWith("system.") || ignore.matches(id);
 }
 
-export async function applyPolicyBundle(store: PolicyStore, bundle: PolicyBundle, ignore: GlobSet, signal: AbortSignal): Promise<ApplyOutcome> {
+export async function applyPolicyBundle(store: PolicyStore, bundle: PolicyBundle, ignore: GlobSet, signal: AbortSignal, previousRootDataKeys: readonly string[] = []): Promise<ApplyOutcome> {
   const full = bundle.oldHash === "";
   const existing = new Map((await store.listPolicies(signal)).map((policy) => [policy.id, policy.raw]));
   const bundled = new Set(bundle.policyModules.map((module) => module.path));
@@ -82,13 +84,39 @@ export async function applyPolicyBundle(store: PolicyStore, bundle: PolicyBundle
     throw error;
   }
 
+  let rootDataKeys = [...previousRootDataKeys];
   for (const path of bundle.deletedFiles?.dataModules ?? []) {
-    await store.writeData({ method: "DELETE", path: `/${path}` }, signal);
+    if (path === "") {
+      rootDataKeys = await writeRootData(store, undefined, rootDataKeys, signal);
+    } else {
+      await store.writeData({ method: "DELETE", path: `/${path}` }, signal);
+    }
   }
   for (const module of bundle.dataModules) {
-    await store.writeData({ method: "PUT", path: `/${module.path}`, body: module.dataJson }, signal);
+    if (module.path === "") rootDataKeys = await writeRootData(store, module.dataJson, rootDataKeys, signal);
+    else await store.writeData({ method: "PUT", path: `/${module.path}`, body: module.dataJson }, signal);
   }
-  return { upserted: upserts.length, deleted: toDelete.size };
+  return { upserted: upserts.length, deleted: toDelete.size, rootDataKeys };
+}
+
+/**
+ * A data.json at the repo root would replace OPA's whole data tree (data sources'
+ * documents included) if written at "/": it is written key by key instead, and when it
+ * changes or goes, only the keys it wrote before are removed.
+ */
+async function writeRootData(store: PolicyStore, json: Uint8Array | undefined, previousKeys: readonly string[], signal: AbortSignal): Promise<string[]> {
+  const document = json === undefined ? {} : (JSON.parse(Buffer.from(json).toString("utf8")) as unknown);
+  if (typeof document !== "object" || document === null || Array.isArray(document)) {
+    throw new PolicyApplyError("the repo's root data.json must hold a JSON object");
+  }
+  const keys = Object.keys(document);
+  for (const key of previousKeys) {
+    if (!keys.includes(key)) await store.writeData({ method: "DELETE", path: `/${key}` }, signal);
+  }
+  for (const [key, value] of Object.entries(document)) {
+    await store.writeData({ method: "PUT", path: `/${key}`, body: Buffer.from(JSON.stringify(value)) }, signal);
+  }
+  return keys;
 }
 
 /** Puts back every touched module (several passes, since modules may depend on each other). */

@@ -28,6 +28,7 @@ export interface PolicyUpdaterOptions {
 
 export class PolicyUpdater {
   private hash = "";
+  private rootDataKeys: string[] = [];
 
   constructor(private readonly options: PolicyUpdaterOptions) {}
 
@@ -38,10 +39,12 @@ export class PolicyUpdater {
   /** Reads the version OPA already holds (empty after OPA started fresh). */
   async loadRecordedHash(signal: AbortSignal): Promise<void> {
     try {
-      const marker = (await this.options.store.readData(POLICY_MARKER_PATH, signal)) as { hash?: unknown } | undefined;
+      const marker = (await this.options.store.readData(POLICY_MARKER_PATH, signal)) as { hash?: unknown; root_data_keys?: unknown } | undefined;
       this.hash = typeof marker?.hash === "string" ? marker.hash : "";
+      this.rootDataKeys = Array.isArray(marker?.root_data_keys) ? marker.root_data_keys.filter((key): key is string => typeof key === "string") : [];
     } catch {
       this.hash = "";
+      this.rootDataKeys = [];
     }
     this.options.health.policyHash = this.hash;
   }
@@ -49,6 +52,7 @@ export class PolicyUpdater {
   /** Forgets the version: the next sync asks for a full bundle (OPA restarted empty). */
   forget(): void {
     this.hash = "";
+    this.rootDataKeys = [];
     this.options.health.policyHash = "";
     this.options.health.policyLoaded = false;
   }
@@ -66,8 +70,10 @@ export class PolicyUpdater {
         health.recordPolicy({ ok: true, kind: "policy", id: "" });
         return;
       }
-      const outcome = await applyPolicyBundle(this.options.store, bundle, this.options.ignore, signal);
-      await this.options.store.writeData({ method: "PUT", path: POLICY_MARKER_PATH, body: Buffer.from(JSON.stringify({ hash: bundle.hash })) }, signal);
+      const outcome = await applyPolicyBundle(this.options.store, bundle, this.options.ignore, signal, this.rootDataKeys);
+      this.rootDataKeys = outcome.rootDataKeys;
+      const marker = { hash: bundle.hash, root_data_keys: outcome.rootDataKeys };
+      await this.options.store.writeData({ method: "PUT", path: POLICY_MARKER_PATH, body: Buffer.from(JSON.stringify(marker)) }, signal);
       this.hash = bundle.hash;
       health.policyHash = bundle.hash;
       health.policyLoaded = true;

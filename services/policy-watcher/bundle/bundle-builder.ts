@@ -30,7 +30,7 @@ const decoder = new TextDecoder("utf-8", { fatal: false });
 export function inDirectories(path: string, dirs: readonly string[]): boolean {
   if (dirs.length === 0) return true;
   return dirs.some((dir) => {
-    const clean = dir.replace(/^\.\/?/, "").replace(/\/+$/, "");
+    const clean = dir === "." ? "" : dir.replace(/^\.\//, "").replace(/\/+$/, "");
     return clean === "" || path === clean || path.startsWith(`${clean}/`);
   });
 }
@@ -95,8 +95,10 @@ export class BundleBuilder {
         dataModules.push({ path: dataModulePath(path), dataJson: content });
       }
     }
-    // Deleted modules go in reverse path order, so nested ones leave before their parents.
+    // Deleted modules go in reverse path order, so nested ones leave before their parents
+    // (data modules by their directory, which is where they live in the data tree).
     const deleted = [...changes.deleted].sort().reverse();
+    const deletedData = deleted.filter((path) => this.isDataModule(path)).map(dataModulePath).sort().reverse();
     return create(PolicyBundleSchema, {
       hash,
       oldHash,
@@ -106,7 +108,7 @@ export class BundleBuilder {
       deletedFiles:
         deleted.length === 0
           ? undefined
-          : { policyModules: deleted.filter((path) => this.isPolicyModule(path)), dataModules: deleted.filter((path) => this.isDataModule(path)).map(dataModulePath) },
+          : { policyModules: deleted.filter((path) => this.isPolicyModule(path)), dataModules: deletedData },
     });
   }
 }

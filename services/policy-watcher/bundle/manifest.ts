@@ -35,7 +35,7 @@ export function manifestOrder(tree: PolicyTree, candidates: readonly string[], m
     const base = posix.dirname(manifest);
     for (const line of lines(content)) {
       const target = posix.normalize(base === "." ? line : posix.join(base, line)).replace(/\/+$/, "");
-      if (target.startsWith("..")) continue; // outside the repo
+      if (target === ".." || target.startsWith("../")) continue; // outside the repo
       if (tree.has(target)) {
         if (wanted.has(target) && !placed.has(target)) {
           placed.add(target);
@@ -47,7 +47,9 @@ export function manifestOrder(tree: PolicyTree, candidates: readonly string[], m
     }
   };
 
-  visit(manifestPath.replace(/^\.?\//, "") || ".manifest");
+  // The manifest path may name the file, or (as OPAL allows) a directory holding one.
+  const start = manifestPath.replace(/^\.\//, "").replace(/\/+$/, "");
+  visit(start === "" || start === "." ? ".manifest" : dirs.has(start) ? posix.join(start, ".manifest") : start);
   const rest = candidates.filter((path) => !placed.has(path)).sort();
   return [...ordered, ...rest];
 }
