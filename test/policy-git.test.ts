@@ -53,7 +53,7 @@ describe("a git repo polled for new commits", () => {
   test("the clone's bundle reaches OPA and its hash is recorded in OPA", async () => {
     assert.equal(await decide(client, "app/rbac/allow", { user: "alice" }), true);
     assert.equal(await decide(client, "app/rbac/allow", { user: "bob" }), false);
-    assert.deepEqual(await client.read("/system/opal_mesh/policy"), { hash: repo.head(), root_data_keys: [] });
+    assert.deepEqual(((await client.read("/system/opal")) as { policy: unknown }).policy, { hash: repo.head(), root_data_keys: [] });
     assert.deepEqual(await policyIds(client), ["rbac/policy.rego"]);
   });
 

@@ -12,6 +12,7 @@ import type { HttpListener } from "../common/http/listener.js";
 import type { Logger } from "../common/logger.js";
 import { createClientApi } from "./api-server.js";
 import { BaselineSource } from "./data/baseline-source.js";
+import { DataTransactions } from "./data/data-transaction.js";
 import { DataUpdater } from "./data/data-updater.js";
 import { EntryApplier } from "./data/entry-applier.js";
 import { type JobResult, UpdatePipeline } from "./data/update-pipeline.js";
@@ -19,6 +20,7 @@ import { FetchProviderRegistry, loadProviderPlugins } from "./fetch/registry.js"
 import { ClientHealth } from "./health.js";
 import { InlineOpa } from "./opa/inline-opa.js";
 import { OpaStore } from "./opa/opa-store.js";
+import { type PositionMark, readStatus, STATUS_PATH, StatusDocument } from "./opa-status.js";
 import { PolicyUpdater } from "./policy/policy-updater.js";
 import { type ResumePoint, StreamSession } from "./stream-session.js";
 
@@ -35,6 +37,10 @@ export class ClientAgent {
   readonly name = "client";
   readonly health: ClientHealth;
   readonly store: OpaStore;
+  readonly status: StatusDocument;
+  private readonly transactions: DataTransactions;
+  /** OPA held a position but an unfinished baseline: load it again after resuming. */
+  private baselineIncomplete = false;
   private inlineOpa: InlineOpa | undefined;
   private api: HttpListener | undefined;
   private stream: StreamSession | undefined;
@@ -50,6 +56,8 @@ export class ClientAgent {
     const { config } = options;
     this.health = new ClientHealth(config.dataUpdaterEnabled, config.policyUpdaterEnabled);
     this.store = new OpaStore({ url: config.policyStore.url, authToken: config.policyStore.authToken });
+    this.status = new StatusDocument(this.health, config.clientId);
+    this.transactions = new DataTransactions(this.store);
   }
 
   get apiPort(): number {
@@ -62,7 +70,12 @@ export class ClientAgent {
 
   /** The policy version the store holds. */
   get policyHash(): string {
-    return this.policyUpdater?.currentHash ?? "";
+    return this.status.policyHash;
+  }
+
+  /** The inline OPA's process id (tests kill it to prove the supervisor). */
+  get inlineOpaPid(): number | undefined {
+    return this.inlineOpa?.pid;
   }
 
   async start(signal: AbortSignal): Promise<void> {
@@ -104,7 +117,8 @@ export class ClientAgent {
     const pipeline = new UpdatePipeline({
       applier: new EntryApplier({
         registry: this.registry,
-        store: this.store,
+        transactions: this.transactions,
+        status: this.status,
         fetchRetry: config.dataUpdaterRetry,
         storeRetry: config.policyStoreRetry,
         splitRootData: config.splitRootData,
@@ -129,12 +143,13 @@ export class ClientAgent {
       token: config.token,
       dirs: config.policySubscriptionDirs,
       store: this.store,
+      status: this.status,
       ignore: new GlobSet(config.policyPathsToIgnore),
       health: this.health,
       logger: logger.child({ component: "policy" }),
       timeoutMs: 60_000,
     });
-    await this.policyUpdater.loadRecordedHash(ownSignal);
+    await this.restoreStatus(ownSignal);
     pipeline.start(ownSignal);
     this.dataUpdater.start(ownSignal);
 
@@ -190,54 +205,70 @@ export class ClientAgent {
           this.health.streamError = error;
         },
         onWelcome: (welcome, resumed) => {
-          if (resumed) return;
+          if (resumed) {
+            logger.info({ position: this.lastReceived?.position.toString() }, "resumed: the distributor replays what was missed");
+            if (this.baselineIncomplete) this.dataUpdater?.loadBaseline("baseline was not complete");
+            this.baselineIncomplete = false;
+            return;
+          }
           // Subscribed first (events after the head are on their way), then the baseline:
           // nothing published meanwhile is lost (DESIGN.md §3).
           this.lastReceived = { logId: welcome.logId, position: welcome.headPosition };
-          this.loadBaseline("Initial load");
+          this.loadBaseline("Initial load", this.lastReceived);
         },
         onEvent: (event) => {
-          this.lastReceived = { logId: this.lastReceived?.logId ?? "", position: event.position };
-          this.onEvent(event);
+          const logId = this.lastReceived?.logId ?? "";
+          this.lastReceived = { logId, position: event.position };
+          this.onEvent(event, logId);
         },
         onResync: (resync) => {
           this.lastReceived = { logId: this.lastReceived?.logId ?? "", position: resync.headPosition };
           logger.warn({ reason: resync.reason }, "resync: reloading policy and data");
-          this.loadBaseline(`Resync: ${resync.reason}`);
+          this.loadBaseline(`Resync: ${resync.reason}`, this.lastReceived);
         },
       },
     });
   }
 
-  /** Policy first, then every baseline data source, ahead of the events that follow. */
-  private loadBaseline(reason: string): void {
+  /**
+   * Policy first, then every baseline data source, ahead of the events that follow; the
+   * baseline's transaction moves OPA's position to `mark`, the head it was taken at.
+   */
+  private loadBaseline(reason: string, mark: PositionMark): void {
     const { config } = this.options;
     this.pipeline?.clear();
-    if (config.policyUpdaterEnabled) this.enqueuePolicySync(reason);
-    if (config.dataUpdaterEnabled) this.dataUpdater?.loadBaseline(reason);
+    if (config.policyUpdaterEnabled) this.enqueuePolicySync(reason, config.dataUpdaterEnabled ? undefined : mark);
+    if (config.dataUpdaterEnabled) this.dataUpdater?.loadBaseline(reason, mark);
   }
 
-  private onEvent(event: Event): void {
+  private onEvent(event: Event, logId: string): void {
     if (event.payload.case === "dataUpdate") {
-      this.dataUpdater?.onEvent(event);
+      this.dataUpdater?.onEvent(event, logId);
     } else if (event.payload.case === "policyChanged") {
-      const { hash } = event.payload.value;
-      // Already there (e.g. a duplicate announcement): still takes its turn, so the ACK keeps log order.
-      this.enqueuePolicySync(`policy changed to ${hash}`, event.position, hash === this.policyHash);
+      this.enqueuePolicySync(`policy changed to ${event.payload.value.hash}`, { logId, position: event.position });
     }
   }
 
-  private enqueuePolicySync(reason: string, position?: bigint, alreadyApplied = false): void {
+  private enqueuePolicySync(reason: string, mark?: PositionMark): void {
     const updater = this.policyUpdater;
     if (updater === undefined || this.pipeline === undefined) return;
-    this.pipeline.enqueue({
-      kind: "policy",
-      position,
-      updateId: "",
-      reason,
-      entries: [],
-      task: alreadyApplied ? () => Promise.resolve() : (signal) => updater.sync(signal, reason),
-    });
+    this.pipeline.enqueue({ kind: "policy", position: mark?.position, logId: mark?.logId, updateId: "", reason, entries: [], task: (signal) => updater.sync(signal, reason, mark) });
+  }
+
+  /** What OPA says it holds: policy version, position, whether the baseline completed. */
+  private async restoreStatus(signal: AbortSignal): Promise<void> {
+    let snapshot;
+    try {
+      snapshot = readStatus(await this.store.readData(STATUS_PATH, signal));
+    } catch {
+      snapshot = undefined;
+    }
+    if (snapshot === undefined) return;
+    this.status.restore(snapshot);
+    this.health.policyHash = snapshot.policyHash;
+    this.lastReceived = snapshot.mark;
+    this.baselineIncomplete = snapshot.mark !== undefined && !snapshot.baselineLoaded;
+    if (snapshot.mark !== undefined) this.options.logger.info({ position: snapshot.mark.position.toString(), policy: snapshot.policyHash }, "OPA holds state from an earlier run: resuming from its position");
   }
 
   private onResult(result: JobResult): void {
@@ -254,10 +285,14 @@ export class ClientAgent {
 
   /** OPA came back empty: forget position and policy so the next session loads everything. */
   private rehydrate(): void {
-    this.options.logger.warn("OPA restarted empty: reloading policy and data");
+    this.options.logger.warn("OPA lost its state (restarted empty): reloading policy and data");
     this.lastReceived = undefined;
-    this.policyUpdater?.forget();
+    this.status.forget();
+    this.transactions.forget();
+    this.health.policyHash = "";
+    this.health.policyLoaded = false;
     this.health.baselineLoaded = false;
+    this.pipeline?.clear();
     this.stream?.reconnect();
   }
 
@@ -268,12 +303,18 @@ export class ClientAgent {
     }
   }
 
+  /**
+   * Checks the store answers, and that it still holds our status document: if it is gone
+   * (an external OPA restarted empty), everything is loaded again at once.
+   */
   private startLivenessProbe(signal: AbortSignal): void {
     this.livenessTimer = setInterval(() => {
-      void this.store.isHealthy(signal).then((reachable) => {
-        this.health.engineReachable = reachable;
-      });
-    }, 10_000);
+      void (async () => {
+        this.health.engineReachable = await this.store.isHealthy(signal);
+        if (!this.health.engineReachable || this.status.mark === undefined || (this.pipeline?.pending ?? 0) > 0) return;
+        if (!(await this.store.exists(STATUS_PATH, signal).catch(() => true))) this.rehydrate();
+      })();
+    }, this.options.config.livenessProbeIntervalMs);
     this.livenessTimer.unref();
   }
 }

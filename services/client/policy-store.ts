@@ -29,11 +29,23 @@ export class PolicyStoreError extends Error {
   }
 }
 
+/** One JSON Patch operation at an absolute data path; values stay raw JSON bytes. */
+export interface PatchOperation {
+  op: "add" | "remove" | "replace";
+  /** A JSON Pointer from the data root ("" is the root). */
+  path: string;
+  value?: Uint8Array;
+}
+
 export interface PolicyStore {
   readonly name: string;
   isHealthy(signal?: AbortSignal): Promise<boolean>;
   writeData(write: DataWrite, signal?: AbortSignal): Promise<void>;
   readData(path: string, signal?: AbortSignal): Promise<unknown>;
+  /** Applies every operation in one transaction: all or nothing. */
+  patch(operations: readonly PatchOperation[], signal?: AbortSignal): Promise<void>;
+  /** Whether a document exists at the path, without reading it. */
+  exists(path: string, signal?: AbortSignal): Promise<boolean>;
   putPolicy(id: string, rego: string, signal?: AbortSignal): Promise<void>;
   deletePolicy(id: string, signal?: AbortSignal): Promise<void>;
   /** Every module in the engine, with its source. */

@@ -10,29 +10,44 @@ import type { Event } from "../../gen/opal/mesh/v1/event_pb.js";
 const MAX_ENTRIES = 64;
 
 export class BundleCache {
-  private readonly entries = new Map<string, Promise<GetBundleResponse>>();
+  private readonly entries = new Map<string, { response: Promise<GetBundleResponse>; hash?: string }>();
+  /** The newest version announced on the log. */
+  private latestHash: string | undefined;
   /** Calls that reached the policy-watcher (the rest were served from the cache). */
   upstreamCalls = 0;
 
   constructor(private readonly policy: Client<typeof PolicyService>) {}
 
-  /** Feed it every log event; a new policy version makes every cached bundle stale. */
+  /** Feed it every log event; bundles of any other version than the announced one go. */
   observe(event: Event): void {
-    if (event.payload.case === "policyChanged") this.entries.clear();
+    if (event.payload.case !== "policyChanged") return;
+    this.latestHash = event.payload.value.hash;
+    for (const [key, entry] of this.entries) {
+      if (entry.hash !== undefined && entry.hash !== this.latestHash) this.entries.delete(key);
+    }
   }
 
   get(request: GetBundleRequest, signal: AbortSignal): Promise<GetBundleResponse> {
     const key = `${request.baseHash}\u0000${[...request.paths].sort().join("\u0000")}`;
-    let pending = this.entries.get(key);
-    if (pending === undefined) {
+    let entry = this.entries.get(key);
+    if (entry === undefined) {
       this.upstreamCalls++;
       // Not tied to the first caller's signal: others may be waiting on the same call.
-      pending = this.policy.getBundle({ baseHash: request.baseHash, paths: request.paths }, { timeoutMs: 60_000 });
-      this.entries.set(key, pending);
-      pending.catch(() => this.entries.delete(key));
+      const response = this.policy.getBundle({ baseHash: request.baseHash, paths: request.paths }, { timeoutMs: 60_000 });
+      const created: { response: Promise<GetBundleResponse>; hash?: string } = { response };
+      entry = created;
+      this.entries.set(key, created);
+      response.then(
+        (value) => {
+          created.hash = value.bundle?.hash ?? "";
+          // Built before a newer version was announced: serve it to who asked, keep it no longer.
+          if (this.latestHash !== undefined && created.hash !== this.latestHash && this.entries.get(key) === created) this.entries.delete(key);
+        },
+        () => this.entries.delete(key),
+      );
       if (this.entries.size > MAX_ENTRIES) this.entries.delete(this.entries.keys().next().value as string);
     }
-    return abortable(pending, signal);
+    return abortable(entry.response, signal);
   }
 
   /** The public PolicyService: bundles through the cache, the rest passed through. */

@@ -10,6 +10,7 @@ import { redactUrl } from "../../common/config/env-reader.js";
 import type { Logger } from "../../common/logger.js";
 import { anyTopicCovered } from "../../common/topics.js";
 import type { ClientHealth } from "../health.js";
+import type { PositionMark } from "../opa-status.js";
 import type { BaselineSource } from "./baseline-source.js";
 import type { JobResult, UpdatePipeline } from "./update-pipeline.js";
 
@@ -38,8 +39,11 @@ export class DataUpdater {
     return anyTopicCovered(this.options.topics, entry.topics);
   }
 
-  /** Loads every baseline entry (in one job, ahead of later events), then schedules refetches. */
-  loadBaseline(reason: string): void {
+  /**
+   * Loads every baseline entry (in one job, ahead of later events), then schedules
+   * refetches. `mark` is the head the baseline was taken at: committed with it.
+   */
+  loadBaseline(reason: string, mark?: PositionMark): void {
     const signal = this.signal;
     if (signal === undefined) return;
     this.stopPeriodic();
@@ -52,14 +56,14 @@ export class DataUpdater {
     });
     // The job waits for the list; events queued behind it wait for the job.
     entries.catch(() => undefined);
-    this.options.pipeline.enqueue({ kind: "baseline", updateId: `baseline-${generation}`, reason, entries });
+    this.options.pipeline.enqueue({ kind: "baseline", updateId: `baseline-${generation}`, reason, entries, position: mark?.position, logId: mark?.logId });
   }
 
-  onEvent(event: Event): void {
+  onEvent(event: Event, logId: string): void {
     if (event.payload.case !== "dataUpdate") return;
     const update = event.payload.value;
     const entries = update.entries.filter((entry) => this.applies(entry));
-    this.options.pipeline.enqueue({ kind: "event", position: event.position, updateId: update.id, reason: update.reason, entries });
+    this.options.pipeline.enqueue({ kind: "event", position: event.position, logId, updateId: update.id, reason: update.reason, entries });
   }
 
   onResult(result: JobResult): void {

@@ -1,6 +1,8 @@
 /**
- * Fetches one data source entry (unless its data is inline) and writes it into the
- * policy store at its dst_path, each step under its own retry policy.
+ * Fetches data source entries (unless their data is inline) and commits a job's entries
+ * into the store: in one transaction with the status document, whose position advances
+ * with the data; when the store refuses that transaction, entry by entry, so one bad
+ * entry does not hold back the others.
  */
 import { type DataSourceEntry, SaveMethod } from "../../../gen/opal/mesh/v1/data_pb.js";
 import { retry } from "../../common/backoff.js";
@@ -10,11 +12,15 @@ import { parseJsonBytes, saveMethodName } from "../../common/data-entries.js";
 import type { Logger } from "../../common/logger.js";
 import { FetchError } from "../fetch/types.js";
 import type { FetchProviderRegistry } from "../fetch/registry.js";
-import { type PolicyStore, PolicyStoreError } from "../policy-store.js";
+import type { PositionMark, StatusDocument } from "../opa-status.js";
+import { PolicyStoreError } from "../policy-store.js";
+import type { DataTransactions, EntryWrite } from "./data-transaction.js";
+import type { JobApplier, UpdateJob } from "./update-pipeline.js";
 
 export interface EntryApplierOptions {
   registry: FetchProviderRegistry;
-  store: PolicyStore;
+  transactions: DataTransactions;
+  status: StatusDocument;
   fetchRetry: RetryPolicy;
   storeRetry: RetryPolicy;
   splitRootData: boolean;
@@ -38,7 +44,7 @@ export function describeEntry(entry: DataSourceEntry): string {
   return `${saveMethodName(entry.saveMethod)} ${entry.dstPath} from ${source}`;
 }
 
-export class EntryApplier {
+export class EntryApplier implements JobApplier {
   constructor(private readonly options: EntryApplierOptions) {}
 
   /** The entry's data as JSON bytes; undefined for DELETE. */
@@ -48,42 +54,67 @@ export class EntryApplier {
     const config = entry.configJson.length > 0 ? (parseJsonBytes(entry.configJson) as Record<string, unknown>) : {};
     try {
       const provider = this.options.registry.providerFor(config);
-      return await retry((attempt) => provider.fetch({ url: entry.url, config, signal }).catch((error: unknown) => {
-        this.options.logger.warn({ url: redactUrl(entry.url), attempt, err: (error as Error).message }, "fetch failed");
-        throw error;
-      }), {
-        ...this.options.fetchRetry,
-        signal,
-        isRetryable: (error) => !(error instanceof FetchError) || error.retryable,
-      });
+      return await retry(
+        (attempt) =>
+          provider.fetch({ url: entry.url, config, signal }).catch((error: unknown) => {
+            this.options.logger.warn({ url: redactUrl(entry.url), attempt, err: (error as Error).message }, "fetch failed");
+            throw error;
+          }),
+        { ...this.options.fetchRetry, signal, isRetryable: (error) => !(error instanceof FetchError) || error.retryable },
+      );
     } catch (error) {
       if (signal.aborted) throw error;
       throw new EntryError("fetch", `failed to fetch data for ${describeEntry(entry)}: ${(error as Error).message}`, { cause: error });
     }
   }
 
-  async save(entry: DataSourceEntry, data: Uint8Array | undefined, signal: AbortSignal): Promise<void> {
-    const method = saveMethodName(entry.saveMethod);
-    const writes =
-      this.options.splitRootData && entry.dstPath === "/" && method !== "DELETE" && data !== undefined ? splitRoot(data, method) : [{ path: entry.dstPath, body: data }];
+  async commit(job: UpdateJob, writes: readonly EntryWrite[], fetchErrors: readonly string[], signal: AbortSignal): Promise<Array<{ ok: boolean; error?: string }>> {
+    const { status, transactions } = this.options;
+    // Log events (and a baseline, at its head) move the position; periodic refetches do not.
+    const mark: PositionMark | undefined = job.position !== undefined && job.logId !== undefined ? { logId: job.logId, position: job.position } : status.mark;
+    const expanded = writes.flatMap((write) => this.expand(write));
+    const render = (ok: boolean, error?: string): Uint8Array =>
+      status.render(mark, { ok, kind: job.kind, id: job.updateId, ...(error === undefined ? {} : { error }), at: new Date().toISOString() });
+    const fetchError = fetchErrors.filter((error) => error !== "").join("; ");
     try {
-      for (const write of writes) {
-        await retry(() => this.options.store.writeData({ method, path: write.path, body: write.body }, signal), {
-          ...this.options.storeRetry,
-          signal,
-          isRetryable: (error) => !(error instanceof PolicyStoreError) || !error.isRejection,
-        });
-      }
+      await this.withStoreRetry(() => transactions.commit(expanded, render(fetchError === "", fetchError || undefined), signal), signal);
+      status.mark = mark;
+      return writes.map(() => ({ ok: true }));
     } catch (error) {
-      if (signal.aborted) throw error;
-      throw new EntryError("save", `failed to save data to the policy store for ${describeEntry(entry)}: ${(error as Error).message}`, { cause: error });
+      if (signal.aborted || !(error instanceof PolicyStoreError) || !error.isRejection) {
+        throw new EntryError("save", `failed to save to the policy store: ${(error as Error).message}`, { cause: error });
+      }
     }
+    // The store refused the whole transaction: find out which entries it refuses.
+    const outcomes: Array<{ ok: boolean; error?: string }> = [];
+    for (const write of writes) {
+      try {
+        await this.withStoreRetry(() => transactions.commit(this.expand(write), status.render(status.mark), signal), signal);
+        outcomes.push({ ok: true });
+      } catch (error) {
+        if (signal.aborted) throw error;
+        outcomes.push({ ok: false, error: `failed to save data to the policy store for ${describeEntry(write.entry)}: ${(error as Error).message}` });
+      }
+    }
+    const errors = [fetchError, ...outcomes.map((outcome) => outcome.error ?? "")].filter((error) => error !== "").join("; ");
+    await this.withStoreRetry(() => transactions.commit([], render(false, errors), signal), signal);
+    status.mark = mark;
+    return outcomes;
   }
-}
 
-/** OPAL_SPLIT_ROOT_DATA: a root object is written one top-level key at a time. */
-function splitRoot(data: Uint8Array, _method: string): Array<{ path: string; body: Uint8Array }> {
-  const parsed = parseJsonBytes(data);
-  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) return [{ path: "/", body: data }];
-  return Object.entries(parsed as Record<string, unknown>).map(([key, value]) => ({ path: `/${key}`, body: Buffer.from(JSON.stringify(value)) }));
+  /** OPAL_SPLIT_ROOT_DATA: a root object is written one top-level key at a time. */
+  private expand(write: EntryWrite): EntryWrite[] {
+    const { entry, data } = write;
+    if (!this.options.splitRootData || entry.dstPath !== "/" || entry.saveMethod !== SaveMethod.PUT || data === undefined) return [write];
+    const parsed = parseJsonBytes(data);
+    if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) return [write];
+    return Object.entries(parsed as Record<string, unknown>).map(([key, value]) => ({
+      entry: { ...entry, dstPath: `/${key}` },
+      data: Buffer.from(JSON.stringify(value)),
+    }));
+  }
+
+  private withStoreRetry<T>(operation: () => Promise<T>, signal: AbortSignal): Promise<T> {
+    return retry(operation, { ...this.options.storeRetry, signal, isRetryable: (error) => !(error instanceof PolicyStoreError) || !error.isRejection });
+  }
 }

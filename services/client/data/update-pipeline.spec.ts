@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { create } from "@bufbuild/protobuf";
 import { type DataSourceEntry, DataSourceEntrySchema } from "../../../gen/opal/mesh/v1/data_pb.js";
 import { silentLogger } from "../../common/logger.js";
-import type { EntryApplier } from "./entry-applier.js";
+import type { EntryWrite } from "./data-transaction.js";
 import { type JobKind, type JobResult, UpdatePipeline, type UpdateJob } from "./update-pipeline.js";
 
 interface Deferred<T> {
@@ -84,6 +84,20 @@ class FakeApplier {
     if (this.failingSaves.has(entry.url)) throw new Error(`store rejected ${entry.url}`);
   }
 
+  /** The pipeline's commit: here, one recorded save per write, in order. */
+  async commit(_job: UpdateJob, writes: readonly EntryWrite[]): Promise<Array<{ ok: boolean; error?: string }>> {
+    const outcomes: Array<{ ok: boolean; error?: string }> = [];
+    for (const { entry, data } of writes) {
+      try {
+        await this.save(entry, data);
+        outcomes.push({ ok: true });
+      } catch (error) {
+        outcomes.push({ ok: false, error: (error as Error).message });
+      }
+    }
+    return outcomes;
+  }
+
   /** Completes a started fetch with the url as its JSON data. */
   release(url: string): void {
     this.startedFetch(url).resolve(encoder.encode(JSON.stringify(url)));
@@ -140,7 +154,7 @@ function startPipeline(t: TestContext, concurrency: number) {
   const results: JobResult[] = [];
   const controller = new AbortController();
   const pipeline = new UpdatePipeline({
-    applier: applier as unknown as EntryApplier,
+    applier: applier,
     concurrency,
     logger: silentLogger(),
     onResult: (result) => results.push(result),

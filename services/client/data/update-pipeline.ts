@@ -5,14 +5,26 @@
  */
 import type { DataSourceEntry } from "../../../gen/opal/mesh/v1/data_pb.js";
 import type { Logger } from "../../common/logger.js";
-import type { EntryApplier } from "./entry-applier.js";
+import type { EntryWrite } from "./data-transaction.js";
+
+/** What the pipeline needs from the layer that fetches and writes. */
+export interface JobApplier {
+  fetch(entry: DataSourceEntry, signal: AbortSignal): Promise<Uint8Array | undefined>;
+  /**
+   * Writes a job's fetched entries (and, for log events, its position) into the store;
+   * returns one outcome per write, in order.
+   */
+  commit(job: UpdateJob, writes: readonly EntryWrite[], fetchErrors: readonly string[], signal: AbortSignal): Promise<Array<{ ok: boolean; error?: string }>>;
+}
 
 export type JobKind = "event" | "baseline" | "periodic" | "manual" | "policy";
 
 export interface UpdateJob {
   kind: JobKind;
-  /** Log position, for events. */
+  /** Log position, for events; for a baseline, the head it was loaded at. */
   position?: bigint;
+  /** The log the position belongs to. */
+  logId?: string;
   updateId: string;
   reason: string;
   /** Entries to apply, in order; a promise when they are still being looked up (baseline). */
@@ -46,7 +58,7 @@ interface QueuedJob {
 }
 
 export interface UpdatePipelineOptions {
-  applier: EntryApplier;
+  applier: JobApplier;
   /** Maximum concurrent fetches (OPAL_FETCHING_WORKER_COUNT); also how many jobs fetch ahead. */
   concurrency: number;
   logger: Logger;
@@ -186,20 +198,25 @@ export class UpdatePipeline {
       return { job, ok: false, entries: [], error: (error as Error).message };
     }
     const results: EntryResult[] = [];
+    const writes: EntryWrite[] = [];
     for (const [index, entry] of prefetched.entries.entries()) {
       const fetched = await (prefetched.fetches[index] as Promise<Fetched>);
-      if (signal.aborted) break;
-      if (!fetched.ok) {
-        results.push({ entry, fetched: false, saved: false, error: fetched.error.message });
-        continue;
-      }
-      try {
-        await this.options.applier.save(entry, fetched.data, signal);
-        results.push({ entry, fetched: true, saved: true });
-      } catch (error) {
-        results.push({ entry, fetched: true, saved: false, error: (error as Error).message });
-      }
+      if (signal.aborted) return { job, ok: false, entries: [], error: "stopped" };
+      if (fetched.ok) writes.push({ entry, data: fetched.data });
+      else results.push({ entry, fetched: false, saved: false, error: fetched.error.message });
     }
+    let outcomes: Array<{ ok: boolean; error?: string }>;
+    try {
+      outcomes = await this.options.applier.commit(job, writes, results.map((result) => result.error ?? ""), signal);
+    } catch (error) {
+      outcomes = writes.map(() => ({ ok: false, error: (error as Error).message }));
+    }
+    writes.forEach(({ entry }, index) => {
+      const outcome = outcomes[index] ?? { ok: false, error: "not written" };
+      results.push({ entry, fetched: true, saved: outcome.ok, ...(outcome.error === undefined ? {} : { error: outcome.error }) });
+    });
+    const order = new Map(prefetched.entries.map((entry, index) => [entry, index]));
+    results.sort((a, b) => (order.get(a.entry) ?? 0) - (order.get(b.entry) ?? 0));
     return { job, ok: results.every((result) => result.saved), entries: results };
   }
 }

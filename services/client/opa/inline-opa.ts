@@ -31,6 +31,10 @@ export class InlineOpa {
 
   constructor(private readonly options: InlineOpaOptions) {}
 
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
   async start(signal: AbortSignal): Promise<void> {
     process.once("exit", this.killOnExit);
     const child = this.spawn();

@@ -1,6 +1,6 @@
 /** The policy store over OPA's REST API, on one keep-alive connection pool. */
 import { Pool } from "undici";
-import { type DataWrite, type PolicyStore, PolicyStoreError } from "../policy-store.js";
+import { type DataWrite, type PatchOperation, type PolicyStore, PolicyStoreError } from "../policy-store.js";
 
 export interface OpaStoreOptions {
   url: string;
@@ -66,6 +66,34 @@ export class OpaStore implements PolicyStore {
     const { statusCode, body } = await this.call("GET", dataUrlPath(path), undefined, undefined, signal);
     if (statusCode !== 200) throw this.failure("GET", path, statusCode, body);
     return (JSON.parse(body) as { result?: unknown }).result;
+  }
+
+  async patch(operations: readonly PatchOperation[], signal?: AbortSignal): Promise<void> {
+    if (operations.length === 0) return;
+    // The body is composed around the raw value bytes: big documents are never parsed here.
+    const parts: Uint8Array[] = [Buffer.from("[")];
+    operations.forEach((operation, index) => {
+      const head = `${index === 0 ? "" : ","}{"op":${JSON.stringify(operation.op)},"path":${JSON.stringify(operation.path)}`;
+      if (operation.value === undefined) {
+        parts.push(Buffer.from(`${head}}`));
+      } else {
+        parts.push(Buffer.from(`${head},"value":`), operation.value, Buffer.from("}"));
+      }
+    });
+    parts.push(Buffer.from("]"));
+    const { statusCode, body } = await this.call("PATCH", "/v1/data", Buffer.concat(parts), "application/json-patch+json", signal);
+    if (statusCode !== 204 && statusCode !== 200) throw this.failure("PATCH", "/", statusCode, body);
+  }
+
+  async exists(path: string, signal?: AbortSignal): Promise<boolean> {
+    const segments = path.split("/").filter((segment) => segment !== "");
+    if (segments.length === 0) return true;
+    // A query binding nothing: OPA checks the path without sending the document back.
+    const query = `_ = data${segments.map((segment) => `[${JSON.stringify(segment)}]`).join("")}`;
+    const { statusCode, body } = await this.call("POST", "/v1/query", Buffer.from(JSON.stringify({ query })), "application/json", signal);
+    if (statusCode !== 200) throw this.failure("query", path, statusCode, body);
+    const result = (JSON.parse(body) as { result?: unknown[] }).result;
+    return Array.isArray(result) && result.length > 0;
   }
 
   async putPolicy(id: string, rego: string, signal?: AbortSignal): Promise<void> {

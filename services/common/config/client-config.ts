@@ -50,6 +50,8 @@ export interface ClientConfig {
   dataUpdaterRetry: RetryPolicy;
   policyStoreRetry: RetryPolicy;
   splitRootData: boolean;
+  /** How often the store is probed (reachable, and still holding our status). */
+  livenessProbeIntervalMs: number;
   /** Where downloaded and built tools (OPA) are cached, outside the repo. */
   cacheDir: string;
   /** PATH, searched for `opa` and `go`. */
@@ -143,6 +145,7 @@ export function loadClientConfig(environment: Env): ClientConfig {
     dataUpdaterRetry: env.json("OPAL_DATA_UPDATER_CONN_RETRY", defaultRetryPolicy(retryDefaults), (value) => parseConnRetryOptions(value, retryDefaults)),
     policyStoreRetry: env.json("OPAL_POLICY_STORE_CONN_RETRY", defaultRetryPolicy(storeRetryDefaults), (value) => parseConnRetryOptions(value, storeRetryDefaults)),
     splitRootData: env.bool("OPAL_SPLIT_ROOT_DATA", false),
+    livenessProbeIntervalMs: env.number("OPAL_POLICY_STORE_LIVENESS_PROBE_INTERVAL_SECONDS", 10, { min: 0.05 }) * 1000,
     cacheDir: cacheDirFrom(environment),
     searchPath: environment.PATH ?? "",
     logging: readLoggingConfig(env, "opal-mesh-client"),

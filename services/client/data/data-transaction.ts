@@ -1,0 +1,185 @@
+/**
+ * Writes data entries and the status document (with the new position) into the store in
+ * one transaction: a single JSON Patch at the data root. JSON Patch `add` needs the parent
+ * to exist, so missing ancestors are created in the same patch; which exist is asked of
+ * OPA (cheaply) and remembered until a write could have changed it.
+ */
+import { type DataSourceEntry, SaveMethod } from "../../../gen/opal/mesh/v1/data_pb.js";
+import { parseJsonBytes } from "../../common/data-entries.js";
+import type { PatchOperation, PolicyStore } from "../policy-store.js";
+import { STATUS_PATH } from "../opa-status.js";
+
+export interface EntryWrite {
+  entry: DataSourceEntry;
+  /** JSON bytes; undefined for DELETE. */
+  data: Uint8Array | undefined;
+}
+
+const OPEN_BRACKET = 0x5b;
+const WHITESPACE = new Set([0x20, 0x09, 0x0a, 0x0d]);
+const EMPTY_OBJECT = Buffer.from("{}");
+
+function segments(path: string): string[] {
+  return path.split("/").filter((segment) => segment !== "");
+}
+
+/** A JSON Pointer for data-path segments ("~" and "/" escaped as RFC 6901 says). */
+export function pointer(parts: readonly string[]): string {
+  return parts.map((part) => `/${part.replaceAll("~", "~0").replaceAll("/", "~1")}`).join("");
+}
+
+function isUnder(path: string, prefix: string): boolean {
+  return prefix === "" || path === prefix || path.startsWith(`${prefix}/`);
+}
+
+function startsWithBracket(bytes: Uint8Array): boolean {
+  for (const byte of bytes) if (!WHITESPACE.has(byte)) return byte === OPEN_BRACKET;
+  return false;
+}
+
+/** A patch being composed, with what it will have created or replaced once applied. */
+class PatchPlan {
+  readonly operations: PatchOperation[] = [];
+  /** Containers this patch creates ({}): known to exist afterwards. */
+  readonly created = new Set<string>();
+  /** Paths whose content this patch replaces or removes: what is below them is unknown. */
+  readonly overwritten: string[] = [];
+  rootReplaced = false;
+
+  touchesAbove(path: string): boolean {
+    return this.rootReplaced || this.overwritten.some((written) => isUnder(path, written) && path !== written);
+  }
+}
+
+export class DataTransactions {
+  /** Container paths known to exist in the store. */
+  private readonly known = new Set<string>();
+
+  constructor(private readonly store: PolicyStore) {}
+
+  /** Everything the store holds may have changed (OPA restarted, a failed patch, a resync). */
+  forget(): void {
+    this.known.clear();
+  }
+
+  /**
+   * Commits the writes and the status document. Writes that cannot share one patch (one
+   * overwrites the parent of another) go in consecutive patches; the status goes in the last.
+   */
+  async commit(writes: readonly EntryWrite[], status: Uint8Array, signal: AbortSignal): Promise<void> {
+    try {
+      await this.commitOnce(writes, status, signal);
+    } catch (error) {
+      // Our memory of the tree may be stale (someone removed a parent): ask again, once.
+      this.forget();
+      if (!isNotFound(error)) throw error;
+      await this.commitOnce(writes, status, signal);
+    }
+  }
+
+  private async commitOnce(writes: readonly EntryWrite[], status: Uint8Array, signal: AbortSignal): Promise<void> {
+    let plan = new PatchPlan();
+    for (const write of writes) {
+      if (plan.touchesAbove(write.entry.dstPath === "/" ? "" : pointer(segments(write.entry.dstPath)))) {
+        await this.apply(plan, signal);
+        plan = new PatchPlan();
+      }
+      await this.addEntry(plan, write, signal);
+    }
+    const statusPath = pointer(segments(STATUS_PATH));
+    if (!plan.rootReplaced && plan.touchesAbove(statusPath)) {
+      // An entry wrote /system itself: the status cannot share its patch without guessing.
+      await this.apply(plan, signal);
+      plan = new PatchPlan();
+    }
+    await this.addStatus(plan, status, signal);
+    await this.apply(plan, signal);
+  }
+
+  private async apply(plan: PatchPlan, signal: AbortSignal): Promise<void> {
+    if (plan.operations.length === 0) return;
+    await this.store.patch(plan.operations, signal);
+    if (plan.rootReplaced) this.known.clear();
+    for (const written of plan.overwritten) for (const path of [...this.known]) if (isUnder(path, written)) this.known.delete(path);
+    for (const path of plan.created) this.known.add(path);
+  }
+
+  private async addEntry(plan: PatchPlan, { entry, data }: EntryWrite, signal: AbortSignal): Promise<void> {
+    const parts = segments(entry.dstPath);
+    const path = pointer(parts);
+    switch (entry.saveMethod) {
+      case SaveMethod.DELETE: {
+        if (parts.length === 0) {
+          plan.operations.push({ op: "add", path: "", value: EMPTY_OBJECT });
+          plan.rootReplaced = true;
+        } else if (plan.created.has(path) || (!plan.touchesAbove(path) && (await this.store.exists(entry.dstPath, signal)))) {
+          // Removing what is not there leaves the store as asked (and JSON Patch would refuse it).
+          plan.operations.push({ op: "remove", path });
+          plan.overwritten.push(path);
+        }
+        return;
+      }
+      case SaveMethod.PATCH: {
+        await this.ensureParents(plan, parts, signal);
+        for (const operation of parseJsonBytes(data ?? Buffer.from("[]")) as Array<{ op: "add" | "remove" | "replace"; path: string; value?: unknown }>) {
+          const target = `${path}${operation.path}`;
+          plan.operations.push({ op: operation.op, path: target, value: operation.op === "remove" ? undefined : Buffer.from(JSON.stringify(operation.value ?? null)) });
+          plan.overwritten.push(target.endsWith("/-") ? path : target);
+        }
+        return;
+      }
+      default: {
+        const value = data ?? Buffer.from("null");
+        if (parts.length === 0) {
+          // OPA's root must be an object; OPAL wraps a list written there as {"items": [...]}.
+          plan.operations.push({ op: "add", path: "", value: startsWithBracket(value) ? Buffer.concat([Buffer.from('{"items":'), value, Buffer.from("}")]) : value });
+          plan.rootReplaced = true;
+          return;
+        }
+        await this.ensureParents(plan, parts, signal);
+        plan.operations.push({ op: "add", path, value });
+        plan.overwritten.push(path);
+      }
+    }
+  }
+
+  private async addStatus(plan: PatchPlan, status: Uint8Array, signal: AbortSignal): Promise<void> {
+    const parts = segments(STATUS_PATH);
+    if (plan.rootReplaced) {
+      // The root was replaced: rebuild /system around the status (a root document's own
+      // "system" key, if any, gives way to it).
+      plan.operations.push({ op: "add", path: pointer(parts.slice(0, 1)), value: Buffer.concat([Buffer.from(`{${JSON.stringify(parts[1])}:`), status, Buffer.from("}")]) });
+      plan.created.add(pointer(parts.slice(0, 1)));
+      return;
+    }
+    await this.ensureParents(plan, parts, signal);
+    plan.operations.push({ op: "add", path: pointer(parts), value: status });
+  }
+
+  /** Adds `{}` for every missing ancestor of the path, outermost first. */
+  private async ensureParents(plan: PatchPlan, parts: readonly string[], signal: AbortSignal): Promise<void> {
+    const missing: string[] = [];
+    for (let depth = parts.length - 1; depth >= 1; depth--) {
+      const ancestor = pointer(parts.slice(0, depth));
+      if (plan.created.has(ancestor)) break;
+      if (plan.touchesAbove(ancestor) || plan.overwritten.includes(ancestor)) {
+        // commitOnce starts a new patch before this can happen; adding {} here would erase a write.
+        throw new Error(`internal: ${ancestor} was written earlier in the same patch`);
+      }
+      if (this.known.has(ancestor)) break;
+      if (await this.store.exists(`/${parts.slice(0, depth).join("/")}`, signal)) {
+        for (let up = depth; up >= 1; up--) this.known.add(pointer(parts.slice(0, up)));
+        break;
+      }
+      missing.push(ancestor);
+    }
+    for (const ancestor of missing.reverse()) {
+      plan.operations.push({ op: "add", path: ancestor, value: EMPTY_OBJECT });
+      plan.created.add(ancestor);
+    }
+  }
+}
+
+function isNotFound(error: unknown): boolean {
+  return typeof error === "object" && error !== null && (error as { status?: unknown }).status === 404;
+}
