@@ -9,6 +9,7 @@ import { ConnectResponseSchema } from "../../gen/opal/mesh/v1/distributor_pb.js"
 import type { Event } from "../../gen/opal/mesh/v1/event_pb.js";
 import { backoffDelay, sleep } from "../common/backoff.js";
 import type { Logger } from "../common/logger.js";
+import { anyTopicCovered } from "../common/topics.js";
 import type { ClientSession } from "./session.js";
 
 export function encodeEvent(event: Event): Uint8Array {
@@ -19,8 +20,17 @@ export function encodeResync(reason: string, headPosition: bigint): Uint8Array {
   return toBinary(ConnectResponseSchema, create(ConnectResponseSchema, { message: { case: "resync", value: { reason, headPosition } } }));
 }
 
+export interface FanoutOptions {
+  /** Sees every dispatched event with the clients it was addressed to. */
+  onDispatch?: (event: Event, addressed: string[]) => void;
+  /** How long a client that left still counts as addressed (it may resume and ACK). */
+  leftClientTtlMs?: number;
+}
+
 export class Fanout {
   private readonly sessions = new Set<ClientSession>();
+  /** Clients that disconnected recently: their topics, and when they left. */
+  private readonly recentlyLeft = new Map<string, { topics: readonly string[]; leftAt: number }>();
   private headPosition = 0n;
   private currentLogId = "";
   private subscribed = false;
@@ -31,6 +41,7 @@ export class Fanout {
   constructor(
     private readonly broadcaster: Client<typeof BroadcasterService>,
     private readonly logger: Logger,
+    private readonly options: FanoutOptions = {},
   ) {}
 
   /** The last position dispatched to sessions. */
@@ -61,10 +72,14 @@ export class Fanout {
 
   register(session: ClientSession): void {
     this.sessions.add(session);
+    this.recentlyLeft.delete(session.clientId);
   }
 
   unregister(session: ClientSession): void {
-    this.sessions.delete(session);
+    if (!this.sessions.delete(session)) return;
+    if (![...this.sessions].some((other) => other.clientId === session.clientId)) {
+      this.recentlyLeft.set(session.clientId, { topics: session.topics, leftAt: Date.now() });
+    }
   }
 
   /** Resolves once the first subscription is live, so sessions get a meaningful head. */
@@ -121,13 +136,24 @@ export class Fanout {
   private dispatch(event: Event): void {
     for (const listener of this.listeners) listener(event);
     let frame: Uint8Array | undefined;
+    const addressed: string[] = [];
     for (const session of this.sessions) {
       if (session.accepts(event)) {
         frame ??= encodeEvent(event);
         session.deliver(frame, event);
+        addressed.push(session.clientId);
       } else {
         session.skip(event.position);
       }
+    }
+    if (this.options.onDispatch !== undefined) {
+      const ttl = this.options.leftClientTtlMs ?? 300_000;
+      const now = Date.now();
+      for (const [clientId, left] of this.recentlyLeft) {
+        if (now - left.leftAt > ttl) this.recentlyLeft.delete(clientId);
+        else if (anyTopicCovered(left.topics, event.topics)) addressed.push(clientId);
+      }
+      this.options.onDispatch(event, addressed);
     }
     this.headPosition = event.position;
   }

@@ -4,3 +4,4 @@ export { Fanout } from "./fanout.js";
 export { StreamServer, type StreamServerOptions } from "./stream-server.js";
 export type { DataSourcesOptions } from "./data-sources.js";
 export { BundleCache } from "./bundle-cache.js";
+export { DeliveryTracker } from "./delivery-tracker.js";

@@ -1,20 +1,26 @@
 /** DistributorService's unary RPCs (the stream itself is served by StreamServer). */
 import { create } from "@bufbuild/protobuf";
-import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import {
   ClientSessionSchema,
   DiscoverStreamResponseSchema,
   type DistributorService,
   GetDataSourcesConfigResponseSchema,
+  type GetDeliveryStatusRequest,
+  GetDeliveryStatusResponseSchema,
   GetDistributorStatusResponseSchema,
   ListClientsResponseSchema,
 } from "../../gen/opal/mesh/v1/distributor_pb.js";
 import { HealthState } from "../../gen/opal/mesh/v1/health_pb.js";
 import { type DataSourcesOptions, resolveDataSources } from "./data-sources.js";
+import type { DeliveryTracker } from "./delivery-tracker.js";
 import type { Fanout } from "./fanout.js";
+
+const DEFAULT_WAIT_MS = 30_000;
 
 export interface DistributorServiceOptions {
   fanout: Fanout;
+  delivery: DeliveryTracker;
   dataSources: DataSourcesOptions;
   /** The stream listener's port, known once it is bound. */
   streamPort: () => number;
@@ -53,6 +59,13 @@ export function createDistributorService(options: DistributorServiceOptions): Se
           }),
         ),
       });
+    },
+
+    async getDeliveryStatus(request: GetDeliveryStatusRequest, context: HandlerContext) {
+      const status = request.wait
+        ? await options.delivery.wait(request.updateId, request.position, request.timeoutMs || DEFAULT_WAIT_MS, context.signal)
+        : options.delivery.status(request.updateId);
+      return create(GetDeliveryStatusResponseSchema, { status });
     },
 
     getDistributorStatus() {

@@ -6,7 +6,7 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import type { Client } from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
 import type { BroadcasterService } from "../../gen/opal/mesh/v1/broadcaster_pb.js";
-import { type ConnectRequest, ConnectResponseSchema, DistributorService, type Hello } from "../../gen/opal/mesh/v1/distributor_pb.js";
+import { type Ack, type ConnectRequest, ConnectResponseSchema, DistributorService, type Hello } from "../../gen/opal/mesh/v1/distributor_pb.js";
 import { grpcServiceDefinition } from "../common/grpc/service-definition.js";
 import type { Logger } from "../common/logger.js";
 import { encodeEvent, encodeResync, type Fanout } from "./fanout.js";
@@ -20,6 +20,8 @@ export interface StreamServerOptions {
   logger: Logger;
   maxBufferedFrames: number;
   helloTimeoutMs: number;
+  /** Told of every ACK, for fleet-wide delivery status. */
+  onAck?: (clientId: string, ack: Ack) => void;
 }
 
 type ConnectCall = grpc.ServerDuplexStream<ConnectRequest, Uint8Array>;
@@ -110,7 +112,10 @@ export class StreamServer {
         }
         case "ack":
           if (session === undefined) fail(grpc.status.INVALID_ARGUMENT, "the first message must be Hello");
-          else session.recordAck(message.message.value);
+          else {
+            session.recordAck(message.message.value);
+            this.options.onAck?.(session.clientId, message.message.value);
+          }
           return;
         case "ping":
           call.write(toBinary(ConnectResponseSchema, create(ConnectResponseSchema, { message: { case: "pong", value: { nonce: message.message.value.nonce } } })));

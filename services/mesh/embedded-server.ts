@@ -17,9 +17,9 @@ import { HttpListener } from "../common/http/listener.js";
 import { RestRouter } from "../common/http/rest-router.js";
 import type { Component } from "../common/lifecycle.js";
 import type { Logger } from "../common/logger.js";
-import { BundleCache, createDistributorService, distributorRestRoutes, Fanout, StreamServer } from "../distributor/index.js";
+import { BundleCache, createDistributorService, DeliveryTracker, distributorRestRoutes, Fanout, StreamServer } from "../distributor/index.js";
 import { createPolicyService, type PolicyWatcher } from "../policy-watcher/index.js";
-import { createTriggerService, triggerRestRoutes } from "../trigger-api/index.js";
+import { createTriggerService, DeliveryStatusReader, triggerRestRoutes } from "../trigger-api/index.js";
 import { wirePolicyWatcher } from "./policy-wiring.js";
 
 const MAX_BODY_BYTES = 16 * 1024 * 1024;
@@ -47,7 +47,8 @@ export class EmbeddedServer implements Component {
     const bundles = new BundleCache(policy);
     this.bundles = bundles;
 
-    this.fanout = new Fanout(broadcaster, logger.child({ service: "distributor" }));
+    const delivery = new DeliveryTracker({ maxUpdates: 10_000 });
+    this.fanout = new Fanout(broadcaster, logger.child({ service: "distributor" }), { onDispatch: (event, addressed) => delivery.dispatched(event, addressed) });
     this.fanout.onEvent((event) => bundles.observe(event));
     this.streamServer = new StreamServer({
       host: config.host,
@@ -57,18 +58,21 @@ export class EmbeddedServer implements Component {
       logger: logger.child({ service: "distributor" }),
       maxBufferedFrames: 10_000,
       helloTimeoutMs: 10_000,
+      onAck: (clientId, ack) => delivery.acknowledged(clientId, ack),
     });
     const dataSources = { configured: config.dataConfigSources, allDataUrl: config.allDataUrl, allDataTopic: config.allDataTopic };
     const distributorImpl = createDistributorService({
       fanout: this.fanout,
+      delivery,
       dataSources,
       streamPort: () => this.streamServer.port,
       streamPublicUrl: config.streamPublicUrl,
     });
     const distributor = createClient(DistributorService, createRouterTransport((router) => router.service(DistributorService, distributorImpl)));
+    const deliveryStatus = new DeliveryStatusReader(() => [distributor]);
 
     const rest = new RestRouter().add(
-      ...triggerRestRoutes({ broadcaster, logger: logger.child({ service: "trigger-api" }), dataConfigRoute: "/data/config", maxBodyBytes: MAX_BODY_BYTES }),
+      ...triggerRestRoutes({ broadcaster, delivery: deliveryStatus, logger: logger.child({ service: "trigger-api" }), dataConfigRoute: "/data/config", maxBodyBytes: MAX_BODY_BYTES }),
       ...distributorRestRoutes({ dataSources, dataConfigRoute: "/data/config", allDataRoute: config.allDataRoute, logger: logger.child({ service: "distributor" }) }),
       ...policyWiring.routes,
       { method: "GET", path: "/", handle: (_request, response) => sendJson(response, 200, { status: "ok" }) },
@@ -90,7 +94,7 @@ export class EmbeddedServer implements Component {
     );
     const connectHandler = connectNodeAdapter({
       routes: (router) => {
-        router.service(TriggerService, createTriggerService({ broadcaster, logger: logger.child({ service: "trigger-api" }) }));
+        router.service(TriggerService, createTriggerService({ broadcaster, delivery: deliveryStatus, logger: logger.child({ service: "trigger-api" }) }));
         router.service(DistributorService, distributorImpl);
         router.service(PolicyService, bundles.service());
       },

@@ -1,2 +1,3 @@
 export { createTriggerService, type TriggerServiceOptions } from "./service.js";
 export { triggerRestRoutes, type TriggerRestOptions } from "./rest.js";
+export { DeliveryStatusReader, mergeStatuses } from "./delivery-status.js";

@@ -1,18 +1,35 @@
 /** OPAL's REST route for publishing: POST /data/config with a DataUpdate body, unchanged. */
+import { toJson } from "@bufbuild/protobuf";
 import type { Client } from "@connectrpc/connect";
+import { type UpdateStatus, UpdateStatusSchema } from "../../gen/opal/mesh/v1/delivery_pb.js";
 import type { BroadcasterService } from "../../gen/opal/mesh/v1/broadcaster_pb.js";
 import { parseDataUpdate } from "../common/data-entries.js";
 import { HttpError, readJson, sendJson } from "../common/http/json-io.js";
 import type { RestRoute } from "../common/http/rest-router.js";
 import type { Logger } from "../common/logger.js";
 import { ValidationError } from "../common/validation-error.js";
+import type { DeliveryStatusReader } from "./delivery-status.js";
 import { publishDataUpdate } from "./publish.js";
 
 export interface TriggerRestOptions {
   broadcaster: Client<typeof BroadcasterService>;
+  delivery: DeliveryStatusReader;
   logger: Logger;
   dataConfigRoute: string;
   maxBodyBytes: number;
+}
+
+/** `?wait=true&timeout=<seconds>`: answer once every addressed client applied the update. */
+function parseWait(url: URL): { wait: boolean; timeoutMs: number | undefined } {
+  const wait = url.searchParams.get("wait");
+  const timeout = url.searchParams.get("timeout");
+  if (wait !== null && !["true", "false", "1", "0", ""].includes(wait)) throw new HttpError(422, `wait must be true or false, got ${JSON.stringify(wait)}`);
+  if (timeout !== null && !(Number(timeout) > 0)) throw new HttpError(422, `timeout must be a positive number of seconds, got ${JSON.stringify(timeout)}`);
+  return { wait: wait === "true" || wait === "1" || wait === "", timeoutMs: timeout === null ? undefined : Math.round(Number(timeout) * 1000) };
+}
+
+function statusJson(status: UpdateStatus): unknown {
+  return toJson(UpdateStatusSchema, status, { useProtoFieldName: true, alwaysEmitImplicit: true });
 }
 
 /** FastAPI's 422 shape, which OPAL users' tooling already understands. */
@@ -26,7 +43,7 @@ export function triggerRestRoutes(options: TriggerRestOptions): RestRoute[] {
     {
       method: "POST",
       path: options.dataConfigRoute,
-      async handle(request, response) {
+      async handle(request, response, context) {
         const body = await readJson(request, options.maxBodyBytes);
         let update;
         try {
@@ -35,9 +52,22 @@ export function triggerRestRoutes(options: TriggerRestOptions): RestRoute[] {
           if (error instanceof ValidationError) throw new HttpError(422, error.message, validationDetail(error));
           throw error;
         }
+        const wait = parseWait(context.url);
         const published = await publishDataUpdate(options.broadcaster, update);
         options.logger.info({ updateId: published.id, position: published.position.toString(), entries: update.entries.length }, "data update published");
-        sendJson(response, 200, { status: "ok", id: published.id, position: Number(published.position) });
+        const answer: Record<string, unknown> = { status: "ok", id: published.id, position: Number(published.position) };
+        if (wait.wait) answer.delivery = statusJson(await options.delivery.status(published.id, { position: published.position, wait: true, timeoutMs: wait.timeoutMs }));
+        sendJson(response, 200, answer);
+      },
+    },
+    {
+      method: "GET",
+      path: "/updates/{id}",
+      async handle(_request, response, context) {
+        const wait = parseWait(context.url);
+        const status = await options.delivery.status(context.params.id ?? "", { wait: wait.wait, timeoutMs: wait.timeoutMs });
+        if (!status.known) throw new HttpError(404, `no distributor knows update ${JSON.stringify(context.params.id)} (unknown, or too old to be remembered)`);
+        sendJson(response, 200, statusJson(status));
       },
     },
   ];

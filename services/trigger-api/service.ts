@@ -3,6 +3,10 @@ import { create, toJson } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Client, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import type { BroadcasterService } from "../../gen/opal/mesh/v1/broadcaster_pb.js";
 import {
+  type GetUpdateStatusRequest,
+  GetUpdateStatusResponseSchema,
+  type WaitForUpdateRequest,
+  WaitForUpdateResponseSchema,
   type PublishDataUpdateRequest,
   PublishDataUpdateRequestSchema,
   PublishDataUpdateResponseSchema,
@@ -11,10 +15,12 @@ import {
 import { parseDataUpdate } from "../common/data-entries.js";
 import type { Logger } from "../common/logger.js";
 import { ValidationError } from "../common/validation-error.js";
+import type { DeliveryStatusReader } from "./delivery-status.js";
 import { publishDataUpdate } from "./publish.js";
 
 export interface TriggerServiceOptions {
   broadcaster: Client<typeof BroadcasterService>;
+  delivery: DeliveryStatusReader;
   logger: Logger;
 }
 
@@ -33,7 +39,22 @@ export function createTriggerService(options: TriggerServiceOptions): ServiceImp
       }
       const published = await publishDataUpdate(options.broadcaster, update, context.signal);
       options.logger.info({ updateId: published.id, position: published.position.toString(), entries: update.entries.length }, "data update published");
-      return create(PublishDataUpdateResponseSchema, { status: "ok", id: published.id, position: published.position });
+      const delivery = request.wait
+        ? await options.delivery.status(published.id, { position: published.position, wait: true, timeoutMs: request.waitTimeoutMs }, context.signal)
+        : undefined;
+      return create(PublishDataUpdateResponseSchema, { status: "ok", id: published.id, position: published.position, delivery });
+    },
+
+    async getUpdateStatus(request: GetUpdateStatusRequest, context: HandlerContext) {
+      const status = await options.delivery.status(request.updateId, { wait: false }, context.signal);
+      if (!status.known) throw new ConnectError(`no distributor knows update ${JSON.stringify(request.updateId)} (unknown, or too old to be remembered)`, Code.NotFound);
+      return create(GetUpdateStatusResponseSchema, { status });
+    },
+
+    async waitForUpdate(request: WaitForUpdateRequest, context: HandlerContext) {
+      const status = await options.delivery.status(request.updateId, { wait: true, timeoutMs: request.timeoutMs }, context.signal);
+      if (!status.known) throw new ConnectError(`no distributor knows update ${JSON.stringify(request.updateId)}`, Code.NotFound);
+      return create(WaitForUpdateResponseSchema, { status });
     },
   };
 }

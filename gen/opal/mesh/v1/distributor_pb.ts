@@ -6,6 +6,8 @@ import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobu
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { DataSourcesConfig } from "./data_pb.js";
 import { file_opal_mesh_v1_data } from "./data_pb.js";
+import type { UpdateStatus } from "./delivery_pb.js";
+import { file_opal_mesh_v1_delivery } from "./delivery_pb.js";
 import type { Event } from "./event_pb.js";
 import { file_opal_mesh_v1_event } from "./event_pb.js";
 import type { ComponentHealth } from "./health_pb.js";
@@ -16,7 +18,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file opal/mesh/v1/distributor.proto.
  */
 export const file_opal_mesh_v1_distributor: GenFile = /*@__PURE__*/
-  fileDesc("Ch5vcGFsL21lc2gvdjEvZGlzdHJpYnV0b3IucHJvdG8SDG9wYWwubWVzaC52MSKHAQoOQ29ubmVjdFJlcXVlc3QSJAoFaGVsbG8YASABKAsyEy5vcGFsLm1lc2gudjEuSGVsbG9IABIgCgNhY2sYAiABKAsyES5vcGFsLm1lc2gudjEuQWNrSAASIgoEcGluZxgDIAEoCzISLm9wYWwubWVzaC52MS5QaW5nSABCCQoHbWVzc2FnZSK4AQoPQ29ubmVjdFJlc3BvbnNlEigKB3dlbGNvbWUYASABKAsyFS5vcGFsLm1lc2gudjEuV2VsY29tZUgAEiQKBWV2ZW50GAIgASgLMhMub3BhbC5tZXNoLnYxLkV2ZW50SAASJgoGcmVzeW5jGAMgASgLMhQub3BhbC5tZXNoLnYxLlJlc3luY0gAEiIKBHBvbmcYBCABKAsyEi5vcGFsLm1lc2gudjEuUG9uZ0gAQgkKB21lc3NhZ2UimgEKBUhlbGxvEhEKCWNsaWVudF9pZBgBIAEoCRIOCgZ0b3BpY3MYAiADKAkSDQoFc2NvcGUYAyABKAkSIQoUcmVzdW1lX2Zyb21fcG9zaXRpb24YBCABKARIAIgBARITCgtwb2xpY3lfaGFzaBgFIAEoCRIOCgZsb2dfaWQYBiABKAlCFwoVX3Jlc3VtZV9mcm9tX3Bvc2l0aW9uImIKA0FjaxIQCghwb3NpdGlvbhgBIAEoBBIRCgl1cGRhdGVfaWQYAiABKAkSJwoGc3RhdHVzGAMgASgOMhcub3BhbC5tZXNoLnYxLkFja1N0YXR1cxINCgVlcnJvchgEIAEoCSIVCgRQaW5nEg0KBW5vbmNlGAEgASgEIhUKBFBvbmcSDQoFbm9uY2UYASABKAQiRAoHV2VsY29tZRISCgpzZXNzaW9uX2lkGAEgASgJEhUKDWhlYWRfcG9zaXRpb24YAiABKAQSDgoGbG9nX2lkGAMgASgJIi8KBlJlc3luYxIOCgZyZWFzb24YASABKAkSFQoNaGVhZF9wb3NpdGlvbhgCIAEoBCIXChVEaXNjb3ZlclN0cmVhbVJlcXVlc3QiQAoWRGlzY292ZXJTdHJlYW1SZXNwb25zZRIMCgRwb3J0GAEgASgNEgsKA3VybBgCIAEoCRILCgN0bHMYAyABKAgiPwobR2V0RGF0YVNvdXJjZXNDb25maWdSZXF1ZXN0EhEKCWNsaWVudF9pZBgBIAEoCRINCgVzY29wZRgCIAEoCSJPChxHZXREYXRhU291cmNlc0NvbmZpZ1Jlc3BvbnNlEi8KBmNvbmZpZxgBIAEoCzIfLm9wYWwubWVzaC52MS5EYXRhU291cmNlc0NvbmZpZyIUChJMaXN0Q2xpZW50c1JlcXVlc3QiQwoTTGlzdENsaWVudHNSZXNwb25zZRIsCgdjbGllbnRzGAEgAygLMhsub3BhbC5tZXNoLnYxLkNsaWVudFNlc3Npb24i8gEKDUNsaWVudFNlc3Npb24SEQoJY2xpZW50X2lkGAEgASgJEhIKCnNlc3Npb25faWQYAiABKAkSDgoGdG9waWNzGAMgAygJEgwKBHBlZXIYBCABKAkSHAoUY29ubmVjdGVkX2F0X3VuaXhfbXMYBSABKAMSFgoOYWNrZWRfcG9zaXRpb24YBiABKAQSFQoNc2VudF9wb3NpdGlvbhgHIAEoBBIcChRsYXN0X2ZhaWxlZF9wb3NpdGlvbhgIIAEoBBIdChVsYXN0X2ZhaWxlZF91cGRhdGVfaWQYCSABKAkSEgoKbGFzdF9lcnJvchgKIAEoCSIdChtHZXREaXN0cmlidXRvclN0YXR1c1JlcXVlc3QifwocR2V0RGlzdHJpYnV0b3JTdGF0dXNSZXNwb25zZRItCgZoZWFsdGgYASABKAsyHS5vcGFsLm1lc2gudjEuQ29tcG9uZW50SGVhbHRoEhUKDWhlYWRfcG9zaXRpb24YAiABKAQSGQoRY29ubmVjdGVkX2NsaWVudHMYAyABKA0qVgoJQWNrU3RhdHVzEhoKFkFDS19TVEFUVVNfVU5TUEVDSUZJRUQQABIWChJBQ0tfU1RBVFVTX0FQUExJRUQQARIVChFBQ0tfU1RBVFVTX0ZBSUxFRBACMu8DChJEaXN0cmlidXRvclNlcnZpY2USSgoHQ29ubmVjdBIcLm9wYWwubWVzaC52MS5Db25uZWN0UmVxdWVzdBodLm9wYWwubWVzaC52MS5Db25uZWN0UmVzcG9uc2UoATABElsKDkRpc2NvdmVyU3RyZWFtEiMub3BhbC5tZXNoLnYxLkRpc2NvdmVyU3RyZWFtUmVxdWVzdBokLm9wYWwubWVzaC52MS5EaXNjb3ZlclN0cmVhbVJlc3BvbnNlEm0KFEdldERhdGFTb3VyY2VzQ29uZmlnEikub3BhbC5tZXNoLnYxLkdldERhdGFTb3VyY2VzQ29uZmlnUmVxdWVzdBoqLm9wYWwubWVzaC52MS5HZXREYXRhU291cmNlc0NvbmZpZ1Jlc3BvbnNlElIKC0xpc3RDbGllbnRzEiAub3BhbC5tZXNoLnYxLkxpc3RDbGllbnRzUmVxdWVzdBohLm9wYWwubWVzaC52MS5MaXN0Q2xpZW50c1Jlc3BvbnNlEm0KFEdldERpc3RyaWJ1dG9yU3RhdHVzEikub3BhbC5tZXNoLnYxLkdldERpc3RyaWJ1dG9yU3RhdHVzUmVxdWVzdBoqLm9wYWwubWVzaC52MS5HZXREaXN0cmlidXRvclN0YXR1c1Jlc3BvbnNlYgZwcm90bzM", [file_opal_mesh_v1_data, file_opal_mesh_v1_event, file_opal_mesh_v1_health]);
+  fileDesc("Ch5vcGFsL21lc2gvdjEvZGlzdHJpYnV0b3IucHJvdG8SDG9wYWwubWVzaC52MSKHAQoOQ29ubmVjdFJlcXVlc3QSJAoFaGVsbG8YASABKAsyEy5vcGFsLm1lc2gudjEuSGVsbG9IABIgCgNhY2sYAiABKAsyES5vcGFsLm1lc2gudjEuQWNrSAASIgoEcGluZxgDIAEoCzISLm9wYWwubWVzaC52MS5QaW5nSABCCQoHbWVzc2FnZSK4AQoPQ29ubmVjdFJlc3BvbnNlEigKB3dlbGNvbWUYASABKAsyFS5vcGFsLm1lc2gudjEuV2VsY29tZUgAEiQKBWV2ZW50GAIgASgLMhMub3BhbC5tZXNoLnYxLkV2ZW50SAASJgoGcmVzeW5jGAMgASgLMhQub3BhbC5tZXNoLnYxLlJlc3luY0gAEiIKBHBvbmcYBCABKAsyEi5vcGFsLm1lc2gudjEuUG9uZ0gAQgkKB21lc3NhZ2UimgEKBUhlbGxvEhEKCWNsaWVudF9pZBgBIAEoCRIOCgZ0b3BpY3MYAiADKAkSDQoFc2NvcGUYAyABKAkSIQoUcmVzdW1lX2Zyb21fcG9zaXRpb24YBCABKARIAIgBARITCgtwb2xpY3lfaGFzaBgFIAEoCRIOCgZsb2dfaWQYBiABKAlCFwoVX3Jlc3VtZV9mcm9tX3Bvc2l0aW9uImIKA0FjaxIQCghwb3NpdGlvbhgBIAEoBBIRCgl1cGRhdGVfaWQYAiABKAkSJwoGc3RhdHVzGAMgASgOMhcub3BhbC5tZXNoLnYxLkFja1N0YXR1cxINCgVlcnJvchgEIAEoCSIVCgRQaW5nEg0KBW5vbmNlGAEgASgEIhUKBFBvbmcSDQoFbm9uY2UYASABKAQiRAoHV2VsY29tZRISCgpzZXNzaW9uX2lkGAEgASgJEhUKDWhlYWRfcG9zaXRpb24YAiABKAQSDgoGbG9nX2lkGAMgASgJIi8KBlJlc3luYxIOCgZyZWFzb24YASABKAkSFQoNaGVhZF9wb3NpdGlvbhgCIAEoBCIXChVEaXNjb3ZlclN0cmVhbVJlcXVlc3QiQAoWRGlzY292ZXJTdHJlYW1SZXNwb25zZRIMCgRwb3J0GAEgASgNEgsKA3VybBgCIAEoCRILCgN0bHMYAyABKAgiPwobR2V0RGF0YVNvdXJjZXNDb25maWdSZXF1ZXN0EhEKCWNsaWVudF9pZBgBIAEoCRINCgVzY29wZRgCIAEoCSJPChxHZXREYXRhU291cmNlc0NvbmZpZ1Jlc3BvbnNlEi8KBmNvbmZpZxgBIAEoCzIfLm9wYWwubWVzaC52MS5EYXRhU291cmNlc0NvbmZpZyIUChJMaXN0Q2xpZW50c1JlcXVlc3QiQwoTTGlzdENsaWVudHNSZXNwb25zZRIsCgdjbGllbnRzGAEgAygLMhsub3BhbC5tZXNoLnYxLkNsaWVudFNlc3Npb24i8gEKDUNsaWVudFNlc3Npb24SEQoJY2xpZW50X2lkGAEgASgJEhIKCnNlc3Npb25faWQYAiABKAkSDgoGdG9waWNzGAMgAygJEgwKBHBlZXIYBCABKAkSHAoUY29ubmVjdGVkX2F0X3VuaXhfbXMYBSABKAMSFgoOYWNrZWRfcG9zaXRpb24YBiABKAQSFQoNc2VudF9wb3NpdGlvbhgHIAEoBBIcChRsYXN0X2ZhaWxlZF9wb3NpdGlvbhgIIAEoBBIdChVsYXN0X2ZhaWxlZF91cGRhdGVfaWQYCSABKAkSEgoKbGFzdF9lcnJvchgKIAEoCSIdChtHZXREaXN0cmlidXRvclN0YXR1c1JlcXVlc3QifwocR2V0RGlzdHJpYnV0b3JTdGF0dXNSZXNwb25zZRItCgZoZWFsdGgYASABKAsyHS5vcGFsLm1lc2gudjEuQ29tcG9uZW50SGVhbHRoEhUKDWhlYWRfcG9zaXRpb24YAiABKAQSGQoRY29ubmVjdGVkX2NsaWVudHMYAyABKA0iYQoYR2V0RGVsaXZlcnlTdGF0dXNSZXF1ZXN0EhEKCXVwZGF0ZV9pZBgBIAEoCRIQCghwb3NpdGlvbhgCIAEoBBIMCgR3YWl0GAMgASgIEhIKCnRpbWVvdXRfbXMYBCABKA0iRwoZR2V0RGVsaXZlcnlTdGF0dXNSZXNwb25zZRIqCgZzdGF0dXMYASABKAsyGi5vcGFsLm1lc2gudjEuVXBkYXRlU3RhdHVzKlYKCUFja1N0YXR1cxIaChZBQ0tfU1RBVFVTX1VOU1BFQ0lGSUVEEAASFgoSQUNLX1NUQVRVU19BUFBMSUVEEAESFQoRQUNLX1NUQVRVU19GQUlMRUQQAjLVBAoSRGlzdHJpYnV0b3JTZXJ2aWNlEkoKB0Nvbm5lY3QSHC5vcGFsLm1lc2gudjEuQ29ubmVjdFJlcXVlc3QaHS5vcGFsLm1lc2gudjEuQ29ubmVjdFJlc3BvbnNlKAEwARJbCg5EaXNjb3ZlclN0cmVhbRIjLm9wYWwubWVzaC52MS5EaXNjb3ZlclN0cmVhbVJlcXVlc3QaJC5vcGFsLm1lc2gudjEuRGlzY292ZXJTdHJlYW1SZXNwb25zZRJtChRHZXREYXRhU291cmNlc0NvbmZpZxIpLm9wYWwubWVzaC52MS5HZXREYXRhU291cmNlc0NvbmZpZ1JlcXVlc3QaKi5vcGFsLm1lc2gudjEuR2V0RGF0YVNvdXJjZXNDb25maWdSZXNwb25zZRJSCgtMaXN0Q2xpZW50cxIgLm9wYWwubWVzaC52MS5MaXN0Q2xpZW50c1JlcXVlc3QaIS5vcGFsLm1lc2gudjEuTGlzdENsaWVudHNSZXNwb25zZRJtChRHZXREaXN0cmlidXRvclN0YXR1cxIpLm9wYWwubWVzaC52MS5HZXREaXN0cmlidXRvclN0YXR1c1JlcXVlc3QaKi5vcGFsLm1lc2gudjEuR2V0RGlzdHJpYnV0b3JTdGF0dXNSZXNwb25zZRJkChFHZXREZWxpdmVyeVN0YXR1cxImLm9wYWwubWVzaC52MS5HZXREZWxpdmVyeVN0YXR1c1JlcXVlc3QaJy5vcGFsLm1lc2gudjEuR2V0RGVsaXZlcnlTdGF0dXNSZXNwb25zZWIGcHJvdG8z", [file_opal_mesh_v1_data, file_opal_mesh_v1_delivery, file_opal_mesh_v1_event, file_opal_mesh_v1_health]);
 
 /**
  * A message from client to server (DESIGN.md's ClientMessage).
@@ -501,6 +503,57 @@ export const GetDistributorStatusResponseSchema: GenMessage<GetDistributorStatus
   messageDesc(file_opal_mesh_v1_distributor, 16);
 
 /**
+ * @generated from message opal.mesh.v1.GetDeliveryStatusRequest
+ */
+export type GetDeliveryStatusRequest = Message<"opal.mesh.v1.GetDeliveryStatusRequest"> & {
+  /**
+   * @generated from field: string update_id = 1;
+   */
+  updateId: string;
+
+  /**
+   * The update's position, when known: lets the distributor wait until it dispatched it.
+   *
+   * @generated from field: uint64 position = 2;
+   */
+  position: bigint;
+
+  /**
+   * @generated from field: bool wait = 3;
+   */
+  wait: boolean;
+
+  /**
+   * @generated from field: uint32 timeout_ms = 4;
+   */
+  timeoutMs: number;
+};
+
+/**
+ * Describes the message opal.mesh.v1.GetDeliveryStatusRequest.
+ * Use `create(GetDeliveryStatusRequestSchema)` to create a new message.
+ */
+export const GetDeliveryStatusRequestSchema: GenMessage<GetDeliveryStatusRequest> = /*@__PURE__*/
+  messageDesc(file_opal_mesh_v1_distributor, 17);
+
+/**
+ * @generated from message opal.mesh.v1.GetDeliveryStatusResponse
+ */
+export type GetDeliveryStatusResponse = Message<"opal.mesh.v1.GetDeliveryStatusResponse"> & {
+  /**
+   * @generated from field: opal.mesh.v1.UpdateStatus status = 1;
+   */
+  status?: UpdateStatus | undefined;
+};
+
+/**
+ * Describes the message opal.mesh.v1.GetDeliveryStatusResponse.
+ * Use `create(GetDeliveryStatusResponseSchema)` to create a new message.
+ */
+export const GetDeliveryStatusResponseSchema: GenMessage<GetDeliveryStatusResponse> = /*@__PURE__*/
+  messageDesc(file_opal_mesh_v1_distributor, 18);
+
+/**
  * @generated from enum opal.mesh.v1.AckStatus
  */
 export enum AckStatus {
@@ -580,6 +633,17 @@ export const DistributorService: GenService<{
     methodKind: "unary";
     input: typeof GetDistributorStatusRequestSchema;
     output: typeof GetDistributorStatusResponseSchema;
+  },
+  /**
+   * The delivery of one update to this distributor's clients, from their ACKs; with
+   * wait, answers once none of them is pending, or at the timeout.
+   *
+   * @generated from rpc opal.mesh.v1.DistributorService.GetDeliveryStatus
+   */
+  getDeliveryStatus: {
+    methodKind: "unary";
+    input: typeof GetDeliveryStatusRequestSchema;
+    output: typeof GetDeliveryStatusResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_opal_mesh_v1_distributor, 0);

@@ -6,13 +6,15 @@ import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegen
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Value } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_struct } from "@bufbuild/protobuf/wkt";
+import type { UpdateStatus } from "./delivery_pb.js";
+import { file_opal_mesh_v1_delivery } from "./delivery_pb.js";
 import type { JsonObject, Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file opal/mesh/v1/trigger.proto.
  */
 export const file_opal_mesh_v1_trigger: GenFile = /*@__PURE__*/
-  fileDesc("ChpvcGFsL21lc2gvdjEvdHJpZ2dlci5wcm90bxIMb3BhbC5tZXNoLnYxIqkBChREYXRhU291cmNlRW50cnlJbnB1dBILCgN1cmwYASABKAkSJwoGY29uZmlnGAIgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIOCgZ0b3BpY3MYAyADKAkSEAoIZHN0X3BhdGgYBCABKAkSEwoLc2F2ZV9tZXRob2QYBSABKAkSJAoEZGF0YRgGIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZSKVAQoYUHVibGlzaERhdGFVcGRhdGVSZXF1ZXN0EgoKAmlkGAEgASgJEjMKB2VudHJpZXMYAiADKAsyIi5vcGFsLm1lc2gudjEuRGF0YVNvdXJjZUVudHJ5SW5wdXQSDgoGcmVhc29uGAMgASgJEigKCGNhbGxiYWNrGAQgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlIkkKGVB1Ymxpc2hEYXRhVXBkYXRlUmVzcG9uc2USDgoGc3RhdHVzGAEgASgJEgoKAmlkGAIgASgJEhAKCHBvc2l0aW9uGAMgASgEMnYKDlRyaWdnZXJTZXJ2aWNlEmQKEVB1Ymxpc2hEYXRhVXBkYXRlEiYub3BhbC5tZXNoLnYxLlB1Ymxpc2hEYXRhVXBkYXRlUmVxdWVzdBonLm9wYWwubWVzaC52MS5QdWJsaXNoRGF0YVVwZGF0ZVJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_struct]);
+  fileDesc("ChpvcGFsL21lc2gvdjEvdHJpZ2dlci5wcm90bxIMb3BhbC5tZXNoLnYxIqkBChREYXRhU291cmNlRW50cnlJbnB1dBILCgN1cmwYASABKAkSJwoGY29uZmlnGAIgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIOCgZ0b3BpY3MYAyADKAkSEAoIZHN0X3BhdGgYBCABKAkSEwoLc2F2ZV9tZXRob2QYBSABKAkSJAoEZGF0YRgGIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZSK8AQoYUHVibGlzaERhdGFVcGRhdGVSZXF1ZXN0EgoKAmlkGAEgASgJEjMKB2VudHJpZXMYAiADKAsyIi5vcGFsLm1lc2gudjEuRGF0YVNvdXJjZUVudHJ5SW5wdXQSDgoGcmVhc29uGAMgASgJEigKCGNhbGxiYWNrGAQgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlEgwKBHdhaXQYBSABKAgSFwoPd2FpdF90aW1lb3V0X21zGAYgASgNIncKGVB1Ymxpc2hEYXRhVXBkYXRlUmVzcG9uc2USDgoGc3RhdHVzGAEgASgJEgoKAmlkGAIgASgJEhAKCHBvc2l0aW9uGAMgASgEEiwKCGRlbGl2ZXJ5GAQgASgLMhoub3BhbC5tZXNoLnYxLlVwZGF0ZVN0YXR1cyIrChZHZXRVcGRhdGVTdGF0dXNSZXF1ZXN0EhEKCXVwZGF0ZV9pZBgBIAEoCSJFChdHZXRVcGRhdGVTdGF0dXNSZXNwb25zZRIqCgZzdGF0dXMYASABKAsyGi5vcGFsLm1lc2gudjEuVXBkYXRlU3RhdHVzIj0KFFdhaXRGb3JVcGRhdGVSZXF1ZXN0EhEKCXVwZGF0ZV9pZBgBIAEoCRISCgp0aW1lb3V0X21zGAIgASgNIkMKFVdhaXRGb3JVcGRhdGVSZXNwb25zZRIqCgZzdGF0dXMYASABKAsyGi5vcGFsLm1lc2gudjEuVXBkYXRlU3RhdHVzMrACCg5UcmlnZ2VyU2VydmljZRJkChFQdWJsaXNoRGF0YVVwZGF0ZRImLm9wYWwubWVzaC52MS5QdWJsaXNoRGF0YVVwZGF0ZVJlcXVlc3QaJy5vcGFsLm1lc2gudjEuUHVibGlzaERhdGFVcGRhdGVSZXNwb25zZRJeCg9HZXRVcGRhdGVTdGF0dXMSJC5vcGFsLm1lc2gudjEuR2V0VXBkYXRlU3RhdHVzUmVxdWVzdBolLm9wYWwubWVzaC52MS5HZXRVcGRhdGVTdGF0dXNSZXNwb25zZRJYCg1XYWl0Rm9yVXBkYXRlEiIub3BhbC5tZXNoLnYxLldhaXRGb3JVcGRhdGVSZXF1ZXN0GiMub3BhbC5tZXNoLnYxLldhaXRGb3JVcGRhdGVSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_struct, file_opal_mesh_v1_delivery]);
 
 /**
  * OPAL's DataSourceEntry as a caller writes it.
@@ -91,6 +93,20 @@ export type PublishDataUpdateRequest = Message<"opal.mesh.v1.PublishDataUpdateRe
    * @generated from field: google.protobuf.Value callback = 4;
    */
   callback?: Value | undefined;
+
+  /**
+   * Answer only once every addressed client applied (or failed) the update, or at the timeout.
+   *
+   * @generated from field: bool wait = 5;
+   */
+  wait: boolean;
+
+  /**
+   * How long to wait, in milliseconds; 0 means 30 seconds.
+   *
+   * @generated from field: uint32 wait_timeout_ms = 6;
+   */
+  waitTimeoutMs: number;
 };
 
 /**
@@ -122,6 +138,13 @@ export type PublishDataUpdateResponse = Message<"opal.mesh.v1.PublishDataUpdateR
    * @generated from field: uint64 position = 3;
    */
   position: bigint;
+
+  /**
+   * With wait: the delivery when the call returned.
+   *
+   * @generated from field: opal.mesh.v1.UpdateStatus delivery = 4;
+   */
+  delivery?: UpdateStatus | undefined;
 };
 
 /**
@@ -132,6 +155,81 @@ export const PublishDataUpdateResponseSchema: GenMessage<PublishDataUpdateRespon
   messageDesc(file_opal_mesh_v1_trigger, 2);
 
 /**
+ * @generated from message opal.mesh.v1.GetUpdateStatusRequest
+ */
+export type GetUpdateStatusRequest = Message<"opal.mesh.v1.GetUpdateStatusRequest"> & {
+  /**
+   * @generated from field: string update_id = 1;
+   */
+  updateId: string;
+};
+
+/**
+ * Describes the message opal.mesh.v1.GetUpdateStatusRequest.
+ * Use `create(GetUpdateStatusRequestSchema)` to create a new message.
+ */
+export const GetUpdateStatusRequestSchema: GenMessage<GetUpdateStatusRequest> = /*@__PURE__*/
+  messageDesc(file_opal_mesh_v1_trigger, 3);
+
+/**
+ * @generated from message opal.mesh.v1.GetUpdateStatusResponse
+ */
+export type GetUpdateStatusResponse = Message<"opal.mesh.v1.GetUpdateStatusResponse"> & {
+  /**
+   * @generated from field: opal.mesh.v1.UpdateStatus status = 1;
+   */
+  status?: UpdateStatus | undefined;
+};
+
+/**
+ * Describes the message opal.mesh.v1.GetUpdateStatusResponse.
+ * Use `create(GetUpdateStatusResponseSchema)` to create a new message.
+ */
+export const GetUpdateStatusResponseSchema: GenMessage<GetUpdateStatusResponse> = /*@__PURE__*/
+  messageDesc(file_opal_mesh_v1_trigger, 4);
+
+/**
+ * @generated from message opal.mesh.v1.WaitForUpdateRequest
+ */
+export type WaitForUpdateRequest = Message<"opal.mesh.v1.WaitForUpdateRequest"> & {
+  /**
+   * @generated from field: string update_id = 1;
+   */
+  updateId: string;
+
+  /**
+   * 0 means 30 seconds.
+   *
+   * @generated from field: uint32 timeout_ms = 2;
+   */
+  timeoutMs: number;
+};
+
+/**
+ * Describes the message opal.mesh.v1.WaitForUpdateRequest.
+ * Use `create(WaitForUpdateRequestSchema)` to create a new message.
+ */
+export const WaitForUpdateRequestSchema: GenMessage<WaitForUpdateRequest> = /*@__PURE__*/
+  messageDesc(file_opal_mesh_v1_trigger, 5);
+
+/**
+ * @generated from message opal.mesh.v1.WaitForUpdateResponse
+ */
+export type WaitForUpdateResponse = Message<"opal.mesh.v1.WaitForUpdateResponse"> & {
+  /**
+   * @generated from field: opal.mesh.v1.UpdateStatus status = 1;
+   */
+  status?: UpdateStatus | undefined;
+};
+
+/**
+ * Describes the message opal.mesh.v1.WaitForUpdateResponse.
+ * Use `create(WaitForUpdateResponseSchema)` to create a new message.
+ */
+export const WaitForUpdateResponseSchema: GenMessage<WaitForUpdateResponse> = /*@__PURE__*/
+  messageDesc(file_opal_mesh_v1_trigger, 6);
+
+/**
  * The public entry point for updates. Its request mirrors OPAL's DataUpdate JSON, so a
  * Connect-JSON caller (curl) sends exactly what it would POST to OPAL's /data/config.
  *
@@ -139,7 +237,8 @@ export const PublishDataUpdateResponseSchema: GenMessage<PublishDataUpdateRespon
  */
 export const TriggerService: GenService<{
   /**
-   * Validates, assigns an id and appends the update to the log.
+   * Validates, assigns an id and appends the update to the log; optionally waits until
+   * every addressed client applied it.
    *
    * @generated from rpc opal.mesh.v1.TriggerService.PublishDataUpdate
    */
@@ -147,6 +246,26 @@ export const TriggerService: GenService<{
     methodKind: "unary";
     input: typeof PublishDataUpdateRequestSchema;
     output: typeof PublishDataUpdateResponseSchema;
+  },
+  /**
+   * Which clients an update was addressed to, which applied it, failed it, or are pending.
+   *
+   * @generated from rpc opal.mesh.v1.TriggerService.GetUpdateStatus
+   */
+  getUpdateStatus: {
+    methodKind: "unary";
+    input: typeof GetUpdateStatusRequestSchema;
+    output: typeof GetUpdateStatusResponseSchema;
+  },
+  /**
+   * Like GetUpdateStatus, but answers once no client is pending, or at the timeout.
+   *
+   * @generated from rpc opal.mesh.v1.TriggerService.WaitForUpdate
+   */
+  waitForUpdate: {
+    methodKind: "unary";
+    input: typeof WaitForUpdateRequestSchema;
+    output: typeof WaitForUpdateResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_opal_mesh_v1_trigger, 0);
