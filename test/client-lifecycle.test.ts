@@ -100,3 +100,23 @@ test("after a server restart (a new log) the client reconnects, reloads its base
     await server.stop();
   }
 });
+
+test("a baseline source that is down at start is retried until it loads; the client is ready only then", async () => {
+  source.set("/late", { error: "starting" }, 503);
+  source.set("/early", { ok: true });
+  const server = await startServer({ OPAL_DATA_CONFIG_SOURCES: baseline([{ url: source.url("/early"), dst_path: "/early" }, { url: source.url("/late"), dst_path: "/late" }]) });
+  const client = await startClient(server.url);
+  try {
+    await waitForData(client, "/early", { ok: true });
+    const notReady = await request(`${client.apiUrl}/ready`);
+    assert.equal(notReady.statusCode, 503, "not ready while a baseline source is missing (OPAL #801)");
+    await notReady.body.dump();
+    source.set("/late", { loaded: "eventually" });
+    await waitForData(client, "/late", { loaded: "eventually" }, 20_000);
+    await waitReady(client);
+    assert.equal(((await client.read("/system/opal")) as { ready: boolean }).ready, true);
+  } finally {
+    await client.stop();
+    await server.stop();
+  }
+});

@@ -12,7 +12,7 @@ import type { HttpListener } from "../common/http/listener.js";
 import type { Logger } from "../common/logger.js";
 import { createClientApi } from "./api-server.js";
 import { BaselineSource } from "./data/baseline-source.js";
-import { DataTransactions } from "./data/data-transaction.js";
+import { DataTransactions, StoreLostStateError } from "./data/data-transaction.js";
 import { DataUpdater } from "./data/data-updater.js";
 import { EntryApplier } from "./data/entry-applier.js";
 import { type JobResult, UpdatePipeline } from "./data/update-pipeline.js";
@@ -116,6 +116,7 @@ export class ClientAgent {
     const serverUrl = (): string => this.stream?.serverUrl ?? (config.serverUrls[0] as string);
     const pipeline = new UpdatePipeline({
       applier: new EntryApplier({
+        onStoreLost: () => this.rehydrate(),
         registry: this.registry,
         transactions: this.transactions,
         status: this.status,
@@ -252,7 +253,15 @@ export class ClientAgent {
   private enqueuePolicySync(reason: string, mark?: PositionMark): void {
     const updater = this.policyUpdater;
     if (updater === undefined || this.pipeline === undefined) return;
-    this.pipeline.enqueue({ kind: "policy", position: mark?.position, logId: mark?.logId, updateId: "", reason, entries: [], task: (signal) => updater.sync(signal, reason, mark) });
+    const task = async (signal: AbortSignal): Promise<void> => {
+      try {
+        await updater.sync(signal, reason, mark);
+      } catch (error) {
+        if (error instanceof StoreLostStateError) this.rehydrate();
+        throw error;
+      }
+    };
+    this.pipeline.enqueue({ kind: "policy", position: mark?.position, logId: mark?.logId, updateId: "", reason, entries: [], task });
   }
 
   /** What OPA says it holds: policy version, position, whether the baseline completed. */
@@ -268,6 +277,11 @@ export class ClientAgent {
     this.health.policyHash = snapshot.policyHash;
     this.lastReceived = snapshot.mark;
     this.baselineIncomplete = snapshot.mark !== undefined && !snapshot.baselineLoaded;
+    if (snapshot.mark !== undefined) {
+      // What OPA holds is what an earlier run loaded: ready as it was then.
+      this.health.baselineLoaded = snapshot.baselineLoaded;
+      this.health.policyLoaded = snapshot.ready;
+    }
     if (snapshot.mark !== undefined) this.options.logger.info({ position: snapshot.mark.position.toString(), policy: snapshot.policyHash }, "OPA holds state from an earlier run: resuming from its position");
   }
 

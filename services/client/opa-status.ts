@@ -18,6 +18,8 @@ export interface StatusSnapshot {
   policyHash: string;
   rootDataKeys: string[];
   baselineLoaded: boolean;
+  /** The client that wrote it was ready: policy and every baseline source loaded. */
+  ready: boolean;
 }
 
 /** What a status document found in OPA says. */
@@ -32,6 +34,7 @@ export function readStatus(document: unknown): StatusSnapshot | undefined {
     policyHash: typeof policy.hash === "string" ? policy.hash : "",
     rootDataKeys: Array.isArray(policy.root_data_keys) ? policy.root_data_keys.filter((key): key is string => typeof key === "string") : [],
     baselineLoaded: record.baseline_loaded === true,
+    ready: record.ready === true,
   };
 }
 
@@ -40,6 +43,8 @@ export class StatusDocument {
   mark: PositionMark | undefined;
   policyHash = "";
   rootDataKeys: string[] = [];
+  /** The document is in the store (we wrote it, or found it there). */
+  written = false;
 
   constructor(
     private readonly health: ClientHealth,
@@ -47,12 +52,14 @@ export class StatusDocument {
   ) {}
 
   restore(snapshot: StatusSnapshot): void {
+    this.written = true;
     this.mark = snapshot.mark;
     this.policyHash = snapshot.policyHash;
     this.rootDataKeys = snapshot.rootDataKeys;
   }
 
   forget(): void {
+    this.written = false;
     this.mark = undefined;
     this.policyHash = "";
     this.rootDataKeys = [];
@@ -62,18 +69,19 @@ export class StatusDocument {
    * The document as it will be once `mark` is committed; `transaction` is the data
    * transaction it is written with, counted as the last one (and in `healthy`).
    */
-  render(mark: PositionMark | undefined = this.mark, transaction?: Transaction): Uint8Array {
+  render(mark: PositionMark | undefined = this.mark, transaction?: Transaction, baselineLoaded = this.health.baselineLoaded): Uint8Array {
     const report = this.health.report();
+    const ready = (!this.health.policyEnabled || this.health.policyLoaded) && (!this.health.dataEnabled || baselineLoaded);
     const lastData = transaction ?? report.data.lastTransaction ?? null;
     const healthy = report.engine.reachable && (lastData === null || lastData.ok) && report.policy.lastTransaction?.ok !== false;
     return Buffer.from(
       JSON.stringify({
-        ready: report.ready,
+        ready,
         healthy,
         client_id: this.clientId,
         log_id: mark?.logId ?? "",
         position: mark === undefined ? null : Number(mark.position),
-        baseline_loaded: this.health.baselineLoaded,
+        baseline_loaded: baselineLoaded,
         policy: { hash: this.policyHash, root_data_keys: this.rootDataKeys },
         last_data_transaction: lastData,
         last_policy_transaction: report.policy.lastTransaction ?? null,

@@ -8,6 +8,7 @@ export async function waitFor<T>(
   for (;;) {
     try {
       const value = await check();
+      lastError = undefined;
       if (value !== undefined && value !== false) return value;
     } catch (error) {
       lastError = error;

@@ -51,6 +51,14 @@ class PatchPlan {
   }
 }
 
+/** The store no longer holds our status document: it lost its state (restarted empty). */
+export class StoreLostStateError extends Error {
+  override readonly name = "StoreLostStateError";
+  constructor() {
+    super("the policy store lost its state (it restarted empty); reloading policy and data");
+  }
+}
+
 export class DataTransactions {
   /** Container paths known to exist in the store. */
   private readonly known = new Set<string>();
@@ -66,18 +74,20 @@ export class DataTransactions {
    * Commits the writes and the status document. Writes that cannot share one patch (one
    * overwrites the parent of another) go in consecutive patches; the status goes in the last.
    */
-  async commit(writes: readonly EntryWrite[], status: Uint8Array, signal: AbortSignal): Promise<void> {
+  async commit(writes: readonly EntryWrite[], status: Uint8Array, signal: AbortSignal, statusExists = false): Promise<void> {
     try {
-      await this.commitOnce(writes, status, signal);
+      await this.commitOnce(writes, status, signal, statusExists);
     } catch (error) {
-      // Our memory of the tree may be stale (someone removed a parent): ask again, once.
       this.forget();
       if (!isNotFound(error)) throw error;
-      await this.commitOnce(writes, status, signal);
+      // The status was written with `replace`: if it is gone, so is everything we wrote.
+      if (statusExists && !(await this.store.exists(STATUS_PATH, signal))) throw new StoreLostStateError();
+      // Else our memory of the tree was stale (someone removed a parent): ask again, once.
+      await this.commitOnce(writes, status, signal, statusExists);
     }
   }
 
-  private async commitOnce(writes: readonly EntryWrite[], status: Uint8Array, signal: AbortSignal): Promise<void> {
+  private async commitOnce(writes: readonly EntryWrite[], status: Uint8Array, signal: AbortSignal, statusExists: boolean): Promise<void> {
     let plan = new PatchPlan();
     for (const write of writes) {
       if (plan.touchesAbove(write.entry.dstPath === "/" ? "" : pointer(segments(write.entry.dstPath)))) {
@@ -92,7 +102,7 @@ export class DataTransactions {
       await this.apply(plan, signal);
       plan = new PatchPlan();
     }
-    await this.addStatus(plan, status, signal);
+    await this.addStatus(plan, status, signal, statusExists);
     await this.apply(plan, signal);
   }
 
@@ -143,8 +153,14 @@ export class DataTransactions {
     }
   }
 
-  private async addStatus(plan: PatchPlan, status: Uint8Array, signal: AbortSignal): Promise<void> {
+  private async addStatus(plan: PatchPlan, status: Uint8Array, signal: AbortSignal, statusExists: boolean): Promise<void> {
     const parts = segments(STATUS_PATH);
+    if (statusExists && !plan.rootReplaced) {
+      // `replace` fails when the document is missing: an OPA that lost its state cannot
+      // silently take our writes as if nothing happened.
+      plan.operations.push({ op: "replace", path: pointer(parts), value: status });
+      return;
+    }
     if (plan.rootReplaced) {
       // The root was replaced: rebuild /system around the status (a root document's own
       // "system" key, if any, gives way to it).

@@ -6,6 +6,7 @@
 import { AckStatus } from "../../../gen/opal/mesh/v1/distributor_pb.js";
 import type { DataSourceEntry } from "../../../gen/opal/mesh/v1/data_pb.js";
 import type { Event } from "../../../gen/opal/mesh/v1/event_pb.js";
+import { backoffDelay } from "../../common/backoff.js";
 import { redactUrl } from "../../common/config/env-reader.js";
 import type { Logger } from "../../common/logger.js";
 import { anyTopicCovered } from "../../common/topics.js";
@@ -25,6 +26,8 @@ export interface DataUpdaterOptions {
 
 export class DataUpdater {
   private periodicTimers: NodeJS.Timeout[] = [];
+  private retryTimer: NodeJS.Timeout | undefined;
+  private retryAttempt = 0;
   private signal: AbortSignal | undefined;
   private baselineGeneration = 0;
 
@@ -74,13 +77,40 @@ export class DataUpdater {
     if (job.kind === "baseline" || job.kind === "periodic" || job.kind === "manual" || result.entries.length > 0 || !result.ok) {
       this.options.health.recordData({ ok: result.ok, kind: job.kind, id: job.updateId, ...(result.ok ? {} : { error }) });
     }
-    if (job.kind === "baseline" && job.updateId === `baseline-${this.baselineGeneration}`) this.options.health.baselineLoaded = result.ok;
+    if (job.kind === "baseline" && job.updateId === `baseline-${this.baselineGeneration}`) {
+      this.options.health.baselineLoaded = result.ok;
+      if (result.ok) this.retryAttempt = 0;
+      else this.retryFailedBaseline(result);
+    }
     if (result.ok) this.options.logger.debug({ kind: job.kind, updateId: job.updateId, position: job.position?.toString() }, "data update applied");
     else this.options.logger.error({ kind: job.kind, updateId: job.updateId, position: job.position?.toString(), error }, "data update failed");
     if (job.kind === "event" && job.position !== undefined) {
       this.options.health.appliedPosition = job.position;
       this.options.sendAck({ position: job.position, updateId: job.updateId, status: result.ok ? AckStatus.APPLIED : AckStatus.FAILED, error });
     }
+  }
+
+  /**
+   * A baseline source that failed is tried again (with backoff) until it loads: the
+   * position moved past it, so nothing else would bring it back (OPAL #623).
+   */
+  private retryFailedBaseline(result: JobResult): void {
+    const failed = result.entries.filter((entry) => !entry.saved).map((entry) => entry.entry);
+    if (failed.length === 0 && result.error === undefined) return;
+    const generation = this.baselineGeneration;
+    this.retryAttempt++;
+    const delay = backoffDelay(this.retryAttempt, { initialMs: 1_000, maxMs: 60_000 });
+    clearTimeout(this.retryTimer);
+    this.retryTimer = setTimeout(() => {
+      if (generation !== this.baselineGeneration || this.signal?.aborted === true) return;
+      if (failed.length === 0) {
+        this.loadBaseline(`retrying the baseline (attempt ${this.retryAttempt + 1})`);
+        return;
+      }
+      this.options.pipeline.enqueue({ kind: "baseline", updateId: `baseline-${generation}`, reason: `retrying ${failed.length} baseline source(s)`, entries: failed });
+    }, delay);
+    this.retryTimer.unref();
+    this.options.logger.warn({ failed: failed.length, retryInMs: delay }, "baseline sources failed; retrying");
   }
 
   private schedulePeriodic(entries: readonly DataSourceEntry[]): void {
@@ -97,5 +127,6 @@ export class DataUpdater {
   private stopPeriodic(): void {
     for (const timer of this.periodicTimers) clearInterval(timer);
     this.periodicTimers = [];
+    clearTimeout(this.retryTimer);
   }
 }

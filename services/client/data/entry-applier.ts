@@ -14,10 +14,12 @@ import { FetchError } from "../fetch/types.js";
 import type { FetchProviderRegistry } from "../fetch/registry.js";
 import type { PositionMark, StatusDocument } from "../opa-status.js";
 import { PolicyStoreError } from "../policy-store.js";
-import type { DataTransactions, EntryWrite } from "./data-transaction.js";
+import { type DataTransactions, type EntryWrite, StoreLostStateError } from "./data-transaction.js";
 import type { JobApplier, UpdateJob } from "./update-pipeline.js";
 
 export interface EntryApplierOptions {
+  /** Called when the store turns out to have lost its state (restarted empty). */
+  onStoreLost: () => void;
   registry: FetchProviderRegistry;
   transactions: DataTransactions;
   status: StatusDocument;
@@ -73,14 +75,20 @@ export class EntryApplier implements JobApplier {
     // Log events (and a baseline, at its head) move the position; periodic refetches do not.
     const mark: PositionMark | undefined = job.position !== undefined && job.logId !== undefined ? { logId: job.logId, position: job.position } : status.mark;
     const expanded = writes.flatMap((write) => this.expand(write));
+    // A baseline's own transaction says whether the baseline is now loaded.
     const render = (ok: boolean, error?: string): Uint8Array =>
-      status.render(mark, { ok, kind: job.kind, id: job.updateId, ...(error === undefined ? {} : { error }), at: new Date().toISOString() });
+      status.render(mark, { ok, kind: job.kind, id: job.updateId, ...(error === undefined ? {} : { error }), at: new Date().toISOString() }, job.kind === "baseline" ? ok : undefined);
     const fetchError = fetchErrors.filter((error) => error !== "").join("; ");
     try {
-      await this.withStoreRetry(() => transactions.commit(expanded, render(fetchError === "", fetchError || undefined), signal), signal);
+      await this.withStoreRetry(() => transactions.commit(expanded, render(fetchError === "", fetchError || undefined), signal, status.written), signal);
       status.mark = mark;
+      status.written = true;
       return writes.map(() => ({ ok: true }));
     } catch (error) {
+      if (error instanceof StoreLostStateError) {
+        this.options.onStoreLost();
+        throw error;
+      }
       if (signal.aborted || !(error instanceof PolicyStoreError) || !error.isRejection) {
         throw new EntryError("save", `failed to save to the policy store: ${(error as Error).message}`, { cause: error });
       }
@@ -89,7 +97,7 @@ export class EntryApplier implements JobApplier {
     const outcomes: Array<{ ok: boolean; error?: string }> = [];
     for (const write of writes) {
       try {
-        await this.withStoreRetry(() => transactions.commit(this.expand(write), status.render(status.mark), signal), signal);
+        await this.withStoreRetry(() => transactions.commit(this.expand(write), status.render(status.mark), signal, status.written), signal);
         outcomes.push({ ok: true });
       } catch (error) {
         if (signal.aborted) throw error;
@@ -97,8 +105,9 @@ export class EntryApplier implements JobApplier {
       }
     }
     const errors = [fetchError, ...outcomes.map((outcome) => outcome.error ?? "")].filter((error) => error !== "").join("; ");
-    await this.withStoreRetry(() => transactions.commit([], render(false, errors), signal), signal);
+    await this.withStoreRetry(() => transactions.commit([], render(false, errors), signal, status.written), signal);
     status.mark = mark;
+    status.written = true;
     return outcomes;
   }
 

@@ -11,7 +11,8 @@ import type { GlobSet } from "../../common/globs.js";
 import type { Logger } from "../../common/logger.js";
 import type { ClientHealth } from "../health.js";
 import { type PositionMark, STATUS_PATH, type StatusDocument } from "../opa-status.js";
-import type { PolicyStore } from "../policy-store.js";
+import { type PolicyStore, PolicyStoreError } from "../policy-store.js";
+import { StoreLostStateError } from "../data/data-transaction.js";
 import { applyPolicyBundle } from "./policy-applier.js";
 
 export interface PolicyUpdaterOptions {
@@ -64,8 +65,16 @@ export class PolicyUpdater {
       health.recordPolicy({ ok: false, kind: "policy", id: status.policyHash, error: failure.message });
       logger.error({ err: failure.message, keeping: status.policyHash }, "policy update failed; keeping the last good policy");
     }
-    await store.writeData({ method: "PUT", path: STATUS_PATH, body: status.render(mark) }, signal);
+    if (status.written) {
+      // `replace` fails if OPA lost our status: then it lost the policy too, and the agent reloads.
+      await store.patch([{ op: "replace", path: STATUS_PATH, value: status.render(mark) }], signal).catch((error: unknown) => {
+        throw error instanceof PolicyStoreError && error.status === 404 ? new StoreLostStateError() : error;
+      });
+    } else {
+      await store.writeData({ method: "PUT", path: STATUS_PATH, body: status.render(mark) }, signal);
+    }
     status.mark = mark;
+    status.written = true;
     if (failure !== undefined) throw failure;
   }
 }
