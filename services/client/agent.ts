@@ -21,6 +21,8 @@ import { ClientHealth } from "./health.js";
 import { InlineOpa } from "./opa/inline-opa.js";
 import { OpaStore } from "./opa/opa-store.js";
 import { type PositionMark, readStatus, STATUS_PATH, StatusDocument } from "./opa-status.js";
+import { UpdateReporter } from "./reporter.js";
+import { StoreBackup } from "./store-backup.js";
 import { PolicyUpdater } from "./policy/policy-updater.js";
 import { type ResumePoint, StreamSession } from "./stream-session.js";
 
@@ -49,6 +51,9 @@ export class ClientAgent {
   private dataUpdater: DataUpdater | undefined;
   private policyUpdater: PolicyUpdater | undefined;
   private livenessTimer: NodeJS.Timeout | undefined;
+  private backupTimer: NodeJS.Timeout | undefined;
+  private backup: StoreBackup | undefined;
+  private reporter: UpdateReporter | undefined;
   private lastReceived: ResumePoint | undefined;
   private readonly controller = new AbortController();
 
@@ -91,8 +96,14 @@ export class ClientAgent {
   async stop(): Promise<void> {
     this.controller.abort();
     clearInterval(this.livenessTimer);
+    clearInterval(this.backupTimer);
     await this.stream?.stop();
     await this.pipeline?.stopped();
+    // A last backup, from the state the pipeline left (it is stopped: nothing writes now).
+    if (this.backup !== undefined && this.health.engineReachable) {
+      await this.backup.save().catch((error: unknown) => this.options.logger.warn({ err: (error as Error).message }, "final store backup failed"));
+    }
+    await this.reporter?.stop();
     await this.api?.stop();
     await this.registry?.close();
     await this.inlineOpa?.stop();
@@ -111,6 +122,12 @@ export class ClientAgent {
     // Plugins first: a bad OPAL_FETCH_PROVIDER_MODULES fails start-up before OPA is spawned.
     const plugins = await loadProviderPlugins(config.fetchProviderModules, this.options.moduleBaseDir);
     await this.startStore(ownSignal);
+    if (config.offline.enabled) {
+      this.backup = new StoreBackup(config.offline.backupPath, this.store, logger.child({ component: "backup" }));
+      // An empty store (a fresh or restarted OPA) starts from the backup, server or not.
+      if (!(await this.store.exists(STATUS_PATH, ownSignal))) await this.backup.restore(ownSignal);
+    }
+    this.reporter = new UpdateReporter({ ...config.reporting, logger: logger.child({ component: "reporter" }) });
 
     this.registry = new FetchProviderRegistry(plugins, { logger: logger.child({ component: "fetch" }), timeoutMs: config.httpFetcherTimeoutMs });
     const serverUrl = (): string => this.stream?.serverUrl ?? (config.serverUrls[0] as string);
@@ -152,6 +169,7 @@ export class ClientAgent {
     });
     await this.restoreStatus(ownSignal);
     pipeline.start(ownSignal);
+    this.startBackups();
     this.dataUpdater.start(ownSignal);
 
     this.api = createClientApi({
@@ -264,6 +282,26 @@ export class ClientAgent {
     this.pipeline.enqueue({ kind: "policy", position: mark?.position, logId: mark?.logId, updateId: "", reason, entries: [], task });
   }
 
+  /** Backups are pipeline jobs, so each one sees the store between two transactions. */
+  private startBackups(): void {
+    const backup = this.backup;
+    const pipeline = this.pipeline;
+    if (backup === undefined || pipeline === undefined) return;
+    const interval = this.options.config.offline.backupIntervalMs;
+    let queuedAt: number | undefined;
+    this.backupTimer = setInterval(() => {
+      // One backup waiting is enough (a resync may have dropped it: then queue another).
+      if (queuedAt !== undefined && Date.now() - queuedAt < 3 * interval) return;
+      queuedAt = Date.now();
+      const task = async (signal: AbortSignal): Promise<void> => {
+        queuedAt = undefined;
+        await backup.save(signal);
+      };
+      pipeline.enqueue({ kind: "backup", updateId: "", reason: "store backup", entries: [], task });
+    }, interval);
+    this.backupTimer.unref();
+  }
+
   /** What OPA says it holds: policy version, position, whether the baseline completed. */
   private async restoreStatus(signal: AbortSignal): Promise<void> {
     let snapshot;
@@ -286,6 +324,11 @@ export class ClientAgent {
   }
 
   private onResult(result: JobResult): void {
+    if (result.job.kind === "backup") {
+      if (!result.ok) this.options.logger.warn({ err: result.error }, "store backup failed");
+      return;
+    }
+    if (result.job.kind === "event" || result.job.kind === "policy") this.reporter?.report(result, this.policyHash);
     if (result.job.kind !== "policy") {
       this.dataUpdater?.onResult(result);
       return;

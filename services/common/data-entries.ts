@@ -150,7 +150,8 @@ function parseEntries(value: unknown, field: string, options: EntryOptions): Dat
   return value.map((entry, index) => parseDataSourceEntry(entry, `${field}[${index}]`, options));
 }
 
-function parseCallbacks(value: unknown): CallbackTarget[] {
+/** OPAL's UpdateCallback: {"callbacks": [url | [url, http_fetcher_config]]}. */
+export function parseCallbacks(value: unknown): CallbackTarget[] {
   if (value === undefined || value === null) return [];
   if (!isObject(value)) throw new ValidationError("callback", 'must be an object like {"callbacks": [...]}');
   const list = value.callbacks ?? [];

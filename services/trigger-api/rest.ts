@@ -61,6 +61,17 @@ export function triggerRestRoutes(options: TriggerRestOptions): RestRoute[] {
       },
     },
     {
+      // OPAL's default sink for client update reports: it logs them.
+      method: "POST",
+      path: "/data/callback_report",
+      async handle(request, response) {
+        const report = (await readJson(request, options.maxBodyBytes)) as { update_id?: unknown; reports?: Array<{ saved?: unknown }> };
+        const saved = Array.isArray(report.reports) ? report.reports.filter((entry) => entry.saved === true).length : 0;
+        options.logger.info({ updateId: report.update_id, entries: Array.isArray(report.reports) ? report.reports.length : 0, saved }, "client update report");
+        sendJson(response, 200, { status: "ok" });
+      },
+    },
+    {
       method: "GET",
       path: "/updates/{id}",
       async handle(_request, response, context) {

@@ -66,7 +66,7 @@ export class DataUpdater {
     if (event.payload.case !== "dataUpdate") return;
     const update = event.payload.value;
     const entries = update.entries.filter((entry) => this.applies(entry));
-    this.options.pipeline.enqueue({ kind: "event", position: event.position, logId, updateId: update.id, reason: update.reason, entries });
+    this.options.pipeline.enqueue({ kind: "event", position: event.position, logId, updateId: update.id, reason: update.reason, entries, callbacks: update.callbacks });
   }
 
   onResult(result: JobResult): void {

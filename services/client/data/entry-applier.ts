@@ -111,6 +111,34 @@ export class EntryApplier implements JobApplier {
     return outcomes;
   }
 
+  async commitMany(items: ReadonlyArray<{ job: UpdateJob; writes: readonly EntryWrite[]; fetchErrors: readonly string[] }>, signal: AbortSignal): Promise<Array<Array<{ ok: boolean; error?: string }>>> {
+    const last = items.at(-1);
+    if (last === undefined) return [];
+    const { status, transactions } = this.options;
+    const mark: PositionMark | undefined = last.job.position !== undefined && last.job.logId !== undefined ? { logId: last.job.logId, position: last.job.position } : status.mark;
+    const fetchError = items.flatMap((item) => item.fetchErrors).filter((error) => error !== "").join("; ");
+    const transaction = { ok: fetchError === "", kind: last.job.kind, id: last.job.updateId, ...(fetchError === "" ? {} : { error: fetchError }), at: new Date().toISOString() };
+    try {
+      const writes = items.flatMap((item) => item.writes.flatMap((write) => this.expand(write)));
+      await this.withStoreRetry(() => transactions.commit(writes, status.render(mark, transaction), signal, status.written), signal);
+      status.mark = mark;
+      status.written = true;
+      return items.map((item) => item.writes.map(() => ({ ok: true })));
+    } catch (error) {
+      if (error instanceof StoreLostStateError) {
+        this.options.onStoreLost();
+        throw error;
+      }
+      if (signal.aborted || !(error instanceof PolicyStoreError) || !error.isRejection) {
+        throw new EntryError("save", `failed to save to the policy store: ${(error as Error).message}`, { cause: error });
+      }
+    }
+    // One of them is refused: commit them one by one, so only that one fails.
+    const outcomes: Array<Array<{ ok: boolean; error?: string }>> = [];
+    for (const item of items) outcomes.push(await this.commit(item.job, item.writes, item.fetchErrors, signal));
+    return outcomes;
+  }
+
   /** OPAL_SPLIT_ROOT_DATA: a root object is written one top-level key at a time. */
   private expand(write: EntryWrite): EntryWrite[] {
     const { entry, data } = write;

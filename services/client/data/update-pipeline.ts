@@ -3,7 +3,8 @@
  * enqueued (log order for events); fetching runs ahead for the next few jobs, with
  * bounded concurrency, so a slow source delays but never reorders writes.
  */
-import type { DataSourceEntry } from "../../../gen/opal/mesh/v1/data_pb.js";
+import { createHash } from "node:crypto";
+import { type CallbackTarget, type DataSourceEntry, SaveMethod } from "../../../gen/opal/mesh/v1/data_pb.js";
 import type { Logger } from "../../common/logger.js";
 import type { EntryWrite } from "./data-transaction.js";
 
@@ -15,9 +16,17 @@ export interface JobApplier {
    * returns one outcome per write, in order.
    */
   commit(job: UpdateJob, writes: readonly EntryWrite[], fetchErrors: readonly string[], signal: AbortSignal): Promise<Array<{ ok: boolean; error?: string }>>;
+  /**
+   * Several consecutive log events in one transaction (a client catching up, or a burst):
+   * one outcome list per job. Optional: without it every job is committed alone.
+   */
+  commitMany?(items: ReadonlyArray<{ job: UpdateJob; writes: readonly EntryWrite[]; fetchErrors: readonly string[] }>, signal: AbortSignal): Promise<Array<Array<{ ok: boolean; error?: string }>>>;
 }
 
-export type JobKind = "event" | "baseline" | "periodic" | "manual" | "policy";
+/** How many consecutive events may share one transaction. */
+const MAX_BATCH = 256;
+
+export type JobKind = "event" | "baseline" | "periodic" | "manual" | "policy" | "backup";
 
 export interface UpdateJob {
   kind: JobKind;
@@ -29,6 +38,8 @@ export interface UpdateJob {
   reason: string;
   /** Entries to apply, in order; a promise when they are still being looked up (baseline). */
   entries: readonly DataSourceEntry[] | Promise<readonly DataSourceEntry[]>;
+  /** Where to report the outcome (OPAL's per-update callback.callbacks). */
+  callbacks?: readonly CallbackTarget[];
   /** Work that is not data entries (a policy update): run in its turn, in order with the rest. */
   task?: (signal: AbortSignal) => Promise<void>;
 }
@@ -38,6 +49,8 @@ export interface EntryResult {
   fetched: boolean;
   saved: boolean;
   error?: string;
+  /** sha256 of the fetched document (OPAL's report hash). */
+  hash?: string;
 }
 
 export interface JobResult {
@@ -54,6 +67,8 @@ interface QueuedJob {
   job: UpdateJob;
   /** Aborts this job's fetches when clear() drops it. */
   controller: AbortController;
+  /** Every fetch of the job has finished (it can join a batch without waiting). */
+  settled?: boolean;
   prefetched?: Promise<{ entries: readonly DataSourceEntry[]; fetches: Array<Promise<Fetched>> }>;
 }
 
@@ -132,14 +147,23 @@ export class UpdatePipeline {
   private prefetchAhead(): void {
     const signal = this.signal;
     if (signal === undefined) return;
-    for (const queued of this.queue.slice(0, this.options.concurrency)) void this.startPrefetch(queued, signal);
+    this.queue.forEach((queued, index) => {
+      // Jobs that fetch nothing (inline data) cost nothing to prepare: ready them for batching.
+      if (index < this.options.concurrency || (index < MAX_BATCH && fetchesNothing(queued.job))) void this.startPrefetch(queued, signal);
+    });
   }
 
   private startPrefetch(queued: QueuedJob, signal: AbortSignal): NonNullable<QueuedJob["prefetched"]> {
     if (queued.prefetched === undefined) {
       queued.prefetched = this.prefetch(queued.job, AbortSignal.any([signal, queued.controller.signal]));
       // The writer awaits it later; until then a rejected entry listing must not count as unhandled.
-      queued.prefetched.catch(() => undefined);
+      queued.prefetched.then(
+        async ({ fetches }) => {
+          await Promise.all(fetches);
+          queued.settled = true;
+        },
+        () => undefined,
+      );
     }
     return queued.prefetched;
   }
@@ -171,14 +195,90 @@ export class UpdatePipeline {
       try {
         void this.startPrefetch(queued, signal);
         this.prefetchAhead();
-        const result = await this.write(queued, signal);
+        const results = await this.writeNext(queued, signal);
         if (signal.aborted) break;
-        this.options.onResult(result);
+        for (const result of results) this.options.onResult(result);
       } finally {
         this.busy = false;
       }
     }
     for (const resolve of this.idleWaiters.splice(0)) resolve();
+  }
+
+  /**
+   * Writes the next job; when it is a log event and the events queued behind it are ready
+   * too, they share its transaction (in order, each still acknowledged on its own).
+   */
+  private async writeNext(first: QueuedJob, signal: AbortSignal): Promise<JobResult[]> {
+    const commitMany = this.options.applier.commitMany?.bind(this.options.applier);
+    if (commitMany === undefined || !isBatchable(first.job)) return [await this.write(first, signal)];
+    const prepared = await this.prepare(first, signal);
+    if ("failed" in prepared) return [prepared.failed];
+    const batch = [prepared];
+    while (batch.length < MAX_BATCH && this.queue[0]?.settled === true && isBatchable(this.queue[0].job)) {
+      const next = await this.prepare(this.queue.shift() as QueuedJob, signal);
+      if ("failed" in next) {
+        // Cannot happen for a settled event (its entries are a list), but keep order if it does.
+        const results = await this.commitBatch(batch, commitMany, signal);
+        return [...results, next.failed];
+      }
+      batch.push(next);
+    }
+    if (batch.length === 1) return [await this.finish(prepared, await this.commitOne(prepared, signal))];
+    return this.commitBatch(batch, commitMany, signal);
+  }
+
+  private async commitBatch(
+    batch: Prepared[],
+    commitMany: NonNullable<JobApplier["commitMany"]>,
+    signal: AbortSignal,
+  ): Promise<JobResult[]> {
+    let outcomes: Array<Array<{ ok: boolean; error?: string }>>;
+    try {
+      outcomes = await commitMany(batch.map(({ job, writes, failures }) => ({ job, writes, fetchErrors: failures.map((failure) => failure.error ?? "") })), signal);
+    } catch (error) {
+      outcomes = batch.map(({ writes }) => writes.map(() => ({ ok: false, error: (error as Error).message })));
+    }
+    return Promise.all(batch.map((item, index) => this.finish(item, outcomes[index] ?? [])));
+  }
+
+  private async commitOne(item: Prepared, signal: AbortSignal): Promise<Array<{ ok: boolean; error?: string }>> {
+    try {
+      return await this.options.applier.commit(item.job, item.writes, item.failures.map((failure) => failure.error ?? ""), signal);
+    } catch (error) {
+      return item.writes.map(() => ({ ok: false, error: (error as Error).message }));
+    }
+  }
+
+  /** A job's fetched entries, split into what can be written and what failed. */
+  private async prepare(queued: QueuedJob, signal: AbortSignal): Promise<Prepared | { failed: JobResult }> {
+    const { job } = queued;
+    let prefetched;
+    try {
+      prefetched = await this.startPrefetch(queued, signal);
+    } catch (error) {
+      return { failed: { job, ok: false, entries: [], error: (error as Error).message } };
+    }
+    const failures: EntryResult[] = [];
+    const writes: EntryWrite[] = [];
+    for (const [index, entry] of prefetched.entries.entries()) {
+      const fetched = await (prefetched.fetches[index] as Promise<Fetched>);
+      if (fetched.ok) writes.push({ entry, data: fetched.data });
+      else failures.push({ entry, fetched: false, saved: false, error: fetched.error.message });
+    }
+    return { job, entries: prefetched.entries, writes, failures };
+  }
+
+  private finish(item: Prepared, outcomes: Array<{ ok: boolean; error?: string }>): Promise<JobResult> {
+    const results = [...item.failures];
+    item.writes.forEach(({ entry, data }, index) => {
+      const outcome = outcomes[index] ?? { ok: false, error: "not written" };
+      const hash = data === undefined ? undefined : createHash("sha256").update(data).digest("hex");
+      results.push({ entry, fetched: true, saved: outcome.ok, ...(outcome.error === undefined ? {} : { error: outcome.error }), ...(hash === undefined ? {} : { hash }) });
+    });
+    const order = new Map(item.entries.map((entry, index) => [entry, index]));
+    results.sort((a, b) => (order.get(a.entry) ?? 0) - (order.get(b.entry) ?? 0));
+    return Promise.resolve({ job: item.job, ok: results.every((result) => result.saved), entries: results });
   }
 
   private async write(queued: QueuedJob, signal: AbortSignal): Promise<JobResult> {
@@ -191,32 +291,23 @@ export class UpdatePipeline {
         return { job, ok: false, entries: [], error: (error as Error).message };
       }
     }
-    let prefetched;
-    try {
-      prefetched = await this.startPrefetch(queued, signal);
-    } catch (error) {
-      return { job, ok: false, entries: [], error: (error as Error).message };
-    }
-    const results: EntryResult[] = [];
-    const writes: EntryWrite[] = [];
-    for (const [index, entry] of prefetched.entries.entries()) {
-      const fetched = await (prefetched.fetches[index] as Promise<Fetched>);
-      if (signal.aborted) return { job, ok: false, entries: [], error: "stopped" };
-      if (fetched.ok) writes.push({ entry, data: fetched.data });
-      else results.push({ entry, fetched: false, saved: false, error: fetched.error.message });
-    }
-    let outcomes: Array<{ ok: boolean; error?: string }>;
-    try {
-      outcomes = await this.options.applier.commit(job, writes, results.map((result) => result.error ?? ""), signal);
-    } catch (error) {
-      outcomes = writes.map(() => ({ ok: false, error: (error as Error).message }));
-    }
-    writes.forEach(({ entry }, index) => {
-      const outcome = outcomes[index] ?? { ok: false, error: "not written" };
-      results.push({ entry, fetched: true, saved: outcome.ok, ...(outcome.error === undefined ? {} : { error: outcome.error }) });
-    });
-    const order = new Map(prefetched.entries.map((entry, index) => [entry, index]));
-    results.sort((a, b) => (order.get(a.entry) ?? 0) - (order.get(b.entry) ?? 0));
-    return { job, ok: results.every((result) => result.saved), entries: results };
+    const prepared = await this.prepare(queued, signal);
+    if ("failed" in prepared) return prepared.failed;
+    return this.finish(prepared, await this.commitOne(prepared, signal));
   }
+}
+
+interface Prepared {
+  job: UpdateJob;
+  entries: readonly DataSourceEntry[];
+  writes: EntryWrite[];
+  failures: EntryResult[];
+}
+
+function isBatchable(job: UpdateJob): boolean {
+  return job.kind === "event" && job.task === undefined;
+}
+
+function fetchesNothing(job: UpdateJob): boolean {
+  return Array.isArray(job.entries) && (job.entries as readonly DataSourceEntry[]).every((entry) => entry.dataJson !== undefined || entry.saveMethod === SaveMethod.DELETE);
 }

@@ -5,6 +5,8 @@
 import { randomUUID } from "node:crypto";
 import { homedir } from "node:os";
 import { join } from "node:path";
+import type { CallbackTarget } from "../../../gen/opal/mesh/v1/data_pb.js";
+import { parseCallbacks } from "../data-entries.js";
 import type { LoggerOptions } from "../logger.js";
 import { collapseTopics } from "../topics.js";
 import { type Env, EnvReader } from "./env-reader.js";
@@ -50,6 +52,10 @@ export interface ClientConfig {
   dataUpdaterRetry: RetryPolicy;
   policyStoreRetry: RetryPolicy;
   splitRootData: boolean;
+  /** OPAL_OFFLINE_MODE_ENABLED: back the store up to disk, start from the backup. */
+  offline: { enabled: boolean; backupPath: string; backupIntervalMs: number };
+  /** OPAL_SHOULD_REPORT_ON_DATA_UPDATES: POST a DataUpdateReport after each update. */
+  reporting: { enabled: boolean; callbacks: CallbackTarget[]; defaultConfig: Record<string, unknown> };
   /** How often the store is probed (reachable, and still holding our status). */
   livenessProbeIntervalMs: number;
   /** Where downloaded and built tools (OPA) are cached, outside the repo. */
@@ -145,6 +151,19 @@ export function loadClientConfig(environment: Env): ClientConfig {
     dataUpdaterRetry: env.json("OPAL_DATA_UPDATER_CONN_RETRY", defaultRetryPolicy(retryDefaults), (value) => parseConnRetryOptions(value, retryDefaults)),
     policyStoreRetry: env.json("OPAL_POLICY_STORE_CONN_RETRY", defaultRetryPolicy(storeRetryDefaults), (value) => parseConnRetryOptions(value, storeRetryDefaults)),
     splitRootData: env.bool("OPAL_SPLIT_ROOT_DATA", false),
+    offline: {
+      enabled: env.bool("OPAL_OFFLINE_MODE_ENABLED", false),
+      backupPath: env.string("OPAL_STORE_BACKUP_PATH", join(cacheDirFrom(environment), "backup", "opa.json")),
+      backupIntervalMs: env.number("OPAL_STORE_BACKUP_INTERVAL", 60, { min: 0.05 }) * 1000,
+    },
+    reporting: {
+      enabled: env.bool("OPAL_SHOULD_REPORT_ON_DATA_UPDATES", false),
+      callbacks: env.json("OPAL_DEFAULT_UPDATE_CALLBACKS", parseCallbacks({ callbacks: [`${serverUrls[0] ?? "http://localhost:7002"}/data/callback_report`] }), parseCallbacks),
+      defaultConfig: env.json<Record<string, unknown>>("OPAL_DEFAULT_UPDATE_CALLBACK_CONFIG", { method: "post", headers: { "content-type": "application/json" }, process_data: false }, (value) => {
+        if (typeof value !== "object" || value === null || Array.isArray(value)) throw new Error("expected an HTTP fetcher config object");
+        return value as Record<string, unknown>;
+      }),
+    },
     livenessProbeIntervalMs: env.number("OPAL_POLICY_STORE_LIVENESS_PROBE_INTERVAL_SECONDS", 10, { min: 0.05 }) * 1000,
     cacheDir: cacheDirFrom(environment),
     searchPath: environment.PATH ?? "",
