@@ -5,7 +5,6 @@
  */
 import { AckStatus } from "../../gen/opal/mesh/v1/distributor_pb.js";
 import type { Event } from "../../gen/opal/mesh/v1/event_pb.js";
-import { sleep } from "../common/backoff.js";
 import type { ClientConfig } from "../common/config/client-config.js";
 import { GlobSet } from "../common/globs.js";
 import type { HttpListener } from "../common/http/listener.js";
@@ -23,6 +22,7 @@ import { OpaStore } from "./opa/opa-store.js";
 import { type PositionMark, readStatus, STATUS_PATH, StatusDocument } from "./opa-status.js";
 import { UpdateReporter } from "./reporter.js";
 import { StoreBackup } from "./store-backup.js";
+import { startBackups, startLivenessProbe, waitForStore } from "./store-watch.js";
 import { PolicyUpdater } from "./policy/policy-updater.js";
 import { type ResumePoint, StreamSession } from "./stream-session.js";
 
@@ -169,7 +169,7 @@ export class ClientAgent {
     });
     await this.restoreStatus(ownSignal);
     pipeline.start(ownSignal);
-    this.startBackups();
+    if (this.backup !== undefined) this.backupTimer = startBackups(this.backup, pipeline, config.offline.backupIntervalMs);
     this.dataUpdater.start(ownSignal);
 
     this.api = createClientApi({
@@ -185,13 +185,13 @@ export class ClientAgent {
 
     this.stream = this.createStream();
     await this.stream.start(ownSignal);
-    this.startLivenessProbe(ownSignal);
+    this.livenessTimer = startLivenessProbe({ store: this.store, health: this.health, status: this.status, pipeline, intervalMs: config.livenessProbeIntervalMs, onLost: () => this.rehydrate(), signal: ownSignal });
   }
 
   private async startStore(signal: AbortSignal): Promise<void> {
     const { config, logger } = this.options;
     if (!config.inlineOpa.enabled) {
-      await this.waitForStore(signal);
+      await waitForStore(this.store, logger, signal);
       return;
     }
     if (this.options.opaBinary === undefined) throw new Error("inline OPA is enabled but no OPA binary was given");
@@ -282,26 +282,6 @@ export class ClientAgent {
     this.pipeline.enqueue({ kind: "policy", position: mark?.position, logId: mark?.logId, updateId: "", reason, entries: [], task });
   }
 
-  /** Backups are pipeline jobs, so each one sees the store between two transactions. */
-  private startBackups(): void {
-    const backup = this.backup;
-    const pipeline = this.pipeline;
-    if (backup === undefined || pipeline === undefined) return;
-    const interval = this.options.config.offline.backupIntervalMs;
-    let queuedAt: number | undefined;
-    this.backupTimer = setInterval(() => {
-      // One backup waiting is enough (a resync may have dropped it: then queue another).
-      if (queuedAt !== undefined && Date.now() - queuedAt < 3 * interval) return;
-      queuedAt = Date.now();
-      const task = async (signal: AbortSignal): Promise<void> => {
-        queuedAt = undefined;
-        await backup.save(signal);
-      };
-      pipeline.enqueue({ kind: "backup", updateId: "", reason: "store backup", entries: [], task });
-    }, interval);
-    this.backupTimer.unref();
-  }
-
   /** What OPA says it holds: policy version, position, whether the baseline completed. */
   private async restoreStatus(signal: AbortSignal): Promise<void> {
     let snapshot;
@@ -353,25 +333,5 @@ export class ClientAgent {
     this.stream?.reconnect();
   }
 
-  private async waitForStore(signal: AbortSignal): Promise<void> {
-    for (let attempt = 1; !(await this.store.isHealthy(signal)); attempt++) {
-      if (attempt === 1 || attempt % 10 === 0) this.options.logger.warn({ url: this.storeUrl }, "waiting for the policy store to answer");
-      await sleep(Math.min(2_000, 100 * attempt), signal);
-    }
-  }
 
-  /**
-   * Checks the store answers, and that it still holds our status document: if it is gone
-   * (an external OPA restarted empty), everything is loaded again at once.
-   */
-  private startLivenessProbe(signal: AbortSignal): void {
-    this.livenessTimer = setInterval(() => {
-      void (async () => {
-        this.health.engineReachable = await this.store.isHealthy(signal);
-        if (!this.health.engineReachable || this.status.mark === undefined || (this.pipeline?.pending ?? 0) > 0) return;
-        if (!(await this.store.exists(STATUS_PATH, signal).catch(() => true))) this.rehydrate();
-      })();
-    }, this.options.config.livenessProbeIntervalMs);
-    this.livenessTimer.unref();
-  }
 }
