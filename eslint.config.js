@@ -20,7 +20,7 @@ export default tseslint.config(
     },
   },
   {
-    files: ["services/common/config/**", "services/mesh/cli.ts", "scripts/**", "test/**", "bench/**", "bin/**"],
+    files: ["services/common/config/**", "services/mesh/cli.ts", "scripts/**", "test/**", "bench/**", "bin/**", "deploy/**"],
     rules: { "no-restricted-properties": "off" },
   },
   {

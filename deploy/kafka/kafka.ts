@@ -57,7 +57,7 @@ export async function ensureKafkaJars(options: KafkaOptions = { port: 0 }): Prom
     await run("mvn", ["-q", "-B", "-f", join(HERE, "pom.xml"), "dependency:copy-dependencies", `-Dkafka.version=${KAFKA_VERSION}`, `-DoutputDirectory=${libs}`, "-DincludeScope=runtime"], { timeout: 15 * 60_000 });
   } catch (error) {
     rmSync(libs, { recursive: true, force: true });
-    throw new Error(`could not resolve the Kafka ${KAFKA_VERSION} broker from Maven Central (needs Java 17 and Maven: \`apt-get install maven openjdk-17-jre-headless\`): ${(error as Error).message}`);
+    throw new Error(`could not resolve the Kafka ${KAFKA_VERSION} broker from Maven Central (needs Java 17 and Maven: \`apt-get install maven openjdk-17-jre-headless\`): ${(error as Error).message}`, { cause: error });
   }
   return libs;
 }

@@ -10,14 +10,14 @@ function event(topic: string) {
 
 test("positions start at 1 and increase by one", () => {
   const log = new MemoryLog({ maxEvents: 10, maxBytes: 1 << 20 });
-  assert.deepEqual(log.append([event("a"), event("b")]), [1n, 2n]);
-  assert.deepEqual(log.append([event("c")]), [3n]);
+  assert.deepEqual(log.appendNow([event("a"), event("b")]), [1n, 2n]);
+  assert.deepEqual(log.appendNow([event("c")]), [3n]);
   assert.deepEqual(log.head(), { headPosition: 3n, firstRetainedPosition: 1n, logId: log.logId });
 });
 
 test("eventsAfter returns later events in order", () => {
   const log = new MemoryLog({ maxEvents: 10, maxBytes: 1 << 20 });
-  log.append([event("a"), event("b"), event("c")]);
+  log.appendNow([event("a"), event("b"), event("c")]);
   assert.deepEqual(log.eventsAfter(1n).map((e) => e.position), [2n, 3n]);
   assert.deepEqual(log.eventsAfter(3n), []);
   assert.deepEqual(log.eventsAfter(0n, 2).map((e) => e.position), [1n, 2n]);
@@ -25,7 +25,7 @@ test("eventsAfter returns later events in order", () => {
 
 test("retention by count drops the oldest and reports truncation", () => {
   const log = new MemoryLog({ maxEvents: 3, maxBytes: 1 << 20 });
-  log.append([1, 2, 3, 4, 5].map((n) => event(`t${n}`)));
+  log.appendNow([1, 2, 3, 4, 5].map((n) => event(`t${n}`)));
   assert.deepEqual(log.head(), { headPosition: 5n, firstRetainedPosition: 3n, logId: log.logId });
   assert.deepEqual(log.eventsAfter(2n).map((e) => e.position), [3n, 4n, 5n]);
   assert.throws(() => log.eventsAfter(1n), LogTruncatedError);
@@ -33,7 +33,7 @@ test("retention by count drops the oldest and reports truncation", () => {
 
 test("retention by bytes keeps at most maxBytes", () => {
   const log = new MemoryLog({ maxEvents: 1000, maxBytes: 50 });
-  for (let n = 0; n < 20; n++) log.append([event(`topic-${n}`)]);
+  for (let n = 0; n < 20; n++) log.appendNow([event(`topic-${n}`)]);
   const { headPosition, firstRetainedPosition } = log.head();
   assert.equal(headPosition, 20n);
   assert.ok(firstRetainedPosition > 1n, "old events were dropped");
@@ -42,7 +42,7 @@ test("retention by bytes keeps at most maxBytes", () => {
 
 test("read yields retained then live events in order", async () => {
   const log = new MemoryLog({ maxEvents: 100, maxBytes: 1 << 20 });
-  log.append([event("a"), event("b")]);
+  log.appendNow([event("a"), event("b")]);
   const controller = new AbortController();
   const seen: bigint[] = [];
   const reading = (async () => {
@@ -51,14 +51,14 @@ test("read yields retained then live events in order", async () => {
       if (seen.length === 4) controller.abort();
     }
   })();
-  log.append([event("c")]);
-  log.append([event("d")]);
+  log.appendNow([event("c")]);
+  log.appendNow([event("d")]);
   await reading;
   assert.deepEqual(seen, [1n, 2n, 3n, 4n]);
 });
 
 test("compaction keeps positions right after many drops", () => {
   const log = new MemoryLog({ maxEvents: 10, maxBytes: 1 << 30 });
-  for (let n = 0; n < 10_000; n++) log.append([event("x")]);
+  for (let n = 0; n < 10_000; n++) log.appendNow([event("x")]);
   assert.deepEqual(log.eventsAfter(9_995n).map((e) => e.position), [9_996n, 9_997n, 9_998n, 9_999n, 10_000n]);
 });

@@ -14,11 +14,11 @@ import {
   SubscribeResponseSchema,
 } from "../../gen/opal/mesh/v1/broadcaster_pb.js";
 import { anyTopicCovered } from "../common/topics.js";
-import { LogTruncatedError, type MemoryLog } from "./memory-log.js";
+import { type EventLog, LogTruncatedError } from "./event-log.js";
 
-export function createBroadcasterService(log: MemoryLog): ServiceImpl<typeof BroadcasterService> {
+export function createBroadcasterService(log: EventLog): ServiceImpl<typeof BroadcasterService> {
   return {
-    publish(request: PublishRequest) {
+    async publish(request: PublishRequest) {
       for (const [index, event] of request.events.entries()) {
         if (event.payload.case === undefined) {
           throw new ConnectError(`events[${index}]: has no payload`, Code.InvalidArgument);
@@ -27,7 +27,7 @@ export function createBroadcasterService(log: MemoryLog): ServiceImpl<typeof Bro
           throw new ConnectError(`events[${index}].topics: must name at least one topic`, Code.InvalidArgument);
         }
       }
-      return create(PublishResponseSchema, { positions: log.append(request.events) });
+      return create(PublishResponseSchema, { positions: await log.append(request.events) });
     },
 
     async *subscribe(request: SubscribeRequest, context: HandlerContext): AsyncGenerator<SubscribeResponse> {
@@ -43,6 +43,8 @@ export function createBroadcasterService(log: MemoryLog): ServiceImpl<typeof Bro
       const start = truncated ? headPosition : after;
       try {
         for await (const event of log.read(start, context.signal)) {
+          // A malformed message on Kafka keeps its position but holds no event.
+          if (event.payload.case === undefined) continue;
           if (request.topics.length > 0 && !anyTopicCovered(request.topics, event.topics)) continue;
           yield create(SubscribeResponseSchema, { message: { case: "event", value: event } });
         }

@@ -57,7 +57,7 @@ export class StoreBackup {
     let backup: BackupFile;
     try {
       backup = JSON.parse(await readFile(this.path, "utf8")) as BackupFile;
-      if (backup.version !== 1 || !Array.isArray(backup.policies)) throw new Error("unknown backup format");
+      if (backup.version !== 1 || !Array.isArray(backup.policies) || backup.data === undefined || backup.status === undefined) throw new Error("unknown backup format");
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== "ENOENT") this.logger.warn({ path: this.path, err: (error as Error).message }, "ignoring an unreadable store backup");
       return false;

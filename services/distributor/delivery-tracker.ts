@@ -107,7 +107,8 @@ export class DeliveryTracker {
     };
     await until(() => this.byId.has(updateId) || (position > 0n && this.dispatchedHead >= position), this.dispatchWaiters);
     const record = this.byId.get(updateId);
-    if (record !== undefined) await until(() => [...record.clients.values()].every((client) => client.state !== DeliveryState.PENDING), record.waiters);
+    // Done when nobody is pending, or when the record was forgotten (too old to follow).
+    if (record !== undefined) await until(() => !this.byId.has(updateId) || [...record.clients.values()].every((client) => client.state !== DeliveryState.PENDING), record.waiters);
     return this.status(updateId);
   }
 

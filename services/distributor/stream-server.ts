@@ -3,7 +3,7 @@
  * several times cheaper per connected client than connect-node (DESIGN.md §9).
  */
 import { create, toBinary } from "@bufbuild/protobuf";
-import type { Client } from "@connectrpc/connect";
+import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
 import type { BroadcasterService } from "../../gen/opal/mesh/v1/broadcaster_pb.js";
 import { type Ack, type ConnectRequest, ConnectResponseSchema, DistributorService, type Hello } from "../../gen/opal/mesh/v1/distributor_pb.js";
@@ -191,6 +191,13 @@ export class StreamServer {
       session.endCatchUp();
     } catch (error) {
       if (signal.aborted) return;
+      if (error instanceof ConnectError && error.code === Code.DataLoss) {
+        // The log dropped what the client missed while we were reading it: resync.
+        session.sentPosition = fanout.head;
+        session.sendControl(encodeResync("the client's position is no longer retained", fanout.head));
+        session.endCatchUp();
+        return;
+      }
       logger.warn({ err: error, clientId: session.clientId }, "catch-up failed; dropping the client so it resumes");
       fanout.unregister(session);
       session.terminate("unavailable", "could not replay the missed events; reconnect to resume");

@@ -10,7 +10,7 @@ import { DistributorService } from "../../gen/opal/mesh/v1/distributor_pb.js";
 import { HealthState } from "../../gen/opal/mesh/v1/health_pb.js";
 import { PolicyService } from "../../gen/opal/mesh/v1/policy_pb.js";
 import { TriggerService } from "../../gen/opal/mesh/v1/trigger_pb.js";
-import { createBroadcasterService, MemoryLog } from "../broadcaster/index.js";
+import { createBroadcasterService } from "../broadcaster/index.js";
 import type { ServerConfig } from "../common/config/server-config.js";
 import { type HttpResponse, sendJson } from "../common/http/json-io.js";
 import { HttpListener } from "../common/http/listener.js";
@@ -20,6 +20,8 @@ import type { Logger } from "../common/logger.js";
 import { BundleCache, createDistributorService, DeliveryTracker, distributorRestRoutes, Fanout, StreamServer } from "../distributor/index.js";
 import { createPolicyService, type PolicyWatcher } from "../policy-watcher/index.js";
 import { createTriggerService, DeliveryStatusReader, triggerRestRoutes } from "../trigger-api/index.js";
+import { createLogBackend, type LogBackend } from "./log-backend.js";
+import { createMembership, type KafkaMembership, PeerClients } from "./peers.js";
 import { wirePolicyWatcher } from "./policy-wiring.js";
 
 const MAX_BODY_BYTES = 16 * 1024 * 1024;
@@ -30,6 +32,8 @@ export class EmbeddedServer implements Component {
   private readonly streamServer: StreamServer;
   private readonly fanout: Fanout;
   private readonly controller = new AbortController();
+  private readonly logBackend: LogBackend;
+  private readonly membership: KafkaMembership | undefined;
   /** Exposed for tests and benchmarks: bundle builds and cache behaviour. */
   readonly watcher: PolicyWatcher | undefined;
   readonly bundles: BundleCache;
@@ -38,8 +42,8 @@ export class EmbeddedServer implements Component {
     private readonly config: ServerConfig,
     private readonly logger: Logger,
   ) {
-    const log = new MemoryLog(config.log);
-    const logTransport = createRouterTransport((router) => router.service(BroadcasterService, createBroadcasterService(log)));
+    this.logBackend = createLogBackend(config, logger.child({ service: "broadcaster" }), "opal-mesh-server");
+    const logTransport = createRouterTransport((router) => router.service(BroadcasterService, createBroadcasterService(this.logBackend.log)));
     const broadcaster = createClient(BroadcasterService, logTransport);
     const policyWiring = wirePolicyWatcher(config.policy, config.environment, broadcaster, logger.child({ service: "policy-watcher" }), MAX_BODY_BYTES);
     this.watcher = policyWiring.watcher;
@@ -69,7 +73,13 @@ export class EmbeddedServer implements Component {
       streamPublicUrl: config.streamPublicUrl,
     });
     const distributor = createClient(DistributorService, createRouterTransport((router) => router.service(DistributorService, distributorImpl)));
-    const deliveryStatus = new DeliveryStatusReader(() => [distributor]);
+    // With Kafka, other servers' distributors hold other clients: ask them all.
+    this.membership = config.broadcast.type === "kafka" ? createMembership(config, config.broadcast, () => this.url, logger) : undefined;
+    const peers = new PeerClients();
+    const deliveryStatus = new DeliveryStatusReader(() => [
+      distributor,
+      ...(this.membership?.members("distributor").filter((member) => member.id !== this.membership?.id).map((member) => peers.distributor(member.url)) ?? []),
+    ]);
 
     const rest = new RestRouter().add(
       ...triggerRestRoutes({ broadcaster, delivery: deliveryStatus, logger: logger.child({ service: "trigger-api" }), dataConfigRoute: "/data/config", maxBodyBytes: MAX_BODY_BYTES }),
@@ -123,17 +133,21 @@ export class EmbeddedServer implements Component {
 
   async start(signal: AbortSignal): Promise<void> {
     signal.addEventListener("abort", () => this.controller.abort(), { once: true });
+    await this.logBackend.start(this.controller.signal);
     await this.fanout.start(this.controller.signal);
     this.watcher?.start(this.controller.signal);
     await this.streamServer.start();
     await this.http.start();
-    this.logger.info({ url: this.url, streamPort: this.streamPort }, "opal-mesh server listening (embedded: trigger-api, broadcaster, policy-watcher, distributor)");
+    await this.membership?.start();
+    this.logger.info({ url: this.url, streamPort: this.streamPort, log: this.logBackend.describe() }, "opal-mesh server listening (all in one: trigger-api, broadcaster, policy-watcher, distributor)");
   }
 
   async stop(): Promise<void> {
     this.controller.abort();
+    await this.membership?.stop();
     await this.http.stop();
     await this.streamServer.stop();
     await this.fanout.stopped();
+    await this.logBackend.stop();
   }
 }

@@ -89,20 +89,28 @@ export class DataTransactions {
 
   private async commitOnce(writes: readonly EntryWrite[], status: Uint8Array, signal: AbortSignal, statusExists: boolean): Promise<void> {
     let plan = new PatchPlan();
-    for (const write of writes) {
-      if (plan.touchesAbove(write.entry.dstPath === "/" ? "" : pointer(segments(write.entry.dstPath)))) {
-        await this.apply(plan, signal);
-        plan = new PatchPlan();
-      }
-      await this.addEntry(plan, write, signal);
-    }
     const statusPath = pointer(segments(STATUS_PATH));
-    if (!plan.rootReplaced && plan.touchesAbove(statusPath)) {
-      // An entry wrote /system itself: the status cannot share its patch without guessing.
+    // Once an earlier patch of this commit replaced the root or /system, the status is
+    // gone by our own doing: it is added again, not replaced (which would look like loss).
+    let statusReplaced = false;
+    const flush = async (): Promise<void> => {
+      statusReplaced ||= plan.rootReplaced || plan.overwritten.some((written) => isUnder(statusPath, written));
       await this.apply(plan, signal);
       plan = new PatchPlan();
+    };
+    for (const write of writes) {
+      const path = write.entry.dstPath === "/" ? "" : pointer(segments(write.entry.dstPath));
+      // A write under one this patch replaced, or a DELETE of what it wrote or removed,
+      // needs the store's answer after that patch: start a new one.
+      const deletesWritten = write.entry.saveMethod === SaveMethod.DELETE && plan.overwritten.includes(path);
+      if (plan.touchesAbove(path) || deletesWritten) await flush();
+      await this.addEntry(plan, write, signal);
     }
-    await this.addStatus(plan, status, signal, statusExists);
+    if (!plan.rootReplaced && plan.touchesAbove(statusPath)) {
+      // An entry wrote /system itself: the status cannot share its patch without guessing.
+      await flush();
+    }
+    await this.addStatus(plan, status, signal, statusExists && !statusReplaced);
     await this.apply(plan, signal);
   }
 
@@ -110,8 +118,10 @@ export class DataTransactions {
     if (plan.operations.length === 0) return;
     await this.store.patch(plan.operations, signal);
     if (plan.rootReplaced) this.known.clear();
-    for (const written of plan.overwritten) for (const path of [...this.known]) if (isUnder(path, written)) this.known.delete(path);
+    // Created first, then forgotten under what was replaced or removed: a container made
+    // and then removed in the same patch must not be remembered as existing.
     for (const path of plan.created) this.known.add(path);
+    for (const written of plan.overwritten) for (const path of [...this.known]) if (isUnder(path, written)) this.known.delete(path);
   }
 
   private async addEntry(plan: PatchPlan, { entry, data }: EntryWrite, signal: AbortSignal): Promise<void> {

@@ -7,6 +7,7 @@ import { parseDataSourcesConfig } from "../data-entries.js";
 import type { LoggerOptions } from "../logger.js";
 import { cacheDirFrom } from "./client-config.js";
 import { type Env, EnvReader } from "./env-reader.js";
+import { type BroadcastConfig, readBroadcastConfig } from "./broadcast-config.js";
 import { type PolicySourceConfig, readPolicySourceConfig } from "./policy-source-config.js";
 import { readLoggingConfig } from "./logging-config.js";
 
@@ -16,6 +17,8 @@ export interface ServerConfig {
   port: number;
   /** The client-stream listener (grpc-js owns its own HTTP/2 listener). */
   streamPort: number;
+  /** How other processes reach this one (announced to peers through Kafka); default from host and port. */
+  advertisedUrl: string | undefined;
   /** Overrides the stream address handed to clients (e.g. behind a load balancer). */
   streamPublicUrl: string | undefined;
   /** OPAL_DATA_CONFIG_SOURCES; undefined means OPAL's default (one entry at /policy-data). */
@@ -23,7 +26,9 @@ export interface ServerConfig {
   allDataTopic: string;
   allDataRoute: string;
   allDataUrl: string | undefined;
+  /** In-memory retention; with Kafka, the size of the recent-events window in front of it. */
   log: { maxEvents: number; maxBytes: number };
+  broadcast: BroadcastConfig;
   policy: PolicySourceConfig;
   /** What every process of a deployment shares: the environment, for child processes (git). */
   environment: Env;
@@ -41,6 +46,7 @@ export function loadServerConfig(environment: Env): ServerConfig {
     host: env.string("OPAL_SERVER_HOST", "127.0.0.1"),
     port,
     streamPort,
+    advertisedUrl: env.has("OPAL_MESH_ADVERTISED_URL") ? env.url("OPAL_MESH_ADVERTISED_URL", "") : undefined,
     streamPublicUrl: env.has("OPAL_MESH_STREAM_PUBLIC_URL") ? env.url("OPAL_MESH_STREAM_PUBLIC_URL", "", ["http:", "https:"]) : undefined,
     dataConfigSources: env.json<DataSourcesConfig | undefined>("OPAL_DATA_CONFIG_SOURCES", undefined, parseDataSourcesConfig),
     allDataTopic: env.string("OPAL_ALL_DATA_TOPIC", "policy_data"),
@@ -50,6 +56,7 @@ export function loadServerConfig(environment: Env): ServerConfig {
       maxEvents: env.int("OPAL_MESH_LOG_RETENTION_EVENTS", 100_000, { min: 1 }),
       maxBytes: env.int("OPAL_MESH_LOG_RETENTION_BYTES", 256 * 1024 * 1024, { min: 1024 }),
     },
+    broadcast: readBroadcastConfig(env),
     policy: readPolicySourceConfig(env, cacheDirFrom(environment)),
     environment,
     logging: readLoggingConfig(env, "opal-mesh-server"),

@@ -1,0 +1,230 @@
+/**
+ * The log on Apache Kafka: one single-partition topic, so the topic's order is the one
+ * total order every client applies, and a position is simply offset + 1. The producer is
+ * idempotent (acks=all), so a retried publish is never written twice. One tailing
+ * consumer per broadcaster fills a window of recent events that serves subscribers and
+ * resuming clients; older positions still in Kafka are read straight from the topic, and
+ * positions below the log start offset (Kafka's retention) are truncated: Resync.
+ */
+import { randomUUID } from "node:crypto";
+import { type Admin, type Consumer, Kafka, type KafkaConfig, logLevel as kafkaLogLevel, type Producer } from "kafkajs";
+import type { Event } from "../../gen/opal/mesh/v1/event_pb.js";
+import { backoffDelay, sleep } from "../common/backoff.js";
+import type { Logger } from "../common/logger.js";
+import { type EventLog, type LogHead, LogTruncatedError } from "./event-log.js";
+import { decodeRecord, encodeEvent, type KafkaRecord, MalformedMessageError, placeholder } from "./kafka-codec.js";
+import { RetainedWindow, type WindowOptions } from "./retained-window.js";
+
+export interface KafkaLogOptions {
+  client: Omit<KafkaConfig, "logLevel" | "logCreator">;
+  topic: string;
+  /** retention.ms for a topic this service creates; an existing topic keeps its own. */
+  retentionMs: number;
+  replicationFactor: number;
+  window: WindowOptions;
+  logger: Logger;
+}
+
+export class KafkaLog implements EventLog {
+  private readonly kafka: Kafka;
+  private readonly window: RetainedWindow;
+  private admin: Admin | undefined;
+  private producer: Producer | undefined;
+  private tail: Consumer | undefined;
+  private id = "";
+  private logStart = 0n;
+  private refresher: NodeJS.Timeout | undefined;
+  private readonly controller = new AbortController();
+  private readonly readers = new Set<Consumer>();
+  /** Messages skipped because they hold no event (counted, logged with their offset). */
+  malformed = 0;
+
+  constructor(private readonly options: KafkaLogOptions) {
+    const logger = options.logger;
+    this.kafka = new Kafka({
+      ...options.client,
+      logLevel: kafkaLogLevel.WARN,
+      logCreator: () => (entry) => {
+        const { message, ...extra } = entry.log;
+        if (entry.level <= kafkaLogLevel.ERROR) logger.error({ kafka: extra }, message);
+        else logger.warn({ kafka: extra }, message);
+      },
+    });
+    this.window = new RetainedWindow(options.window);
+  }
+
+  head(): LogHead {
+    const first = this.logStart + 1n > this.window.firstRetained ? this.window.firstRetained : this.logStart + 1n;
+    return { headPosition: this.window.head, firstRetainedPosition: first, logId: this.id };
+  }
+
+  /** Connects, creates the topic if missing, and starts tailing it. */
+  async start(signal: AbortSignal): Promise<void> {
+    signal.addEventListener("abort", () => this.controller.abort(), { once: true });
+    this.admin = this.kafka.admin();
+    await this.admin.connect();
+    const { clusterId } = await this.admin.describeCluster();
+    this.id = `kafka:${clusterId}/${this.options.topic}`;
+    if (!(await this.admin.listTopics()).includes(this.options.topic)) {
+      await this.admin.createTopics({
+        waitForLeaders: true,
+        topics: [{ topic: this.options.topic, numPartitions: 1, replicationFactor: this.options.replicationFactor, configEntries: [{ name: "retention.ms", value: String(this.options.retentionMs) }] }],
+      });
+      this.options.logger.info({ topic: this.options.topic, retentionMs: this.options.retentionMs }, "created the events topic");
+    }
+    const partitions = (await this.admin.fetchTopicMetadata({ topics: [this.options.topic] })).topics[0]?.partitions.length ?? 0;
+    if (partitions !== 1) throw new Error(`the events topic ${this.options.topic} has ${partitions} partitions; opal-mesh needs exactly 1 (one total order)`);
+    this.producer = this.kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
+    await this.producer.connect();
+    const offsets = await this.refreshOffsets();
+    // Fill the window with the most recent events, then follow the topic.
+    const from = offsets.high - BigInt(this.options.window.maxEvents) > offsets.low ? offsets.high - BigInt(this.options.window.maxEvents) : offsets.low;
+    await this.startTail(from);
+    await this.waitForTail(offsets.high, signal);
+    this.refresher = setInterval(() => void this.refreshOffsets().catch(() => undefined), 5_000);
+    this.refresher.unref();
+  }
+
+  async stop(): Promise<void> {
+    this.controller.abort();
+    clearInterval(this.refresher);
+    for (const reader of this.readers) await reader.disconnect().catch(() => undefined);
+    await this.tail?.disconnect().catch(() => undefined);
+    await this.producer?.disconnect().catch(() => undefined);
+    await this.admin?.disconnect().catch(() => undefined);
+  }
+
+  async append(events: readonly Event[]): Promise<bigint[]> {
+    const producer = this.producer;
+    if (producer === undefined) throw new Error("the Kafka log is not started");
+    const [result] = await producer.send({ topic: this.options.topic, acks: -1, messages: events.map((event) => encodeEvent(event)) });
+    if (result === undefined || result.baseOffset === undefined) throw new Error("Kafka returned no offset for the published events");
+    const base = BigInt(result.baseOffset);
+    return events.map((event, index) => {
+      event.position = base + BigInt(index) + 1n;
+      return event.position;
+    });
+  }
+
+  async *read(after: bigint, signal: AbortSignal): AsyncGenerator<Event> {
+    let cursor = after;
+    if (cursor + 1n < this.window.firstRetained) {
+      // Older than the window: read it from the topic, up to where the window takes over.
+      await this.refreshOffsets();
+      if (cursor < this.logStart) throw new LogTruncatedError(after, this.logStart + 1n);
+      for await (const event of this.readTopic(cursor, () => this.window.firstRetained - 1n, signal)) {
+        // Positions are contiguous (malformed messages keep theirs): a gap means Kafka
+        // deleted what we were about to read. Never skip it silently.
+        if (event.position !== cursor + 1n) throw new LogTruncatedError(cursor, event.position);
+        yield event;
+        cursor = event.position;
+      }
+    }
+    yield* this.window.read(cursor, signal);
+  }
+
+  private async refreshOffsets(): Promise<{ low: bigint; high: bigint }> {
+    const [partition] = await (this.admin as Admin).fetchTopicOffsets(this.options.topic);
+    const low = BigInt(partition?.low ?? "0");
+    const high = BigInt(partition?.high ?? "0");
+    this.logStart = low;
+    return { low, high };
+  }
+
+  private record(message: KafkaRecord): Event {
+    try {
+      return decodeRecord(message);
+    } catch (error) {
+      if (!(error instanceof MalformedMessageError)) throw error;
+      this.malformed++;
+      this.options.logger.warn({ topic: this.options.topic, offset: message.offset, reason: error.message, malformed: this.malformed }, "skipping a malformed message");
+      return placeholder(message);
+    }
+  }
+
+  /** The tailing consumer, restarted (from where it was) whenever it crashes. */
+  private async startTail(from: bigint): Promise<void> {
+    const consumer = this.kafka.consumer({ groupId: `opal-mesh-tail-${randomUUID()}`, allowAutoTopicCreation: false, maxWaitTimeInMs: 100 });
+    this.tail = consumer;
+    let next = from;
+    consumer.on(consumer.events.CRASH, (event) => {
+      if (this.controller.signal.aborted) return;
+      this.options.logger.warn({ err: (event.payload.error).message }, "Kafka tail consumer crashed; restarting");
+      void (async () => {
+        await consumer.disconnect().catch(() => undefined);
+        for (let attempt = 1; !this.controller.signal.aborted; attempt++) {
+          try {
+            await this.startTail(this.window.head > 0n ? this.window.head : next);
+            return;
+          } catch (error) {
+            this.options.logger.warn({ err: (error as Error).message }, "Kafka tail consumer restart failed");
+            await sleep(backoffDelay(attempt, { initialMs: 500, maxMs: 10_000 }), this.controller.signal).catch(() => undefined);
+          }
+        }
+      })();
+    });
+    await consumer.connect();
+    await consumer.subscribe({ topic: this.options.topic, fromBeginning: true });
+    await consumer.run({
+      autoCommit: false,
+      eachBatch: async ({ batch }) => {
+        for (const message of batch.messages) {
+          const event = this.record(message);
+          if (event.position <= this.window.head && this.window.head !== 0n) continue;
+          this.window.put(event);
+          next = event.position;
+        }
+      },
+    });
+    consumer.seek({ topic: this.options.topic, partition: 0, offset: from.toString() });
+  }
+
+  private async waitForTail(high: bigint, signal: AbortSignal): Promise<void> {
+    while (this.window.head < high && !signal.aborted) await this.window.waitForPut(AbortSignal.any([signal, AbortSignal.timeout(1_000)]));
+  }
+
+  /** Events after `after`, read from the topic by a consumer of its own, until `until()`. */
+  private async *readTopic(after: bigint, until: () => bigint, signal: AbortSignal): AsyncGenerator<Event> {
+    const consumer = this.kafka.consumer({ groupId: `opal-mesh-replay-${randomUUID()}`, allowAutoTopicCreation: false, maxWaitTimeInMs: 100 });
+    this.readers.add(consumer);
+    const buffered: Event[] = [];
+    let wake: (() => void) | undefined;
+    let failure: Error | undefined;
+    consumer.on(consumer.events.CRASH, (event) => {
+      failure = event.payload.error;
+      wake?.();
+    });
+    try {
+      await consumer.connect();
+      await consumer.subscribe({ topic: this.options.topic, fromBeginning: true });
+      await consumer.run({
+        autoCommit: false,
+        eachBatch: async (payload) => {
+          for (const message of payload.batch.messages) buffered.push(this.record(message));
+          if (buffered.length > 10_000) payload.pause();
+          wake?.();
+        },
+      });
+      consumer.seek({ topic: this.options.topic, partition: 0, offset: after.toString() });
+      let cursor = after;
+      while (cursor < until() && !signal.aborted) {
+        const event = buffered.shift();
+        if (event === undefined) {
+          if (failure !== undefined) throw failure;
+          await new Promise<void>((resolve) => {
+            wake = resolve;
+            setTimeout(resolve, 500).unref();
+          });
+          consumer.resume([{ topic: this.options.topic }]);
+          continue;
+        }
+        if (event.position <= cursor) continue;
+        yield event;
+        cursor = event.position;
+      }
+    } finally {
+      this.readers.delete(consumer);
+      await consumer.disconnect().catch(() => undefined);
+    }
+  }
+}

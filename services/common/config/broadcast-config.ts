@@ -1,0 +1,65 @@
+/**
+ * Which log backs the broadcaster: in memory (embedded default) or Apache Kafka
+ * (OPAL_BROADCAST_URI=kafka://host:port[,host:port]), with the KAFKA_* security settings
+ * OPAL's broadcaster reads.
+ */
+import { readFileSync } from "node:fs";
+import type { EnvReader } from "./env-reader.js";
+
+export interface KafkaBroadcastConfig {
+  type: "kafka";
+  brokers: string[];
+  topic: string;
+  retentionMs: number;
+  replicationFactor: number;
+  sasl: { mechanism: "plain" | "scram-sha-256" | "scram-sha-512"; username: string; password: string } | undefined;
+  ssl: { ca?: string; cert?: string; key?: string; passphrase?: string } | boolean;
+}
+
+export type BroadcastConfig = { type: "memory" } | KafkaBroadcastConfig;
+
+export function readBroadcastConfig(env: EnvReader): BroadcastConfig {
+  const uri = env.optionalString("OPAL_BROADCAST_URI");
+  if (uri === undefined) return { type: "memory" };
+  const match = /^kafka:\/\/(.+)$/i.exec(uri.trim());
+  if (match === null) {
+    env.problem("OPAL_BROADCAST_URI", `opal-mesh's backbone is Kafka: expected kafka://host:port[,host:port], got ${JSON.stringify(uri.replace(/\/\/[^@/]*@/, "//***@"))}`);
+    return { type: "memory" };
+  }
+  const brokers = (match[1] as string).split(",").map((broker) => broker.trim().replace(/\/+$/, ""));
+  for (const broker of brokers) if (!/^[^:/\s]+:\d{1,5}$/.test(broker)) env.problem("OPAL_BROADCAST_URI", `broker ${JSON.stringify(broker)} is not host:port`);
+  const protocol = env.oneOf("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT", ["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] as const);
+  let sasl: KafkaBroadcastConfig["sasl"];
+  if (protocol.startsWith("SASL")) {
+    const mechanism = env.oneOf("KAFKA_SASL_MECHANISM", "PLAIN", ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] as const);
+    const username = env.optionalString("KAFKA_PLAIN_USERNAME");
+    const password = env.optionalString("KAFKA_PLAIN_PASSWORD");
+    if (username === undefined) env.problem("KAFKA_PLAIN_USERNAME", `is required with KAFKA_SECURITY_PROTOCOL=${protocol}`);
+    if (password === undefined) env.problem("KAFKA_PLAIN_PASSWORD", `is required with KAFKA_SECURITY_PROTOCOL=${protocol}`);
+    sasl = { mechanism: mechanism.toLowerCase() as "plain", username: username ?? "", password: password ?? "" };
+  }
+  let ssl: KafkaBroadcastConfig["ssl"] = false;
+  if (protocol.endsWith("SSL")) {
+    const file = (name: string): string | undefined => {
+      const path = env.optionalString(name);
+      if (path === undefined) return undefined;
+      try {
+        return readFileSync(path, "utf8");
+      } catch (error) {
+        env.problem(name, `cannot read ${path}: ${(error as Error).message}`);
+        return undefined;
+      }
+    };
+    const options = { ca: file("KAFKA_SSL_CAFILE"), cert: file("KAFKA_SSL_CERTFILE"), key: file("KAFKA_SSL_KEYFILE"), passphrase: env.optionalString("KAFKA_SSL_KEY_PASSWORD") };
+    ssl = Object.values(options).some((value) => value !== undefined) ? Object.fromEntries(Object.entries(options).filter(([, value]) => value !== undefined)) : true;
+  }
+  return {
+    type: "kafka",
+    brokers,
+    topic: env.string("OPAL_BROADCAST_CHANNEL_NAME", "opal-mesh-events"),
+    retentionMs: env.int("OPAL_MESH_KAFKA_RETENTION_MS", 7 * 24 * 3_600_000, { min: 60_000 }),
+    replicationFactor: env.int("OPAL_MESH_KAFKA_REPLICATION_FACTOR", -1, { min: -1, max: 32 }),
+    sasl,
+    ssl,
+  };
+}

@@ -1,0 +1,30 @@
+/** The broadcaster's log for a deployment: in memory, or Kafka (OPAL_BROADCAST_URI). */
+import type { SASLOptions } from "kafkajs";
+import { type EventLog, MemoryLog } from "../broadcaster/index.js";
+import { KafkaLog } from "../broadcaster/kafka-log.js";
+import type { ServerConfig } from "../common/config/server-config.js";
+import type { Logger } from "../common/logger.js";
+
+export interface LogBackend {
+  log: EventLog;
+  start(signal: AbortSignal): Promise<void>;
+  stop(): Promise<void>;
+  describe(): string;
+}
+
+export function createLogBackend(config: ServerConfig, logger: Logger, clientId: string): LogBackend {
+  const broadcast = config.broadcast;
+  if (broadcast.type === "memory") {
+    const log = new MemoryLog(config.log);
+    return { log, start: () => Promise.resolve(), stop: () => Promise.resolve(), describe: () => "in-memory log" };
+  }
+  const log = new KafkaLog({
+    client: { clientId, brokers: broadcast.brokers, ssl: broadcast.ssl, ...(broadcast.sasl === undefined ? {} : { sasl: broadcast.sasl as SASLOptions }), retry: { initialRetryTime: 300, retries: 8, maxRetryTime: 5_000 } },
+    topic: broadcast.topic,
+    retentionMs: broadcast.retentionMs,
+    replicationFactor: broadcast.replicationFactor,
+    window: config.log,
+    logger: logger.child({ component: "kafka" }),
+  });
+  return { log, start: (signal) => log.start(signal), stop: () => log.stop(), describe: () => `Kafka ${broadcast.brokers.join(",")} topic ${broadcast.topic}` };
+}

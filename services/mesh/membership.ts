@@ -1,0 +1,100 @@
+/**
+ * Who else is running, learnt through Kafka: every distributor announces its URL on a
+ * small members topic every few seconds; everyone reads it. Trigger-apis use it to ask
+ * every live distributor for an update's delivery (publish-and-wait across the fleet).
+ */
+import { randomUUID } from "node:crypto";
+import { type Consumer, Kafka, type KafkaConfig, logLevel, type Producer } from "kafkajs";
+import type { Logger } from "../common/logger.js";
+
+export interface Member {
+  id: string;
+  role: string;
+  url: string;
+  seenAt: number;
+}
+
+export interface MembershipOptions {
+  client: Omit<KafkaConfig, "logLevel" | "logCreator">;
+  topic: string;
+  /** What this process announces (none for a process that only listens). */
+  self: { role: string; url: string } | undefined;
+  heartbeatMs?: number;
+  logger: Logger;
+}
+
+export class KafkaMembership {
+  readonly id = randomUUID();
+  private readonly kafka: Kafka;
+  private readonly known = new Map<string, Member>();
+  private producer: Producer | undefined;
+  private consumer: Consumer | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private readonly heartbeatMs: number;
+
+  constructor(private readonly options: MembershipOptions) {
+    this.kafka = new Kafka({ ...options.client, logLevel: logLevel.NOTHING });
+    this.heartbeatMs = options.heartbeatMs ?? 3_000;
+  }
+
+  /** Live members of a role (heard from within three heartbeats), this process included. */
+  members(role: string): Member[] {
+    const now = Date.now();
+    return [...this.known.values()].filter((member) => member.role === role && now - member.seenAt < 3 * this.heartbeatMs);
+  }
+
+  async start(): Promise<void> {
+    const admin = this.kafka.admin();
+    await admin.connect();
+    try {
+      if (!(await admin.listTopics()).includes(this.options.topic)) {
+        await admin
+          .createTopics({
+            waitForLeaders: true,
+            // Announcements matter for seconds: keep a few minutes of them.
+            topics: [{ topic: this.options.topic, numPartitions: 1, replicationFactor: -1, configEntries: [{ name: "retention.ms", value: "300000" }, { name: "segment.ms", value: "60000" }] }],
+          })
+          .catch((error: unknown) => {
+            if (!/already exists/i.test((error as Error).message)) throw error;
+          });
+      }
+    } finally {
+      await admin.disconnect();
+    }
+    this.consumer = this.kafka.consumer({ groupId: `opal-mesh-members-${this.id}`, maxWaitTimeInMs: 100 });
+    await this.consumer.connect();
+    await this.consumer.subscribe({ topic: this.options.topic, fromBeginning: true });
+    await this.consumer.run({
+      autoCommit: false,
+      eachMessage: async ({ message }) => {
+        try {
+          const member = JSON.parse(message.value?.toString() ?? "") as { id: string; role: string; url: string; left?: boolean; at: number };
+          if (member.left === true) this.known.delete(member.id);
+          else this.known.set(member.id, { id: member.id, role: member.role, url: member.url, seenAt: Math.min(Date.now(), member.at) });
+        } catch {
+          // not an announcement: ignore
+        }
+      },
+    });
+    if (this.options.self !== undefined) {
+      this.producer = this.kafka.producer();
+      await this.producer.connect();
+      await this.announce(false);
+      this.timer = setInterval(() => void this.announce(false).catch((error: unknown) => this.options.logger.warn({ err: (error as Error).message }, "membership heartbeat failed")), this.heartbeatMs);
+      this.timer.unref();
+    }
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    if (this.producer !== undefined) await this.announce(true).catch(() => undefined);
+    await this.producer?.disconnect().catch(() => undefined);
+    await this.consumer?.disconnect().catch(() => undefined);
+  }
+
+  private async announce(left: boolean): Promise<void> {
+    const self = this.options.self;
+    if (self === undefined || this.producer === undefined) return;
+    await this.producer.send({ topic: this.options.topic, messages: [{ key: this.id, value: JSON.stringify({ id: this.id, role: self.role, url: self.url, left, at: Date.now() }) }] });
+  }
+}

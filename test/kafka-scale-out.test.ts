@@ -1,0 +1,160 @@
+/**
+ * All-in-one servers sharing one Kafka log: an update published to any reaches clients of
+ * any other; a client given several server URLs moves on when its server dies and
+ * resumes; external producers write OPAL JSON or protobuf straight into the topic;
+ * malformed messages are skipped; positions below the log start offset resync.
+ */
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { Kafka, logLevel } from "kafkajs";
+import { EventSchema } from "../gen/opal/mesh/v1/event_pb.js";
+import { DeliveryChecker } from "./helpers/checker.js";
+import { type RunningKafka, startTestKafka } from "./helpers/kafka.js";
+import { type RunningClient, type RunningServer, startClient, startServer, waitForData, waitReady } from "./helpers/mesh.js";
+import { freePort } from "./helpers/ports.js";
+import { TcpProxy } from "./helpers/tcp-proxy.js";
+import { waitFor } from "./helpers/wait.js";
+
+const TOPIC = "opal-mesh-test-events";
+let kafka: RunningKafka;
+let checker: DeliveryChecker;
+
+before(async () => {
+  kafka = await startTestKafka();
+  checker = await new DeliveryChecker().start();
+});
+
+after(async () => {
+  await checker?.source.stop();
+  await kafka?.destroy();
+});
+
+function kafkaEnv(extra: Record<string, string> = {}): Record<string, string> {
+  return {
+    OPAL_BROADCAST_URI: `kafka://${kafka.bootstrap}`,
+    OPAL_BROADCAST_CHANNEL_NAME: TOPIC,
+    OPAL_MESH_KAFKA_REPLICATION_FACTOR: "1",
+    OPAL_DATA_CONFIG_SOURCES: JSON.stringify({ config: { entries: checker.baselineEntries() } }),
+    ...extra,
+  };
+}
+
+describe("two all-in-one servers on one Kafka log", () => {
+  let a: RunningServer;
+  let b: RunningServer;
+  let onA: RunningClient;
+  let onB: RunningClient;
+  let both: RunningClient;
+
+  before(async () => {
+    a = await startServer(kafkaEnv());
+    b = await startServer(kafkaEnv());
+    onA = await startClient(a.url, { OPAL_CLIENT_STAT_ID: "on-a" });
+    onB = await startClient(b.url, { OPAL_CLIENT_STAT_ID: "on-b" });
+    both = await startClient(`${a.url},${b.url}`, { OPAL_CLIENT_STAT_ID: "fail-over" });
+    await Promise.all([onA, onB, both].map((client) => waitReady(client)));
+  });
+
+  after(async () => {
+    await Promise.all([onA, onB, both].map((client) => client?.stop()));
+    await a?.stop();
+    await b?.stop();
+  });
+
+  test("an update published to either reaches clients of both, in one order", async () => {
+    await checker.publish(a, 100);
+    await checker.publish(b, 100);
+    for (const client of [onA, onB, both]) await checker.verify(client, { log: true });
+  });
+
+  test("publish-and-wait sees clients on every server", async () => {
+    const response = await a.trigger.publishDataUpdate({ entries: [{ dstPath: "/everywhere", topics: ["policy_data"], data: { kind: { case: "numberValue", value: 1 } } }], wait: true });
+    assert.deepEqual(response.delivery?.clients.map((client) => client.clientId).sort(), ["fail-over", "on-a", "on-b"]);
+    assert.equal(response.delivery?.applied, 3);
+  });
+
+  test("external producers: OPAL DataUpdate JSON and protobuf events in the topic; malformed messages skipped", async () => {
+    const producer = new Kafka({ brokers: [kafka.bootstrap], logLevel: logLevel.NOTHING }).producer();
+    await producer.connect();
+    try {
+      const protobufEvent = create(EventSchema, { topics: ["policy_data"], payload: { case: "dataUpdate", value: { entries: [{ dstPath: "/external/protobuf", topics: ["policy_data"], dataJson: Buffer.from('"from protobuf"') }] } } });
+      await producer.send({
+        topic: TOPIC,
+        messages: [
+          { value: "{ this is not json" },
+          { value: JSON.stringify({ entries: [{ url: "", data: "from json", dst_path: "/external/json", topics: ["policy_data"] }], reason: "external" }) },
+          { value: Buffer.from([0x08, 0xff, 0xff]), headers: { "content-type": "application/x-protobuf" } },
+          { value: Buffer.from(toBinary(EventSchema, protobufEvent)), headers: { "content-type": "application/x-protobuf" } },
+          { value: JSON.stringify({ entries: [{ url: "", data: "after the bad ones", dst_path: "/external/last", topics: ["policy_data"] }] }) },
+        ],
+      });
+    } finally {
+      await producer.disconnect();
+    }
+    for (const client of [onA, onB]) {
+      await waitForData(client, "/external/last", "after the bad ones");
+      assert.equal(await client.read("/external/json"), "from json");
+      assert.equal(await client.read("/external/protobuf"), "from protobuf");
+    }
+    // And the stream goes on.
+    await checker.publish(b, 10);
+    for (const client of [onA, onB, both]) await checker.verify(client, { log: true });
+  });
+
+  test("a client given both servers moves on when its server dies, and resumes", async () => {
+    const baselineFetches = checker.source.hits.get("/check");
+    await checker.publish(a, 50);
+    const serving = both.agent.health.streamConnected;
+    assert.ok(serving);
+    await a.stop();
+    await checker.publish(b, 100);
+    await checker.verify(both, { log: true });
+    await checker.verify(onB, { log: true });
+    assert.equal(checker.source.hits.get("/check"), baselineFetches, "resumed on the other server: no baseline reload");
+  });
+});
+
+describe("positions older than the window, and below Kafka's log start", () => {
+  test("are read back from the topic, or resynced", async () => {
+    const streamPort = await freePort();
+    const proxy = new TcpProxy({ host: "127.0.0.1", port: streamPort });
+    const proxyPort = await proxy.start();
+    // A tiny window: resuming clients are served from the topic itself.
+    const server = await startServer(kafkaEnv({ OPAL_MESH_LOG_RETENTION_EVENTS: "5", OPAL_MESH_STREAM_PORT: String(streamPort), OPAL_MESH_STREAM_PUBLIC_URL: `http://127.0.0.1:${proxyPort}` }));
+    const client = await startClient(server.url);
+    const admin = new Kafka({ brokers: [kafka.bootstrap], logLevel: logLevel.NOTHING }).admin();
+    await admin.connect();
+    try {
+      await waitReady(client);
+      await checker.publish(server, 10);
+      await checker.verify(client, { log: false });
+      const hits = checker.source.hits.get("/check") ?? 0;
+
+      // Away while 50 updates go by: the window holds 5; the topic holds them all.
+      proxy.refuse(true);
+      proxy.cut();
+      await waitFor(() => !client.agent.health.streamConnected, { message: "the client to drop" });
+      await checker.publish(server, 50);
+      proxy.refuse(false);
+      await checker.verify(client, { log: false });
+      assert.equal(checker.source.hits.get("/check"), hits, "replayed from Kafka, no resync");
+
+      // Away again, and Kafka drops what it missed: Resync, then convergence.
+      proxy.refuse(true);
+      proxy.cut();
+      await waitFor(() => !client.agent.health.streamConnected, { message: "the client to drop" });
+      await checker.publish(server, 50);
+      const high = Number((await admin.fetchTopicOffsets(TOPIC))[0]?.high);
+      await admin.deleteTopicRecords({ topic: TOPIC, partitions: [{ partition: 0, offset: String(high - 3) }] });
+      proxy.refuse(false);
+      await checker.verify(client, { log: false });
+      assert.ok((checker.source.hits.get("/check") ?? 0) > hits, "the baseline was loaded again");
+    } finally {
+      await admin.disconnect();
+      await client.stop();
+      await server.stop();
+      await proxy.stop();
+    }
+  });
+});
