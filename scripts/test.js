@@ -15,6 +15,7 @@ const steps = [
   ["unit", "node", ["--import", "tsx", "--test", "--test-reporter=spec", "services/**/*.spec.ts"]],
   ["integration", "node", ["--import", "tsx", "scripts/ensure-opa.ts"]],
   ["integration", "node", ["scripts/ensure-postgres.js"]],
+  ["integration", "node", ["--import", "tsx", "scripts/ensure-kafka.ts"]],
   ["integration", "node", ["--import", "tsx", "--test", "--test-reporter=spec", "--test-timeout=300000", "test/**/*.test.ts"]],
 ];
 

@@ -264,16 +264,19 @@ export class ClientAgent {
     if (event.payload.case === "dataUpdate") {
       this.dataUpdater?.onEvent(event, logId);
     } else if (event.payload.case === "policyChanged") {
-      this.enqueuePolicySync(`policy changed to ${event.payload.value.hash}`, { logId, position: event.position });
+      // Announcing what OPA already holds (a new publisher re-announces): only the position moves.
+      const { hash } = event.payload.value;
+      this.enqueuePolicySync(`policy changed to ${hash}`, { logId, position: event.position }, hash !== "" && hash === this.policyHash);
     }
   }
 
-  private enqueuePolicySync(reason: string, mark?: PositionMark): void {
+  private enqueuePolicySync(reason: string, mark?: PositionMark, alreadyThere = false): void {
     const updater = this.policyUpdater;
     if (updater === undefined || this.pipeline === undefined) return;
     const task = async (signal: AbortSignal): Promise<void> => {
       try {
-        await updater.sync(signal, reason, mark);
+        if (alreadyThere) await updater.skip(signal, mark);
+        else await updater.sync(signal, reason, mark);
       } catch (error) {
         if (error instanceof StoreLostStateError) this.rehydrate();
         throw error;

@@ -1,9 +1,9 @@
 /** The broadcaster's log for a deployment: in memory, or Kafka (OPAL_BROADCAST_URI). */
-import type { SASLOptions } from "kafkajs";
 import { type EventLog, MemoryLog } from "../broadcaster/index.js";
 import { KafkaLog } from "../broadcaster/kafka-log.js";
 import type { ServerConfig } from "../common/config/server-config.js";
 import type { Logger } from "../common/logger.js";
+import { kafkaClientConfig } from "./peers.js";
 
 export interface LogBackend {
   log: EventLog;
@@ -19,7 +19,7 @@ export function createLogBackend(config: ServerConfig, logger: Logger, clientId:
     return { log, start: () => Promise.resolve(), stop: () => Promise.resolve(), describe: () => "in-memory log" };
   }
   const log = new KafkaLog({
-    client: { clientId, brokers: broadcast.brokers, ssl: broadcast.ssl, ...(broadcast.sasl === undefined ? {} : { sasl: broadcast.sasl as SASLOptions }), retry: { initialRetryTime: 300, retries: 8, maxRetryTime: 5_000 } },
+    client: { ...kafkaClientConfig(broadcast, clientId), retry: { initialRetryTime: 300, retries: 8, maxRetryTime: 5_000 } },
     topic: broadcast.topic,
     retentionMs: broadcast.retentionMs,
     replicationFactor: broadcast.replicationFactor,

@@ -17,8 +17,8 @@ export interface Member {
 export interface MembershipOptions {
   client: Omit<KafkaConfig, "logLevel" | "logCreator">;
   topic: string;
-  /** What this process announces (none for a process that only listens). */
-  self: { role: string; url: string } | undefined;
+  /** What this process announces, asked at each heartbeat (roles may change: an elected publisher). */
+  self: () => { roles: string[]; url: string } | undefined;
   heartbeatMs?: number;
   logger: Logger;
 }
@@ -68,15 +68,17 @@ export class KafkaMembership {
       autoCommit: false,
       eachMessage: async ({ message }) => {
         try {
-          const member = JSON.parse(message.value?.toString() ?? "") as { id: string; role: string; url: string; left?: boolean; at: number };
-          if (member.left === true) this.known.delete(member.id);
-          else this.known.set(member.id, { id: member.id, role: member.role, url: member.url, seenAt: Math.min(Date.now(), member.at) });
+          const member = JSON.parse(message.value?.toString() ?? "") as { id: string; roles: string[]; url: string; left?: boolean; at: number };
+          for (const [key, known] of this.known) if (known.id === member.id) this.known.delete(key);
+          if (member.left !== true) {
+            for (const role of member.roles) this.known.set(`${member.id}/${role}`, { id: member.id, role, url: member.url, seenAt: Math.min(Date.now(), member.at) });
+          }
         } catch {
           // not an announcement: ignore
         }
       },
     });
-    if (this.options.self !== undefined) {
+    if (this.options.self() !== undefined) {
       this.producer = this.kafka.producer();
       await this.producer.connect();
       await this.announce(false);
@@ -92,9 +94,10 @@ export class KafkaMembership {
     await this.consumer?.disconnect().catch(() => undefined);
   }
 
-  private async announce(left: boolean): Promise<void> {
-    const self = this.options.self;
+  /** Announces now (e.g. right after winning an election) instead of at the next heartbeat. */
+  async announce(left = false): Promise<void> {
+    const self = this.options.self();
     if (self === undefined || this.producer === undefined) return;
-    await this.producer.send({ topic: this.options.topic, messages: [{ key: this.id, value: JSON.stringify({ id: this.id, role: self.role, url: self.url, left, at: Date.now() }) }] });
+    await this.producer.send({ topic: this.options.topic, messages: [{ key: this.id, value: JSON.stringify({ id: this.id, roles: self.roles, url: self.url, left, at: Date.now() }) }] });
   }
 }

@@ -1,25 +1,26 @@
 /** Reaching other processes of the deployment: membership through Kafka, and Connect clients by URL. */
 import { createClient, type Client } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
-import type { SASLOptions } from "kafkajs";
+import type { KafkaConfig, SASLOptions } from "kafkajs";
 import { DistributorService } from "../../gen/opal/mesh/v1/distributor_pb.js";
 import type { KafkaBroadcastConfig } from "../common/config/broadcast-config.js";
-import type { ServerConfig } from "../common/config/server-config.js";
 import type { Logger } from "../common/logger.js";
 import { KafkaMembership } from "./membership.js";
 
 export { KafkaMembership };
 
-/** Every process announces itself on `<events topic>-members`. */
-export function createMembership(config: ServerConfig, broadcast: KafkaBroadcastConfig, url: () => string, logger: Logger): KafkaMembership {
+/** Every process announces its roles and URL on `<events topic>-members`. */
+export function createMembership(broadcast: KafkaBroadcastConfig, self: () => { roles: string[]; url: string } | undefined, logger: Logger): KafkaMembership {
   return new KafkaMembership({
-    client: { clientId: "opal-mesh-membership", brokers: broadcast.brokers, ssl: broadcast.ssl, ...(broadcast.sasl === undefined ? {} : { sasl: broadcast.sasl as SASLOptions }) },
+    client: kafkaClientConfig(broadcast, "opal-mesh-membership"),
     topic: `${broadcast.topic}-members`,
-    get self() {
-      return { role: "distributor", url: config.advertisedUrl ?? url() };
-    },
+    self,
     logger: logger.child({ component: "membership" }),
   });
+}
+
+export function kafkaClientConfig(broadcast: KafkaBroadcastConfig, clientId: string): Omit<KafkaConfig, "logLevel" | "logCreator"> {
+  return { clientId, brokers: broadcast.brokers, ssl: broadcast.ssl, ...(broadcast.sasl === undefined ? {} : { sasl: broadcast.sasl as SASLOptions }) };
 }
 
 /** One Connect client per peer URL, kept. */

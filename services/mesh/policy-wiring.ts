@@ -20,7 +20,21 @@ export interface PolicyWiring {
   routes: RestRoute[];
 }
 
-export function wirePolicyWatcher(config: PolicySourceConfig, environment: Env, broadcaster: Client<typeof BroadcasterService>, logger: Logger, maxBodyBytes: number): PolicyWiring {
+export interface PolicyWiringHooks {
+  /** Only the elected publisher announces changes on the log. */
+  mayPublish: () => boolean;
+  /** After a webhook made this watcher look (a follower also tells the publisher). */
+  onPush?: () => void;
+}
+
+export function wirePolicyWatcher(
+  config: PolicySourceConfig,
+  environment: Env,
+  broadcaster: Client<typeof BroadcasterService>,
+  logger: Logger,
+  maxBodyBytes: number,
+  hooks: PolicyWiringHooks = { mayPublish: () => true },
+): PolicyWiring {
   if (config.type === "none") return { watcher: undefined, routes: [] };
   let webhookParams = GITHUB_WEBHOOK_PARAMS;
   if (config.webhook.params !== undefined) {
@@ -40,12 +54,17 @@ export function wirePolicyWatcher(config: PolicySourceConfig, environment: Env, 
     pollIntervalMs: config.pollIntervalMs,
     logger,
     publish: async ({ hash, oldHash, dirs }) => {
+      if (!hooks.mayPublish()) {
+        logger.debug({ hash }, "not the elected publisher: leaving the announcement to it");
+        return;
+      }
       const event = create(EventSchema, { topics: dirs.map((dir) => `policy:${dir}`), payload: { case: "policyChanged", value: { hash, oldHash, dirs } } });
       await broadcaster.publish({ events: [event] });
     },
   });
   const onPush = (): void => {
     void watcher.refresh().catch((error: unknown) => logger.warn({ err: (error as Error).message }, "refresh after webhook failed"));
+    hooks.onPush?.();
   };
   const route: RestRoute =
     config.type === "git"

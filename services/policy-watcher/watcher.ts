@@ -96,6 +96,17 @@ export class PolicyWatcher {
     return this.refreshing;
   }
 
+  /**
+   * Announces the current version to every directory (a newly elected publisher does:
+   * it cannot know what its predecessor announced; clients already there ignore it).
+   */
+  async announceCurrent(): Promise<void> {
+    const signal = this.signal ?? new AbortController().signal;
+    if (this.current === "") return;
+    const files = [...(await this.options.source.tree(this.current, signal)).keys()].filter((path) => this.options.builder.isBundled(path));
+    await this.options.publish({ hash: this.current, oldHash: "", dirs: changedDirectories(files) });
+  }
+
   async bundle(baseHash: string, dirs: readonly string[]): Promise<PolicyBundle> {
     const signal = this.signal ?? new AbortController().signal;
     const hash = this.current;

@@ -65,6 +65,17 @@ export class PolicyUpdater {
       health.recordPolicy({ ok: false, kind: "policy", id: status.policyHash, error: failure.message });
       logger.error({ err: failure.message, keeping: status.policyHash }, "policy update failed; keeping the last good policy");
     }
+    await this.recordStatus(mark, signal);
+    if (failure !== undefined) throw failure;
+  }
+
+  /** Moves the position past a policy event that announces what the store already holds. */
+  async skip(signal: AbortSignal, mark: PositionMark | undefined): Promise<void> {
+    await this.recordStatus(mark, signal);
+  }
+
+  private async recordStatus(mark: PositionMark | undefined, signal: AbortSignal): Promise<void> {
+    const { status, store } = this.options;
     if (status.written) {
       // `replace` fails if OPA lost our status: then it lost the policy too, and the agent reloads.
       await store.patch([{ op: "replace", path: STATUS_PATH, value: status.render(mark) }], signal).catch((error: unknown) => {
@@ -75,6 +86,5 @@ export class PolicyUpdater {
     }
     status.mark = mark;
     status.written = true;
-    if (failure !== undefined) throw failure;
   }
 }

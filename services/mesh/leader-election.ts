@@ -1,0 +1,95 @@
+/**
+ * Exactly one policy-watcher publishes, elected through Kafka: every watcher joins one
+ * consumer group on a single-partition control topic, and the member the group
+ * coordinator assigns that partition to is the leader. When the leader dies (or leaves),
+ * the group rebalances after its session timeout and another member gets the partition.
+ * A watcher that cannot tell (between a rebalance and the next assignment) is not leader.
+ */
+import { type Consumer, Kafka, type KafkaConfig, logLevel } from "kafkajs";
+import type { Logger } from "../common/logger.js";
+
+export interface LeaderElection {
+  readonly isLeader: boolean;
+  onChange(listener: (leader: boolean) => void): void;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** Without Kafka there is one process: it leads. */
+export class SoleLeader implements LeaderElection {
+  readonly isLeader = true;
+  onChange(): void {}
+  start(): Promise<void> {
+    return Promise.resolve();
+  }
+  stop(): Promise<void> {
+    return Promise.resolve();
+  }
+}
+
+export interface KafkaLeaderElectionOptions {
+  client: Omit<KafkaConfig, "logLevel" | "logCreator">;
+  topic: string;
+  group: string;
+  sessionTimeoutMs?: number;
+  logger: Logger;
+}
+
+export class KafkaLeaderElection implements LeaderElection {
+  private leader = false;
+  private readonly listeners: Array<(leader: boolean) => void> = [];
+  private readonly kafka: Kafka;
+  private consumer: Consumer | undefined;
+
+  constructor(private readonly options: KafkaLeaderElectionOptions) {
+    this.kafka = new Kafka({ ...options.client, logLevel: logLevel.NOTHING });
+  }
+
+  get isLeader(): boolean {
+    return this.leader;
+  }
+
+  onChange(listener: (leader: boolean) => void): void {
+    this.listeners.push(listener);
+  }
+
+  async start(): Promise<void> {
+    const admin = this.kafka.admin();
+    await admin.connect();
+    try {
+      if (!(await admin.listTopics()).includes(this.options.topic)) {
+        await admin.createTopics({ waitForLeaders: true, topics: [{ topic: this.options.topic, numPartitions: 1, replicationFactor: -1 }] }).catch((error: unknown) => {
+          if (!/already exists/i.test((error as Error).message)) throw error;
+        });
+      }
+    } finally {
+      await admin.disconnect();
+    }
+    const sessionTimeout = this.options.sessionTimeoutMs ?? 6_000;
+    const consumer = this.kafka.consumer({ groupId: this.options.group, sessionTimeout, heartbeatInterval: Math.max(500, Math.floor(sessionTimeout / 6)), rebalanceTimeout: sessionTimeout * 2 });
+    this.consumer = consumer;
+    consumer.on(consumer.events.GROUP_JOIN, (event) => {
+      const partitions = event.payload.memberAssignment[this.options.topic] ?? [];
+      this.set(partitions.includes(0));
+    });
+    consumer.on(consumer.events.REBALANCING, () => this.set(false));
+    consumer.on(consumer.events.CRASH, () => this.set(false));
+    consumer.on(consumer.events.STOP, () => this.set(false));
+    await consumer.connect();
+    await consumer.subscribe({ topic: this.options.topic });
+    // Running keeps the membership alive (heartbeats); the topic itself carries nothing.
+    await consumer.run({ eachMessage: async () => undefined });
+  }
+
+  async stop(): Promise<void> {
+    this.set(false);
+    await this.consumer?.disconnect().catch(() => undefined);
+  }
+
+  private set(leader: boolean): void {
+    if (leader === this.leader) return;
+    this.leader = leader;
+    this.options.logger.info({ leader }, leader ? "elected policy publisher" : "no longer the policy publisher");
+    for (const listener of this.listeners) listener(leader);
+  }
+}

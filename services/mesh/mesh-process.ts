@@ -1,0 +1,89 @@
+/**
+ * One opal-mesh process: its roles behind one listener (OPAL's REST routes, Connect and
+ * gRPC on one port), `/` and `/healthcheck` over every role's health, and one lifecycle:
+ * roles start in order, the listener last, and stop in reverse.
+ */
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { type ComponentHealth, HealthState } from "../../gen/opal/mesh/v1/health_pb.js";
+import type { ServerConfig } from "../common/config/server-config.js";
+import { type HttpResponse, sendJson } from "../common/http/json-io.js";
+import { HttpListener } from "../common/http/listener.js";
+import { RestRouter } from "../common/http/rest-router.js";
+import type { Component } from "../common/lifecycle.js";
+import type { Logger } from "../common/logger.js";
+import { MAX_BODY_BYTES, type Role } from "./roles/role.js";
+
+export interface MeshProcessHooks {
+  /** Runs once the listener is up (e.g. announcing the process to its peers). */
+  afterStart?: () => Promise<void>;
+  beforeStop?: () => Promise<void>;
+  /** Where `head_position` and `connected_clients` come from, when there is a distributor. */
+  summary?: () => Promise<Record<string, unknown>>;
+}
+
+export class MeshProcess implements Component {
+  private readonly http: HttpListener;
+  private readonly controller = new AbortController();
+  private readonly started: Role[] = [];
+
+  constructor(
+    readonly name: string,
+    private readonly config: ServerConfig,
+    private readonly logger: Logger,
+    private readonly roles: readonly Role[],
+    private readonly hooks: MeshProcessHooks = {},
+  ) {
+    const rest = new RestRouter().add(...roles.flatMap((role) => role.routes), { method: "GET", path: "/", handle: (_request, response) => sendJson(response, 200, { status: "ok" }) }, {
+      method: "GET",
+      path: "/healthcheck",
+      handle: async (_request, response) => {
+        const components: ComponentHealth[] = (await Promise.all(roles.map((role) => role.health()))).flat();
+        const healthy = components.every((health) => health.state === HealthState.OK || health.state === HealthState.WARN);
+        sendJson(response, healthy ? 200 : 503, {
+          status: healthy ? "ok" : "error",
+          components: components.map((health) => ({ component: health.component, state: HealthState[health.state], message: health.message })),
+          ...(await this.hooks.summary?.()),
+        });
+      },
+    });
+    const handler = connectNodeAdapter({
+      routes: (router) => {
+        for (const role of roles) role.register(router);
+      },
+      readMaxBytes: MAX_BODY_BYTES,
+      fallback: (request, nodeResponse) => {
+        // connect-node's response type is a structural variant of node's own.
+        const response = nodeResponse as HttpResponse;
+        if (!rest.handle(request, response)) sendJson(response, 404, { detail: "Not Found" });
+      },
+    });
+    this.http = new HttpListener({ host: config.host, port: config.port, handler });
+  }
+
+  get port(): number {
+    return this.http.port;
+  }
+
+  get url(): string {
+    const host = this.config.host === "0.0.0.0" || this.config.host === "::" ? "127.0.0.1" : this.config.host;
+    return `http://${host}:${this.port}`;
+  }
+
+  async start(signal: AbortSignal): Promise<void> {
+    signal.addEventListener("abort", () => this.controller.abort(), { once: true });
+    for (const role of this.roles) {
+      await role.start(this.controller.signal);
+      this.started.push(role);
+    }
+    await this.http.start();
+    await this.hooks.afterStart?.();
+    this.logger.info({ url: this.url, roles: this.roles.map((role) => role.name), ...Object.assign({}, ...this.roles.map((role) => role.describe())) as object }, "opal-mesh listening");
+  }
+
+  async stop(): Promise<void> {
+    this.controller.abort();
+    await this.hooks.beforeStop?.().catch(() => undefined);
+    await this.http.stop();
+    for (const role of [...this.started].reverse()) await role.stop().catch((error: unknown) => this.logger.warn({ err: (error as Error).message, role: role.name }, "stop failed"));
+  }
+}

@@ -1,0 +1,53 @@
+/** The broadcaster: the log (in memory or Kafka) behind BroadcasterService. */
+import { createClient, createRouterTransport, type Client, type ConnectRouter } from "@connectrpc/connect";
+import { create } from "@bufbuild/protobuf";
+import { BroadcasterService } from "../../../gen/opal/mesh/v1/broadcaster_pb.js";
+import { ComponentHealthSchema, HealthState } from "../../../gen/opal/mesh/v1/health_pb.js";
+import { createBroadcasterService } from "../../broadcaster/index.js";
+import type { ServerConfig } from "../../common/config/server-config.js";
+import type { Logger } from "../../common/logger.js";
+import { createLogBackend, type LogBackend } from "../log-backend.js";
+import type { Role } from "./role.js";
+
+export class BroadcasterRole implements Role {
+  readonly name = "broadcaster";
+  readonly routes = [];
+  /** In-process client for roles in the same process. */
+  readonly client: Client<typeof BroadcasterService>;
+  private readonly backend: LogBackend;
+  private readonly impl;
+  private started = false;
+
+  constructor(
+    config: ServerConfig,
+    logger: Logger,
+    /** Serve BroadcasterService to other processes (the distributed deployment). */
+    private readonly expose: boolean,
+  ) {
+    this.backend = createLogBackend(config, logger.child({ service: "broadcaster" }), `opal-mesh-${this.name}`);
+    this.impl = createBroadcasterService(this.backend.log);
+    this.client = createClient(BroadcasterService, createRouterTransport((router) => router.service(BroadcasterService, this.impl)));
+  }
+
+  register(router: ConnectRouter): void {
+    if (this.expose) router.service(BroadcasterService, this.impl);
+  }
+
+  async health() {
+    const head = this.backend.log.head();
+    return [create(ComponentHealthSchema, { component: "broadcaster", state: this.started ? HealthState.OK : HealthState.NOT_READY, message: `${this.backend.describe()}, head ${head.headPosition}` })];
+  }
+
+  async start(signal: AbortSignal): Promise<void> {
+    await this.backend.start(signal);
+    this.started = true;
+  }
+
+  async stop(): Promise<void> {
+    await this.backend.stop();
+  }
+
+  describe() {
+    return { log: this.backend.describe() };
+  }
+}

@@ -1,0 +1,76 @@
+/**
+ * The distributor: client sessions on the stream listener, fan-out of the log, ACKs and
+ * delivery status, the data sources config, and bundles proxied (and cached) from a
+ * policy-watcher.
+ */
+import { create } from "@bufbuild/protobuf";
+import { createClient, createRouterTransport, type Client, type ConnectRouter } from "@connectrpc/connect";
+import type { BroadcasterService } from "../../../gen/opal/mesh/v1/broadcaster_pb.js";
+import { DistributorService } from "../../../gen/opal/mesh/v1/distributor_pb.js";
+import { ComponentHealthSchema } from "../../../gen/opal/mesh/v1/health_pb.js";
+import { PolicyService } from "../../../gen/opal/mesh/v1/policy_pb.js";
+import type { ServerConfig } from "../../common/config/server-config.js";
+import type { Logger } from "../../common/logger.js";
+import { BundleCache, createDistributorService, DeliveryTracker, distributorRestRoutes, Fanout, StreamServer } from "../../distributor/index.js";
+import type { Role } from "./role.js";
+
+export class DistributorRole implements Role {
+  readonly name = "distributor";
+  readonly routes;
+  readonly fanout: Fanout;
+  readonly bundles: BundleCache;
+  /** In-process client for roles in the same process. */
+  readonly client: Client<typeof DistributorService>;
+  private readonly streamServer: StreamServer;
+  private readonly impl;
+
+  constructor(config: ServerConfig, logger: Logger, broadcaster: Client<typeof BroadcasterService>, policy: Client<typeof PolicyService>) {
+    const log = logger.child({ service: "distributor" });
+    const delivery = new DeliveryTracker({ maxUpdates: 10_000 });
+    this.bundles = new BundleCache(policy);
+    this.fanout = new Fanout(broadcaster, log, { onDispatch: (event, addressed) => delivery.dispatched(event, addressed) });
+    this.fanout.onEvent((event) => this.bundles.observe(event));
+    this.streamServer = new StreamServer({
+      host: config.host,
+      port: config.streamPort,
+      fanout: this.fanout,
+      broadcaster,
+      logger: log,
+      maxBufferedFrames: 10_000,
+      helloTimeoutMs: 10_000,
+      onAck: (clientId, ack) => delivery.acknowledged(clientId, ack),
+    });
+    const dataSources = { configured: config.dataConfigSources, allDataUrl: config.allDataUrl, allDataTopic: config.allDataTopic };
+    this.impl = createDistributorService({ fanout: this.fanout, delivery, dataSources, streamPort: () => this.streamServer.port, streamPublicUrl: config.streamPublicUrl });
+    this.client = createClient(DistributorService, createRouterTransport((router) => router.service(DistributorService, this.impl)));
+    this.routes = distributorRestRoutes({ dataSources, dataConfigRoute: "/data/config", allDataRoute: config.allDataRoute, logger: log });
+  }
+
+  get streamPort(): number {
+    return this.streamServer.port;
+  }
+
+  register(router: ConnectRouter): void {
+    router.service(DistributorService, this.impl);
+    router.service(PolicyService, this.bundles.service());
+  }
+
+  async health() {
+    const status = await this.client.getDistributorStatus({});
+    return status.health === undefined ? [] : [create(ComponentHealthSchema, { ...status.health, message: `${status.health.message}; ${status.connectedClients} clients; head ${status.headPosition}` })];
+  }
+
+  async start(signal: AbortSignal): Promise<void> {
+    await this.fanout.start(signal);
+    await this.streamServer.start();
+  }
+
+  async stop(): Promise<void> {
+    await this.streamServer.stop();
+    await this.fanout.stopped();
+  }
+
+  describe() {
+    return { streamPort: this.streamServer.port, clients: this.fanout.sessionCount };
+  }
+}

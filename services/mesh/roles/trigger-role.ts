@@ -1,0 +1,39 @@
+/** The trigger-api: publishing (Connect and OPAL's REST routes) and delivery status. */
+import type { Client, ConnectRouter } from "@connectrpc/connect";
+import type { BroadcasterService } from "../../../gen/opal/mesh/v1/broadcaster_pb.js";
+import { TriggerService } from "../../../gen/opal/mesh/v1/trigger_pb.js";
+import type { Logger } from "../../common/logger.js";
+import { createTriggerService, type DeliveryStatusReader, triggerRestRoutes } from "../../trigger-api/index.js";
+import { MAX_BODY_BYTES, type Role } from "./role.js";
+
+export class TriggerRole implements Role {
+  readonly name = "trigger-api";
+  readonly routes;
+  private readonly impl;
+
+  constructor(logger: Logger, broadcaster: Client<typeof BroadcasterService>, delivery: DeliveryStatusReader) {
+    const log = logger.child({ service: "trigger-api" });
+    this.impl = createTriggerService({ broadcaster, delivery, logger: log });
+    this.routes = triggerRestRoutes({ broadcaster, delivery, logger: log, dataConfigRoute: "/data/config", maxBodyBytes: MAX_BODY_BYTES });
+  }
+
+  register(router: ConnectRouter): void {
+    router.service(TriggerService, this.impl);
+  }
+
+  health() {
+    return Promise.resolve([]);
+  }
+
+  start(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  stop(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  describe() {
+    return {};
+  }
+}
