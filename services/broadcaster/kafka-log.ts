@@ -9,7 +9,7 @@
 import { randomUUID } from "node:crypto";
 import { type Admin, type Consumer, Kafka, type KafkaConfig, logLevel as kafkaLogLevel, type Producer } from "kafkajs";
 import type { Event } from "../../gen/opal/mesh/v1/event_pb.js";
-import { backoffDelay, sleep } from "../common/backoff.js";
+import { SupervisedConsumer } from "../common/kafka/supervised-consumer.js";
 import type { Logger } from "../common/logger.js";
 import { type EventLog, type LogHead, LogTruncatedError } from "./event-log.js";
 import { decodeRecord, encodeEvent, type KafkaRecord, MalformedMessageError, placeholder } from "./kafka-codec.js";
@@ -30,7 +30,7 @@ export class KafkaLog implements EventLog {
   private readonly window: RetainedWindow;
   private admin: Admin | undefined;
   private producer: Producer | undefined;
-  private tail: Consumer | undefined;
+  private tail: SupervisedConsumer | undefined;
   private id = "";
   private logStart = 0n;
   private refresher: NodeJS.Timeout | undefined;
@@ -89,7 +89,7 @@ export class KafkaLog implements EventLog {
     this.controller.abort();
     clearInterval(this.refresher);
     for (const reader of this.readers) await reader.disconnect().catch(() => undefined);
-    await this.tail?.disconnect().catch(() => undefined);
+    await this.tail?.stop();
     await this.producer?.disconnect().catch(() => undefined);
     await this.admin?.disconnect().catch(() => undefined);
   }
@@ -144,39 +144,29 @@ export class KafkaLog implements EventLog {
 
   /** The tailing consumer, restarted (from where it was) whenever it crashes. */
   private async startTail(from: bigint): Promise<void> {
-    const consumer = this.kafka.consumer({ groupId: `opal-mesh-tail-${randomUUID()}`, allowAutoTopicCreation: false, maxWaitTimeInMs: 100 });
-    this.tail = consumer;
-    let next = from;
-    consumer.on(consumer.events.CRASH, (event) => {
-      if (this.controller.signal.aborted) return;
-      this.options.logger.warn({ err: (event.payload.error).message }, "Kafka tail consumer crashed; restarting");
-      void (async () => {
-        await consumer.disconnect().catch(() => undefined);
-        for (let attempt = 1; !this.controller.signal.aborted; attempt++) {
-          try {
-            await this.startTail(this.window.head > 0n ? this.window.head : next);
-            return;
-          } catch (error) {
-            this.options.logger.warn({ err: (error as Error).message }, "Kafka tail consumer restart failed");
-            await sleep(backoffDelay(attempt, { initialMs: 500, maxMs: 10_000 }), this.controller.signal).catch(() => undefined);
-          }
-        }
-      })();
-    });
-    await consumer.connect();
-    await consumer.subscribe({ topic: this.options.topic, fromBeginning: true });
-    await consumer.run({
-      autoCommit: false,
-      eachBatch: async ({ batch }) => {
-        for (const message of batch.messages) {
-          const event = this.record(message);
-          if (event.position <= this.window.head && this.window.head !== 0n) continue;
-          this.window.put(event);
-          next = event.position;
-        }
+    this.tail = new SupervisedConsumer({
+      kafka: this.kafka,
+      name: "tail",
+      logger: this.options.logger,
+      config: { groupId: `opal-mesh-tail-${randomUUID()}`, allowAutoTopicCreation: false, maxWaitTimeInMs: 100 },
+      setup: async (consumer) => {
+        // After a restart, go on from the newest event held (its position is the next offset).
+        const offset = this.window.head > 0n ? this.window.head : from;
+        await consumer.subscribe({ topic: this.options.topic, fromBeginning: true });
+        await consumer.run({
+          autoCommit: false,
+          eachBatch: async ({ batch }) => {
+            for (const message of batch.messages) {
+              const event = this.record(message);
+              if (event.position <= this.window.head && this.window.head !== 0n) continue;
+              this.window.put(event);
+            }
+          },
+        });
+        consumer.seek({ topic: this.options.topic, partition: 0, offset: offset.toString() });
       },
     });
-    consumer.seek({ topic: this.options.topic, partition: 0, offset: from.toString() });
+    await this.tail.start();
   }
 
   private async waitForTail(high: bigint, signal: AbortSignal): Promise<void> {
@@ -185,7 +175,7 @@ export class KafkaLog implements EventLog {
 
   /** Events after `after`, read from the topic by a consumer of its own, until `until()`. */
   private async *readTopic(after: bigint, until: () => bigint, signal: AbortSignal): AsyncGenerator<Event> {
-    const consumer = this.kafka.consumer({ groupId: `opal-mesh-replay-${randomUUID()}`, allowAutoTopicCreation: false, maxWaitTimeInMs: 100 });
+    const consumer = this.kafka.consumer({ groupId: `opal-mesh-replay-${randomUUID()}`, allowAutoTopicCreation: false, maxWaitTimeInMs: 100, retry: { restartOnFailure: async () => false } });
     this.readers.add(consumer);
     const buffered: Event[] = [];
     let wake: (() => void) | undefined;

@@ -4,6 +4,7 @@ import { loadClientConfig } from "../common/config/client-config.js";
 import { loadServerConfig } from "../common/config/server-config.js";
 import { createLogger } from "../common/logger.js";
 import { createClientAgent } from "./client-command.js";
+import { broadcasterProcess, distributorProcess, policyWatcherProcess, triggerApiProcess } from "./distributed.js";
 import { EmbeddedServer } from "./embedded-server.js";
 import { runExample } from "./example.js";
 import { exitOnConfigError, runUntilSignal } from "./run.js";
@@ -32,6 +33,31 @@ program
     }
     await runUntilSignal([server], logger);
   });
+
+const services = {
+  "trigger-api": { run: triggerApiProcess, about: "the trigger-api alone: publishing (Connect, gRPC, OPAL's REST routes) and delivery status" },
+  broadcaster: { run: broadcasterProcess, about: "the broadcaster alone: the log (OPAL_BROADCAST_URI=kafka://…) served over gRPC" },
+  "policy-watcher": { run: policyWatcherProcess, about: "the policy-watcher alone: policy sources, bundles, webhooks; one replica publishes (elected through Kafka)" },
+  distributor: { run: distributorProcess, about: "the distributor alone: client streams, fan-out, ACKs, bundles (OPAL_SERVER_URL of clients points here)" },
+} as const;
+
+for (const [role, { run, about }] of Object.entries(services)) {
+  program
+    .command(role)
+    .description(about)
+    .action(async () => {
+      let process;
+      let logger;
+      try {
+        const config = loadServerConfig(globalThis.process.env, role as keyof typeof services);
+        logger = createLogger({ ...config.logging, name: `opal-mesh-${role}` });
+        process = run(config, logger);
+      } catch (error) {
+        return exitOnConfigError(error);
+      }
+      await runUntilSignal([process], logger);
+    });
+}
 
 program
   .command("client")

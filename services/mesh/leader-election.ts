@@ -5,7 +5,8 @@
  * the group rebalances after its session timeout and another member gets the partition.
  * A watcher that cannot tell (between a rebalance and the next assignment) is not leader.
  */
-import { type Consumer, Kafka, type KafkaConfig, logLevel } from "kafkajs";
+import { Kafka, type KafkaConfig, logLevel } from "kafkajs";
+import { SupervisedConsumer } from "../common/kafka/supervised-consumer.js";
 import type { Logger } from "../common/logger.js";
 
 export interface LeaderElection {
@@ -39,7 +40,7 @@ export class KafkaLeaderElection implements LeaderElection {
   private leader = false;
   private readonly listeners: Array<(leader: boolean) => void> = [];
   private readonly kafka: Kafka;
-  private consumer: Consumer | undefined;
+  private consumer: SupervisedConsumer | undefined;
 
   constructor(private readonly options: KafkaLeaderElectionOptions) {
     this.kafka = new Kafka({ ...options.client, logLevel: logLevel.NOTHING });
@@ -66,24 +67,30 @@ export class KafkaLeaderElection implements LeaderElection {
       await admin.disconnect();
     }
     const sessionTimeout = this.options.sessionTimeoutMs ?? 6_000;
-    const consumer = this.kafka.consumer({ groupId: this.options.group, sessionTimeout, heartbeatInterval: Math.max(500, Math.floor(sessionTimeout / 6)), rebalanceTimeout: sessionTimeout * 2 });
-    this.consumer = consumer;
-    consumer.on(consumer.events.GROUP_JOIN, (event) => {
-      const partitions = event.payload.memberAssignment[this.options.topic] ?? [];
-      this.set(partitions.includes(0));
+    this.consumer = new SupervisedConsumer({
+      kafka: this.kafka,
+      name: "election",
+      logger: this.options.logger,
+      onLost: () => this.set(false),
+      config: { groupId: this.options.group, sessionTimeout, heartbeatInterval: Math.max(500, Math.floor(sessionTimeout / 6)), rebalanceTimeout: sessionTimeout * 2 },
+      setup: async (consumer) => {
+        consumer.on(consumer.events.GROUP_JOIN, (event) => {
+          const partitions = event.payload.memberAssignment[this.options.topic] ?? [];
+          this.set(partitions.includes(0));
+        });
+        consumer.on(consumer.events.REBALANCING, () => this.set(false));
+        consumer.on(consumer.events.STOP, () => this.set(false));
+        await consumer.subscribe({ topic: this.options.topic });
+        // Running keeps the membership alive (heartbeats); the topic itself carries nothing.
+        await consumer.run({ eachMessage: async () => undefined });
+      },
     });
-    consumer.on(consumer.events.REBALANCING, () => this.set(false));
-    consumer.on(consumer.events.CRASH, () => this.set(false));
-    consumer.on(consumer.events.STOP, () => this.set(false));
-    await consumer.connect();
-    await consumer.subscribe({ topic: this.options.topic });
-    // Running keeps the membership alive (heartbeats); the topic itself carries nothing.
-    await consumer.run({ eachMessage: async () => undefined });
+    await this.consumer.start();
   }
 
   async stop(): Promise<void> {
     this.set(false);
-    await this.consumer?.disconnect().catch(() => undefined);
+    await this.consumer?.stop();
   }
 
   private set(leader: boolean): void {

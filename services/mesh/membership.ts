@@ -4,7 +4,8 @@
  * every live distributor for an update's delivery (publish-and-wait across the fleet).
  */
 import { randomUUID } from "node:crypto";
-import { type Consumer, Kafka, type KafkaConfig, logLevel, type Producer } from "kafkajs";
+import { Kafka, type KafkaConfig, logLevel, type Producer } from "kafkajs";
+import { SupervisedConsumer } from "../common/kafka/supervised-consumer.js";
 import type { Logger } from "../common/logger.js";
 
 export interface Member {
@@ -28,7 +29,7 @@ export class KafkaMembership {
   private readonly kafka: Kafka;
   private readonly known = new Map<string, Member>();
   private producer: Producer | undefined;
-  private consumer: Consumer | undefined;
+  private consumer: SupervisedConsumer | undefined;
   private timer: NodeJS.Timeout | undefined;
   private readonly heartbeatMs: number;
 
@@ -61,23 +62,17 @@ export class KafkaMembership {
     } finally {
       await admin.disconnect();
     }
-    this.consumer = this.kafka.consumer({ groupId: `opal-mesh-members-${this.id}`, maxWaitTimeInMs: 100 });
-    await this.consumer.connect();
-    await this.consumer.subscribe({ topic: this.options.topic, fromBeginning: true });
-    await this.consumer.run({
-      autoCommit: false,
-      eachMessage: async ({ message }) => {
-        try {
-          const member = JSON.parse(message.value?.toString() ?? "") as { id: string; roles: string[]; url: string; left?: boolean; at: number };
-          for (const [key, known] of this.known) if (known.id === member.id) this.known.delete(key);
-          if (member.left !== true) {
-            for (const role of member.roles) this.known.set(`${member.id}/${role}`, { id: member.id, role, url: member.url, seenAt: Math.min(Date.now(), member.at) });
-          }
-        } catch {
-          // not an announcement: ignore
-        }
+    this.consumer = new SupervisedConsumer({
+      kafka: this.kafka,
+      name: "membership",
+      logger: this.options.logger,
+      config: { groupId: `opal-mesh-members-${this.id}`, maxWaitTimeInMs: 100 },
+      setup: async (consumer) => {
+        await consumer.subscribe({ topic: this.options.topic, fromBeginning: true });
+        await consumer.run({ autoCommit: false, eachMessage: async ({ message }) => this.heard(message.value) });
       },
     });
+    await this.consumer.start();
     if (this.options.self() !== undefined) {
       this.producer = this.kafka.producer();
       await this.producer.connect();
@@ -91,7 +86,19 @@ export class KafkaMembership {
     clearInterval(this.timer);
     if (this.producer !== undefined) await this.announce(true).catch(() => undefined);
     await this.producer?.disconnect().catch(() => undefined);
-    await this.consumer?.disconnect().catch(() => undefined);
+    await this.consumer?.stop();
+  }
+
+  private heard(value: Buffer | null): void {
+    try {
+      const member = JSON.parse(value?.toString() ?? "") as { id: string; roles: string[]; url: string; left?: boolean; at: number };
+      for (const [key, known] of this.known) if (known.id === member.id) this.known.delete(key);
+      if (member.left !== true) {
+        for (const role of member.roles) this.known.set(`${member.id}/${role}`, { id: member.id, role, url: member.url, seenAt: Math.min(Date.now(), member.at) });
+      }
+    } catch {
+      // not an announcement: ignore
+    }
   }
 
   /** Announces now (e.g. right after winning an election) instead of at the next heartbeat. */

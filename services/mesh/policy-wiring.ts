@@ -55,11 +55,12 @@ export function wirePolicyWatcher(
     logger,
     publish: async ({ hash, oldHash, dirs }) => {
       if (!hooks.mayPublish()) {
-        logger.debug({ hash }, "not the elected publisher: leaving the announcement to it");
-        return;
+        logger.info({ hash }, "new policy version seen; the elected publisher announces it");
+        return false;
       }
       const event = create(EventSchema, { topics: dirs.map((dir) => `policy:${dir}`), payload: { case: "policyChanged", value: { hash, oldHash, dirs } } });
       await broadcaster.publish({ events: [event] });
+      return true;
     },
   });
   const onPush = (): void => {

@@ -21,8 +21,8 @@ export interface PolicyChange {
 export interface PolicyWatcherOptions {
   source: PolicySource;
   builder: BundleBuilder;
-  /** Appends PolicyChanged to the log. */
-  publish: (change: PolicyChange) => Promise<void>;
+  /** Appends PolicyChanged to the log; false when this watcher is not the one that publishes. */
+  publish: (change: PolicyChange) => Promise<boolean>;
   /** 0 = no polling (webhooks and Refresh only). */
   pollIntervalMs: number;
   logger: Logger;
@@ -177,8 +177,7 @@ export class PolicyWatcher {
       return hash;
     }
     const dirs = changedDirectories(bundled);
-    await this.options.publish({ hash, oldHash, dirs });
-    logger.info({ hash, oldHash, dirs }, "policy changed");
+    if (await this.options.publish({ hash, oldHash, dirs })) logger.info({ hash, oldHash, dirs }, "policy changed");
     return hash;
   }
 }

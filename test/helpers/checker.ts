@@ -54,19 +54,27 @@ export class DeliveryChecker {
     this.source.set("/check", { log: Array.from({ length: this.published }, (_, i) => i), items, last: this.published - 1 });
   }
 
+  /** The update number `i` of the stream, in OPAL's DataUpdate JSON (with a stable id). */
+  static update(i: number): Record<string, unknown> {
+    return {
+      id: `check-${i}`,
+      entries: [
+        { dst_path: "/check/log", save_method: "PATCH", data: [{ op: "add", path: "/-", value: i }] },
+        { dst_path: `/check/items/${i}`, data: i },
+        { dst_path: "/check/last", data: i },
+      ],
+    };
+  }
+
   async publish(server: RunningServer, count: number): Promise<void> {
+    await this.publishWith(async (json) => (await server.trigger.publishDataUpdate(fromJson(PublishDataUpdateRequestSchema, json as never))).position, count);
+  }
+
+  /** Publishes through any path (a trigger-api, straight into Kafka…); `publish` returns the position. */
+  async publishWith(publish: (json: Record<string, unknown>, index: number) => Promise<bigint>, count: number): Promise<void> {
     for (let n = 0; n < count; n++) {
       const i = this.published;
-      const response = await server.trigger.publishDataUpdate(
-        fromJson(PublishDataUpdateRequestSchema, {
-          entries: [
-            { dst_path: "/check/log", save_method: "PATCH", data: [{ op: "add", path: "/-", value: i }] },
-            { dst_path: `/check/items/${i}`, data: i },
-            { dst_path: "/check/last", data: i },
-          ],
-        }),
-      );
-      this.positions.push(response.position);
+      this.positions.push(await publish(DeliveryChecker.update(i), i));
       this.published++;
       this.refreshSource();
     }

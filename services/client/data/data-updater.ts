@@ -26,6 +26,7 @@ export interface DataUpdaterOptions {
 
 export class DataUpdater {
   private periodicTimers: NodeJS.Timeout[] = [];
+  private readonly seenIds = new Set<string>();
   private retryTimer: NodeJS.Timeout | undefined;
   private retryAttempt = 0;
   private signal: AbortSignal | undefined;
@@ -65,7 +66,11 @@ export class DataUpdater {
   onEvent(event: Event, logId: string): void {
     if (event.payload.case !== "dataUpdate") return;
     const update = event.payload.value;
-    const entries = update.entries.filter((entry) => this.applies(entry));
+    // A publisher that retried (its first attempt was in fact logged) sends the same id
+    // again: apply it once. The duplicate still takes its turn, so its position moves on.
+    const duplicate = this.seenIds.has(update.id);
+    this.rememberId(update.id);
+    const entries = duplicate ? [] : update.entries.filter((entry) => this.applies(entry));
     this.options.pipeline.enqueue({ kind: "event", position: event.position, logId, updateId: update.id, reason: update.reason, entries, callbacks: update.callbacks });
   }
 
@@ -111,6 +116,13 @@ export class DataUpdater {
     }, delay);
     this.retryTimer.unref();
     this.options.logger.warn({ failed: failed.length, retryInMs: delay }, "baseline sources failed; retrying");
+  }
+
+  private rememberId(id: string): void {
+    if (id === "") return;
+    this.seenIds.add(id);
+    // Sets iterate in insertion order: the first is the oldest.
+    if (this.seenIds.size > 10_000) this.seenIds.delete(this.seenIds.values().next().value as string);
   }
 
   private schedulePeriodic(entries: readonly DataSourceEntry[]): void {

@@ -26,6 +26,13 @@ export interface ServerConfig {
   allDataTopic: string;
   allDataRoute: string;
   allDataUrl: string | undefined;
+  /** Other services, when this process runs one service alone. */
+  broadcasterUrls: string[];
+  policyWatcherUrls: string[];
+  /** Distributors to ask for delivery status, besides those announced through Kafka. */
+  distributorUrls: string[];
+  /** A CA bundle for https:// links to other services. */
+  serviceCaFile: string | undefined;
   /** In-memory retention; with Kafka, the size of the recent-events window in front of it. */
   log: { maxEvents: number; maxBytes: number };
   broadcast: BroadcastConfig;
@@ -35,10 +42,40 @@ export interface ServerConfig {
   logging: LoggerOptions;
 }
 
-export function loadServerConfig(environment: Env): ServerConfig {
+/** What a process runs: everything (`server`), or one service of the distributed deployment. */
+export type ServerRole = "server" | "trigger-api" | "broadcaster" | "policy-watcher" | "distributor";
+
+/** Ports a service binds by default when it runs alone, so they can share a host. */
+const DEFAULT_PORTS: Record<ServerRole, { port: number; stream: number }> = {
+  server: { port: 7002, stream: 7003 },
+  "trigger-api": { port: 7002, stream: 7003 },
+  broadcaster: { port: 7010, stream: 7003 },
+  "policy-watcher": { port: 7011, stream: 7003 },
+  distributor: { port: 7012, stream: 7013 },
+};
+
+export function loadServerConfig(environment: Env, role: ServerRole = "server"): ServerConfig {
   const env = new EnvReader(environment);
-  const port = env.has("OPAL_SERVER_BIND_PORT") ? env.port("OPAL_SERVER_BIND_PORT", 7002) : env.port("OPAL_SERVER_PORT", 7002);
-  const streamPort = env.port("OPAL_MESH_STREAM_PORT", 7003);
+  const defaults = DEFAULT_PORTS[role];
+  const port = env.has("OPAL_SERVER_BIND_PORT") ? env.port("OPAL_SERVER_BIND_PORT", defaults.port) : env.port("OPAL_SERVER_PORT", defaults.port);
+  const streamPort = env.port("OPAL_MESH_STREAM_PORT", defaults.stream);
+  const urls = (name: string): string[] =>
+    env.list(name, []).map((url) => {
+      try {
+        const parsed = new URL(url);
+        if (parsed.protocol !== "http:" && parsed.protocol !== "https:") throw new Error("scheme");
+      } catch {
+        env.problem(name, `not an http(s) URL: ${JSON.stringify(url)}`);
+      }
+      return url.replace(/\/+$/, "");
+    });
+  const broadcasterUrls = urls("OPAL_MESH_BROADCASTER_URLS");
+  const policyWatcherUrls = urls("OPAL_MESH_POLICY_WATCHER_URLS");
+  const distributorUrls = urls("OPAL_MESH_DISTRIBUTOR_URLS");
+  if ((role === "trigger-api" || role === "distributor" || role === "policy-watcher") && broadcasterUrls.length === 0) {
+    env.problem("OPAL_MESH_BROADCASTER_URLS", `is required to run the ${role} alone (comma-separated broadcaster URLs)`);
+  }
+  if (role === "distributor" && policyWatcherUrls.length === 0) env.problem("OPAL_MESH_POLICY_WATCHER_URLS", "is required to run the distributor alone");
   if (streamPort !== 0 && streamPort === port) {
     env.problem("OPAL_MESH_STREAM_PORT", `must differ from the server port ${port}`);
   }
@@ -56,6 +93,10 @@ export function loadServerConfig(environment: Env): ServerConfig {
       maxEvents: env.int("OPAL_MESH_LOG_RETENTION_EVENTS", 100_000, { min: 1 }),
       maxBytes: env.int("OPAL_MESH_LOG_RETENTION_BYTES", 256 * 1024 * 1024, { min: 1024 }),
     },
+    broadcasterUrls,
+    policyWatcherUrls,
+    distributorUrls,
+    serviceCaFile: env.optionalString("OPAL_MESH_SERVICE_CA_FILE"),
     broadcast: readBroadcastConfig(env),
     policy: readPolicySourceConfig(env, cacheDirFrom(environment)),
     environment,

@@ -1,0 +1,90 @@
+/**
+ * The distributed deployment: each service in its own process (`opal-mesh broadcaster |
+ * policy-watcher | distributor | trigger-api`), reaching the others over gRPC by
+ * configured URLs (several replicas each, with fail-over), Kafka as the log, and Kafka for
+ * membership (who the distributors are) and the policy publisher's election.
+ */
+import { createClient } from "@connectrpc/connect";
+import { BroadcasterService } from "../../gen/opal/mesh/v1/broadcaster_pb.js";
+import { PolicyService } from "../../gen/opal/mesh/v1/policy_pb.js";
+import type { ServerConfig } from "../common/config/server-config.js";
+import type { Logger } from "../common/logger.js";
+import { DeliveryStatusReader } from "../trigger-api/index.js";
+import { createFailoverTransport } from "./failover-transport.js";
+import { KafkaLeaderElection, type LeaderElection, SoleLeader } from "./leader-election.js";
+import { MeshProcess } from "./mesh-process.js";
+import { createMembership, kafkaClientConfig, type KafkaMembership, PeerClients } from "./peers.js";
+import { BroadcasterRole } from "./roles/broadcaster-role.js";
+import { DistributorRole } from "./roles/distributor-role.js";
+import { PolicyWatcherRole } from "./roles/policy-watcher-role.js";
+import { TriggerRole } from "./roles/trigger-role.js";
+
+function remote(config: ServerConfig, urls: readonly string[]) {
+  return createFailoverTransport({ urls, caFile: config.serviceCaFile });
+}
+
+function membership(config: ServerConfig, logger: Logger, self: () => { roles: string[]; url: string } | undefined): KafkaMembership | undefined {
+  return config.broadcast.type === "kafka" ? createMembership(config.broadcast, self, logger) : undefined;
+}
+
+export function broadcasterProcess(config: ServerConfig, logger: Logger): MeshProcess {
+  return new MeshProcess("broadcaster", config, logger, [new BroadcasterRole(config, logger, true)]);
+}
+
+export function policyWatcherProcess(config: ServerConfig, logger: Logger): MeshProcess {
+  const broadcaster = remote(config, config.broadcasterUrls);
+  const kafka = config.broadcast.type === "kafka" ? config.broadcast : undefined;
+  const election: LeaderElection =
+    kafka === undefined ? new SoleLeader() : new KafkaLeaderElection({ client: kafkaClientConfig(kafka, "opal-mesh-election"), topic: `${kafka.topic}-policy-leader`, group: `${kafka.topic}-policy-watchers`, logger });
+  const self: { process?: MeshProcess } = {};
+  const members = membership(config, logger, () => ({ roles: ["policy-watcher", ...(election.isLeader ? ["policy-publisher"] : [])], url: config.advertisedUrl ?? self.process?.url ?? "" }));
+  election.onChange(() => void members?.announce().catch(() => undefined));
+  const role = new PolicyWatcherRole(config, logger, createClient(BroadcasterService, broadcaster), election, members);
+  self.process = new MeshProcess("policy-watcher", config, logger, [role], {
+    afterStart: async () => members?.start(),
+    beforeStop: async () => {
+      await members?.stop();
+      broadcaster.close();
+    },
+  });
+  return self.process;
+}
+
+export function distributorProcess(config: ServerConfig, logger: Logger): MeshProcess {
+  const broadcaster = remote(config, config.broadcasterUrls);
+  const policy = remote(config, config.policyWatcherUrls);
+  const role = new DistributorRole(config, logger, createClient(BroadcasterService, broadcaster), createClient(PolicyService, policy));
+  const self: { process?: MeshProcess } = {};
+  const members = membership(config, logger, () => ({ roles: ["distributor"], url: config.advertisedUrl ?? self.process?.url ?? "" }));
+  self.process = new MeshProcess("distributor", config, logger, [role], {
+    afterStart: async () => members?.start(),
+    beforeStop: async () => {
+      await members?.stop();
+      broadcaster.close();
+      policy.close();
+    },
+    summary: async () => {
+      const status = await role.client.getDistributorStatus({});
+      return { head_position: Number(status.headPosition), connected_clients: status.connectedClients };
+    },
+  });
+  return self.process;
+}
+
+export function triggerApiProcess(config: ServerConfig, logger: Logger): MeshProcess {
+  const broadcaster = remote(config, config.broadcasterUrls);
+  // It announces nothing; it listens for the distributors, to ask them about deliveries.
+  const members = membership(config, logger, () => undefined);
+  const peers = new PeerClients();
+  const delivery = new DeliveryStatusReader(() => {
+    const urls = new Set([...config.distributorUrls, ...(members?.members("distributor").map((member) => member.url) ?? [])]);
+    return [...urls].map((url) => peers.distributor(url));
+  });
+  return new MeshProcess("trigger-api", config, logger, [new TriggerRole(logger, createClient(BroadcasterService, broadcaster), delivery)], {
+    afterStart: async () => members?.start(),
+    beforeStop: async () => {
+      await members?.stop();
+      broadcaster.close();
+    },
+  });
+}
