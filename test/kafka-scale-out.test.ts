@@ -6,6 +6,8 @@
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { fileURLToPath } from "node:url";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { Kafka, logLevel } from "kafkajs";
 import { EventSchema } from "../gen/opal/mesh/v1/event_pb.js";
@@ -100,6 +102,14 @@ describe("two all-in-one servers on one Kafka log", () => {
     // And the stream goes on.
     await checker.publish(b, 10);
     for (const client of [onA, onB, both]) await checker.verify(client, { log: true });
+  });
+
+  test("the example producer in examples/ publishes straight into Kafka", async () => {
+    execFileSync(process.execPath, ["--import", "tsx", fileURLToPath(new URL("../examples/kafka-producer.ts", import.meta.url)), kafka.bootstrap, TOPIC], { stdio: "ignore" });
+    for (const client of [onA, onB]) {
+      await waitForData(client, "/users/bob", { roles: ["editor"] });
+      await waitForData(client, "/users/carol", { roles: ["viewer"] });
+    }
   });
 
   test("a client given both servers moves on when its server dies, and resumes", async () => {
