@@ -120,5 +120,5 @@ test("GET /data/config serves the baseline in OPAL's shape; / and /healthcheck a
   const health = await request(`${server.url}/healthcheck`);
   const report = (await health.body.json()) as { status: string; components: Array<{ component: string; state: string }> };
   assert.equal(health.statusCode, 200);
-  assert.deepEqual(report.components.map((component) => component.component).sort(), ["broadcaster", "distributor", "policy-watcher"]);
+  assert.deepEqual(report.components.map((component) => component.component).sort(), ["auth", "broadcaster", "distributor", "policy-watcher"]);
 });

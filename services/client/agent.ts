@@ -5,6 +5,7 @@
  */
 import { AckStatus } from "../../gen/opal/mesh/v1/distributor_pb.js";
 import type { Event } from "../../gen/opal/mesh/v1/event_pb.js";
+import { Security } from "../common/auth/security.js";
 import type { ClientConfig } from "../common/config/client-config.js";
 import { GlobSet } from "../common/globs.js";
 import type { HttpListener } from "../common/http/listener.js";
@@ -180,6 +181,7 @@ export class ClientAgent {
       policyUpdaterEnabled: config.policyUpdaterEnabled,
       triggerDataRefresh: () => this.dataUpdater?.loadBaseline("triggered refresh"),
       triggerPolicyRefresh: () => this.enqueuePolicySync("triggered refresh"),
+      security: new Security(config.auth),
     });
     await this.api.start();
 

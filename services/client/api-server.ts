@@ -1,4 +1,5 @@
 /** The client's own HTTP API (OPAL's port 7000): health, readiness and manual triggers. */
+import type { Security } from "../common/auth/security.js";
 import { sendJson } from "../common/http/json-io.js";
 import { HttpListener } from "../common/http/listener.js";
 import { RestRouter } from "../common/http/rest-router.js";
@@ -12,28 +13,34 @@ export interface ClientApiOptions {
   policyUpdaterEnabled: boolean;
   triggerDataRefresh: () => void;
   triggerPolicyRefresh: () => void;
+  /** With a public key, the trigger routes require listener tokens. */
+  security: Security;
 }
 
 export function createClientApi(options: ClientApiOptions): HttpListener {
   const { health } = options;
   const healthy = {
     method: "GET" as const,
+    auth: "open" as const,
     handle: (_request: unknown, response: Parameters<typeof sendJson>[0]) => {
       const report = health.report();
       sendJson(response, health.isHealthy() ? 200 : 503, report);
     },
   };
-  const router = new RestRouter().add(
+  const router = new RestRouter(options.security).add(
     { ...healthy, path: "/" },
     { ...healthy, path: "/healthy" },
     { ...healthy, path: "/healthcheck" },
     {
       method: "GET",
+      auth: "open",
       path: "/ready",
       handle: (_request, response) => sendJson(response, health.isReady() ? 200 : 503, { ...health.report(), status: health.isReady() ? "ready" : "not ready" }),
     },
     {
       method: "POST",
+      // Unauthenticated in OPAL; here a listener token, once the client has a public key.
+      auth: ["listener"],
       path: "/data-updater/trigger",
       handle: (_request, response) => {
         if (!options.dataUpdaterEnabled) return sendJson(response, 503, { detail: "the data updater is disabled (OPAL_DATA_UPDATER_ENABLED=false)" });
@@ -43,6 +50,7 @@ export function createClientApi(options: ClientApiOptions): HttpListener {
     },
     {
       method: "POST",
+      auth: ["listener"],
       path: "/policy-updater/trigger",
       handle: (_request, response) => {
         if (!options.policyUpdaterEnabled) return sendJson(response, 503, { detail: "the policy updater is disabled (OPAL_POLICY_UPDATER_ENABLED=false)" });

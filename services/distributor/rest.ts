@@ -16,6 +16,7 @@ export function distributorRestRoutes(options: DistributorRestOptions): RestRout
   return [
     {
       method: "GET",
+      auth: ["client", "service"],
       path: options.dataConfigRoute,
       handle(request, response) {
         const config = resolveDataSources(options.dataSources);
@@ -34,6 +35,8 @@ export function distributorRestRoutes(options: DistributorRestOptions): RestRout
     },
     {
       method: "GET",
+      // OPAL's placeholder source: it serves {} to anyone.
+      auth: "open",
       path: options.allDataRoute,
       handle(_request, response) {
         options.logger.warn("a client fetched the placeholder data source at %s: configure OPAL_DATA_CONFIG_SOURCES", options.allDataRoute);

@@ -7,6 +7,7 @@ import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
 import type { BroadcasterService } from "../../gen/opal/mesh/v1/broadcaster_pb.js";
 import { type Ack, type ConnectRequest, ConnectResponseSchema, DistributorService, type Hello } from "../../gen/opal/mesh/v1/distributor_pb.js";
+import { AuthError } from "../common/auth/tokens.js";
 import { grpcServiceDefinition } from "../common/grpc/service-definition.js";
 import type { Logger } from "../common/logger.js";
 import { encodeEvent, encodeResync, type Fanout } from "./fanout.js";
@@ -22,6 +23,12 @@ export interface StreamServerOptions {
   helloTimeoutMs: number;
   /** Told of every ACK, for fleet-wide delivery status. */
   onAck?: (clientId: string, ack: Ack) => void;
+  /**
+   * Checks the caller's token (gRPC metadata `authorization`) against its Hello: a client
+   * token, its topics within permitted_topics, its scope within allowed_scopes. Throws
+   * AuthError; absent means no authentication (tests of this module alone).
+   */
+  authorize?: (authorization: string | undefined, hello: Hello) => Promise<void>;
 }
 
 type ConnectCall = grpc.ServerDuplexStream<ConnectRequest, Uint8Array>;
@@ -73,6 +80,7 @@ export class StreamServer {
     const { fanout, logger } = this.options;
     const abort = new AbortController();
     let session: ClientSession | undefined;
+    let helloSeen = false;
     let ended = false;
     const fail = (code: grpc.status, details: string): void => {
       if (ended) return;
@@ -84,9 +92,9 @@ export class StreamServer {
       buffered: () => call.writableLength,
       fail: (code, message) => fail(STATUS[code], message),
     };
+    let cleanedUp = false;
     const helloTimer = setTimeout(() => fail(grpc.status.DEADLINE_EXCEEDED, `no Hello within ${this.options.helloTimeoutMs} ms`), this.options.helloTimeoutMs);
 
-    let cleanedUp = false;
     const cleanup = (): void => {
       if (cleanedUp) return;
       cleanedUp = true;
@@ -102,12 +110,27 @@ export class StreamServer {
     call.on("data", (message: ConnectRequest) => {
       switch (message.message.case) {
         case "hello": {
-          if (session !== undefined) {
+          if (session !== undefined || helloSeen) {
             fail(grpc.status.INVALID_ARGUMENT, "Hello must be sent once, first");
             return;
           }
+          helloSeen = true;
           clearTimeout(helloTimer);
-          session = this.open(call, message.message.value, sink, abort.signal);
+          const hello = message.message.value;
+          const authorization = call.metadata.get("authorization")[0];
+          void (this.options.authorize?.(typeof authorization === "string" ? authorization : undefined, hello) ?? Promise.resolve()).then(
+            () => {
+              if (!cleanedUp) session = this.open(call, hello, sink, abort.signal);
+            },
+            (error: unknown) => {
+              if (error instanceof AuthError) {
+                logger.warn({ clientId: hello.clientId, reason: error.message }, "client stream refused");
+                fail(error.status === 401 ? grpc.status.UNAUTHENTICATED : grpc.status.PERMISSION_DENIED, error.message);
+              } else {
+                fail(grpc.status.INTERNAL, "could not check the client's credentials");
+              }
+            },
+          );
           return;
         }
         case "ack":

@@ -7,6 +7,7 @@
 import { createClient } from "@connectrpc/connect";
 import { BroadcasterService } from "../../gen/opal/mesh/v1/broadcaster_pb.js";
 import { PolicyService } from "../../gen/opal/mesh/v1/policy_pb.js";
+import { Security } from "../common/auth/security.js";
 import type { ServerConfig } from "../common/config/server-config.js";
 import type { Logger } from "../common/logger.js";
 import { DeliveryStatusReader } from "../trigger-api/index.js";
@@ -19,8 +20,8 @@ import { DistributorRole } from "./roles/distributor-role.js";
 import { PolicyWatcherRole } from "./roles/policy-watcher-role.js";
 import { TriggerRole } from "./roles/trigger-role.js";
 
-function remote(config: ServerConfig, urls: readonly string[]) {
-  return createFailoverTransport({ urls, caFile: config.serviceCaFile });
+function remote(config: ServerConfig, security: Security, urls: readonly string[]) {
+  return createFailoverTransport({ urls, caFile: config.serviceCaFile, interceptors: [security.serviceInterceptor()] });
 }
 
 function membership(config: ServerConfig, logger: Logger, self: () => { roles: string[]; url: string } | undefined): KafkaMembership | undefined {
@@ -28,19 +29,20 @@ function membership(config: ServerConfig, logger: Logger, self: () => { roles: s
 }
 
 export function broadcasterProcess(config: ServerConfig, logger: Logger): MeshProcess {
-  return new MeshProcess("broadcaster", config, logger, [new BroadcasterRole(config, logger, true)]);
+  return new MeshProcess("broadcaster", config, logger, [new BroadcasterRole(config, logger, true)], new Security(config.auth));
 }
 
 export function policyWatcherProcess(config: ServerConfig, logger: Logger): MeshProcess {
-  const broadcaster = remote(config, config.broadcasterUrls);
+  const security = new Security(config.auth);
+  const broadcaster = remote(config, security, config.broadcasterUrls);
   const kafka = config.broadcast.type === "kafka" ? config.broadcast : undefined;
   const election: LeaderElection =
     kafka === undefined ? new SoleLeader() : new KafkaLeaderElection({ client: kafkaClientConfig(kafka, "opal-mesh-election"), topic: `${kafka.topic}-policy-leader`, group: `${kafka.topic}-policy-watchers`, logger });
   const self: { process?: MeshProcess } = {};
   const members = membership(config, logger, () => ({ roles: ["policy-watcher", ...(election.isLeader ? ["policy-publisher"] : [])], url: config.advertisedUrl ?? self.process?.url ?? "" }));
   election.onChange(() => void members?.announce().catch(() => undefined));
-  const role = new PolicyWatcherRole(config, logger, createClient(BroadcasterService, broadcaster), election, members);
-  self.process = new MeshProcess("policy-watcher", config, logger, [role], {
+  const role = new PolicyWatcherRole(config, logger, createClient(BroadcasterService, broadcaster), election, members, security);
+  self.process = new MeshProcess("policy-watcher", config, logger, [role], security, {
     afterStart: async () => members?.start(),
     beforeStop: async () => {
       await members?.stop();
@@ -51,12 +53,13 @@ export function policyWatcherProcess(config: ServerConfig, logger: Logger): Mesh
 }
 
 export function distributorProcess(config: ServerConfig, logger: Logger): MeshProcess {
-  const broadcaster = remote(config, config.broadcasterUrls);
-  const policy = remote(config, config.policyWatcherUrls);
-  const role = new DistributorRole(config, logger, createClient(BroadcasterService, broadcaster), createClient(PolicyService, policy));
+  const security = new Security(config.auth);
+  const broadcaster = remote(config, security, config.broadcasterUrls);
+  const policy = remote(config, security, config.policyWatcherUrls);
+  const role = new DistributorRole(config, logger, createClient(BroadcasterService, broadcaster), createClient(PolicyService, policy), security);
   const self: { process?: MeshProcess } = {};
   const members = membership(config, logger, () => ({ roles: ["distributor"], url: config.advertisedUrl ?? self.process?.url ?? "" }));
-  self.process = new MeshProcess("distributor", config, logger, [role], {
+  self.process = new MeshProcess("distributor", config, logger, [role], security, {
     afterStart: async () => members?.start(),
     beforeStop: async () => {
       await members?.stop();
@@ -72,15 +75,16 @@ export function distributorProcess(config: ServerConfig, logger: Logger): MeshPr
 }
 
 export function triggerApiProcess(config: ServerConfig, logger: Logger): MeshProcess {
-  const broadcaster = remote(config, config.broadcasterUrls);
+  const security = new Security(config.auth);
+  const broadcaster = remote(config, security, config.broadcasterUrls);
   // It announces nothing; it listens for the distributors, to ask them about deliveries.
   const members = membership(config, logger, () => undefined);
-  const peers = new PeerClients();
+  const peers = new PeerClients(security);
   const delivery = new DeliveryStatusReader(() => {
     const urls = new Set([...config.distributorUrls, ...(members?.members("distributor").map((member) => member.url) ?? [])]);
     return [...urls].map((url) => peers.distributor(url));
   });
-  return new MeshProcess("trigger-api", config, logger, [new TriggerRole(logger, createClient(BroadcasterService, broadcaster), delivery)], {
+  return new MeshProcess("trigger-api", config, logger, [new TriggerRole(logger, createClient(BroadcasterService, broadcaster), delivery, security)], security, {
     afterStart: async () => members?.start(),
     beforeStop: async () => {
       await members?.stop();

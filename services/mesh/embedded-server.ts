@@ -4,6 +4,7 @@
  * in-memory log it is the embedded deployment; with OPAL_BROADCAST_URI=kafka://… several
  * of them share one log, announce themselves through Kafka, and elect one policy publisher.
  */
+import { Security } from "../common/auth/security.js";
 import type { ServerConfig } from "../common/config/server-config.js";
 import type { Component } from "../common/lifecycle.js";
 import type { Logger } from "../common/logger.js";
@@ -28,6 +29,7 @@ export class EmbeddedServer implements Component {
   private readonly membership: KafkaMembership | undefined;
 
   constructor(config: ServerConfig, logger: Logger) {
+    const security = new Security(config.auth);
     const kafka = config.broadcast.type === "kafka" ? config.broadcast : undefined;
     const election: LeaderElection =
       kafka === undefined ? new SoleLeader() : new KafkaLeaderElection({ client: kafkaClientConfig(kafka, "opal-mesh-election"), topic: `${kafka.topic}-policy-leader`, group: `${kafka.topic}-policy-watchers`, logger });
@@ -35,18 +37,18 @@ export class EmbeddedServer implements Component {
     election.onChange(() => void this.membership?.announce().catch(() => undefined));
 
     const broadcaster = new BroadcasterRole(config, logger, false);
-    const policy = new PolicyWatcherRole(config, logger, broadcaster.client, election, this.membership);
-    this.distributor = new DistributorRole(config, logger, broadcaster.client, policy.client);
+    const policy = new PolicyWatcherRole(config, logger, broadcaster.client, election, this.membership, security);
+    this.distributor = new DistributorRole(config, logger, broadcaster.client, policy.client, security);
     // Other servers' distributors hold other clients: delivery status asks them all.
-    const peers = new PeerClients();
+    const peers = new PeerClients(security);
     const delivery = new DeliveryStatusReader(() => [
       this.distributor.client,
       ...(this.membership?.members("distributor").filter((member) => member.id !== this.membership?.id).map((member) => peers.distributor(member.url)) ?? []),
     ]);
-    const trigger = new TriggerRole(logger, broadcaster.client, delivery);
+    const trigger = new TriggerRole(logger, broadcaster.client, delivery, security);
     this.watcher = policy.watcher;
     this.bundles = this.distributor.bundles;
-    this.process = new MeshProcess("server", config, logger, [broadcaster, policy, this.distributor, trigger], {
+    this.process = new MeshProcess("server", config, logger, [broadcaster, policy, this.distributor, trigger], security, {
       afterStart: async () => this.membership?.start(),
       beforeStop: async () => this.membership?.stop(),
       summary: async () => {

@@ -4,12 +4,14 @@
  * next at once, and a stream fails so its caller (which resumes from a position) opens
  * it again on the next replica.
  */
-import { Code, ConnectError, type Transport } from "@connectrpc/connect";
+import { Code, ConnectError, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import { readFileSync } from "node:fs";
 
 export interface FailoverOptions {
   urls: readonly string[];
+  /** E.g. the service token every call carries. */
+  interceptors?: Interceptor[];
   /** A CA bundle for https:// replicas signed by a private CA. */
   caFile?: string;
 }
@@ -28,7 +30,7 @@ export function createFailoverTransport(options: FailoverOptions): FailoverTrans
   if (options.urls.length === 0) throw new Error("no replica URLs to connect to");
   const ca = options.caFile === undefined ? undefined : readFileSync(options.caFile);
   const managers = options.urls.map((url) => new Http2SessionManager(url, { pingIntervalMs: 10_000, pingTimeoutMs: 5_000 }, ca === undefined ? undefined : { ca }));
-  const transports = options.urls.map((url, index) => createGrpcTransport({ baseUrl: url, sessionManager: managers[index] }));
+  const transports = options.urls.map((url, index) => createGrpcTransport({ baseUrl: url, sessionManager: managers[index], interceptors: options.interceptors }));
   let current = 0;
   const failed = (index: number): void => {
     if (current === index) current = (index + 1) % transports.length;

@@ -11,7 +11,19 @@ import { HttpListener } from "../common/http/listener.js";
 import { RestRouter } from "../common/http/rest-router.js";
 import type { Component } from "../common/lifecycle.js";
 import type { Logger } from "../common/logger.js";
+import { create } from "@bufbuild/protobuf";
+import { ComponentHealthSchema } from "../../gen/opal/mesh/v1/health_pb.js";
+import { authInterceptor } from "../common/auth/connect-auth.js";
+import type { Security } from "../common/auth/security.js";
+import { METHOD_RULES } from "./access-rules.js";
 import { MAX_BODY_BYTES, type Role } from "./roles/role.js";
+import { securityRoutes } from "./security-routes.js";
+
+function authHealth(security: Security): ComponentHealth {
+  return security.devMode
+    ? create(ComponentHealthSchema, { component: "auth", state: HealthState.WARN, message: "dev mode: no keys configured, nothing is authenticated" })
+    : create(ComponentHealthSchema, { component: "auth", state: HealthState.OK, message: "JWT required on every surface" });
+}
 
 export interface MeshProcessHooks {
   /** Runs once the listener is up (e.g. announcing the process to its peers). */
@@ -31,13 +43,19 @@ export class MeshProcess implements Component {
     private readonly config: ServerConfig,
     private readonly logger: Logger,
     private readonly roles: readonly Role[],
+    private readonly security: Security,
     private readonly hooks: MeshProcessHooks = {},
   ) {
-    const rest = new RestRouter().add(...roles.flatMap((role) => role.routes), { method: "GET", path: "/", handle: (_request, response) => sendJson(response, 200, { status: "ok" }) }, {
+    const rest = new RestRouter(security).add(
+      ...roles.flatMap((role) => role.routes),
+      ...securityRoutes(security, logger, MAX_BODY_BYTES),
+      { method: "GET", path: "/", auth: "open", handle: (_request, response) => sendJson(response, 200, { status: "ok" }) },
+      {
       method: "GET",
       path: "/healthcheck",
+      auth: "open",
       handle: async (_request, response) => {
-        const components: ComponentHealth[] = (await Promise.all(roles.map((role) => role.health()))).flat();
+        const components: ComponentHealth[] = [authHealth(security), ...(await Promise.all(roles.map((role) => role.health()))).flat()];
         const healthy = components.every((health) => health.state === HealthState.OK || health.state === HealthState.WARN);
         sendJson(response, healthy ? 200 : 503, {
           status: healthy ? "ok" : "error",
@@ -45,12 +63,14 @@ export class MeshProcess implements Component {
           ...(await this.hooks.summary?.()),
         });
       },
-    });
+      },
+    );
     const handler = connectNodeAdapter({
       routes: (router) => {
         for (const role of roles) role.register(router);
       },
       readMaxBytes: MAX_BODY_BYTES,
+      interceptors: [authInterceptor(security, METHOD_RULES)],
       fallback: (request, nodeResponse) => {
         // connect-node's response type is a structural variant of node's own.
         const response = nodeResponse as HttpResponse;
@@ -77,6 +97,9 @@ export class MeshProcess implements Component {
     }
     await this.http.start();
     await this.hooks.afterStart?.();
+    if (this.security.devMode) {
+      this.logger.warn("DEV MODE: no OPAL_AUTH_PRIVATE_KEY / OPAL_AUTH_PUBLIC_KEY — every route and stream is open to anyone. Configure keys before exposing this server.");
+    }
     this.logger.info({ url: this.url, roles: this.roles.map((role) => role.name), ...Object.assign({}, ...this.roles.map((role) => role.describe())) as object }, "opal-mesh listening");
   }
 

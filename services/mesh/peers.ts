@@ -3,6 +3,7 @@ import { createClient, type Client } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import type { KafkaConfig, SASLOptions } from "kafkajs";
 import { DistributorService } from "../../gen/opal/mesh/v1/distributor_pb.js";
+import type { Security } from "../common/auth/security.js";
 import type { KafkaBroadcastConfig } from "../common/config/broadcast-config.js";
 import type { Logger } from "../common/logger.js";
 import { KafkaMembership } from "./membership.js";
@@ -23,14 +24,16 @@ export function kafkaClientConfig(broadcast: KafkaBroadcastConfig, clientId: str
   return { clientId, brokers: broadcast.brokers, ssl: broadcast.ssl, ...(broadcast.sasl === undefined ? {} : { sasl: broadcast.sasl as SASLOptions }) };
 }
 
-/** One Connect client per peer URL, kept. */
+/** One Connect client per peer URL, kept; calls carry this process's service token. */
 export class PeerClients {
   private readonly distributors = new Map<string, Client<typeof DistributorService>>();
+
+  constructor(private readonly security: Security) {}
 
   distributor(url: string): Client<typeof DistributorService> {
     let client = this.distributors.get(url);
     if (client === undefined) {
-      client = createClient(DistributorService, createConnectTransport({ baseUrl: url, httpVersion: "1.1" }));
+      client = createClient(DistributorService, createConnectTransport({ baseUrl: url, httpVersion: "1.1", interceptors: [this.security.serviceInterceptor()] }));
       this.distributors.set(url, client);
     }
     return client;

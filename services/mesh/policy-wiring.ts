@@ -74,6 +74,7 @@ export function wirePolicyWatcher(
           // A bundle server has no push payload: any POST asks for a check now (as OPAL's API source).
           method: "POST",
           path: "/webhook",
+          auth: ["datasource"],
           handle: (_request, response) => {
             onPush();
             sendJson(response, 200, { status: "ok" });

@@ -162,6 +162,8 @@ export function webhookRoute(options: WebhookRouteOptions): RestRoute {
   return {
     method: "POST",
     path: path ?? "/webhook",
+    // Verified by the webhook secret (signature or token), as OPAL does.
+    auth: "self",
     async handle(request, response) {
       const body = await readBody(request, maxBodyBytes);
       const verdict = evaluateWebhook({ ...settings, headers: request.headers, body });

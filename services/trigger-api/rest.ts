@@ -6,6 +6,7 @@ import type { BroadcasterService } from "../../gen/opal/mesh/v1/broadcaster_pb.j
 import { parseDataUpdate } from "../common/data-entries.js";
 import { HttpError, readJson, sendJson } from "../common/http/json-io.js";
 import type { RestRoute } from "../common/http/rest-router.js";
+import type { Principal } from "../common/auth/tokens.js";
 import type { Logger } from "../common/logger.js";
 import { ValidationError } from "../common/validation-error.js";
 import type { DeliveryStatusReader } from "./delivery-status.js";
@@ -17,6 +18,8 @@ export interface TriggerRestOptions {
   logger: Logger;
   dataConfigRoute: string;
   maxBodyBytes: number;
+  /** Throws (AuthError) when the caller may not publish to these topics. */
+  authorizeTopics: (principal: Principal | undefined, topics: string[]) => Promise<void>;
 }
 
 /** `?wait=true&timeout=<seconds>`: answer once every addressed client applied the update. */
@@ -42,6 +45,7 @@ export function triggerRestRoutes(options: TriggerRestOptions): RestRoute[] {
   return [
     {
       method: "POST",
+      auth: ["datasource", "service"],
       path: options.dataConfigRoute,
       async handle(request, response, context) {
         const body = await readJson(request, options.maxBodyBytes);
@@ -53,6 +57,7 @@ export function triggerRestRoutes(options: TriggerRestOptions): RestRoute[] {
           throw error;
         }
         const wait = parseWait(context.url);
+        await options.authorizeTopics(context.principal, update.entries.flatMap((entry) => entry.topics));
         const published = await publishDataUpdate(options.broadcaster, update);
         options.logger.info({ updateId: published.id, position: published.position.toString(), entries: update.entries.length }, "data update published");
         const answer: Record<string, unknown> = { status: "ok", id: published.id, position: Number(published.position) };
@@ -63,6 +68,7 @@ export function triggerRestRoutes(options: TriggerRestOptions): RestRoute[] {
     {
       // OPAL's default sink for client update reports: it logs them.
       method: "POST",
+      auth: ["client"],
       path: "/data/callback_report",
       async handle(request, response) {
         const report = (await readJson(request, options.maxBodyBytes)) as { update_id?: unknown; reports?: Array<{ saved?: unknown }> };
@@ -73,6 +79,7 @@ export function triggerRestRoutes(options: TriggerRestOptions): RestRoute[] {
     },
     {
       method: "GET",
+      auth: ["datasource", "service"],
       path: "/updates/{id}",
       async handle(_request, response, context) {
         const wait = parseWait(context.url);

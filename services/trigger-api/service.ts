@@ -13,6 +13,9 @@ import {
   type TriggerService,
 } from "../../gen/opal/mesh/v1/trigger_pb.js";
 import { parseDataUpdate } from "../common/data-entries.js";
+import { toConnectError } from "../common/auth/connect-auth.js";
+import { PRINCIPAL } from "../common/auth/security.js";
+import { AuthError, type Principal } from "../common/auth/tokens.js";
 import type { Logger } from "../common/logger.js";
 import { ValidationError } from "../common/validation-error.js";
 import type { DeliveryStatusReader } from "./delivery-status.js";
@@ -22,6 +25,8 @@ export interface TriggerServiceOptions {
   broadcaster: Client<typeof BroadcasterService>;
   delivery: DeliveryStatusReader;
   logger: Logger;
+  /** Throws (AuthError) when the caller may not publish to these topics. */
+  authorizeTopics: (principal: Principal | undefined, topics: string[]) => Promise<void>;
 }
 
 export function createTriggerService(options: TriggerServiceOptions): ServiceImpl<typeof TriggerService> {
@@ -35,6 +40,12 @@ export function createTriggerService(options: TriggerServiceOptions): ServiceImp
         update = parseDataUpdate(json);
       } catch (error) {
         if (error instanceof ValidationError) throw new ConnectError(error.message, Code.InvalidArgument);
+        throw error;
+      }
+      try {
+        await options.authorizeTopics(context.values.get(PRINCIPAL), update.entries.flatMap((entry) => entry.topics));
+      } catch (error) {
+        if (error instanceof AuthError) throw toConnectError(error);
         throw error;
       }
       const published = await publishDataUpdate(options.broadcaster, update, context.signal);

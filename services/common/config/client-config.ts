@@ -9,6 +9,7 @@ import type { CallbackTarget } from "../../../gen/opal/mesh/v1/data_pb.js";
 import { parseCallbacks } from "../data-entries.js";
 import type { LoggerOptions } from "../logger.js";
 import { collapseTopics } from "../topics.js";
+import { type AuthConfig, readAuthConfig } from "./auth-config.js";
 import { type Env, EnvReader } from "./env-reader.js";
 import { readLoggingConfig } from "./logging-config.js";
 import { defaultRetryPolicy, parseConnRetryOptions, type RetryPolicy } from "./retry-options.js";
@@ -56,6 +57,8 @@ export interface ClientConfig {
   offline: { enabled: boolean; backupPath: string; backupIntervalMs: number };
   /** OPAL_SHOULD_REPORT_ON_DATA_UPDATES: POST a DataUpdateReport after each update. */
   reporting: { enabled: boolean; callbacks: CallbackTarget[]; defaultConfig: Record<string, unknown> };
+  /** OPAL_AUTH_PUBLIC_KEY: with it, the client's own API requires listener tokens. */
+  auth: AuthConfig;
   /** How often the store is probed (reachable, and still holding our status). */
   livenessProbeIntervalMs: number;
   /** Where downloaded and built tools (OPA) are cached, outside the repo. */
@@ -164,6 +167,7 @@ export function loadClientConfig(environment: Env): ClientConfig {
         return value as Record<string, unknown>;
       }),
     },
+    auth: readAuthConfig(env, "client"),
     livenessProbeIntervalMs: env.number("OPAL_POLICY_STORE_LIVENESS_PROBE_INTERVAL_SECONDS", 10, { min: 0.05 }) * 1000,
     cacheDir: cacheDirFrom(environment),
     searchPath: environment.PATH ?? "",

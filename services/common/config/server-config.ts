@@ -7,6 +7,7 @@ import { parseDataSourcesConfig } from "../data-entries.js";
 import type { LoggerOptions } from "../logger.js";
 import { cacheDirFrom } from "./client-config.js";
 import { type Env, EnvReader } from "./env-reader.js";
+import { type AuthConfig, readAuthConfig } from "./auth-config.js";
 import { type BroadcastConfig, readBroadcastConfig } from "./broadcast-config.js";
 import { type PolicySourceConfig, readPolicySourceConfig } from "./policy-source-config.js";
 import { readLoggingConfig } from "./logging-config.js";
@@ -36,6 +37,7 @@ export interface ServerConfig {
   /** In-memory retention; with Kafka, the size of the recent-events window in front of it. */
   log: { maxEvents: number; maxBytes: number };
   broadcast: BroadcastConfig;
+  auth: AuthConfig;
   policy: PolicySourceConfig;
   /** What every process of a deployment shares: the environment, for child processes (git). */
   environment: Env;
@@ -98,6 +100,7 @@ export function loadServerConfig(environment: Env, role: ServerRole = "server"):
     distributorUrls,
     serviceCaFile: env.optionalString("OPAL_MESH_SERVICE_CA_FILE"),
     broadcast: readBroadcastConfig(env),
+    auth: readAuthConfig(env, "server"),
     policy: readPolicySourceConfig(env, cacheDirFrom(environment)),
     environment,
     logging: readLoggingConfig(env, "opal-mesh-server"),

@@ -16,20 +16,22 @@ function echo(name: string): Parameters<RestRouter["add"]>[0]["handle"] {
 
 function router(): RestRouter {
   return new RestRouter().add(
-    { method: "GET", path: "/", handle: echo("root") },
-    { method: "GET", path: "/data/config", handle: echo("get config") },
-    { method: "POST", path: "/data/config", handle: echo("post config") },
-    { method: "GET", path: "/scopes/{scopeId}/policy", handle: echo("scope policy") },
-    { method: "PUT", path: "/scopes/{scopeId}/data/{key}", handle: echo("scope data") },
-    { method: "GET", path: "/status.json", handle: echo("status") },
-    { method: "GET", path: "/a+b", handle: echo("plus") },
+    { method: "GET", auth: "open", path: "/", handle: echo("root") },
+    { method: "GET", auth: "open", path: "/data/config", handle: echo("get config") },
+    { method: "POST", auth: "open", path: "/data/config", handle: echo("post config") },
+    { method: "GET", auth: "open", path: "/scopes/{scopeId}/policy", handle: echo("scope policy") },
+    { method: "PUT", auth: "open", path: "/scopes/{scopeId}/data/{key}", handle: echo("scope data") },
+    { method: "GET", auth: "open", path: "/status.json", handle: echo("status") },
+    { method: "GET", auth: "open", path: "/a+b", handle: echo("plus") },
     {
       method: "POST",
+      auth: "open",
       path: "/echo",
       handle: async (request, response) => sendJson(response, 200, await readJson(request, 1024)),
     },
     {
       method: "POST",
+      auth: "open",
       path: "/errors/http",
       handle: () => {
         throw new HttpError(422, "entries[0].url: is empty");
@@ -37,6 +39,7 @@ function router(): RestRouter {
     },
     {
       method: "POST",
+      auth: "open",
       path: "/errors/http-body",
       handle: () => {
         throw new HttpError(422, "invalid", [{ loc: ["body", "entries", 0], msg: "field required" }]);
@@ -44,6 +47,7 @@ function router(): RestRouter {
     },
     {
       method: "POST",
+      auth: "open",
       path: "/errors/async",
       handle: async () => {
         await Promise.resolve();
@@ -52,6 +56,7 @@ function router(): RestRouter {
     },
     {
       method: "POST",
+      auth: "open",
       path: "/errors/plain",
       handle: () => {
         throw new Error("secret internals");
@@ -59,6 +64,7 @@ function router(): RestRouter {
     },
     {
       method: "POST",
+      auth: "open",
       path: "/errors/after-headers",
       handle: (_request, response) => {
         const target = response as http.ServerResponse;

@@ -2,16 +2,26 @@
  * Routes OPAL's REST paths; anything else falls through (to Connect's 404).
  * Paths may hold `{name}` parameters.
  */
+import type { Security } from "../auth/security.js";
+import { AuthError, type PeerType, type Principal } from "../auth/tokens.js";
 import { type HttpRequest, HttpError, type HttpResponse, sendError } from "./json-io.js";
 
 export interface RestContext {
   params: Record<string, string>;
   url: URL;
+  /** The caller, for routes that authenticate. */
+  principal?: Principal;
 }
 
 export interface RestRoute {
   method: "GET" | "POST" | "PUT" | "DELETE" | "PATCH";
   path: string;
+  /**
+   * Who may call: "open" (health, JWKS, OPAL's placeholder source), "self" (the route
+   * checks credentials itself: master token, webhook signature), or the peer types whose
+   * JWT it accepts. Required, so no route is open by accident.
+   */
+  auth: "open" | "self" | readonly PeerType[];
   handle(request: HttpRequest, response: HttpResponse, context: RestContext): Promise<void> | void;
 }
 
@@ -22,6 +32,9 @@ interface CompiledRoute extends RestRoute {
 
 export class RestRouter {
   private readonly routes: CompiledRoute[] = [];
+
+  /** Without security every authenticated route is open (as in dev mode). */
+  constructor(private readonly security?: Security) {}
 
   add(...routes: RestRoute[]): this {
     for (const route of routes) {
@@ -72,13 +85,17 @@ export class RestRouter {
 
   private async run(route: RestRoute, request: HttpRequest, response: HttpResponse, context: RestContext): Promise<void> {
     try {
+      if (Array.isArray(route.auth) && this.security !== undefined) {
+        context.principal = await (await this.security.authenticator()).authenticate(request.headers.authorization, route.auth as readonly PeerType[]);
+      }
       await route.handle(request, response, context);
     } catch (error) {
       if (response.headersSent) {
         response.destroy();
         return;
       }
-      if (error instanceof HttpError) sendError(response, error.status, error.body ?? error.message);
+      if (error instanceof AuthError) sendError(response, error.status, error.message);
+      else if (error instanceof HttpError) sendError(response, error.status, error.body ?? error.message);
       else sendError(response, 500, "internal error");
     }
   }

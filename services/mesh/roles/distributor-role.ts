@@ -9,6 +9,7 @@ import type { BroadcasterService } from "../../../gen/opal/mesh/v1/broadcaster_p
 import { DistributorService } from "../../../gen/opal/mesh/v1/distributor_pb.js";
 import { ComponentHealthSchema } from "../../../gen/opal/mesh/v1/health_pb.js";
 import { PolicyService } from "../../../gen/opal/mesh/v1/policy_pb.js";
+import type { Security } from "../../common/auth/security.js";
 import type { ServerConfig } from "../../common/config/server-config.js";
 import type { Logger } from "../../common/logger.js";
 import { BundleCache, createDistributorService, DeliveryTracker, distributorRestRoutes, Fanout, StreamServer } from "../../distributor/index.js";
@@ -24,7 +25,7 @@ export class DistributorRole implements Role {
   private readonly streamServer: StreamServer;
   private readonly impl;
 
-  constructor(config: ServerConfig, logger: Logger, broadcaster: Client<typeof BroadcasterService>, policy: Client<typeof PolicyService>) {
+  constructor(config: ServerConfig, logger: Logger, broadcaster: Client<typeof BroadcasterService>, policy: Client<typeof PolicyService>, security: Security) {
     const log = logger.child({ service: "distributor" });
     const delivery = new DeliveryTracker({ maxUpdates: 10_000 });
     this.bundles = new BundleCache(policy);
@@ -39,6 +40,12 @@ export class DistributorRole implements Role {
       maxBufferedFrames: 10_000,
       helloTimeoutMs: 10_000,
       onAck: (clientId, ack) => delivery.acknowledged(clientId, ack),
+      authorize: async (authorization, hello) => {
+        const authenticator = await security.authenticator();
+        const principal = await authenticator.authenticate(authorization, ["client"]);
+        authenticator.authorizeTopics(principal, hello.topics);
+        authenticator.authorizeScope(principal, hello.scope);
+      },
     });
     const dataSources = { configured: config.dataConfigSources, allDataUrl: config.allDataUrl, allDataTopic: config.allDataTopic };
     this.impl = createDistributorService({ fanout: this.fanout, delivery, dataSources, streamPort: () => this.streamServer.port, streamPublicUrl: config.streamPublicUrl });

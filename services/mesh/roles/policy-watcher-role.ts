@@ -9,6 +9,7 @@ import { createConnectTransport } from "@connectrpc/connect-node";
 import type { BroadcasterService } from "../../../gen/opal/mesh/v1/broadcaster_pb.js";
 import { ComponentHealthSchema } from "../../../gen/opal/mesh/v1/health_pb.js";
 import { PolicyService } from "../../../gen/opal/mesh/v1/policy_pb.js";
+import type { Security } from "../../common/auth/security.js";
 import type { ServerConfig } from "../../common/config/server-config.js";
 import type { Logger } from "../../common/logger.js";
 import { createPolicyService, type PolicyWatcher } from "../../policy-watcher/index.js";
@@ -31,6 +32,7 @@ export class PolicyWatcherRole implements Role {
     broadcaster: Client<typeof BroadcasterService>,
     private readonly election: LeaderElection,
     private readonly membership: KafkaMembership | undefined,
+    private readonly security: Security,
   ) {
     const log = logger.child({ service: "policy-watcher" });
     const wiring = wirePolicyWatcher(config.policy, config.environment, broadcaster, log, MAX_BODY_BYTES, {
@@ -75,7 +77,7 @@ export class PolicyWatcherRole implements Role {
   private tellPublisher(logger: Logger): void {
     const publisher = this.membership?.members("policy-publisher").at(0);
     if (publisher === undefined) return;
-    const client = createClient(PolicyService, createConnectTransport({ baseUrl: publisher.url, httpVersion: "1.1" }));
+    const client = createClient(PolicyService, createConnectTransport({ baseUrl: publisher.url, httpVersion: "1.1", interceptors: [this.security.serviceInterceptor()] }));
     void client.refresh({}, { timeoutMs: 30_000 }).catch((error: unknown) => logger.warn({ err: (error as Error).message, publisher: publisher.url }, "could not ask the publisher to refresh"));
   }
 }

@@ -2,6 +2,8 @@
 import type { Client, ConnectRouter } from "@connectrpc/connect";
 import type { BroadcasterService } from "../../../gen/opal/mesh/v1/broadcaster_pb.js";
 import { TriggerService } from "../../../gen/opal/mesh/v1/trigger_pb.js";
+import type { Security } from "../../common/auth/security.js";
+import type { Principal } from "../../common/auth/tokens.js";
 import type { Logger } from "../../common/logger.js";
 import { createTriggerService, type DeliveryStatusReader, triggerRestRoutes } from "../../trigger-api/index.js";
 import { MAX_BODY_BYTES, type Role } from "./role.js";
@@ -11,10 +13,14 @@ export class TriggerRole implements Role {
   readonly routes;
   private readonly impl;
 
-  constructor(logger: Logger, broadcaster: Client<typeof BroadcasterService>, delivery: DeliveryStatusReader) {
+  constructor(logger: Logger, broadcaster: Client<typeof BroadcasterService>, delivery: DeliveryStatusReader, security: Security) {
     const log = logger.child({ service: "trigger-api" });
-    this.impl = createTriggerService({ broadcaster, delivery, logger: log });
-    this.routes = triggerRestRoutes({ broadcaster, delivery, logger: log, dataConfigRoute: "/data/config", maxBodyBytes: MAX_BODY_BYTES });
+    // A datasource token publishes only to its permitted_topics.
+    const authorizeTopics = async (principal: Principal | undefined, topics: string[]): Promise<void> => {
+      if (principal !== undefined) (await security.authenticator()).authorizeTopics(principal, topics);
+    };
+    this.impl = createTriggerService({ broadcaster, delivery, logger: log, authorizeTopics });
+    this.routes = triggerRestRoutes({ broadcaster, delivery, logger: log, dataConfigRoute: "/data/config", maxBodyBytes: MAX_BODY_BYTES, authorizeTopics });
   }
 
   register(router: ConnectRouter): void {
