@@ -8,6 +8,7 @@ import type { Event } from "../../gen/opal/mesh/v1/event_pb.js";
 import { Security } from "../common/auth/security.js";
 import type { ClientConfig } from "../common/config/client-config.js";
 import { GlobSet } from "../common/globs.js";
+import { UrlAllowlist } from "../common/url-allowlist.js";
 import type { HttpListener } from "../common/http/listener.js";
 import type { Logger } from "../common/logger.js";
 import { createClientApi } from "./api-server.js";
@@ -128,7 +129,7 @@ export class ClientAgent {
       // An empty store (a fresh or restarted OPA) starts from the backup, server or not.
       if (!(await this.store.exists(STATUS_PATH, ownSignal))) await this.backup.restore(ownSignal);
     }
-    this.reporter = new UpdateReporter({ ...config.reporting, logger: logger.child({ component: "reporter" }) });
+    this.reporter = new UpdateReporter({ ...config.reporting, allowlist: new UrlAllowlist(config.fetchAllowlist), logger: logger.child({ component: "reporter" }) });
 
     this.registry = new FetchProviderRegistry(plugins, { logger: logger.child({ component: "fetch" }), timeoutMs: config.httpFetcherTimeoutMs });
     const serverUrl = (): string => this.stream?.serverUrl ?? (config.serverUrls[0] as string);
@@ -141,6 +142,7 @@ export class ClientAgent {
         fetchRetry: config.dataUpdaterRetry,
         storeRetry: config.policyStoreRetry,
         splitRootData: config.splitRootData,
+        allowlist: new UrlAllowlist(config.fetchAllowlist),
         logger: logger.child({ component: "data" }),
       }),
       concurrency: config.fetchingWorkerCount,

@@ -10,10 +10,13 @@ import { retry } from "../common/backoff.js";
 import { redactUrl } from "../common/config/env-reader.js";
 import { parseJsonBytes, saveMethodName } from "../common/data-entries.js";
 import type { Logger } from "../common/logger.js";
+import type { UrlAllowlist } from "../common/url-allowlist.js";
 import type { JobResult } from "./data/update-pipeline.js";
 
 export interface UpdateReporterOptions {
   enabled: boolean;
+  /** A publisher's own callbacks are held to OPAL_FETCH_URL_ALLOWLIST (the operator's defaults are not). */
+  allowlist: UrlAllowlist;
   callbacks: readonly CallbackTarget[];
   defaultConfig: Record<string, unknown>;
   logger: Logger;
@@ -42,7 +45,12 @@ export class UpdateReporter {
       policy_hash: policyHash,
       user_data: {},
     });
-    for (const target of [...this.options.callbacks, ...(result.job.callbacks ?? [])]) {
+    const own = (result.job.callbacks ?? []).filter((target) => {
+      const allowed = this.options.allowlist.allows(target.url);
+      if (!allowed) this.options.logger.warn({ callback: redactUrl(target.url) }, "not reporting to a callback outside OPAL_FETCH_URL_ALLOWLIST");
+      return allowed;
+    });
+    for (const target of [...this.options.callbacks, ...own]) {
       const sending = this.send(target, body).finally(() => this.inFlight.delete(sending));
       this.inFlight.add(sending);
     }

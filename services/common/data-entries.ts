@@ -16,6 +16,7 @@ import {
   SaveMethod,
 } from "../../gen/opal/mesh/v1/data_pb.js";
 import { jsonPatchProblem } from "./json-patch.js";
+import type { UrlAllowlist } from "./url-allowlist.js";
 import { ValidationError } from "./validation-error.js";
 
 export const DEFAULT_DATA_TOPIC = "policy_data";
@@ -167,11 +168,25 @@ export function parseCallbacks(value: unknown): CallbackTarget[] {
   });
 }
 
+export interface UpdateLimits {
+  maxEntries?: number;
+  /** Only sources this allows may be named (OPAL_FETCH_URL_ALLOWLIST). */
+  allowlist?: UrlAllowlist;
+}
+
 /** OPAL's DataUpdate JSON (the body of POST /data/config). The id stays empty when not given. */
-export function parseDataUpdate(json: unknown): DataUpdate {
+export function parseDataUpdate(json: unknown, limits: UpdateLimits = {}): DataUpdate {
   if (!isObject(json)) throw new ValidationError("", "the body must be a JSON object (OPAL's DataUpdate)");
+  if (limits.maxEntries !== undefined && Array.isArray(json.entries) && json.entries.length > limits.maxEntries) {
+    throw new ValidationError("entries", `holds ${json.entries.length} entries; at most ${limits.maxEntries} are accepted (OPAL_MESH_MAX_ENTRIES_PER_UPDATE)`);
+  }
   const entries = parseEntries(json.entries, "entries", {});
   if (entries.length === 0) throw new ValidationError("entries", "must hold at least one entry");
+  entries.forEach((entry, index) => {
+    if (entry.url !== "" && entry.dataJson === undefined && limits.allowlist !== undefined && !limits.allowlist.allows(entry.url)) {
+      throw new ValidationError(`entries[${index}].url`, "is not allowed by OPAL_FETCH_URL_ALLOWLIST");
+    }
+  });
   return create(DataUpdateSchema, {
     id: optionalString(json.id, "id"),
     entries,

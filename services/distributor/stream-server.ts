@@ -20,6 +20,8 @@ export interface StreamServerOptions {
   broadcaster: Client<typeof BroadcasterService>;
   logger: Logger;
   maxBufferedFrames: number;
+  /** Largest message a client may send. */
+  maxMessageBytes?: number;
   helloTimeoutMs: number;
   /** Told of every ACK, for fleet-wide delivery status. */
   onAck?: (clientId: string, ack: Ack) => void;
@@ -40,17 +42,18 @@ const STATUS = {
 } as const;
 
 export class StreamServer {
-  private readonly server = new grpc.Server({
-    "grpc.keepalive_time_ms": 30_000,
-    "grpc.keepalive_timeout_ms": 10_000,
-    "grpc.keepalive_permit_without_calls": 1,
-    "grpc.http2.min_ping_interval_without_data_ms": 5_000,
-    "grpc.max_receive_message_length": 1024 * 1024,
-  });
+  private readonly server: grpc.Server;
   private readonly calls = new Set<ConnectCall>();
   private boundPort = 0;
 
   constructor(private readonly options: StreamServerOptions) {
+    this.server = new grpc.Server({
+      "grpc.keepalive_time_ms": 30_000,
+      "grpc.keepalive_timeout_ms": 10_000,
+      "grpc.keepalive_permit_without_calls": 1,
+      "grpc.http2.min_ping_interval_without_data_ms": 5_000,
+      "grpc.max_receive_message_length": options.maxMessageBytes ?? 1024 * 1024,
+    });
     this.server.addService(grpcServiceDefinition(DistributorService), {
       connect: (call: ConnectCall) => this.handle(call),
     });

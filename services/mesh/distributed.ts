@@ -84,7 +84,7 @@ export function triggerApiProcess(config: ServerConfig, logger: Logger): MeshPro
     const urls = new Set([...config.distributorUrls, ...(members?.members("distributor").map((member) => member.url) ?? [])]);
     return [...urls].map((url) => peers.distributor(url));
   });
-  return new MeshProcess("trigger-api", config, logger, [new TriggerRole(logger, createClient(BroadcasterService, broadcaster), delivery, security)], security, {
+  return new MeshProcess("trigger-api", config, logger, [new TriggerRole(config, logger, createClient(BroadcasterService, broadcaster), delivery, security)], security, {
     afterStart: async () => members?.start(),
     beforeStop: async () => {
       await members?.stop();

@@ -45,7 +45,7 @@ export class EmbeddedServer implements Component {
       this.distributor.client,
       ...(this.membership?.members("distributor").filter((member) => member.id !== this.membership?.id).map((member) => peers.distributor(member.url)) ?? []),
     ]);
-    const trigger = new TriggerRole(logger, broadcaster.client, delivery, security);
+    const trigger = new TriggerRole(config, logger, broadcaster.client, delivery, security);
     this.watcher = policy.watcher;
     this.bundles = this.distributor.bundles;
     this.process = new MeshProcess("server", config, logger, [broadcaster, policy, this.distributor, trigger], security, {

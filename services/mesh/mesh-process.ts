@@ -16,7 +16,7 @@ import { ComponentHealthSchema } from "../../gen/opal/mesh/v1/health_pb.js";
 import { authInterceptor } from "../common/auth/connect-auth.js";
 import type { Security } from "../common/auth/security.js";
 import { METHOD_RULES } from "./access-rules.js";
-import { MAX_BODY_BYTES, type Role } from "./roles/role.js";
+import type { Role } from "./roles/role.js";
 import { securityRoutes } from "./security-routes.js";
 
 function authHealth(security: Security): ComponentHealth {
@@ -48,7 +48,7 @@ export class MeshProcess implements Component {
   ) {
     const rest = new RestRouter(security).add(
       ...roles.flatMap((role) => role.routes),
-      ...securityRoutes(security, logger, MAX_BODY_BYTES),
+      ...securityRoutes(security, logger, config.limits),
       { method: "GET", path: "/", auth: "open", handle: (_request, response) => sendJson(response, 200, { status: "ok" }) },
       {
       method: "GET",
@@ -69,7 +69,7 @@ export class MeshProcess implements Component {
       routes: (router) => {
         for (const role of roles) role.register(router);
       },
-      readMaxBytes: MAX_BODY_BYTES,
+      readMaxBytes: config.limits.maxBodyBytes,
       interceptors: [authInterceptor(security, METHOD_RULES)],
       fallback: (request, nodeResponse) => {
         // connect-node's response type is a structural variant of node's own.

@@ -4,6 +4,7 @@ import type { Security } from "../common/auth/security.js";
 import { PEER_TYPES, type PeerType } from "../common/auth/tokens.js";
 import { HttpError, readJson, sendJson } from "../common/http/json-io.js";
 import type { RestRoute } from "../common/http/rest-router.js";
+import type { Limits } from "../common/config/limits-config.js";
 import type { Logger } from "../common/logger.js";
 
 const ISSUABLE: readonly PeerType[] = ["client", "datasource", "listener"];
@@ -25,7 +26,7 @@ export function parseTtl(value: unknown): number {
   throw new HttpError(422, `ttl must be a positive number of seconds or an ISO 8601 duration, got ${JSON.stringify(value)}`);
 }
 
-export function securityRoutes(security: Security, logger: Logger, maxBodyBytes: number): RestRoute[] {
+export function securityRoutes(security: Security, logger: Logger, limits: Limits): RestRoute[] {
   return [
     {
       method: "GET",
@@ -40,7 +41,7 @@ export function securityRoutes(security: Security, logger: Logger, maxBodyBytes:
       async handle(request, response) {
         if (security.devMode) throw new HttpError(503, "this server has no signing keys (dev mode): set OPAL_AUTH_PRIVATE_KEY and OPAL_AUTH_PUBLIC_KEY");
         (await security.authenticator()).checkMaster(request.headers.authorization);
-        const body = (await readJson(request, maxBodyBytes)) as Record<string, unknown>;
+        const body = (await readJson(request, limits.maxBodyBytes, limits.maxJsonDepth)) as Record<string, unknown>;
         if (typeof body !== "object" || body === null || Array.isArray(body)) throw new HttpError(422, "expected OPAL's AccessTokenRequest object");
         const type = body.type ?? "client";
         if (typeof type !== "string" || !(ISSUABLE as readonly string[]).includes(type)) {

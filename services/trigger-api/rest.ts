@@ -3,7 +3,8 @@ import { toJson } from "@bufbuild/protobuf";
 import type { Client } from "@connectrpc/connect";
 import { type UpdateStatus, UpdateStatusSchema } from "../../gen/opal/mesh/v1/delivery_pb.js";
 import type { BroadcasterService } from "../../gen/opal/mesh/v1/broadcaster_pb.js";
-import { parseDataUpdate } from "../common/data-entries.js";
+import type { Limits } from "../common/config/limits-config.js";
+import { parseDataUpdate, type UpdateLimits } from "../common/data-entries.js";
 import { HttpError, readJson, sendJson } from "../common/http/json-io.js";
 import type { RestRoute } from "../common/http/rest-router.js";
 import type { Principal } from "../common/auth/tokens.js";
@@ -17,7 +18,8 @@ export interface TriggerRestOptions {
   delivery: DeliveryStatusReader;
   logger: Logger;
   dataConfigRoute: string;
-  maxBodyBytes: number;
+  limits: Limits;
+  updateLimits: UpdateLimits;
   /** Throws (AuthError) when the caller may not publish to these topics. */
   authorizeTopics: (principal: Principal | undefined, topics: string[]) => Promise<void>;
 }
@@ -48,10 +50,10 @@ export function triggerRestRoutes(options: TriggerRestOptions): RestRoute[] {
       auth: ["datasource", "service"],
       path: options.dataConfigRoute,
       async handle(request, response, context) {
-        const body = await readJson(request, options.maxBodyBytes);
+        const body = await readJson(request, options.limits.maxBodyBytes, options.limits.maxJsonDepth);
         let update;
         try {
-          update = parseDataUpdate(body);
+          update = parseDataUpdate(body, options.updateLimits);
         } catch (error) {
           if (error instanceof ValidationError) throw new HttpError(422, error.message, validationDetail(error));
           throw error;
@@ -71,7 +73,7 @@ export function triggerRestRoutes(options: TriggerRestOptions): RestRoute[] {
       auth: ["client"],
       path: "/data/callback_report",
       async handle(request, response) {
-        const report = (await readJson(request, options.maxBodyBytes)) as { update_id?: unknown; reports?: Array<{ saved?: unknown }> };
+        const report = (await readJson(request, options.limits.maxBodyBytes, options.limits.maxJsonDepth)) as { update_id?: unknown; reports?: Array<{ saved?: unknown }> };
         const saved = Array.isArray(report.reports) ? report.reports.filter((entry) => entry.saved === true).length : 0;
         options.logger.info({ updateId: report.update_id, entries: Array.isArray(report.reports) ? report.reports.length : 0, saved }, "client update report");
         sendJson(response, 200, { status: "ok" });

@@ -12,7 +12,7 @@ import {
   PublishDataUpdateResponseSchema,
   type TriggerService,
 } from "../../gen/opal/mesh/v1/trigger_pb.js";
-import { parseDataUpdate } from "../common/data-entries.js";
+import { parseDataUpdate, type UpdateLimits } from "../common/data-entries.js";
 import { toConnectError } from "../common/auth/connect-auth.js";
 import { PRINCIPAL } from "../common/auth/security.js";
 import { AuthError, type Principal } from "../common/auth/tokens.js";
@@ -27,6 +27,7 @@ export interface TriggerServiceOptions {
   logger: Logger;
   /** Throws (AuthError) when the caller may not publish to these topics. */
   authorizeTopics: (principal: Principal | undefined, topics: string[]) => Promise<void>;
+  updateLimits: UpdateLimits;
 }
 
 export function createTriggerService(options: TriggerServiceOptions): ServiceImpl<typeof TriggerService> {
@@ -37,7 +38,7 @@ export function createTriggerService(options: TriggerServiceOptions): ServiceImp
       const json = toJson(PublishDataUpdateRequestSchema, request, { useProtoFieldName: true });
       let update;
       try {
-        update = parseDataUpdate(json);
+        update = parseDataUpdate(json, options.updateLimits);
       } catch (error) {
         if (error instanceof ValidationError) throw new ConnectError(error.message, Code.InvalidArgument);
         throw error;

@@ -10,6 +10,7 @@ import type { RetryPolicy } from "../../common/config/retry-options.js";
 import { redactUrl } from "../../common/config/env-reader.js";
 import { parseJsonBytes, saveMethodName } from "../../common/data-entries.js";
 import type { Logger } from "../../common/logger.js";
+import type { UrlAllowlist } from "../../common/url-allowlist.js";
 import { FetchError } from "../fetch/types.js";
 import type { FetchProviderRegistry } from "../fetch/registry.js";
 import type { PositionMark, StatusDocument } from "../opa-status.js";
@@ -26,6 +27,8 @@ export interface EntryApplierOptions {
   fetchRetry: RetryPolicy;
   storeRetry: RetryPolicy;
   splitRootData: boolean;
+  /** OPAL_FETCH_URL_ALLOWLIST: sources outside it are refused, whoever published the update. */
+  allowlist: UrlAllowlist;
   logger: Logger;
 }
 
@@ -53,6 +56,9 @@ export class EntryApplier implements JobApplier {
   async fetch(entry: DataSourceEntry, signal: AbortSignal): Promise<Uint8Array | undefined> {
     if (entry.saveMethod === SaveMethod.DELETE) return undefined;
     if (entry.dataJson !== undefined) return entry.dataJson;
+    if (!this.options.allowlist.allows(entry.url)) {
+      throw new EntryError("fetch", `refused to fetch ${describeEntry(entry)}: not allowed by OPAL_FETCH_URL_ALLOWLIST`);
+    }
     const config = entry.configJson.length > 0 ? (parseJsonBytes(entry.configJson) as Record<string, unknown>) : {};
     try {
       const provider = this.options.registry.providerFor(config);

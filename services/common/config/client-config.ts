@@ -11,6 +11,7 @@ import type { LoggerOptions } from "../logger.js";
 import { collapseTopics } from "../topics.js";
 import { type AuthConfig, readAuthConfig } from "./auth-config.js";
 import { type Env, EnvReader } from "./env-reader.js";
+import { readFetchAllowlist } from "./limits-config.js";
 import { readLoggingConfig } from "./logging-config.js";
 import { defaultRetryPolicy, parseConnRetryOptions, type RetryPolicy } from "./retry-options.js";
 
@@ -59,6 +60,8 @@ export interface ClientConfig {
   reporting: { enabled: boolean; callbacks: CallbackTarget[]; defaultConfig: Record<string, unknown> };
   /** OPAL_AUTH_PUBLIC_KEY: with it, the client's own API requires listener tokens. */
   auth: AuthConfig;
+  /** OPAL_FETCH_URL_ALLOWLIST: sources the client refuses to fetch from otherwise. */
+  fetchAllowlist: string[];
   /** How often the store is probed (reachable, and still holding our status). */
   livenessProbeIntervalMs: number;
   /** Where downloaded and built tools (OPA) are cached, outside the repo. */
@@ -168,6 +171,7 @@ export function loadClientConfig(environment: Env): ClientConfig {
       }),
     },
     auth: readAuthConfig(env, "client"),
+    fetchAllowlist: readFetchAllowlist(env),
     livenessProbeIntervalMs: env.number("OPAL_POLICY_STORE_LIVENESS_PROBE_INTERVAL_SECONDS", 10, { min: 0.05 }) * 1000,
     cacheDir: cacheDirFrom(environment),
     searchPath: environment.PATH ?? "",

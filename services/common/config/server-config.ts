@@ -9,6 +9,7 @@ import { cacheDirFrom } from "./client-config.js";
 import { type Env, EnvReader } from "./env-reader.js";
 import { type AuthConfig, readAuthConfig } from "./auth-config.js";
 import { type BroadcastConfig, readBroadcastConfig } from "./broadcast-config.js";
+import { type Limits, readFetchAllowlist, readLimits } from "./limits-config.js";
 import { type PolicySourceConfig, readPolicySourceConfig } from "./policy-source-config.js";
 import { readLoggingConfig } from "./logging-config.js";
 
@@ -38,6 +39,9 @@ export interface ServerConfig {
   log: { maxEvents: number; maxBytes: number };
   broadcast: BroadcastConfig;
   auth: AuthConfig;
+  limits: Limits;
+  /** OPAL_FETCH_URL_ALLOWLIST: updates naming other sources are refused at publish. */
+  fetchAllowlist: string[];
   policy: PolicySourceConfig;
   /** What every process of a deployment shares: the environment, for child processes (git). */
   environment: Env;
@@ -101,6 +105,8 @@ export function loadServerConfig(environment: Env, role: ServerRole = "server"):
     serviceCaFile: env.optionalString("OPAL_MESH_SERVICE_CA_FILE"),
     broadcast: readBroadcastConfig(env),
     auth: readAuthConfig(env, "server"),
+    limits: readLimits(env),
+    fetchAllowlist: readFetchAllowlist(env),
     policy: readPolicySourceConfig(env, cacheDirFrom(environment)),
     environment,
     logging: readLoggingConfig(env, "opal-mesh-server"),

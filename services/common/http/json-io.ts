@@ -1,4 +1,5 @@
 /** Small helpers for OPAL's JSON REST routes. */
+import { jsonDepth } from "../json-depth.js";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 
@@ -26,14 +27,18 @@ export async function readBody(request: HttpRequest, maxBytes: number): Promise<
   return Buffer.concat(chunks);
 }
 
-export async function readJson(request: HttpRequest, maxBytes: number): Promise<unknown> {
+export async function readJson(request: HttpRequest, maxBytes: number, maxDepth = 64): Promise<unknown> {
   const body = await readBody(request, maxBytes);
   if (body.length === 0) throw new HttpError(422, "the request body is empty; expected JSON");
+  let value: unknown;
   try {
-    return JSON.parse(body.toString("utf8")) as unknown;
+    value = JSON.parse(body.toString("utf8")) as unknown;
   } catch (error) {
+    if (error instanceof RangeError) throw new HttpError(422, `the request body nests deeper than ${maxDepth} levels`);
     throw new HttpError(400, `the request body is not valid JSON: ${(error as Error).message}`);
   }
+  if (jsonDepth(value, maxDepth) > maxDepth) throw new HttpError(422, `the request body nests deeper than ${maxDepth} levels`);
+  return value;
 }
 
 export function sendJson(response: HttpResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {

@@ -37,7 +37,8 @@ export class DistributorRole implements Role {
       fanout: this.fanout,
       broadcaster,
       logger: log,
-      maxBufferedFrames: 10_000,
+      maxBufferedFrames: config.limits.streamMaxBufferedEvents,
+      maxMessageBytes: config.limits.streamMaxMessageBytes,
       helloTimeoutMs: 10_000,
       onAck: (clientId, ack) => delivery.acknowledged(clientId, ack),
       authorize: async (authorization, hello) => {

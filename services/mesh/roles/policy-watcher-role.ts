@@ -16,7 +16,7 @@ import { createPolicyService, type PolicyWatcher } from "../../policy-watcher/in
 import type { LeaderElection } from "../leader-election.js";
 import type { KafkaMembership } from "../membership.js";
 import { wirePolicyWatcher } from "../policy-wiring.js";
-import { MAX_BODY_BYTES, type Role } from "./role.js";
+import type { Role } from "./role.js";
 
 export class PolicyWatcherRole implements Role {
   readonly name = "policy-watcher";
@@ -35,7 +35,7 @@ export class PolicyWatcherRole implements Role {
     private readonly security: Security,
   ) {
     const log = logger.child({ service: "policy-watcher" });
-    const wiring = wirePolicyWatcher(config.policy, config.environment, broadcaster, log, MAX_BODY_BYTES, {
+    const wiring = wirePolicyWatcher(config.policy, config.environment, broadcaster, log, config.limits.maxBodyBytes, {
       mayPublish: () => election.isLeader,
       onPush: () => {
         if (!election.isLeader) this.tellPublisher(log);

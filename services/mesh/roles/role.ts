@@ -18,5 +18,3 @@ export interface Role {
   /** Facts for the start-up log line. */
   describe(): Record<string, unknown>;
 }
-
-export const MAX_BODY_BYTES = 16 * 1024 * 1024;
