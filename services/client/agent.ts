@@ -62,7 +62,7 @@ export class ClientAgent {
   constructor(private readonly options: ClientAgentOptions) {
     const { config } = options;
     this.health = new ClientHealth(config.dataUpdaterEnabled, config.policyUpdaterEnabled);
-    this.store = new OpaStore({ url: config.policyStore.url, authToken: config.policyStore.authToken });
+    this.store = new OpaStore({ url: config.policyStore.url, authToken: config.policyStore.authToken, tls: config.storeTls });
     this.status = new StatusDocument(this.health, config.clientId);
     this.transactions = new DataTransactions(this.store);
   }
@@ -154,7 +154,7 @@ export class ClientAgent {
     this.dataUpdater = new DataUpdater({
       topics: config.dataTopics,
       pipeline,
-      baseline: new BaselineSource({ serverUrl, configUrl: config.dataSourcesConfigUrl, token: config.token, clientId: config.clientId, scope: config.scopeId, timeoutMs: 10_000 }),
+      baseline: new BaselineSource({ serverUrl, configUrl: config.dataSourcesConfigUrl, token: config.token, clientId: config.clientId, scope: config.scopeId, timeoutMs: 10_000, tls: config.serverTls }),
       health: this.health,
       logger: logger.child({ component: "data" }),
       sendAck: (ack) => this.stream?.sendAck(ack),
@@ -169,6 +169,7 @@ export class ClientAgent {
       health: this.health,
       logger: logger.child({ component: "policy" }),
       timeoutMs: 60_000,
+      tls: config.serverTls,
     });
     await this.restoreStatus(ownSignal);
     pipeline.start(ownSignal);
@@ -222,6 +223,7 @@ export class ClientAgent {
       logger: logger.child({ component: "stream" }),
       resumePoint: () => this.lastReceived,
       policyHash: () => this.policyHash,
+      tls: config.serverTls,
       handlers: {
         onConnectionChange: (connected, error) => {
           this.health.streamConnected = connected;

@@ -5,7 +5,7 @@
  */
 import { create } from "@bufbuild/protobuf";
 import { ConnectError, createClient } from "@connectrpc/connect";
-import { createConnectTransport, createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import { createGrpcTransport, type Http2SessionManager } from "@connectrpc/connect-node";
 import {
   type Ack,
   type ConnectRequest,
@@ -18,7 +18,9 @@ import type { Event } from "../../gen/opal/mesh/v1/event_pb.js";
 import { backoffDelay, sleep } from "../common/backoff.js";
 import { redactUrl } from "../common/config/env-reader.js";
 import type { Logger } from "../common/logger.js";
+import type { ClientTls } from "../common/config/tls-config.js";
 import { Outbox } from "./outbox.js";
+import { callTransport, streamSessions } from "./server-transports.js";
 
 export interface ResumePoint {
   logId: string;
@@ -44,6 +46,7 @@ export interface StreamSessionOptions {
   /** Where to resume from, or undefined to start fresh (baseline). */
   resumePoint: () => ResumePoint | undefined;
   policyHash: () => string;
+  tls?: ClientTls;
 }
 
 export class StreamSession {
@@ -119,7 +122,7 @@ export class StreamSession {
   }
 
   private async discover(serverUrl: string, signal: AbortSignal): Promise<string> {
-    const transport = createConnectTransport({ baseUrl: serverUrl, httpVersion: "1.1" });
+    const transport = callTransport(serverUrl, this.options.tls);
     const response = await createClient(DistributorService, transport).discoverStream({}, { signal, headers: this.headers(), timeoutMs: 10_000 });
     if (response.url !== "") return response.url;
     const base = new URL(serverUrl);
@@ -128,7 +131,7 @@ export class StreamSession {
 
   /** Returns whether the server welcomed us (a healthy session), once the stream ends. */
   private async stream(streamUrl: string, signal: AbortSignal): Promise<boolean> {
-    const manager = new Http2SessionManager(streamUrl, { pingIntervalMs: 15_000, pingTimeoutMs: 10_000, pingIdleConnection: true });
+    const manager = streamSessions(streamUrl, this.options.tls);
     this.sessionManagers.push(manager);
     const transport = createGrpcTransport({ baseUrl: streamUrl, sessionManager: manager });
     const client = createClient(DistributorService, transport);

@@ -25,6 +25,7 @@ export interface DistributorServiceOptions {
   /** The stream listener's port, known once it is bound. */
   streamPort: () => number;
   streamPublicUrl: string | undefined;
+  streamTls: boolean;
 }
 
 export function createDistributorService(options: DistributorServiceOptions): ServiceImpl<typeof DistributorService> {
@@ -35,7 +36,7 @@ export function createDistributorService(options: DistributorServiceOptions): Se
     },
 
     discoverStream() {
-      return create(DiscoverStreamResponseSchema, { port: options.streamPort(), url: options.streamPublicUrl ?? "", tls: false });
+      return create(DiscoverStreamResponseSchema, { port: options.streamPort(), url: options.streamPublicUrl ?? "", tls: options.streamTls });
     },
 
     getDataSourcesConfig() {

@@ -20,6 +20,8 @@ export interface StreamServerOptions {
   broadcaster: Client<typeof BroadcasterService>;
   logger: Logger;
   maxBufferedFrames: number;
+  /** TLS, and mTLS when a client CA is given. */
+  tls?: { cert: Buffer; key: Buffer; clientCa?: Buffer | undefined };
   /** Largest message a client may send. */
   maxMessageBytes?: number;
   helloTimeoutMs: number;
@@ -65,7 +67,10 @@ export class StreamServer {
 
   async start(): Promise<void> {
     this.boundPort = await new Promise<number>((resolve, reject) => {
-      this.server.bindAsync(`${this.options.host}:${this.options.port}`, grpc.ServerCredentials.createInsecure(), (error, port) => {
+      const tls = this.options.tls;
+      const credentials =
+        tls === undefined ? grpc.ServerCredentials.createInsecure() : grpc.ServerCredentials.createSsl(tls.clientCa ?? null, [{ cert_chain: tls.cert, private_key: tls.key }], tls.clientCa !== undefined);
+      this.server.bindAsync(`${this.options.host}:${this.options.port}`, credentials, (error, port) => {
         if (error) reject(error);
         else resolve(port);
       });

@@ -21,7 +21,7 @@ import { PolicyWatcherRole } from "./roles/policy-watcher-role.js";
 import { TriggerRole } from "./roles/trigger-role.js";
 
 function remote(config: ServerConfig, security: Security, urls: readonly string[]) {
-  return createFailoverTransport({ urls, caFile: config.serviceCaFile, interceptors: [security.serviceInterceptor()] });
+  return createFailoverTransport({ urls, tls: config.serviceTls, interceptors: [security.serviceInterceptor()] });
 }
 
 function membership(config: ServerConfig, logger: Logger, self: () => { roles: string[]; url: string } | undefined): KafkaMembership | undefined {
@@ -79,7 +79,7 @@ export function triggerApiProcess(config: ServerConfig, logger: Logger): MeshPro
   const broadcaster = remote(config, security, config.broadcasterUrls);
   // It announces nothing; it listens for the distributors, to ask them about deliveries.
   const members = membership(config, logger, () => undefined);
-  const peers = new PeerClients(security);
+  const peers = new PeerClients(security, config.serviceTls);
   const delivery = new DeliveryStatusReader(() => {
     const urls = new Set([...config.distributorUrls, ...(members?.members("distributor").map((member) => member.url) ?? [])]);
     return [...urls].map((url) => peers.distributor(url));

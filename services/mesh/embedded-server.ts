@@ -40,7 +40,7 @@ export class EmbeddedServer implements Component {
     const policy = new PolicyWatcherRole(config, logger, broadcaster.client, election, this.membership, security);
     this.distributor = new DistributorRole(config, logger, broadcaster.client, policy.client, security);
     // Other servers' distributors hold other clients: delivery status asks them all.
-    const peers = new PeerClients(security);
+    const peers = new PeerClients(security, config.serviceTls);
     const delivery = new DeliveryStatusReader(() => [
       this.distributor.client,
       ...(this.membership?.members("distributor").filter((member) => member.id !== this.membership?.id).map((member) => peers.distributor(member.url)) ?? []),

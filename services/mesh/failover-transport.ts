@@ -6,14 +6,14 @@
  */
 import { Code, ConnectError, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
-import { readFileSync } from "node:fs";
+import type { ClientTls } from "../common/config/tls-config.js";
 
 export interface FailoverOptions {
   urls: readonly string[];
   /** E.g. the service token every call carries. */
   interceptors?: Interceptor[];
-  /** A CA bundle for https:// replicas signed by a private CA. */
-  caFile?: string;
+  /** For https:// replicas: a private CA, and this process's certificate for mTLS. */
+  tls?: ClientTls;
 }
 
 /** Errors that say "this replica is not there", as opposed to "your request is wrong". */
@@ -28,8 +28,8 @@ export interface FailoverTransport extends Transport {
 
 export function createFailoverTransport(options: FailoverOptions): FailoverTransport {
   if (options.urls.length === 0) throw new Error("no replica URLs to connect to");
-  const ca = options.caFile === undefined ? undefined : readFileSync(options.caFile);
-  const managers = options.urls.map((url) => new Http2SessionManager(url, { pingIntervalMs: 10_000, pingTimeoutMs: 5_000 }, ca === undefined ? undefined : { ca }));
+  const tls = options.tls === undefined ? undefined : { ca: options.tls.ca, cert: options.tls.cert, key: options.tls.key };
+  const managers = options.urls.map((url) => new Http2SessionManager(url, { pingIntervalMs: 10_000, pingTimeoutMs: 5_000 }, url.startsWith("https:") ? tls : undefined));
   const transports = options.urls.map((url, index) => createGrpcTransport({ baseUrl: url, sessionManager: managers[index], interceptors: options.interceptors }));
   let current = 0;
   const failed = (index: number): void => {

@@ -77,7 +77,7 @@ export class MeshProcess implements Component {
         if (!rest.handle(request, response)) sendJson(response, 404, { detail: "Not Found" });
       },
     });
-    this.http = new HttpListener({ host: config.host, port: config.port, handler });
+    this.http = new HttpListener({ host: config.host, port: config.port, handler, tls: config.tls });
   }
 
   get port(): number {
@@ -86,7 +86,7 @@ export class MeshProcess implements Component {
 
   get url(): string {
     const host = this.config.host === "0.0.0.0" || this.config.host === "::" ? "127.0.0.1" : this.config.host;
-    return `http://${host}:${this.port}`;
+    return `${this.config.tls === undefined ? "http" : "https"}://${host}:${this.port}`;
   }
 
   async start(signal: AbortSignal): Promise<void> {

@@ -4,6 +4,7 @@ import { createConnectTransport } from "@connectrpc/connect-node";
 import type { KafkaConfig, SASLOptions } from "kafkajs";
 import { DistributorService } from "../../gen/opal/mesh/v1/distributor_pb.js";
 import type { Security } from "../common/auth/security.js";
+import type { ClientTls } from "../common/config/tls-config.js";
 import type { KafkaBroadcastConfig } from "../common/config/broadcast-config.js";
 import type { Logger } from "../common/logger.js";
 import { KafkaMembership } from "./membership.js";
@@ -28,12 +29,18 @@ export function kafkaClientConfig(broadcast: KafkaBroadcastConfig, clientId: str
 export class PeerClients {
   private readonly distributors = new Map<string, Client<typeof DistributorService>>();
 
-  constructor(private readonly security: Security) {}
+  constructor(
+    private readonly security: Security,
+    private readonly tls?: ClientTls,
+  ) {}
 
   distributor(url: string): Client<typeof DistributorService> {
     let client = this.distributors.get(url);
     if (client === undefined) {
-      client = createClient(DistributorService, createConnectTransport({ baseUrl: url, httpVersion: "1.1", interceptors: [this.security.serviceInterceptor()] }));
+      client = createClient(
+        DistributorService,
+        createConnectTransport({ baseUrl: url, httpVersion: "1.1", interceptors: [this.security.serviceInterceptor()], nodeOptions: { ca: this.tls?.ca, cert: this.tls?.cert, key: this.tls?.key } }),
+      );
       this.distributors.set(url, client);
     }
     return client;

@@ -1,7 +1,7 @@
 /** opal-mesh processes for tests of the distributed deployment: spawned, watched, killed. */
 import { type ChildProcess, spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
-import { request } from "undici";
+import { Agent, request } from "undici";
 import { waitFor } from "./wait.js";
 
 const BIN = fileURLToPath(new URL("../../bin/opal-mesh.js", import.meta.url));
@@ -9,12 +9,15 @@ const BIN = fileURLToPath(new URL("../../bin/opal-mesh.js", import.meta.url));
 export class MeshProcess {
   child: ChildProcess;
   private output: string[] = [];
+  private readyAgent: Agent | undefined;
 
   constructor(
     readonly command: string,
     readonly env: Record<string, string>,
     /** What answers when it is up (a /healthcheck or /ready URL). */
     readonly readyUrl: string,
+    /** For an https readyUrl: the CA (and the certificate, when the process requires one). */
+    private readonly readyTls?: { ca: Buffer; cert?: Buffer; key?: Buffer },
   ) {
     this.child = this.spawn();
   }
@@ -46,7 +49,7 @@ export class MeshProcess {
     await waitFor(
       async () => {
         if (!this.alive) throw new Error(`${this.command} exited: ${this.output.join("\n")}`);
-        const response = await request(this.readyUrl);
+        const response = await request(this.readyUrl, this.readyTls === undefined ? {} : { dispatcher: (this.readyAgent ??= new Agent({ connect: this.readyTls })) });
         await response.body.dump();
         return response.statusCode === 200;
       },

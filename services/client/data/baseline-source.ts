@@ -4,12 +4,13 @@
  * an external_source_url with the client's token, as OPAL does.
  */
 import { createClient } from "@connectrpc/connect";
-import { createConnectTransport } from "@connectrpc/connect-node";
 import { request } from "undici";
 import type { DataSourceEntry } from "../../../gen/opal/mesh/v1/data_pb.js";
 import { DistributorService } from "../../../gen/opal/mesh/v1/distributor_pb.js";
 import { redactUrl } from "../../common/config/env-reader.js";
+import type { ClientTls } from "../../common/config/tls-config.js";
 import { parseDataSourceEntry } from "../../common/data-entries.js";
+import { callTransport } from "../server-transports.js";
 
 export interface BaselineSourceOptions {
   /** The server currently in use. */
@@ -19,6 +20,7 @@ export interface BaselineSourceOptions {
   clientId: string;
   scope: string;
   timeoutMs: number;
+  tls?: ClientTls;
 }
 
 export class BaselineSource {
@@ -26,7 +28,7 @@ export class BaselineSource {
 
   async entries(signal: AbortSignal): Promise<DataSourceEntry[]> {
     if (this.options.configUrl !== undefined) return this.fetchEntries(this.options.configUrl, signal);
-    const transport = createConnectTransport({ baseUrl: this.options.serverUrl(), httpVersion: "1.1" });
+    const transport = callTransport(this.options.serverUrl(), this.options.tls);
     const response = await createClient(DistributorService, transport).getDataSourcesConfig(
       { clientId: this.options.clientId, scope: this.options.scope },
       { signal, headers: this.headers(), timeoutMs: this.options.timeoutMs },

@@ -1,5 +1,6 @@
 /** The policy store over OPA's REST API, on one keep-alive connection pool. */
 import { Pool } from "undici";
+import type { ClientTls } from "../../common/config/tls-config.js";
 import { type DataWrite, type PatchOperation, type PolicyStore, PolicyStoreError } from "../policy-store.js";
 
 export interface OpaStoreOptions {
@@ -7,6 +8,8 @@ export interface OpaStoreOptions {
   /** Bearer token for OPA's token authentication. */
   authToken: string | undefined;
   timeoutMs?: number;
+  /** TLS to OPA: its CA, and a client certificate when OPA requires one. */
+  tls?: ClientTls;
 }
 
 const OPEN_BRACKET = 0x5b;
@@ -30,7 +33,8 @@ export class OpaStore implements PolicyStore {
   private readonly timeoutMs: number;
 
   constructor(private readonly options: OpaStoreOptions) {
-    this.pool = new Pool(options.url, { connections: 4, pipelining: 1, keepAliveTimeout: 30_000 });
+    const tls = options.tls;
+    this.pool = new Pool(options.url, { connections: 4, pipelining: 1, keepAliveTimeout: 30_000, ...(tls === undefined ? {} : { connect: { ca: tls.ca, cert: tls.cert, key: tls.key } }) });
     this.headers = options.authToken === undefined ? {} : { authorization: `Bearer ${options.authToken}` };
     this.timeoutMs = options.timeoutMs ?? 30_000;
   }

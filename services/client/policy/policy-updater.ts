@@ -5,9 +5,10 @@
  * restarted client knows what it has.
  */
 import { createClient } from "@connectrpc/connect";
-import { createConnectTransport } from "@connectrpc/connect-node";
 import { PolicyService } from "../../../gen/opal/mesh/v1/policy_pb.js";
+import type { ClientTls } from "../../common/config/tls-config.js";
 import type { GlobSet } from "../../common/globs.js";
+import { callTransport } from "../server-transports.js";
 import type { Logger } from "../../common/logger.js";
 import type { ClientHealth } from "../health.js";
 import { type PositionMark, STATUS_PATH, type StatusDocument } from "../opa-status.js";
@@ -25,6 +26,7 @@ export interface PolicyUpdaterOptions {
   health: ClientHealth;
   logger: Logger;
   timeoutMs: number;
+  tls?: ClientTls;
 }
 
 export class PolicyUpdater {
@@ -43,7 +45,7 @@ export class PolicyUpdater {
     const { health, logger, status, store } = this.options;
     let failure: Error | undefined;
     try {
-      const transport = createConnectTransport({ baseUrl: this.options.serverUrl(), httpVersion: "1.1" });
+      const transport = callTransport(this.options.serverUrl(), this.options.tls);
       const headers: Record<string, string> = this.options.token === undefined ? {} : { authorization: `Bearer ${this.options.token}` };
       const { bundle } = await createClient(PolicyService, transport).getBundle({ baseHash: status.policyHash, paths: [...this.options.dirs] }, { signal, headers, timeoutMs: this.options.timeoutMs });
       if (bundle === undefined || bundle.hash === "") {

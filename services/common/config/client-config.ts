@@ -12,6 +12,7 @@ import { collapseTopics } from "../topics.js";
 import { type AuthConfig, readAuthConfig } from "./auth-config.js";
 import { type Env, EnvReader } from "./env-reader.js";
 import { readFetchAllowlist } from "./limits-config.js";
+import { type ClientTls, readClientTls } from "./tls-config.js";
 import { readLoggingConfig } from "./logging-config.js";
 import { defaultRetryPolicy, parseConnRetryOptions, type RetryPolicy } from "./retry-options.js";
 
@@ -60,6 +61,10 @@ export interface ClientConfig {
   reporting: { enabled: boolean; callbacks: CallbackTarget[]; defaultConfig: Record<string, unknown> };
   /** OPAL_AUTH_PUBLIC_KEY: with it, the client's own API requires listener tokens. */
   auth: AuthConfig;
+  /** TLS to the server (OPAL_CLIENT_SSL_CONTEXT_TRUSTED_CA_FILE) and the client's certificate for mTLS. */
+  serverTls: ClientTls;
+  /** TLS to OPA (OPAL_POLICY_STORE_TLS_*). */
+  storeTls: ClientTls;
   /** OPAL_FETCH_URL_ALLOWLIST: sources the client refuses to fetch from otherwise. */
   fetchAllowlist: string[];
   /** How often the store is probed (reachable, and still holding our status). */
@@ -127,9 +132,14 @@ export function loadClientConfig(environment: Env): ClientConfig {
   };
   // With inline OPA the store is wherever it listens, unless the user says otherwise.
   const storeUrl = env.has("OPAL_POLICY_STORE_URL") || !inlineEnabled ? env.url("OPAL_POLICY_STORE_URL", "http://localhost:8181") : opaUrlFromAddr(inlineOpa.addr);
-  const authType = env.oneOf("OPAL_POLICY_STORE_AUTH_TYPE", "none", ["none", "token"] as const);
+  const authType = env.oneOf("OPAL_POLICY_STORE_AUTH_TYPE", "none", ["none", "token", "tls"] as const);
   const authToken = env.optionalString("OPAL_POLICY_STORE_AUTH_TOKEN");
   if (authType === "token" && authToken === undefined) env.problem("OPAL_POLICY_STORE_AUTH_TOKEN", "is required when OPAL_POLICY_STORE_AUTH_TYPE=token");
+
+  const storeTls = readClientTls(env, { ca: "OPAL_POLICY_STORE_TLS_CA", cert: "OPAL_POLICY_STORE_TLS_CLIENT_CERT", key: "OPAL_POLICY_STORE_TLS_CLIENT_KEY" });
+  // OPA's --authentication=tls: the store knows the client by its certificate.
+  if (authType === "tls" && storeTls.cert === undefined) env.problem("OPAL_POLICY_STORE_TLS_CLIENT_CERT", "is required when OPAL_POLICY_STORE_AUTH_TYPE=tls");
+  if (authType === "tls" && !storeUrl.startsWith("https:")) env.problem("OPAL_POLICY_STORE_URL", "must be https:// when OPAL_POLICY_STORE_AUTH_TYPE=tls");
 
   const retryDefaults = { strategy: "random_exponential", waitTime: 1, attempts: 5, maxWait: 10 } as const;
   const storeRetryDefaults = { strategy: "fixed", waitTime: 2, attempts: 2, maxWait: 2 } as const;
@@ -172,6 +182,8 @@ export function loadClientConfig(environment: Env): ClientConfig {
     },
     auth: readAuthConfig(env, "client"),
     fetchAllowlist: readFetchAllowlist(env),
+    serverTls: readClientTls(env, { ca: "OPAL_CLIENT_SSL_CONTEXT_TRUSTED_CA_FILE", cert: "OPAL_MESH_CLIENT_TLS_CERT_FILE", key: "OPAL_MESH_CLIENT_TLS_KEY_FILE" }),
+    storeTls,
     livenessProbeIntervalMs: env.number("OPAL_POLICY_STORE_LIVENESS_PROBE_INTERVAL_SECONDS", 10, { min: 0.05 }) * 1000,
     cacheDir: cacheDirFrom(environment),
     searchPath: environment.PATH ?? "",

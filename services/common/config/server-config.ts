@@ -10,6 +10,7 @@ import { type Env, EnvReader } from "./env-reader.js";
 import { type AuthConfig, readAuthConfig } from "./auth-config.js";
 import { type BroadcastConfig, readBroadcastConfig } from "./broadcast-config.js";
 import { type Limits, readFetchAllowlist, readLimits } from "./limits-config.js";
+import { type ClientTls, readClientTls, readServerTls, type ServerTls } from "./tls-config.js";
 import { type PolicySourceConfig, readPolicySourceConfig } from "./policy-source-config.js";
 import { readLoggingConfig } from "./logging-config.js";
 
@@ -33,13 +34,15 @@ export interface ServerConfig {
   policyWatcherUrls: string[];
   /** Distributors to ask for delivery status, besides those announced through Kafka. */
   distributorUrls: string[];
-  /** A CA bundle for https:// links to other services. */
-  serviceCaFile: string | undefined;
   /** In-memory retention; with Kafka, the size of the recent-events window in front of it. */
   log: { maxEvents: number; maxBytes: number };
   broadcast: BroadcastConfig;
   auth: AuthConfig;
   limits: Limits;
+  /** TLS (and mTLS) on every listener of this process. */
+  tls: ServerTls | undefined;
+  /** How this process reaches other opal-mesh processes over https (and its mTLS certificate). */
+  serviceTls: ClientTls;
   /** OPAL_FETCH_URL_ALLOWLIST: updates naming other sources are refused at publish. */
   fetchAllowlist: string[];
   policy: PolicySourceConfig;
@@ -102,10 +105,12 @@ export function loadServerConfig(environment: Env, role: ServerRole = "server"):
     broadcasterUrls,
     policyWatcherUrls,
     distributorUrls,
-    serviceCaFile: env.optionalString("OPAL_MESH_SERVICE_CA_FILE"),
     broadcast: readBroadcastConfig(env),
     auth: readAuthConfig(env, "server"),
     limits: readLimits(env),
+    tls: readServerTls(env),
+    // By default a process shows its own server certificate when it calls another (mTLS).
+    serviceTls: readClientTls(env, { ca: "OPAL_MESH_SERVICE_CA_FILE", cert: env.has("OPAL_MESH_SERVICE_TLS_CERT_FILE") ? "OPAL_MESH_SERVICE_TLS_CERT_FILE" : "OPAL_MESH_TLS_CERT_FILE", key: env.has("OPAL_MESH_SERVICE_TLS_KEY_FILE") ? "OPAL_MESH_SERVICE_TLS_KEY_FILE" : "OPAL_MESH_TLS_KEY_FILE" }),
     fetchAllowlist: readFetchAllowlist(env),
     policy: readPolicySourceConfig(env, cacheDirFrom(environment)),
     environment,

@@ -18,10 +18,12 @@ export interface HttpListenerOptions {
   host: string;
   port: number;
   handler: RequestHandler;
+  /** HTTPS (HTTP/1.1 and HTTP/2 by ALPN); with a client CA, clients must present certificates (mTLS). */
+  tls?: { cert: Buffer; key: Buffer; clientCa?: Buffer | undefined };
 }
 
 export class HttpListener {
-  private readonly tcp: net.Server;
+  private readonly tcp: net.Server | http2.Http2SecureServer;
   private readonly http1: http.Server;
   private readonly http2: http2.Http2Server;
   private readonly sockets = new Set<Socket>();
@@ -35,7 +37,31 @@ export class HttpListener {
       this.sessions.add(session);
       session.once("close", () => this.sessions.delete(session));
     });
-    this.tcp = net.createServer((socket) => this.route(socket));
+    if (options.tls === undefined) {
+      this.tcp = net.createServer((socket) => this.route(socket));
+    } else {
+      // With TLS, ALPN picks HTTP/2 or HTTP/1.1: no sniffing needed.
+      const secure = http2.createSecureServer(
+        {
+          cert: options.tls.cert,
+          key: options.tls.key,
+          ca: options.tls.clientCa,
+          requestCert: options.tls.clientCa !== undefined,
+          rejectUnauthorized: options.tls.clientCa !== undefined,
+          allowHTTP1: true,
+        },
+        options.handler,
+      );
+      secure.on("secureConnection", (socket: Socket) => {
+        this.sockets.add(socket);
+        socket.once("close", () => this.sockets.delete(socket));
+      });
+      secure.on("session", (session: Http2Session) => {
+        this.sessions.add(session);
+        session.once("close", () => this.sessions.delete(session));
+      });
+      this.tcp = secure;
+    }
   }
 
   get port(): number {

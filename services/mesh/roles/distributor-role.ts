@@ -38,6 +38,7 @@ export class DistributorRole implements Role {
       broadcaster,
       logger: log,
       maxBufferedFrames: config.limits.streamMaxBufferedEvents,
+      tls: config.tls,
       maxMessageBytes: config.limits.streamMaxMessageBytes,
       helloTimeoutMs: 10_000,
       onAck: (clientId, ack) => delivery.acknowledged(clientId, ack),
@@ -49,7 +50,7 @@ export class DistributorRole implements Role {
       },
     });
     const dataSources = { configured: config.dataConfigSources, allDataUrl: config.allDataUrl, allDataTopic: config.allDataTopic };
-    this.impl = createDistributorService({ fanout: this.fanout, delivery, dataSources, streamPort: () => this.streamServer.port, streamPublicUrl: config.streamPublicUrl });
+    this.impl = createDistributorService({ fanout: this.fanout, delivery, dataSources, streamPort: () => this.streamServer.port, streamPublicUrl: config.streamPublicUrl, streamTls: config.tls !== undefined });
     this.client = createClient(DistributorService, createRouterTransport((router) => router.service(DistributorService, this.impl)));
     this.routes = distributorRestRoutes({ dataSources, dataConfigRoute: "/data/config", allDataRoute: config.allDataRoute, logger: log });
   }
