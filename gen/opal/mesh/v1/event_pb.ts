@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file opal/mesh/v1/event.proto.
  */
 export const file_opal_mesh_v1_event: GenFile = /*@__PURE__*/
-  fileDesc("ChhvcGFsL21lc2gvdjEvZXZlbnQucHJvdG8SDG9wYWwubWVzaC52MSI3CgxUcmFjZUNvbnRleHQSEwoLdHJhY2VwYXJlbnQYASABKAkSEgoKdHJhY2VzdGF0ZRgCIAEoCSI9Cg1Qb2xpY3lDaGFuZ2VkEgwKBGhhc2gYASABKAkSEAoIb2xkX2hhc2gYAiABKAkSDAoEZGlycxgDIAMoCSLtAQoFRXZlbnQSEAoIcG9zaXRpb24YASABKAQSDgoGdG9waWNzGAIgAygJEhwKFHB1Ymxpc2hlZF9hdF91bml4X21zGAMgASgDEjEKDXRyYWNlX2NvbnRleHQYBCABKAsyGi5vcGFsLm1lc2gudjEuVHJhY2VDb250ZXh0Ei8KC2RhdGFfdXBkYXRlGAogASgLMhgub3BhbC5tZXNoLnYxLkRhdGFVcGRhdGVIABI1Cg5wb2xpY3lfY2hhbmdlZBgLIAEoCzIbLm9wYWwubWVzaC52MS5Qb2xpY3lDaGFuZ2VkSABCCQoHcGF5bG9hZGIGcHJvdG8z", [file_opal_mesh_v1_data]);
+  fileDesc("ChhvcGFsL21lc2gvdjEvZXZlbnQucHJvdG8SDG9wYWwubWVzaC52MSI3CgxUcmFjZUNvbnRleHQSEwoLdHJhY2VwYXJlbnQYASABKAkSEgoKdHJhY2VzdGF0ZRgCIAEoCSJMCg1Qb2xpY3lDaGFuZ2VkEgwKBGhhc2gYASABKAkSEAoIb2xkX2hhc2gYAiABKAkSDAoEZGlycxgDIAMoCRINCgVzY29wZRgEIAEoCSIxCgxTY29wZUNoYW5nZWQSEAoIc2NvcGVfaWQYASABKAkSDwoHZGVsZXRlZBgCIAEoCCKiAgoFRXZlbnQSEAoIcG9zaXRpb24YASABKAQSDgoGdG9waWNzGAIgAygJEhwKFHB1Ymxpc2hlZF9hdF91bml4X21zGAMgASgDEjEKDXRyYWNlX2NvbnRleHQYBCABKAsyGi5vcGFsLm1lc2gudjEuVHJhY2VDb250ZXh0Ei8KC2RhdGFfdXBkYXRlGAogASgLMhgub3BhbC5tZXNoLnYxLkRhdGFVcGRhdGVIABI1Cg5wb2xpY3lfY2hhbmdlZBgLIAEoCzIbLm9wYWwubWVzaC52MS5Qb2xpY3lDaGFuZ2VkSAASMwoNc2NvcGVfY2hhbmdlZBgMIAEoCzIaLm9wYWwubWVzaC52MS5TY29wZUNoYW5nZWRIAEIJCgdwYXlsb2FkYgZwcm90bzM", [file_opal_mesh_v1_data]);
 
 /**
  * W3C trace context of the span that caused an event.
@@ -60,6 +60,13 @@ export type PolicyChanged = Message<"opal.mesh.v1.PolicyChanged"> & {
    * @generated from field: repeated string dirs = 3;
    */
   dirs: string[];
+
+  /**
+   * The scope whose policy changed; empty for the server's own policy (scope "default").
+   *
+   * @generated from field: string scope = 4;
+   */
+  scope: string;
 };
 
 /**
@@ -68,6 +75,31 @@ export type PolicyChanged = Message<"opal.mesh.v1.PolicyChanged"> & {
  */
 export const PolicyChangedSchema: GenMessage<PolicyChanged> = /*@__PURE__*/
   messageDesc(file_opal_mesh_v1_event, 1);
+
+/**
+ * A scope was created, changed or deleted (PUT/DELETE /scopes): its clients reload their
+ * data sources, so a changed data config reaches connected clients (OPAL #779).
+ *
+ * @generated from message opal.mesh.v1.ScopeChanged
+ */
+export type ScopeChanged = Message<"opal.mesh.v1.ScopeChanged"> & {
+  /**
+   * @generated from field: string scope_id = 1;
+   */
+  scopeId: string;
+
+  /**
+   * @generated from field: bool deleted = 2;
+   */
+  deleted: boolean;
+};
+
+/**
+ * Describes the message opal.mesh.v1.ScopeChanged.
+ * Use `create(ScopeChangedSchema)` to create a new message.
+ */
+export const ScopeChangedSchema: GenMessage<ScopeChanged> = /*@__PURE__*/
+  messageDesc(file_opal_mesh_v1_event, 2);
 
 /**
  * One entry of the broadcaster's log.
@@ -117,6 +149,12 @@ export type Event = Message<"opal.mesh.v1.Event"> & {
      */
     value: PolicyChanged;
     case: "policyChanged";
+  } | {
+    /**
+     * @generated from field: opal.mesh.v1.ScopeChanged scope_changed = 12;
+     */
+    value: ScopeChanged;
+    case: "scopeChanged";
   } | { case: undefined; value?: undefined };
 };
 
@@ -125,5 +163,5 @@ export type Event = Message<"opal.mesh.v1.Event"> & {
  * Use `create(EventSchema)` to create a new message.
  */
 export const EventSchema: GenMessage<Event> = /*@__PURE__*/
-  messageDesc(file_opal_mesh_v1_event, 2);
+  messageDesc(file_opal_mesh_v1_event, 3);
 
