@@ -163,6 +163,7 @@ export class ClientAgent {
       serverUrl,
       token: config.token,
       dirs: config.policySubscriptionDirs,
+      scope: config.scopeId,
       store: this.store,
       status: this.status,
       ignore: new GlobSet(config.policyPathsToIgnore),
@@ -273,6 +274,19 @@ export class ClientAgent {
       // Announcing what OPA already holds (a new publisher re-announces): only the position moves.
       const { hash } = event.payload.value;
       this.enqueuePolicySync(`policy changed to ${hash}`, { logId, position: event.position }, hash !== "" && hash === this.policyHash);
+    } else if (event.payload.case === "scopeChanged") {
+      // Our scope was (re)defined: its data sources may have changed (OPAL #779), and a
+      // scope created after we connected now has a policy to load.
+      const { deleted } = event.payload.value;
+      const reason = deleted ? "our scope was deleted" : "our scope's definition changed";
+      this.options.logger.info({ scope: this.options.config.scopeId, deleted }, deleted ? "scope deleted on the server: keeping what OPA holds" : "scope changed: reloading its data sources");
+      const mark = { logId, position: event.position };
+      // Nothing to load: the job only takes the event's turn, so its position is acknowledged.
+      if (deleted) this.pipeline?.enqueue({ kind: "event", position: event.position, logId, updateId: "", reason, entries: [] });
+      else if (this.options.config.dataUpdaterEnabled) {
+        if (this.options.config.policyUpdaterEnabled && this.policyHash === "") this.enqueuePolicySync(reason);
+        this.dataUpdater?.loadBaseline(reason, mark);
+      } else this.enqueuePolicySync(reason, mark);
     }
   }
 

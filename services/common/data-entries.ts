@@ -16,6 +16,7 @@ import {
   SaveMethod,
 } from "../../gen/opal/mesh/v1/data_pb.js";
 import { jsonPatchProblem } from "./json-patch.js";
+import { scopeOfTopic } from "./scopes/scoped-topics.js";
 import type { UrlAllowlist } from "./url-allowlist.js";
 import { ValidationError } from "./validation-error.js";
 
@@ -182,9 +183,16 @@ export function parseDataUpdate(json: unknown, limits: UpdateLimits = {}): DataU
   }
   const entries = parseEntries(json.entries, "entries", {});
   if (entries.length === 0) throw new ValidationError("entries", "must hold at least one entry");
+  let updateScope: string | undefined;
   entries.forEach((entry, index) => {
     if (entry.url !== "" && entry.dataJson === undefined && limits.allowlist !== undefined && !limits.allowlist.allows(entry.url)) {
       throw new ValidationError(`entries[${index}].url`, "is not allowed by OPAL_FETCH_URL_ALLOWLIST");
+    }
+    // One update lives in one scope, so no client ever receives another tenant's entries beside its own.
+    for (const topic of entry.topics) {
+      const scope = scopeOfTopic(topic);
+      updateScope ??= scope;
+      if (scope !== updateScope) throw new ValidationError(`entries[${index}].topics`, `mixes scopes ${JSON.stringify(updateScope)} and ${JSON.stringify(scope)}: publish one update per scope`);
     }
   });
   return create(DataUpdateSchema, {

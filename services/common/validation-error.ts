@@ -8,3 +8,9 @@ export class ValidationError extends Error {
     super(field === "" ? reason : `${field}: ${reason}`);
   }
 }
+
+/** FastAPI's 422 detail, which OPAL users' tooling already understands: [{loc, msg, type}]. */
+export function validationDetail(error: ValidationError): unknown {
+  const loc = ["body", ...error.field.split(/[.[\]]+/).filter((part) => part !== "").map((part) => (/^\d+$/.test(part) ? Number(part) : part))];
+  return [{ loc, msg: error.reason, type: "value_error" }];
+}

@@ -4,44 +4,56 @@
  * Concurrent identical requests share one call; a PolicyChanged event empties the cache.
  */
 import type { Client, HandlerContext, ServiceImpl } from "@connectrpc/connect";
-import { type GetBundleRequest, type GetBundleResponse, type PolicyService } from "../../gen/opal/mesh/v1/policy_pb.js";
+import { type GetBundleRequest, type GetBundleResponse, type PolicyService, type RefreshRequest } from "../../gen/opal/mesh/v1/policy_pb.js";
+import { toConnectError } from "../common/auth/connect-auth.js";
+import { PRINCIPAL } from "../common/auth/security.js";
+import { AuthError, type Principal } from "../common/auth/tokens.js";
+import { DEFAULT_SCOPE, isDefaultScope } from "../common/scopes/scoped-topics.js";
 import type { Event } from "../../gen/opal/mesh/v1/event_pb.js";
 
 const MAX_ENTRIES = 64;
 
 export class BundleCache {
-  private readonly entries = new Map<string, { response: Promise<GetBundleResponse>; hash?: string }>();
-  /** The newest version announced on the log. */
-  private latestHash: string | undefined;
+  private readonly entries = new Map<string, { response: Promise<GetBundleResponse>; hash?: string; scope: string }>();
+  /** The newest version announced on the log, per scope. */
+  private readonly latestHash = new Map<string, string>();
   /** Calls that reached the policy-watcher (the rest were served from the cache). */
   upstreamCalls = 0;
 
-  constructor(private readonly policy: Client<typeof PolicyService>) {}
+  constructor(
+    private readonly policy: Client<typeof PolicyService>,
+    /** Throws AuthError when the caller may not read the scope's policy. */
+    private readonly authorizeScope: (principal: Principal | undefined, scope: string) => Promise<void> = () => Promise.resolve(),
+  ) {}
 
   /** Feed it every log event; bundles of any other version than the announced one go. */
   observe(event: Event): void {
     if (event.payload.case !== "policyChanged") return;
-    this.latestHash = event.payload.value.hash;
+    const scope = scopeName(event.payload.value.scope);
+    const latest = event.payload.value.hash;
+    this.latestHash.set(scope, latest);
     for (const [key, entry] of this.entries) {
-      if (entry.hash !== undefined && entry.hash !== this.latestHash) this.entries.delete(key);
+      if (entry.scope === scope && entry.hash !== undefined && entry.hash !== latest) this.entries.delete(key);
     }
   }
 
   get(request: GetBundleRequest, signal: AbortSignal): Promise<GetBundleResponse> {
-    const key = `${request.baseHash}\u0000${[...request.paths].sort().join("\u0000")}`;
+    const scope = scopeName(request.scope);
+    const key = `${scope}\u0000${request.baseHash}\u0000${[...request.paths].sort().join("\u0000")}`;
     let entry = this.entries.get(key);
     if (entry === undefined) {
       this.upstreamCalls++;
       // Not tied to the first caller's signal: others may be waiting on the same call.
-      const response = this.policy.getBundle({ baseHash: request.baseHash, paths: request.paths }, { timeoutMs: 60_000 });
-      const created: { response: Promise<GetBundleResponse>; hash?: string } = { response };
+      const response = this.policy.getBundle({ baseHash: request.baseHash, paths: request.paths, scope: scope === DEFAULT_SCOPE ? "" : scope }, { timeoutMs: 60_000 });
+      const created: { response: Promise<GetBundleResponse>; hash?: string; scope: string } = { response, scope };
       entry = created;
       this.entries.set(key, created);
       response.then(
         (value) => {
           created.hash = value.bundle?.hash ?? "";
           // Built before a newer version was announced: serve it to who asked, keep it no longer.
-          if (this.latestHash !== undefined && created.hash !== this.latestHash && this.entries.get(key) === created) this.entries.delete(key);
+          const latest = this.latestHash.get(scope);
+          if (latest !== undefined && created.hash !== latest && this.entries.get(key) === created) this.entries.delete(key);
         },
         () => this.entries.delete(key),
       );
@@ -50,14 +62,33 @@ export class BundleCache {
     return abortable(entry.response, signal);
   }
 
+  private async authorize(context: HandlerContext, scope: string): Promise<void> {
+    try {
+      await this.authorizeScope(context.values.get(PRINCIPAL), scope);
+    } catch (error) {
+      if (error instanceof AuthError) throw toConnectError(error);
+      throw error;
+    }
+  }
+
   /** The public PolicyService: bundles through the cache, the rest passed through. */
   service(): ServiceImpl<typeof PolicyService> {
     return {
-      getBundle: (request: GetBundleRequest, context: HandlerContext) => this.get(request, context.signal),
-      refresh: (_request, context: HandlerContext) => this.policy.refresh({}, { signal: context.signal }),
+      getBundle: async (request: GetBundleRequest, context: HandlerContext) => {
+        await this.authorize(context, scopeName(request.scope));
+        return this.get(request, context.signal);
+      },
+      refresh: async (request: RefreshRequest, context: HandlerContext) => {
+        if (!request.allScopes) await this.authorize(context, scopeName(request.scope));
+        return this.policy.refresh(request, { signal: context.signal });
+      },
       getSourceStatus: (_request, context: HandlerContext) => this.policy.getSourceStatus({}, { signal: context.signal }),
     };
   }
+}
+
+function scopeName(scope: string): string {
+  return isDefaultScope(scope) ? DEFAULT_SCOPE : scope;
 }
 
 function abortable<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {

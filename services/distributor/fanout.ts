@@ -2,18 +2,41 @@
  * The distributor's single subscription to the log and its fan-out to sessions. Each
  * event is serialized once; the same bytes go to every session it is addressed to.
  */
-import { create, toBinary } from "@bufbuild/protobuf";
+import { clone, create, toBinary } from "@bufbuild/protobuf";
 import type { Client } from "@connectrpc/connect";
 import type { BroadcasterService } from "../../gen/opal/mesh/v1/broadcaster_pb.js";
 import { ConnectResponseSchema } from "../../gen/opal/mesh/v1/distributor_pb.js";
-import type { Event } from "../../gen/opal/mesh/v1/event_pb.js";
+import { type Event, EventSchema } from "../../gen/opal/mesh/v1/event_pb.js";
 import { backoffDelay, sleep } from "../common/backoff.js";
 import type { Logger } from "../common/logger.js";
+import { DEFAULT_SCOPE, scopeOfTopic, unscopeTopic } from "../common/scopes/scoped-topics.js";
 import { anyTopicCovered } from "../common/topics.js";
 import type { ClientSession } from "./session.js";
 
 export function encodeEvent(event: Event): Uint8Array {
   return toBinary(ConnectResponseSchema, create(ConnectResponseSchema, { message: { case: "event", value: event } }));
+}
+
+/**
+ * An event as a client of `scope` receives it: only that scope's topics and entries, with
+ * plain topic names. An event built (e.g. straight into Kafka) with several scopes' topics
+ * never carries one tenant's entries to another's client.
+ */
+export function eventForScope(event: Event, scope: string): Event {
+  const inScope = (topic: string): boolean => scopeOfTopic(topic) === scope;
+  if (scope === DEFAULT_SCOPE && event.topics.every(inScope)) return event;
+  const copy = clone(EventSchema, event);
+  copy.topics = event.topics.filter(inScope).map(unscopeTopic);
+  if (copy.payload.case === "dataUpdate") {
+    const update = copy.payload.value;
+    update.entries = update.entries.filter((entry) => entry.topics.some(inScope));
+    for (const entry of update.entries) entry.topics = entry.topics.filter(inScope).map(unscopeTopic);
+  }
+  return copy;
+}
+
+export function encodeEventFor(event: Event, scope: string): Uint8Array {
+  return encodeEvent(eventForScope(event, scope));
 }
 
 export function encodeResync(reason: string, headPosition: bigint): Uint8Array {
@@ -135,11 +158,16 @@ export class Fanout {
 
   private dispatch(event: Event): void {
     for (const listener of this.listeners) listener(event);
-    let frame: Uint8Array | undefined;
+    // One serialization per scope among the sessions addressed (usually one).
+    const frames = new Map<string, Uint8Array>();
     const addressed: string[] = [];
     for (const session of this.sessions) {
       if (session.accepts(event)) {
-        frame ??= encodeEvent(event);
+        let frame = frames.get(session.scope);
+        if (frame === undefined) {
+          frame = encodeEventFor(event, session.scope);
+          frames.set(session.scope, frame);
+        }
         session.deliver(frame, event);
         addressed.push(session.clientId);
       } else {

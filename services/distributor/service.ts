@@ -5,6 +5,7 @@ import {
   ClientSessionSchema,
   DiscoverStreamResponseSchema,
   type DistributorService,
+  type GetDataSourcesConfigRequest,
   GetDataSourcesConfigResponseSchema,
   type GetDeliveryStatusRequest,
   GetDeliveryStatusResponseSchema,
@@ -12,7 +13,13 @@ import {
   ListClientsResponseSchema,
 } from "../../gen/opal/mesh/v1/distributor_pb.js";
 import { HealthState } from "../../gen/opal/mesh/v1/health_pb.js";
+import { toConnectError } from "../common/auth/connect-auth.js";
+import { PRINCIPAL } from "../common/auth/security.js";
+import { AuthError, type Principal } from "../common/auth/tokens.js";
+import { DEFAULT_SCOPE, isDefaultScope } from "../common/scopes/scoped-topics.js";
+import type { ScopeStore } from "../common/scopes/scope-store.js";
 import { type DataSourcesOptions, resolveDataSources } from "./data-sources.js";
+import { scopeDataSources, ScopeLookupError } from "./scope-data.js";
 import type { DeliveryTracker } from "./delivery-tracker.js";
 import type { Fanout } from "./fanout.js";
 
@@ -26,6 +33,19 @@ export interface DistributorServiceOptions {
   streamPort: () => number;
   streamPublicUrl: string | undefined;
   streamTls: boolean;
+  /** OPAL_SCOPES: the scope records; undefined when scopes are off. */
+  scopes: ScopeStore | undefined;
+  /** Throws AuthError when the caller may not use the scope. */
+  authorizeScope: (principal: Principal | undefined, scope: string) => Promise<void>;
+}
+
+async function authorize(options: DistributorServiceOptions, context: HandlerContext, scope: string): Promise<void> {
+  try {
+    await options.authorizeScope(context.values.get(PRINCIPAL), scope);
+  } catch (error) {
+    if (error instanceof AuthError) throw toConnectError(error);
+    throw error;
+  }
 }
 
 export function createDistributorService(options: DistributorServiceOptions): ServiceImpl<typeof DistributorService> {
@@ -39,8 +59,18 @@ export function createDistributorService(options: DistributorServiceOptions): Se
       return create(DiscoverStreamResponseSchema, { port: options.streamPort(), url: options.streamPublicUrl ?? "", tls: options.streamTls });
     },
 
-    getDataSourcesConfig() {
-      return create(GetDataSourcesConfigResponseSchema, { config: resolveDataSources(options.dataSources) });
+    async getDataSourcesConfig(request: GetDataSourcesConfigRequest, context: HandlerContext) {
+      if (isDefaultScope(request.scope)) {
+        await authorize(options, context, DEFAULT_SCOPE);
+        return create(GetDataSourcesConfigResponseSchema, { config: resolveDataSources(options.dataSources) });
+      }
+      await authorize(options, context, request.scope);
+      try {
+        return create(GetDataSourcesConfigResponseSchema, { config: scopeDataSources(options.scopes, request.scope) });
+      } catch (error) {
+        if (error instanceof ScopeLookupError) throw new ConnectError(error.message, error.kind === "disabled" ? Code.FailedPrecondition : Code.NotFound);
+        throw error;
+      }
     },
 
     listClients() {

@@ -5,6 +5,7 @@
 import { randomUUID } from "node:crypto";
 import { AckStatus, type Ack } from "../../gen/opal/mesh/v1/distributor_pb.js";
 import type { Event } from "../../gen/opal/mesh/v1/event_pb.js";
+import { DEFAULT_SCOPE } from "../common/scopes/scoped-topics.js";
 import { anyTopicCovered } from "../common/topics.js";
 
 export interface FrameSink {
@@ -38,6 +39,8 @@ export class ClientSession {
     readonly peer: string,
     private readonly sink: FrameSink,
     private readonly maxBufferedFrames: number,
+    /** The scope the client joined; its topics are already inside it. */
+    readonly scope: string = DEFAULT_SCOPE,
   ) {}
 
   accepts(event: Event): boolean {

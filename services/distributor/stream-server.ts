@@ -10,7 +10,8 @@ import { type Ack, type ConnectRequest, ConnectResponseSchema, DistributorServic
 import { AuthError } from "../common/auth/tokens.js";
 import { grpcServiceDefinition } from "../common/grpc/service-definition.js";
 import type { Logger } from "../common/logger.js";
-import { encodeEvent, encodeResync, type Fanout } from "./fanout.js";
+import { DEFAULT_SCOPE, isDefaultScope, isScopedTopic, scopeIdProblem, scopeNoticeTopic, scopeTopic } from "../common/scopes/scoped-topics.js";
+import { encodeEventFor, encodeResync, type Fanout } from "./fanout.js";
 import { ClientSession, type FrameSink } from "./session.js";
 
 export interface StreamServerOptions {
@@ -25,6 +26,8 @@ export interface StreamServerOptions {
   /** Largest message a client may send. */
   maxMessageBytes?: number;
   helloTimeoutMs: number;
+  /** OPAL_SCOPES: whether clients may join a scope other than the default. */
+  scopes: boolean;
   /** Told of every ACK, for fleet-wide delivery status. */
   onAck?: (clientId: string, ack: Ack) => void;
   /**
@@ -125,6 +128,12 @@ export class StreamServer {
           helloSeen = true;
           clearTimeout(helloTimer);
           const hello = message.message.value;
+          const problem = this.helloProblem(hello);
+          if (problem !== undefined) {
+            logger.warn({ clientId: hello.clientId, reason: problem }, "client stream refused");
+            fail(grpc.status.INVALID_ARGUMENT, problem);
+            return;
+          }
           const authorization = call.metadata.get("authorization")[0];
           void (this.options.authorize?.(typeof authorization === "string" ? authorization : undefined, hello) ?? Promise.resolve()).then(
             () => {
@@ -167,11 +176,29 @@ export class StreamServer {
     call.on("close", cleanup);
   }
 
+  /** What makes a Hello unusable, before any credentials are looked at. */
+  private helloProblem(hello: Hello): string | undefined {
+    if (isDefaultScope(hello.scope)) {
+      const scoped = hello.topics.filter(isScopedTopic);
+      if (scoped.length > 0) return `topic(s) ${scoped.join(", ")} belong to a scope: join the scope with Hello.scope (OPAL_SCOPE_ID) and plain topics`;
+      return undefined;
+    }
+    if (!this.options.scopes) return `scope ${JSON.stringify(hello.scope)} asked for, but this server does not serve scopes (OPAL_SCOPES=false)`;
+    const problem = scopeIdProblem(hello.scope);
+    if (problem !== undefined) return `scope ${JSON.stringify(hello.scope)}: ${problem}`;
+    const scoped = hello.topics.filter(isScopedTopic);
+    if (scoped.length > 0) return `topic(s) ${scoped.join(", ")} name a scope: a scoped client names plain topics`;
+    return undefined;
+  }
+
   /** Registers the session synchronously so no live event can slip between Welcome and fan-out. */
   private open(call: ConnectCall, hello: Hello, sink: FrameSink, signal: AbortSignal): ClientSession {
     const { fanout, logger } = this.options;
-    const topics = hello.topics.filter((topic) => topic !== "");
-    const session = new ClientSession(hello.clientId || `anonymous-${call.getPeer()}`, topics, call.getPeer(), sink, this.options.maxBufferedFrames);
+    const scope = isDefaultScope(hello.scope) ? DEFAULT_SCOPE : hello.scope;
+    // A scoped client's topics live inside its scope (OPAL's `{scope}:data:{t}`), plus its scope's notices.
+    const plain = hello.topics.filter((topic) => topic !== "");
+    const topics = scope === DEFAULT_SCOPE ? plain : [...plain.map((topic) => scopeTopic(scope, topic)), scopeNoticeTopic(scope)];
+    const session = new ClientSession(hello.clientId || `anonymous-${call.getPeer()}`, topics, call.getPeer(), sink, this.options.maxBufferedFrames, scope);
     const head = fanout.head;
     session.sendControl(
       toBinary(ConnectResponseSchema, create(ConnectResponseSchema, { message: { case: "welcome", value: { sessionId: session.sessionId, headPosition: head, logId: fanout.logId } } })),
@@ -217,7 +244,7 @@ export class StreamServer {
         if (next.done === true) throw new Error("the catch-up stream ended early");
         if (next.value.message.case !== "event") continue;
         const event = next.value.message.value;
-        session.sendCatchUp(session.accepts(event) ? encodeEvent(event) : undefined, event.position);
+        session.sendCatchUp(session.accepts(event) ? encodeEventFor(event, session.scope) : undefined, event.position);
       }
       session.endCatchUp();
     } catch (error) {

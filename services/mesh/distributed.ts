@@ -19,6 +19,10 @@ import { BroadcasterRole } from "./roles/broadcaster-role.js";
 import { DistributorRole } from "./roles/distributor-role.js";
 import { PolicyWatcherRole } from "./roles/policy-watcher-role.js";
 import { TriggerRole } from "./roles/trigger-role.js";
+import { ScopesRole } from "./roles/scopes-role.js";
+import { scopeAdminRoutes } from "./scope-routes.js";
+import { createScopeStore } from "./scope-store-factory.js";
+import { UrlAllowlist } from "../common/url-allowlist.js";
 
 function remote(config: ServerConfig, security: Security, urls: readonly string[]) {
   return createFailoverTransport({ urls, tls: config.serviceTls, interceptors: [security.serviceInterceptor()] });
@@ -41,8 +45,12 @@ export function policyWatcherProcess(config: ServerConfig, logger: Logger): Mesh
   const self: { process?: MeshProcess } = {};
   const members = membership(config, logger, () => ({ roles: ["policy-watcher", ...(election.isLeader ? ["policy-publisher"] : [])], url: config.advertisedUrl ?? self.process?.url ?? "" }));
   election.onChange(() => void members?.announce().catch(() => undefined));
-  const role = new PolicyWatcherRole(config, logger, createClient(BroadcasterService, broadcaster), election, members, security);
-  self.process = new MeshProcess("policy-watcher", config, logger, [role], security, {
+  const broadcasterClient = createClient(BroadcasterService, broadcaster);
+  const scopeStore = createScopeStore(config, logger, "distributed");
+  const role = new PolicyWatcherRole(config, logger, broadcasterClient, election, members, security, scopeStore);
+  // The scopes admin API lives with the scopes' repositories.
+  const scopes = scopeStore === undefined ? [] : [new ScopesRole(scopeStore, scopeAdminRoutes({ store: scopeStore, broadcaster: broadcasterClient, refresh: (request) => role.refresh(request), authorizeScope: security.authorizeScope, allowlist: new UrlAllowlist(config.fetchAllowlist), limits: config.limits, logger }))];
+  self.process = new MeshProcess("policy-watcher", config, logger, [...scopes, role], security, {
     afterStart: async () => members?.start(),
     beforeStop: async () => {
       await members?.stop();
@@ -56,10 +64,11 @@ export function distributorProcess(config: ServerConfig, logger: Logger): MeshPr
   const security = new Security(config.auth);
   const broadcaster = remote(config, security, config.broadcasterUrls);
   const policy = remote(config, security, config.policyWatcherUrls);
-  const role = new DistributorRole(config, logger, createClient(BroadcasterService, broadcaster), createClient(PolicyService, policy), security);
+  const scopeStore = createScopeStore(config, logger, "distributed");
+  const role = new DistributorRole(config, logger, createClient(BroadcasterService, broadcaster), createClient(PolicyService, policy), security, scopeStore);
   const self: { process?: MeshProcess } = {};
   const members = membership(config, logger, () => ({ roles: ["distributor"], url: config.advertisedUrl ?? self.process?.url ?? "" }));
-  self.process = new MeshProcess("distributor", config, logger, [role], security, {
+  self.process = new MeshProcess("distributor", config, logger, [...(scopeStore === undefined ? [] : [new ScopesRole(scopeStore)]), role], security, {
     afterStart: async () => members?.start(),
     beforeStop: async () => {
       await members?.stop();
@@ -84,7 +93,9 @@ export function triggerApiProcess(config: ServerConfig, logger: Logger): MeshPro
     const urls = new Set([...config.distributorUrls, ...(members?.members("distributor").map((member) => member.url) ?? [])]);
     return [...urls].map((url) => peers.distributor(url));
   });
-  return new MeshProcess("trigger-api", config, logger, [new TriggerRole(config, logger, createClient(BroadcasterService, broadcaster), delivery, security)], security, {
+  const scopeStore = createScopeStore(config, logger, "distributed");
+  const trigger = new TriggerRole(config, logger, createClient(BroadcasterService, broadcaster), delivery, security, scopeStore);
+  return new MeshProcess("trigger-api", config, logger, [...(scopeStore === undefined ? [] : [new ScopesRole(scopeStore)]), trigger], security, {
     afterStart: async () => members?.start(),
     beforeStop: async () => {
       await members?.stop();

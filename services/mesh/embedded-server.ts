@@ -18,6 +18,10 @@ import { BroadcasterRole } from "./roles/broadcaster-role.js";
 import { DistributorRole } from "./roles/distributor-role.js";
 import { PolicyWatcherRole } from "./roles/policy-watcher-role.js";
 import { TriggerRole } from "./roles/trigger-role.js";
+import { ScopesRole } from "./roles/scopes-role.js";
+import { scopeAdminRoutes } from "./scope-routes.js";
+import { createScopeStore } from "./scope-store-factory.js";
+import { UrlAllowlist } from "../common/url-allowlist.js";
 
 export class EmbeddedServer implements Component {
   readonly name = "server";
@@ -37,18 +41,21 @@ export class EmbeddedServer implements Component {
     election.onChange(() => void this.membership?.announce().catch(() => undefined));
 
     const broadcaster = new BroadcasterRole(config, logger, false);
-    const policy = new PolicyWatcherRole(config, logger, broadcaster.client, election, this.membership, security);
-    this.distributor = new DistributorRole(config, logger, broadcaster.client, policy.client, security);
+    const scopeStore = createScopeStore(config, logger, "embedded");
+    const policy = new PolicyWatcherRole(config, logger, broadcaster.client, election, this.membership, security, scopeStore);
+    this.distributor = new DistributorRole(config, logger, broadcaster.client, policy.client, security, scopeStore);
     // Other servers' distributors hold other clients: delivery status asks them all.
     const peers = new PeerClients(security, config.serviceTls);
     const delivery = new DeliveryStatusReader(() => [
       this.distributor.client,
       ...(this.membership?.members("distributor").filter((member) => member.id !== this.membership?.id).map((member) => peers.distributor(member.url)) ?? []),
     ]);
-    const trigger = new TriggerRole(config, logger, broadcaster.client, delivery, security);
+    const trigger = new TriggerRole(config, logger, broadcaster.client, delivery, security, scopeStore);
+    // Loaded before the roles that read them start.
+    const scopes = scopeStore === undefined ? [] : [new ScopesRole(scopeStore, scopeAdminRoutes({ store: scopeStore, broadcaster: broadcaster.client, refresh: (request) => policy.refresh(request), authorizeScope: security.authorizeScope, allowlist: new UrlAllowlist(config.fetchAllowlist), limits: config.limits, logger }))];
     this.watcher = policy.watcher;
     this.bundles = this.distributor.bundles;
-    this.process = new MeshProcess("server", config, logger, [broadcaster, policy, this.distributor, trigger], security, {
+    this.process = new MeshProcess("server", config, logger, [...scopes, broadcaster, policy, this.distributor, trigger], security, {
       afterStart: async () => this.membership?.start(),
       beforeStop: async () => this.membership?.stop(),
       summary: async () => {

@@ -21,6 +21,11 @@ export interface GitSourceOptions {
   /** 0 = no limit. */
   cloneTimeoutMs: number;
   environment: Readonly<Record<string, string | undefined>>;
+  /**
+   * An Authorization header value for https remotes (a scope's github_token or userpass).
+   * Given to git through GIT_CONFIG_* variables, never on a command line others can read.
+   */
+  httpAuthorization?: string;
 }
 
 const TREE_CACHE = 4;
@@ -41,6 +46,13 @@ export class GitSource implements PolicySource {
     this.dir = join(options.clonePath, `opal_repo_clone_${id}`);
     this.env = { ...options.environment };
     this.secrets = urlSecrets(options.url);
+    if (options.httpAuthorization !== undefined) {
+      const index = Number(this.env.GIT_CONFIG_COUNT ?? 0) || 0;
+      this.env.GIT_CONFIG_COUNT = String(index + 1);
+      this.env[`GIT_CONFIG_KEY_${index}`] = "http.extraHeader";
+      this.env[`GIT_CONFIG_VALUE_${index}`] = `Authorization: ${options.httpAuthorization}`;
+      this.secrets.push(options.httpAuthorization, ...options.httpAuthorization.split(" ").slice(1));
+    }
   }
 
   async start(signal: AbortSignal): Promise<void> {

@@ -5,11 +5,13 @@ import { type UpdateStatus, UpdateStatusSchema } from "../../gen/opal/mesh/v1/de
 import type { BroadcasterService } from "../../gen/opal/mesh/v1/broadcaster_pb.js";
 import type { Limits } from "../common/config/limits-config.js";
 import { parseDataUpdate, type UpdateLimits } from "../common/data-entries.js";
-import { HttpError, readJson, sendJson } from "../common/http/json-io.js";
-import type { RestRoute } from "../common/http/rest-router.js";
+import type { DataUpdate } from "../../gen/opal/mesh/v1/data_pb.js";
+import { HttpError, type HttpRequest, type HttpResponse, readJson, sendJson } from "../common/http/json-io.js";
+import type { RestContext, RestRoute } from "../common/http/rest-router.js";
+import { isScopedTopic, scopeTopic } from "../common/scopes/scoped-topics.js";
 import type { Principal } from "../common/auth/tokens.js";
 import type { Logger } from "../common/logger.js";
-import { ValidationError } from "../common/validation-error.js";
+import { ValidationError, validationDetail } from "../common/validation-error.js";
 import type { DeliveryStatusReader } from "./delivery-status.js";
 import { publishDataUpdate } from "./publish.js";
 
@@ -20,8 +22,10 @@ export interface TriggerRestOptions {
   dataConfigRoute: string;
   limits: Limits;
   updateLimits: UpdateLimits;
-  /** Throws (AuthError) when the caller may not publish to these topics. */
+  /** Throws (AuthError) when the caller may not publish to these topics (and their scope). */
   authorizeTopics: (principal: Principal | undefined, topics: string[]) => Promise<void>;
+  /** Throws HttpError when a scope cannot be published to (unknown, or scopes are off). */
+  checkScope: (scope: string) => void;
 }
 
 /** `?wait=true&timeout=<seconds>`: answer once every addressed client applied the update. */
@@ -37,10 +41,34 @@ function statusJson(status: UpdateStatus): unknown {
   return toJson(UpdateStatusSchema, status, { useProtoFieldName: true, alwaysEmitImplicit: true });
 }
 
-/** FastAPI's 422 shape, which OPAL users' tooling already understands. */
-function validationDetail(error: ValidationError): unknown {
-  const loc = ["body", ...error.field.split(/[.[\]]+/).filter((part) => part !== "").map((part) => (/^\d+$/.test(part) ? Number(part) : part))];
-  return [{ loc, msg: error.reason, type: "value_error" }];
+
+async function publishFromRest(options: TriggerRestOptions, request: HttpRequest, response: HttpResponse, context: RestContext, scope: string | undefined): Promise<void> {
+  if (scope !== undefined) options.checkScope(scope);
+  const body = await readJson(request, options.limits.maxBodyBytes, options.limits.maxJsonDepth);
+  let update;
+  try {
+    update = parseDataUpdate(body, options.updateLimits);
+    if (scope !== undefined) scopeEntries(update, scope);
+  } catch (error) {
+    if (error instanceof ValidationError) throw new HttpError(422, error.message, validationDetail(error));
+    throw error;
+  }
+  const wait = parseWait(context.url);
+  await options.authorizeTopics(context.principal, update.entries.flatMap((entry) => entry.topics));
+  const published = await publishDataUpdate(options.broadcaster, update);
+  options.logger.info({ updateId: published.id, position: published.position.toString(), entries: update.entries.length, scope }, "data update published");
+  const answer: Record<string, unknown> = { status: "ok", id: published.id, position: Number(published.position) };
+  if (wait.wait) answer.delivery = statusJson(await options.delivery.status(published.id, { position: published.position, wait: true, timeoutMs: wait.timeoutMs }));
+  sendJson(response, 200, answer);
+}
+
+/** Moves an update's entries into a scope (plain topics in, `{scope}:data:{t}` out). */
+function scopeEntries(update: DataUpdate, scope: string): void {
+  update.entries.forEach((entry, index) => {
+    const scoped = entry.topics.filter(isScopedTopic);
+    if (scoped.length > 0) throw new ValidationError(`entries[${index}].topics`, `name plain topics here; ${scoped.join(", ")} already name a scope`);
+    entry.topics = entry.topics.map((topic) => scopeTopic(scope, topic));
+  });
 }
 
 export function triggerRestRoutes(options: TriggerRestOptions): RestRoute[] {
@@ -49,23 +77,14 @@ export function triggerRestRoutes(options: TriggerRestOptions): RestRoute[] {
       method: "POST",
       auth: ["datasource", "service"],
       path: options.dataConfigRoute,
-      async handle(request, response, context) {
-        const body = await readJson(request, options.limits.maxBodyBytes, options.limits.maxJsonDepth);
-        let update;
-        try {
-          update = parseDataUpdate(body, options.updateLimits);
-        } catch (error) {
-          if (error instanceof ValidationError) throw new HttpError(422, error.message, validationDetail(error));
-          throw error;
-        }
-        const wait = parseWait(context.url);
-        await options.authorizeTopics(context.principal, update.entries.flatMap((entry) => entry.topics));
-        const published = await publishDataUpdate(options.broadcaster, update);
-        options.logger.info({ updateId: published.id, position: published.position.toString(), entries: update.entries.length }, "data update published");
-        const answer: Record<string, unknown> = { status: "ok", id: published.id, position: Number(published.position) };
-        if (wait.wait) answer.delivery = statusJson(await options.delivery.status(published.id, { position: published.position, wait: true, timeoutMs: wait.timeoutMs }));
-        sendJson(response, 200, answer);
-      },
+      handle: (request, response, context) => publishFromRest(options, request, response, context, undefined),
+    },
+    {
+      // OPAL's scoped publishing: the entries' topics become `{id}:data:{topic}`.
+      method: "POST",
+      auth: ["datasource", "service"],
+      path: "/scopes/{id}/data/update",
+      handle: (request, response, context) => publishFromRest(options, request, response, context, context.params.id ?? ""),
     },
     {
       // OPAL's default sink for client update reports: it logs them.

@@ -20,6 +20,8 @@ export interface PolicyUpdaterOptions {
   serverUrl: () => string;
   token: string | undefined;
   dirs: readonly string[];
+  /** OPAL_SCOPE_ID: the scope whose bundle this client loads ("default": the server's policy). */
+  scope: string;
   store: PolicyStore;
   status: StatusDocument;
   ignore: GlobSet;
@@ -47,7 +49,7 @@ export class PolicyUpdater {
     try {
       const transport = callTransport(this.options.serverUrl(), this.options.tls);
       const headers: Record<string, string> = this.options.token === undefined ? {} : { authorization: `Bearer ${this.options.token}` };
-      const { bundle } = await createClient(PolicyService, transport).getBundle({ baseHash: status.policyHash, paths: [...this.options.dirs] }, { signal, headers, timeoutMs: this.options.timeoutMs });
+      const { bundle } = await createClient(PolicyService, transport).getBundle({ baseHash: status.policyHash, paths: [...this.options.dirs], scope: this.options.scope === "default" ? "" : this.options.scope }, { signal, headers, timeoutMs: this.options.timeoutMs });
       if (bundle === undefined || bundle.hash === "") {
         // The server has no policy source: nothing to load, and nothing is missing.
         health.policyLoaded = true;

@@ -58,9 +58,20 @@ export class Authenticator {
     if (denied.length > 0) throw new AuthError(`not permitted on topic(s) ${denied.join(", ")} (permitted: ${permitted.join(", ") || "none"})`, 403);
   }
 
-  /** The default scope is open to any valid token; a tenant's scope only to tokens that list it. */
+  /**
+   * Which scopes a caller may use. A token with allowed_scopes may use exactly those
+   * ("default" included only when listed); without the claim a client may use only the
+   * default scope, while a datasource (OPAL's scope admin) and the mesh's own services may
+   * use any.
+   */
   authorizeScope(principal: Principal, scope: string): void {
-    if (this.devMode || scope === "" || scope === "default") return;
-    if (principal.allowedScopes?.includes(scope) !== true) throw new AuthError(`not allowed in scope ${JSON.stringify(scope)} (the token's allowed_scopes does not list it)`, 403);
+    if (this.devMode) return;
+    const id = scope === "" ? "default" : scope;
+    const allowed = principal.allowedScopes;
+    if (allowed !== undefined) {
+      if (!allowed.includes(id)) throw new AuthError(`not allowed in scope ${JSON.stringify(id)} (allowed_scopes: ${allowed.join(", ") || "none"})`, 403);
+      return;
+    }
+    if (principal.peerType === "client" && id !== "default") throw new AuthError(`not allowed in scope ${JSON.stringify(id)} (the token has no allowed_scopes claim)`, 403);
   }
 }

@@ -33,6 +33,11 @@ export class Security {
     return (await this.ready).authenticator;
   }
 
+  /** Throws AuthError when the caller may not use the scope (see Authenticator.authorizeScope). */
+  readonly authorizeScope = async (principal: Principal | undefined, scope: string): Promise<void> => {
+    if (principal !== undefined) (await this.authenticator()).authorizeScope(principal, scope);
+  };
+
   async jwks(): Promise<{ keys: unknown[] }> {
     return (await this.ready).verifier?.jwks ?? { keys: [] };
   }

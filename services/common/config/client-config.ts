@@ -9,6 +9,7 @@ import type { CallbackTarget } from "../../../gen/opal/mesh/v1/data_pb.js";
 import { parseCallbacks } from "../data-entries.js";
 import type { LoggerOptions } from "../logger.js";
 import { collapseTopics } from "../topics.js";
+import { scopeIdProblem } from "../scopes/scoped-topics.js";
 import { type AuthConfig, readAuthConfig } from "./auth-config.js";
 import { type Env, EnvReader } from "./env-reader.js";
 import { readFetchAllowlist } from "./limits-config.js";
@@ -77,6 +78,13 @@ export interface ClientConfig {
 }
 
 /** OPAL_MESH_CACHE_DIR, else $XDG_CACHE_HOME/opal-mesh, else ~/.cache/opal-mesh. */
+function scopeId(env: EnvReader): string {
+  const id = env.string("OPAL_SCOPE_ID", "default");
+  const problem = id === "default" ? undefined : scopeIdProblem(id);
+  if (problem !== undefined) env.problem("OPAL_SCOPE_ID", problem);
+  return id;
+}
+
 export function cacheDirFrom(environment: Env): string {
   const explicit = environment.OPAL_MESH_CACHE_DIR;
   if (explicit !== undefined && explicit !== "") return explicit;
@@ -150,7 +158,7 @@ export function loadClientConfig(environment: Env): ClientConfig {
     serverUrls,
     token: env.optionalString("OPAL_CLIENT_TOKEN"),
     clientId: env.optionalString("OPAL_CLIENT_STAT_ID") ?? `CLIENT_${randomUUID().replaceAll("-", "")}`,
-    scopeId: env.string("OPAL_SCOPE_ID", "default"),
+    scopeId: scopeId(env),
     dataTopics,
     dataUpdaterEnabled: env.bool("OPAL_DATA_UPDATER_ENABLED", true),
     policyUpdaterEnabled: env.bool("OPAL_POLICY_UPDATER_ENABLED", true),

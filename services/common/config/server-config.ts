@@ -13,6 +13,7 @@ import { type Limits, readFetchAllowlist, readLimits } from "./limits-config.js"
 import { type ClientTls, readClientTls, readServerTls, type ServerTls } from "./tls-config.js";
 import { type PolicySourceConfig, readPolicySourceConfig } from "./policy-source-config.js";
 import { readLoggingConfig } from "./logging-config.js";
+import { readScopesConfig, type ScopesConfig } from "./scopes-config.js";
 
 export interface ServerConfig {
   host: string;
@@ -46,6 +47,7 @@ export interface ServerConfig {
   /** OPAL_FETCH_URL_ALLOWLIST: updates naming other sources are refused at publish. */
   fetchAllowlist: string[];
   policy: PolicySourceConfig;
+  scopes: ScopesConfig;
   /** What every process of a deployment shares: the environment, for child processes (git). */
   environment: Env;
   logging: LoggerOptions;
@@ -113,6 +115,7 @@ export function loadServerConfig(environment: Env, role: ServerRole = "server"):
     serviceTls: readClientTls(env, { ca: "OPAL_MESH_SERVICE_CA_FILE", cert: env.has("OPAL_MESH_SERVICE_TLS_CERT_FILE") ? "OPAL_MESH_SERVICE_TLS_CERT_FILE" : "OPAL_MESH_TLS_CERT_FILE", key: env.has("OPAL_MESH_SERVICE_TLS_KEY_FILE") ? "OPAL_MESH_SERVICE_TLS_KEY_FILE" : "OPAL_MESH_TLS_KEY_FILE" }),
     fetchAllowlist: readFetchAllowlist(env),
     policy: readPolicySourceConfig(env, cacheDirFrom(environment)),
+    scopes: readScopesConfig(env, environment),
     environment,
     logging: readLoggingConfig(env, "opal-mesh-server"),
   };

@@ -49,6 +49,13 @@ export function sendJson(response: HttpResponse, status: number, body: unknown, 
   target.end(payload);
 }
 
+/** A status without a body (OPAL's 201 for PUT /scopes, 204 for DELETE). */
+export function sendEmpty(response: HttpResponse, status: number): void {
+  const target = response as ServerResponse;
+  target.writeHead(status, status === 204 ? {} : { "content-length": 0 });
+  target.end();
+}
+
 /** FastAPI's error shape, which OPAL clients parse: {"detail": ...}. */
 export function sendError(response: HttpResponse, status: number, detail: unknown): void {
   sendJson(response, status, { detail });

@@ -13,6 +13,8 @@ import type { Security } from "../../common/auth/security.js";
 import type { ServerConfig } from "../../common/config/server-config.js";
 import type { Logger } from "../../common/logger.js";
 import { BundleCache, createDistributorService, DeliveryTracker, distributorRestRoutes, Fanout, StreamServer } from "../../distributor/index.js";
+import type { ScopeStore } from "../../common/scopes/scope-store.js";
+import { scopeClientRoutes } from "../../distributor/scope-rest.js";
 import type { Role } from "./role.js";
 
 export class DistributorRole implements Role {
@@ -25,10 +27,11 @@ export class DistributorRole implements Role {
   private readonly streamServer: StreamServer;
   private readonly impl;
 
-  constructor(config: ServerConfig, logger: Logger, broadcaster: Client<typeof BroadcasterService>, policy: Client<typeof PolicyService>, security: Security) {
+  constructor(config: ServerConfig, logger: Logger, broadcaster: Client<typeof BroadcasterService>, policy: Client<typeof PolicyService>, security: Security, scopes?: ScopeStore) {
     const log = logger.child({ service: "distributor" });
     const delivery = new DeliveryTracker({ maxUpdates: 10_000 });
-    this.bundles = new BundleCache(policy);
+    const authorizeScope = security.authorizeScope;
+    this.bundles = new BundleCache(policy, authorizeScope);
     this.fanout = new Fanout(broadcaster, log, { onDispatch: (event, addressed) => delivery.dispatched(event, addressed) });
     this.fanout.onEvent((event) => this.bundles.observe(event));
     this.streamServer = new StreamServer({
@@ -41,6 +44,7 @@ export class DistributorRole implements Role {
       tls: config.tls,
       maxMessageBytes: config.limits.streamMaxMessageBytes,
       helloTimeoutMs: 10_000,
+      scopes: scopes !== undefined,
       onAck: (clientId, ack) => delivery.acknowledged(clientId, ack),
       authorize: async (authorization, hello) => {
         const authenticator = await security.authenticator();
@@ -50,9 +54,12 @@ export class DistributorRole implements Role {
       },
     });
     const dataSources = { configured: config.dataConfigSources, allDataUrl: config.allDataUrl, allDataTopic: config.allDataTopic };
-    this.impl = createDistributorService({ fanout: this.fanout, delivery, dataSources, streamPort: () => this.streamServer.port, streamPublicUrl: config.streamPublicUrl, streamTls: config.tls !== undefined });
+    this.impl = createDistributorService({ fanout: this.fanout, delivery, dataSources, streamPort: () => this.streamServer.port, streamPublicUrl: config.streamPublicUrl, streamTls: config.tls !== undefined, scopes, authorizeScope });
     this.client = createClient(DistributorService, createRouterTransport((router) => router.service(DistributorService, this.impl)));
-    this.routes = distributorRestRoutes({ dataSources, dataConfigRoute: "/data/config", allDataRoute: config.allDataRoute, logger: log });
+    this.routes = [
+      ...distributorRestRoutes({ dataSources, dataConfigRoute: "/data/config", allDataRoute: config.allDataRoute, logger: log }),
+      ...scopeClientRoutes({ scopes, bundles: this.bundles, authorizeScope }),
+    ];
   }
 
   get streamPort(): number {

@@ -7,8 +7,13 @@ import { create } from "@bufbuild/protobuf";
 import { createClient, createRouterTransport, type Client, type ConnectRouter } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import type { BroadcasterService } from "../../../gen/opal/mesh/v1/broadcaster_pb.js";
-import { ComponentHealthSchema } from "../../../gen/opal/mesh/v1/health_pb.js";
+import { EventSchema } from "../../../gen/opal/mesh/v1/event_pb.js";
+import { ComponentHealthSchema, HealthState } from "../../../gen/opal/mesh/v1/health_pb.js";
 import { PolicyService } from "../../../gen/opal/mesh/v1/policy_pb.js";
+import type { ClientTls } from "../../common/config/tls-config.js";
+import type { ScopeStore } from "../../common/scopes/scope-store.js";
+import { scopeTopic } from "../../common/scopes/scoped-topics.js";
+import { ScopeWatchers } from "../../policy-watcher/scope-watchers.js";
 import type { Security } from "../../common/auth/security.js";
 import type { ServerConfig } from "../../common/config/server-config.js";
 import type { Logger } from "../../common/logger.js";
@@ -24,7 +29,10 @@ export class PolicyWatcherRole implements Role {
   readonly watcher: PolicyWatcher | undefined;
   /** In-process client for roles in the same process. */
   readonly client: Client<typeof PolicyService>;
+  readonly scopes: ScopeWatchers | undefined;
   private readonly impl;
+  private readonly log: Logger;
+  private readonly serviceTls: ClientTls;
 
   constructor(
     config: ServerConfig,
@@ -33,21 +41,42 @@ export class PolicyWatcherRole implements Role {
     private readonly election: LeaderElection,
     private readonly membership: KafkaMembership | undefined,
     private readonly security: Security,
+    scopes?: ScopeStore,
   ) {
     const log = logger.child({ service: "policy-watcher" });
+    this.log = log;
+    this.serviceTls = config.serviceTls;
     const wiring = wirePolicyWatcher(config.policy, config.environment, broadcaster, log, config.limits.maxBodyBytes, {
       mayPublish: () => election.isLeader,
       onPush: () => {
-        if (!election.isLeader) this.tellPublisher(log);
+        if (!election.isLeader) this.tellPublisher({});
       },
     });
     this.watcher = wiring.watcher;
     this.routes = wiring.routes;
-    this.impl = createPolicyService(wiring.watcher);
+    this.scopes =
+      scopes === undefined
+        ? undefined
+        : new ScopeWatchers({
+            store: scopes,
+            clonePath: config.scopes.clonePath,
+            refreshIntervalMs: config.scopes.refreshIntervalMs,
+            cloneTimeoutMs: config.policy.type === "git" ? config.policy.cloneTimeoutMs : 0,
+            environment: config.environment,
+            logger: log,
+            publish: async (scope, { hash, oldHash, dirs }) => {
+              if (!election.isLeader) return false;
+              const event = create(EventSchema, { topics: dirs.map((dir) => scopeTopic(scope, `policy:${dir}`)), payload: { case: "policyChanged", value: { hash, oldHash, dirs, scope } } });
+              await broadcaster.publish({ events: [event] });
+              return true;
+            },
+          });
+    this.impl = createPolicyService(wiring.watcher, this.scopes);
     this.client = createClient(PolicyService, createRouterTransport((router) => router.service(PolicyService, this.impl)));
     election.onChange((leader) => {
       // A new publisher cannot know what the old one announced: it announces what it has.
       if (leader) void this.watcher?.announceCurrent().catch((error: unknown) => log.warn({ err: (error as Error).message }, "announcing the current policy failed"));
+      if (leader) void this.scopes?.announceAll();
     });
   }
 
@@ -58,12 +87,30 @@ export class PolicyWatcherRole implements Role {
   async health() {
     const { health } = await this.client.getSourceStatus({});
     const elected = this.election.isLeader ? "elected publisher" : "standby (another watcher publishes)";
-    return health === undefined ? [] : [create(ComponentHealthSchema, { ...health, message: `${health.message}; ${elected}` })];
+    const scoped = this.scopes === undefined ? [] : [this.scopeHealth(this.scopes)];
+    return health === undefined ? scoped : [create(ComponentHealthSchema, { ...health, message: `${health.message}; ${elected}` }), ...scoped];
   }
 
   async start(signal: AbortSignal): Promise<void> {
     await this.election.start();
     this.watcher?.start(signal);
+    this.scopes?.start(signal);
+  }
+
+  /** Refresh here, and — when another watcher publishes — there too, so the change is announced. */
+  async refresh(request: { scope?: string; allScopes?: boolean }): Promise<void> {
+    await this.client.refresh(request);
+    if (!this.election.isLeader) this.tellPublisher(request);
+  }
+
+  private scopeHealth(scopes: ScopeWatchers) {
+    const problems = scopes.problems();
+    // One tenant's broken repository is a warning, not the whole policy-watcher down.
+    return create(ComponentHealthSchema, {
+      component: "scope-policies",
+      state: problems.length === 0 ? HealthState.OK : HealthState.WARN,
+      message: problems.length === 0 ? `${scopes.size} scope(s) tracked` : `${problems.length} of ${scopes.size} scope(s) not serving: ${problems.map((problem) => `${problem.scope}: ${problem.message}`).join("; ")}`,
+    });
   }
 
   async stop(): Promise<void> {
@@ -74,10 +121,14 @@ export class PolicyWatcherRole implements Role {
     return { leader: this.election.isLeader };
   }
 
-  private tellPublisher(logger: Logger): void {
+  private tellPublisher(request: { scope?: string; allScopes?: boolean }): void {
     const publisher = this.membership?.members("policy-publisher").at(0);
     if (publisher === undefined) return;
-    const client = createClient(PolicyService, createConnectTransport({ baseUrl: publisher.url, httpVersion: "1.1", interceptors: [this.security.serviceInterceptor()] }));
-    void client.refresh({}, { timeoutMs: 30_000 }).catch((error: unknown) => logger.warn({ err: (error as Error).message, publisher: publisher.url }, "could not ask the publisher to refresh"));
+    const tls = this.serviceTls;
+    const client = createClient(
+      PolicyService,
+      createConnectTransport({ baseUrl: publisher.url, httpVersion: "1.1", interceptors: [this.security.serviceInterceptor()], nodeOptions: { ca: tls.ca, cert: tls.cert, key: tls.key } }),
+    );
+    void client.refresh(request, { timeoutMs: 30_000 }).catch((error: unknown) => this.log.warn({ err: (error as Error).message, publisher: publisher.url }, "could not ask the publisher to refresh"));
   }
 }

@@ -8,6 +8,9 @@ import type { Logger } from "../../common/logger.js";
 import { createTriggerService, type DeliveryStatusReader, triggerRestRoutes } from "../../trigger-api/index.js";
 import type { ServerConfig } from "../../common/config/server-config.js";
 import { UrlAllowlist } from "../../common/url-allowlist.js";
+import { HttpError } from "../../common/http/json-io.js";
+import type { ScopeStore } from "../../common/scopes/scope-store.js";
+import { DEFAULT_SCOPE, isDefaultScope, scopeIdProblem, scopeOfTopic, unscopeTopic } from "../../common/scopes/scoped-topics.js";
 import type { Role } from "./role.js";
 
 export class TriggerRole implements Role {
@@ -15,15 +18,26 @@ export class TriggerRole implements Role {
   readonly routes;
   private readonly impl;
 
-  constructor(config: ServerConfig, logger: Logger, broadcaster: Client<typeof BroadcasterService>, delivery: DeliveryStatusReader, security: Security) {
+  constructor(config: ServerConfig, logger: Logger, broadcaster: Client<typeof BroadcasterService>, delivery: DeliveryStatusReader, security: Security, scopes?: ScopeStore) {
     const log = logger.child({ service: "trigger-api" });
-    // A datasource token publishes only to its permitted_topics.
+    // A datasource token publishes only to its permitted_topics (named as within a scope),
+    // and to a scope only when its allowed_scopes (if any) lists it.
     const authorizeTopics = async (principal: Principal | undefined, topics: string[]): Promise<void> => {
-      if (principal !== undefined) (await security.authenticator()).authorizeTopics(principal, topics);
+      if (principal === undefined) return;
+      const authenticator = await security.authenticator();
+      authenticator.authorizeTopics(principal, topics.map(unscopeTopic));
+      for (const scope of new Set(topics.map(scopeOfTopic))) if (scope !== DEFAULT_SCOPE) authenticator.authorizeScope(principal, scope);
+    };
+    const checkScope = (scope: string): void => {
+      if (isDefaultScope(scope)) return;
+      if (scopes === undefined) throw new HttpError(409, `scope ${JSON.stringify(scope)} asked for, but this server does not serve scopes (OPAL_SCOPES=false)`);
+      const problem = scopeIdProblem(scope);
+      if (problem !== undefined) throw new HttpError(422, `scope ${JSON.stringify(scope)}: ${problem}`);
+      if (scopes.get(scope) === undefined) throw new HttpError(404, `no such scope: ${scope}`);
     };
     const updateLimits = { maxEntries: config.limits.maxEntriesPerUpdate, allowlist: new UrlAllowlist(config.fetchAllowlist) };
     this.impl = createTriggerService({ broadcaster, delivery, logger: log, authorizeTopics, updateLimits });
-    this.routes = triggerRestRoutes({ broadcaster, delivery, logger: log, dataConfigRoute: "/data/config", limits: config.limits, updateLimits, authorizeTopics });
+    this.routes = triggerRestRoutes({ broadcaster, delivery, logger: log, dataConfigRoute: "/data/config", limits: config.limits, updateLimits, authorizeTopics, checkScope });
   }
 
   register(router: ConnectRouter): void {
