@@ -13,7 +13,9 @@ import { Kafka, logLevel } from "kafkajs";
 import { EventSchema } from "../gen/opal/mesh/v1/event_pb.js";
 import { DeliveryChecker } from "./helpers/checker.js";
 import { type RunningKafka, startTestKafka } from "./helpers/kafka.js";
-import { type RunningClient, type RunningServer, startClient, startServer, waitForData, waitReady } from "./helpers/mesh.js";
+import { call } from "./helpers/auth.js";
+import { GitRepo, tempDir } from "./helpers/git-repo.js";
+import { decide, type RunningClient, type RunningServer, startClient, startServer, waitForData, waitReady } from "./helpers/mesh.js";
 import { freePort } from "./helpers/ports.js";
 import { TcpProxy } from "./helpers/tcp-proxy.js";
 import { waitFor } from "./helpers/wait.js";
@@ -165,6 +167,55 @@ describe("positions older than the window, and below Kafka's log start", () => {
       await client.stop();
       await server.stop();
       await proxy.stop();
+    }
+  });
+});
+
+describe("scopes on Kafka: every replica sees them, and they outlive the servers", () => {
+  const env = (): Record<string, string> => kafkaEnv({ OPAL_BROADCAST_CHANNEL_NAME: "opal-mesh-test-scoped", OPAL_SCOPES: "true", OPAL_BASE_DIR: tempDir("opal-mesh-scopes-") });
+  const repo = new GitRepo();
+  repo.commit({ "rbac/policy.rego": 'package app.rbac\n\ndefault allow := false\n\nallow if input.user == "dana"\n' }, "tenant t1");
+  const scopeIds = async (server: RunningServer): Promise<string[]> => ((await call(`${server.url}/scopes`)).json as Array<{ scope_id: string }>).map((scope) => scope.scope_id).sort();
+
+  test("a scope put on one server is served by another, and by a server started after both stopped", async () => {
+    const a = await startServer(env());
+    const b = await startServer(env());
+    let client: RunningClient | undefined;
+    try {
+      const put = await call(`${a.url}/scopes`, {
+        method: "PUT",
+        body: { scope_id: "t1", policy: { source_type: "git", url: repo.dir }, data: { config: { entries: [{ url: "", data: { tenant: "t1" }, dst_path: "/tenant", topics: ["policy_data"] }] } } },
+      });
+      assert.equal(put.status, 201, JSON.stringify(put.json));
+      assert.deepEqual(await scopeIds(a), ["t1"], "read-your-writes on the server that stored it");
+      await waitFor(async () => (await scopeIds(b)).includes("t1"), { message: () => "server b to see scope t1" });
+
+      client = await startClient(b.url, { OPAL_SCOPE_ID: "t1" });
+      await waitReady(client);
+      await waitForData(client, "/tenant", { tenant: "t1" });
+      assert.equal(await decide(client, "app/rbac/allow", { user: "dana" }), true);
+      const update = await call(`${a.url}/scopes/t1/data/update`, { method: "POST", body: { entries: [{ url: "", data: "via a", dst_path: "/news", topics: ["policy_data"] }] } });
+      assert.equal(update.status, 200, JSON.stringify(update.json));
+      await waitForData(client, "/news", "via a");
+    } finally {
+      await client?.stop();
+      await a.stop();
+      await b.stop();
+    }
+
+    const c = await startServer(env());
+    try {
+      assert.deepEqual(await scopeIds(c), ["t1"], "loaded from the compacted topic before serving");
+      assert.equal((await call(`${c.url}/scopes/t1`, { method: "DELETE" })).status, 204);
+      assert.deepEqual(await scopeIds(c), []);
+    } finally {
+      await c.stop();
+    }
+    const d = await startServer(env());
+    try {
+      assert.deepEqual(await scopeIds(d), [], "the deletion is kept too");
+    } finally {
+      await d.stop();
     }
   });
 });

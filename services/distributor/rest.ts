@@ -2,6 +2,7 @@
 import { dataSourcesConfigToJson } from "../common/data-entries.js";
 import { sendJson, sendRedirect } from "../common/http/json-io.js";
 import type { RestRoute } from "../common/http/rest-router.js";
+import type { Principal } from "../common/auth/tokens.js";
 import type { Logger } from "../common/logger.js";
 import { type DataSourcesOptions, resolveDataSources } from "./data-sources.js";
 
@@ -10,6 +11,8 @@ export interface DistributorRestOptions {
   dataConfigRoute: string;
   allDataRoute: string;
   logger: Logger;
+  /** The default scope's sources are not for a token limited to other scopes. */
+  authorizeScope: (principal: Principal | undefined, scope: string) => Promise<void>;
 }
 
 export function distributorRestRoutes(options: DistributorRestOptions): RestRoute[] {
@@ -18,7 +21,8 @@ export function distributorRestRoutes(options: DistributorRestOptions): RestRout
       method: "GET",
       auth: ["client", "service"],
       path: options.dataConfigRoute,
-      handle(request, response) {
+      async handle(request, response, context) {
+        await options.authorizeScope(context.principal, "default");
         const config = resolveDataSources(options.dataSources);
         if (config.externalSourceUrl !== "") {
           // As OPAL: send the client to the external source with its own token, so that

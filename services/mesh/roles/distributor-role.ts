@@ -57,7 +57,7 @@ export class DistributorRole implements Role {
     this.impl = createDistributorService({ fanout: this.fanout, delivery, dataSources, streamPort: () => this.streamServer.port, streamPublicUrl: config.streamPublicUrl, streamTls: config.tls !== undefined, scopes, authorizeScope });
     this.client = createClient(DistributorService, createRouterTransport((router) => router.service(DistributorService, this.impl)));
     this.routes = [
-      ...distributorRestRoutes({ dataSources, dataConfigRoute: "/data/config", allDataRoute: config.allDataRoute, logger: log }),
+      ...distributorRestRoutes({ dataSources, dataConfigRoute: "/data/config", allDataRoute: config.allDataRoute, logger: log, authorizeScope }),
       ...scopeClientRoutes({ scopes, bundles: this.bundles, authorizeScope }),
     ];
   }
