@@ -7,13 +7,14 @@
  * positions below the log start offset (Kafka's retention) are truncated: Resync.
  */
 import { randomUUID } from "node:crypto";
-import { type Admin, type Consumer, Kafka, type KafkaConfig, logLevel as kafkaLogLevel, type Producer } from "kafkajs";
+import type { Admin, Consumer, Kafka, KafkaConfig, Producer } from "kafkajs";
 import type { Event } from "../../gen/opal/mesh/v1/event_pb.js";
 import { SupervisedConsumer } from "../common/kafka/supervised-consumer.js";
 import type { Logger } from "../common/logger.js";
 import { type EventLog, type LogHead, LogTruncatedError } from "./event-log.js";
 import { decodeRecord, encodeEvent, type KafkaRecord, MalformedMessageError, placeholder } from "./kafka-codec.js";
 import { RetainedWindow, type WindowOptions } from "./retained-window.js";
+import { loggedKafka } from "../common/kafka/logged-kafka.js";
 
 export interface KafkaLogOptions {
   client: Omit<KafkaConfig, "logLevel" | "logCreator">;
@@ -41,15 +42,7 @@ export class KafkaLog implements EventLog {
 
   constructor(private readonly options: KafkaLogOptions) {
     const logger = options.logger;
-    this.kafka = new Kafka({
-      ...options.client,
-      logLevel: kafkaLogLevel.WARN,
-      logCreator: () => (entry) => {
-        const { message, ...extra } = entry.log;
-        if (entry.level <= kafkaLogLevel.ERROR) logger.error({ kafka: extra }, message);
-        else logger.warn({ kafka: extra }, message);
-      },
-    });
+    this.kafka = loggedKafka(options.client, logger);
     this.window = new RetainedWindow(options.window);
   }
 

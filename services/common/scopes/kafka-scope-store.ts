@@ -7,11 +7,12 @@
  */
 import { randomUUID } from "node:crypto";
 import { fromBinary, toBinary } from "@bufbuild/protobuf";
-import { type Admin, type ConfigResourceTypes, Kafka, type KafkaConfig, type KafkaMessage, logLevel as kafkaLogLevel, Partitioners, type Producer } from "kafkajs";
+import { type Admin, type ConfigResourceTypes, type Kafka, type KafkaConfig, type KafkaMessage, Partitioners, type Producer } from "kafkajs";
 import { type Scope, ScopeSchema } from "../../../gen/opal/mesh/v1/scope_pb.js";
 import { SupervisedConsumer } from "../kafka/supervised-consumer.js";
 import type { Logger } from "../logger.js";
 import type { ScopeListener, ScopeStore } from "./scope-store.js";
+import { loggedKafka } from "../kafka/logged-kafka.js";
 
 export interface KafkaScopeStoreOptions {
   client: Omit<KafkaConfig, "logLevel" | "logCreator">;
@@ -54,15 +55,7 @@ export class KafkaScopeStore implements ScopeStore {
   constructor(private readonly options: KafkaScopeStoreOptions) {
     this.description = `kafka topic ${options.topic}`;
     const logger = options.logger;
-    this.kafka = new Kafka({
-      ...options.client,
-      logLevel: kafkaLogLevel.WARN,
-      logCreator: () => (entry) => {
-        const { message, ...extra } = entry.log;
-        if (entry.level <= kafkaLogLevel.ERROR) logger.error({ kafka: extra }, message);
-        else logger.warn({ kafka: extra }, message);
-      },
-    });
+    this.kafka = loggedKafka(options.client, logger);
   }
 
   /** Resolves once every record the topic held when called has been applied. */
