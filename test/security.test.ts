@@ -17,7 +17,8 @@ import { TriggerService } from "../gen/opal/mesh/v1/trigger_pb.js";
 import { connectOutcome, forgeToken, githubSignature, helloOutcome, streamClient, Tally, unsignedToken } from "./helpers/attacks.js";
 import { authEnv, call, issueToken, MASTER_TOKEN, rsaKeys } from "./helpers/auth.js";
 import { GitRepo, tempDir } from "./helpers/git-repo.js";
-import { type RunningClient, type RunningServer, startClient, startServer, waitForData, waitReady } from "./helpers/mesh.js";
+import { DataSource } from "./helpers/data-source.js";
+import { capturingLogger, type RunningClient, type RunningServer, startClient, startServer, waitForData, waitReady } from "./helpers/mesh.js";
 import { waitFor } from "./helpers/wait.js";
 
 const keys = rsaKeys();
@@ -33,6 +34,11 @@ let kid: string;
 const tokens = { datasource: "", datasourceA: "", datasourceNarrow: "", client: "", clientA: "", clientNarrow: "", listener: "" };
 let plain: RunningClient;
 let tenantA: RunningClient;
+/** Everything the server and tenant a's client logged, at debug level. */
+const logLines: string[] = [];
+const SOURCE_SECRET = "Bearer source-secret-9f3a";
+const GIT_PASSWORD = "git-pass-77c2";
+const source = new DataSource();
 
 /** Connect clients that send a given token. */
 function connect(token: string | undefined) {
@@ -55,6 +61,8 @@ function nested(depth: number): string {
 }
 
 before(async () => {
+  await source.start();
+  source.set("/tenant-secret", { level: "classified" });
   repos.main.commit({ "rbac/policy.rego": RBAC("alice") }, "main");
   repos.a.commit({ "rbac/policy.rego": RBAC("anna") }, "tenant a");
   repos.b.commit({ "rbac/policy.rego": RBAC("bert") }, "tenant b");
@@ -66,12 +74,12 @@ before(async () => {
     OPAL_POLICY_REPO_WEBHOOK_SECRET: WEBHOOK_SECRET,
     OPAL_SCOPES: "true",
     OPAL_BASE_DIR: tempDir("opal-mesh-scopes-"),
-    OPAL_FETCH_URL_ALLOWLIST: "https://data.example.com/",
+    OPAL_FETCH_URL_ALLOWLIST: `https://data.example.com/,${source.url("/")}`,
     OPAL_MESH_MAX_BODY_BYTES: String(MAX_BODY),
     OPAL_MESH_MAX_ENTRIES_PER_UPDATE: "50",
     OPAL_MESH_STREAM_MAX_BUFFERED_EVENTS: "20",
     OPAL_MESH_STREAM_MAX_MESSAGE_BYTES: "4096",
-  });
+  }, capturingLogger("server", logLines));
   const jwks = (await call(`${server.url}/.well-known/jwks.json`)).json as { keys: Array<{ kid: string }> };
   kid = jwks.keys[0]?.kid ?? "";
   tokens.datasource = await issueToken(server.url, { type: "datasource" });
@@ -82,15 +90,21 @@ before(async () => {
   tokens.clientNarrow = await issueToken(server.url, { type: "client", claims: { permitted_topics: ["policy_data/public"] } });
   tokens.listener = await issueToken(server.url, { type: "listener" });
   for (const id of ["a", "b"] as const) {
+    // Tenant a's second source needs a credential; b's repository has a password: neither may be logged.
+    const secretSource = { url: source.url("/tenant-secret"), config: { headers: { Authorization: SOURCE_SECRET } }, dst_path: "/secret", topics: ["policy_data"] };
     const put = await call(`${server.url}/scopes`, {
       method: "PUT",
       token: tokens.datasource,
-      body: { scope_id: id, policy: { source_type: "git", url: repos[id].dir }, data: { config: { entries: [{ url: "", data: { tenant: id }, dst_path: "/tenant", topics: ["policy_data"] }] } } },
+      body: {
+        scope_id: id,
+        policy: { source_type: "git", url: repos[id].dir, auth: id === "b" ? { auth_type: "userpass", username: "git", password: GIT_PASSWORD } : { auth_type: "none" } },
+        data: { config: { entries: [{ url: "", data: { tenant: id }, dst_path: "/tenant", topics: ["policy_data"] }, ...(id === "a" ? [secretSource] : [])] } },
+      },
     });
     assert.equal(put.status, 201, JSON.stringify(put.json));
   }
   plain = await startClient(server.url, { OPAL_CLIENT_TOKEN: tokens.client, OPAL_AUTH_PUBLIC_KEY: keys.publicPem });
-  tenantA = await startClient(server.url, { OPAL_CLIENT_TOKEN: tokens.clientA, OPAL_SCOPE_ID: "a", OPAL_AUTH_PUBLIC_KEY: keys.publicPem });
+  tenantA = await startClient(server.url, { OPAL_CLIENT_TOKEN: tokens.clientA, OPAL_SCOPE_ID: "a", OPAL_AUTH_PUBLIC_KEY: keys.publicPem }, process.cwd(), capturingLogger("tenant-a", logLines));
   await Promise.all([waitReady(plain), waitReady(tenantA)]);
   await waitForData(tenantA, "/tenant", { tenant: "a" });
 });
@@ -99,6 +113,7 @@ after(async () => {
   await plain?.stop();
   await tenantA?.stop();
   await server?.stop();
+  await source.stop();
   process.stdout.write(`\nattack → tried → rejected\n${tally.table()}\n`);
 });
 
@@ -323,6 +338,23 @@ describe("afterwards", () => {
     const scopes = (await call(`${server.url}/scopes`, { token: tokens.datasource })).json as Array<{ scope_id: string }>;
     assert.deepEqual(scopes.map((scope) => scope.scope_id).sort(), ["a", "b"], "no scope was created, changed or deleted by an attack");
     await waitFor(() => plain.agent.health.isReady() && tenantA.agent.health.isReady(), { message: () => "both clients still ready" });
+  });
+
+  test("no secret appears in what the server and a tenant's client logged", async () => {
+    await waitForData(tenantA, "/secret", { level: "classified" });
+    assert.equal(source.requests.find((seen) => seen.path === "/tenant-secret")?.headers.authorization, SOURCE_SECRET, "the credential was used");
+    const logged = logLines.join("");
+    assert.ok(logLines.length > 50 && logged.includes("scope stored"), `the logs were captured (${logLines.length} lines)`);
+    const secrets: Record<string, string> = {
+      "master token": MASTER_TOKEN,
+      "datasource token": tokens.datasource,
+      "tenant client token": tokens.clientA,
+      "listener token": tokens.listener,
+      "private key": keys.privatePem.split("\n")[5] ?? "",
+      "data source credential": SOURCE_SECRET.slice("Bearer ".length),
+      "git password": GIT_PASSWORD,
+    };
+    for (const [name, secret] of Object.entries(secrets)) assert.ok(secret.length > 8 && !logged.includes(secret), `the ${name} was logged`);
   });
 });
 

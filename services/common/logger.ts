@@ -28,7 +28,8 @@ const REDACT = [
   "*.config.connection_params",
 ];
 
-export function createLogger(options: LoggerOptions): Logger {
+/** `destination` replaces stderr (tests read what would have been written). */
+export function createLogger(options: LoggerOptions, destination?: pino.DestinationStream): Logger {
   const pretty = options.format === "pretty" || (options.format === "auto" && process.stderr.isTTY === true);
   return pino({
     name: options.name ?? "opal-mesh",
@@ -37,7 +38,7 @@ export function createLogger(options: LoggerOptions): Logger {
     ...(pretty
       ? { transport: { target: "pino-pretty", options: { destination: 2, translateTime: "HH:MM:ss.l", ignore: "pid,hostname" } } }
       : {}),
-  }, pretty ? undefined : pino.destination(2));
+  }, pretty ? undefined : (destination ?? pino.destination(2)));
 }
 
 /** A logger that writes nothing, for unit tests. */

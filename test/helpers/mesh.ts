@@ -24,6 +24,11 @@ export function testLogger(name: string): Logger {
   return createLogger({ level: process.env.TEST_LOG_LEVEL === undefined ? "error" : (process.env.TEST_LOG_LEVEL as "info"), format: "json", name });
 }
 
+/** A debug-level logger (with the production redaction) whose lines are kept, to look for secrets in them. */
+export function capturingLogger(name: string, lines: string[]): Logger {
+  return createLogger({ level: "debug", format: "json", name }, { write: (line: string) => void lines.push(line) });
+}
+
 export interface RunningServer {
   server: EmbeddedServer;
   url: string;
@@ -34,9 +39,9 @@ export interface RunningServer {
   stop(): Promise<void>;
 }
 
-export async function startServer(env: Env = {}): Promise<RunningServer> {
+export async function startServer(env: Env = {}, logger: Logger = testLogger("server")): Promise<RunningServer> {
   const config = loadServerConfig({ OPAL_SERVER_BIND_PORT: "0", OPAL_MESH_STREAM_PORT: "0", ...env });
-  const server = new EmbeddedServer(config, testLogger("server"));
+  const server = new EmbeddedServer(config, logger);
   const controller = new AbortController();
   await server.start(controller.signal);
   const transport = createConnectTransport({ baseUrl: server.url, httpVersion: "1.1" });
@@ -62,7 +67,7 @@ export interface RunningClient {
   stop(): Promise<void>;
 }
 
-export async function startClient(serverUrl: string, env: Env = {}, moduleBaseDir = process.cwd()): Promise<RunningClient> {
+export async function startClient(serverUrl: string, env: Env = {}, moduleBaseDir = process.cwd(), logger?: Logger): Promise<RunningClient> {
   const opaPort = await freePort();
   const config = loadClientConfig({
     OPAL_SERVER_URL: serverUrl,
@@ -73,8 +78,7 @@ export async function startClient(serverUrl: string, env: Env = {}, moduleBaseDi
     PATH: process.env.PATH,
     ...env,
   });
-  const logger = testLogger(config.clientId);
-  const agent = await createClientAgent(config, logger, process.env, moduleBaseDir);
+  const agent = await createClientAgent(config, logger ?? testLogger(config.clientId), process.env, moduleBaseDir);
   const controller = new AbortController();
   await agent.start(controller.signal);
   const opaUrl = agent.storeUrl;
