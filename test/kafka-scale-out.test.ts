@@ -17,6 +17,7 @@ import { call } from "./helpers/auth.js";
 import { GitRepo, tempDir } from "./helpers/git-repo.js";
 import { decide, type RunningClient, type RunningServer, startClient, startServer, waitForData, waitReady } from "./helpers/mesh.js";
 import { freePort } from "./helpers/ports.js";
+import { MeshProcess } from "./helpers/processes.js";
 import { TcpProxy } from "./helpers/tcp-proxy.js";
 import { waitFor } from "./helpers/wait.js";
 
@@ -216,6 +217,51 @@ describe("scopes on Kafka: every replica sees them, and they outlive the servers
       assert.deepEqual(await scopeIds(d), [], "the deletion is kept too");
     } finally {
       await d.stop();
+    }
+  });
+});
+
+describe("scopes in the distributed deployment (each service its own process)", () => {
+  test("the policy-watcher serves the scopes API; distributors and trigger-apis follow the scopes on Kafka", async () => {
+    const topic = "opal-mesh-test-distributed-scopes";
+    const processes: MeshProcess[] = [];
+    const service = async (command: string, env: Record<string, string>): Promise<string> => {
+      const port = await freePort();
+      const process = new MeshProcess(
+        command,
+        { OPAL_SERVER_HOST: "127.0.0.1", OPAL_SERVER_BIND_PORT: String(port), OPAL_BROADCAST_URI: `kafka://${kafka.bootstrap}`, OPAL_BROADCAST_CHANNEL_NAME: topic, OPAL_MESH_KAFKA_REPLICATION_FACTOR: "1", OPAL_SCOPES: "true", ...env },
+        `http://127.0.0.1:${port}/healthcheck`,
+      );
+      processes.push(process);
+      await process.ready();
+      return `http://127.0.0.1:${port}`;
+    };
+    const repo = new GitRepo();
+    repo.commit({ "rbac/policy.rego": 'package app.rbac\n\ndefault allow := false\n\nallow if input.user == "erin"\n' }, "tenant t2");
+    let client: RunningClient | undefined;
+    try {
+      const broadcaster = await service("broadcaster", {});
+      const watcher = await service("policy-watcher", { OPAL_MESH_BROADCASTER_URLS: broadcaster, OPAL_BASE_DIR: tempDir("opal-mesh-scopes-") });
+      const distributor = await service("distributor", { OPAL_MESH_BROADCASTER_URLS: broadcaster, OPAL_MESH_POLICY_WATCHER_URLS: watcher, OPAL_MESH_STREAM_PORT: String(await freePort()) });
+      const trigger = await service("trigger-api", { OPAL_MESH_BROADCASTER_URLS: broadcaster });
+
+      const put = await call(`${watcher}/scopes`, {
+        method: "PUT",
+        body: { scope_id: "t2", policy: { source_type: "git", url: repo.dir }, data: { config: { entries: [{ url: "", data: { tenant: "t2" }, dst_path: "/tenant", topics: ["policy_data"] }] } } },
+      });
+      assert.equal(put.status, 201, JSON.stringify(put.json));
+      client = await startClient(distributor, { OPAL_SCOPE_ID: "t2" });
+      await waitReady(client);
+      await waitForData(client, "/tenant", { tenant: "t2" });
+      assert.equal(await decide(client, "app/rbac/allow", { user: "erin" }), true);
+      // The trigger-api learns of the scope through Kafka too.
+      await waitFor(async () => (await call(`${trigger}/scopes/t2/data/update`, { method: "POST", body: { entries: [{ url: "", data: "via the trigger-api", dst_path: "/news", topics: ["policy_data"] }] } })).status === 200, {
+        message: () => "the trigger-api to accept the scoped update",
+      });
+      await waitForData(client, "/news", "via the trigger-api");
+    } finally {
+      await client?.stop();
+      await Promise.all(processes.map((process) => process.kill("SIGTERM")));
     }
   });
 });
