@@ -63,7 +63,8 @@ describe("embedded server with mTLS", () => {
 
   before(async () => {
     server = await startServer(serverTlsEnv(serverCert));
-    client = await startClient(server.url, clientTlsEnv(clientCert));
+    // The client's own API on TLS too, with the same variables as any opal-mesh listener.
+    client = await startClient(server.url, { ...clientTlsEnv(clientCert), ...serverTlsEnv(pki.issue("client-api")) });
     await waitReady(client);
   });
 
@@ -71,6 +72,19 @@ describe("embedded server with mTLS", () => {
     await client?.stop();
     await server?.stop();
     await trusted.close();
+  });
+
+  test("the client's own API is on https with mTLS as well", async () => {
+    assert.match(client.apiUrl, /^https:/);
+    const response = await request(`${client.apiUrl}/ready`, { dispatcher: trusted });
+    assert.equal(response.statusCode, 200);
+    await response.body.dump();
+    const noCert = new Agent({ connect: tlsOptions(pki.caCert) });
+    try {
+      await refused(client.apiUrl.replace(/\/$/, ""), noCert);
+    } finally {
+      await noCert.close();
+    }
   });
 
   test("the server listens on https and the client gets policy and data over TLS", async () => {

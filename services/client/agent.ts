@@ -186,6 +186,7 @@ export class ClientAgent {
       triggerDataRefresh: () => this.dataUpdater?.loadBaseline("triggered refresh"),
       triggerPolicyRefresh: () => this.enqueuePolicySync("triggered refresh"),
       security: new Security(config.auth),
+      tls: config.apiTls,
     });
     await this.api.start();
 

@@ -1,5 +1,6 @@
 /** The client's own HTTP API (OPAL's port 7000): health, readiness and manual triggers. */
 import type { Security } from "../common/auth/security.js";
+import type { ServerTls } from "../common/config/tls-config.js";
 import { sendJson } from "../common/http/json-io.js";
 import { HttpListener } from "../common/http/listener.js";
 import { RestRouter } from "../common/http/rest-router.js";
@@ -15,6 +16,8 @@ export interface ClientApiOptions {
   triggerPolicyRefresh: () => void;
   /** With a public key, the trigger routes require listener tokens. */
   security: Security;
+  /** OPAL_MESH_TLS_*: the API on https (and mTLS), as every opal-mesh listener. */
+  tls?: ServerTls;
 }
 
 export function createClientApi(options: ClientApiOptions): HttpListener {
@@ -62,6 +65,7 @@ export function createClientApi(options: ClientApiOptions): HttpListener {
   return new HttpListener({
     host: options.host,
     port: options.port,
+    tls: options.tls,
     handler: (request, response) => {
       if (!router.handle(request, response)) sendJson(response, 404, { detail: "Not Found" });
     },

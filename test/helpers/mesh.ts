@@ -85,7 +85,7 @@ export async function startClient(serverUrl: string, env: Env = {}, moduleBaseDi
   return {
     agent,
     opaUrl,
-    apiUrl: `http://127.0.0.1:${agent.apiPort}`,
+    apiUrl: `${config.apiTls === undefined ? "http" : "https"}://127.0.0.1:${agent.apiPort}`,
     async read(path: string) {
       const response = await request(`${opaUrl}/v1/data${path}`);
       return ((await response.body.json()) as { result?: unknown }).result;
