@@ -10,7 +10,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file opal/mesh/v1/delivery.proto.
  */
 export const file_opal_mesh_v1_delivery: GenFile = /*@__PURE__*/
-  fileDesc("ChtvcGFsL21lc2gvdjEvZGVsaXZlcnkucHJvdG8SDG9wYWwubWVzaC52MSJyCg5DbGllbnREZWxpdmVyeRIRCgljbGllbnRfaWQYASABKAkSKgoFc3RhdGUYAiABKA4yGy5vcGFsLm1lc2gudjEuRGVsaXZlcnlTdGF0ZRINCgVlcnJvchgDIAEoCRISCgpsYXRlbmN5X21zGAQgASgDIrUBCgxVcGRhdGVTdGF0dXMSEQoJdXBkYXRlX2lkGAEgASgJEhAKCHBvc2l0aW9uGAIgASgEEhAKCGNvbXBsZXRlGAMgASgIEi0KB2NsaWVudHMYBCADKAsyHC5vcGFsLm1lc2gudjEuQ2xpZW50RGVsaXZlcnkSDwoHYXBwbGllZBgFIAEoDRIOCgZmYWlsZWQYBiABKA0SDwoHcGVuZGluZxgHIAEoDRINCgVrbm93bhgIIAEoCCqCAQoNRGVsaXZlcnlTdGF0ZRIeChpERUxJVkVSWV9TVEFURV9VTlNQRUNJRklFRBAAEhoKFkRFTElWRVJZX1NUQVRFX1BFTkRJTkcQARIaChZERUxJVkVSWV9TVEFURV9BUFBMSUVEEAISGQoVREVMSVZFUllfU1RBVEVfRkFJTEVEEANiBnByb3RvMw");
+  fileDesc("ChtvcGFsL21lc2gvdjEvZGVsaXZlcnkucHJvdG8SDG9wYWwubWVzaC52MSJyCg5DbGllbnREZWxpdmVyeRIRCgljbGllbnRfaWQYASABKAkSKgoFc3RhdGUYAiABKA4yGy5vcGFsLm1lc2gudjEuRGVsaXZlcnlTdGF0ZRINCgVlcnJvchgDIAEoCRISCgpsYXRlbmN5X21zGAQgASgDIuUBCgxVcGRhdGVTdGF0dXMSEQoJdXBkYXRlX2lkGAEgASgJEhAKCHBvc2l0aW9uGAIgASgEEhAKCGNvbXBsZXRlGAMgASgIEi0KB2NsaWVudHMYBCADKAsyHC5vcGFsLm1lc2gudjEuQ2xpZW50RGVsaXZlcnkSDwoHYXBwbGllZBgFIAEoDRIOCgZmYWlsZWQYBiABKA0SDwoHcGVuZGluZxgHIAEoDRINCgVrbm93bhgIIAEoCBIQCgh0cmFjZV9pZBgJIAEoCRIcChRwdWJsaXNoZWRfYXRfdW5peF9tcxgKIAEoAyqCAQoNRGVsaXZlcnlTdGF0ZRIeChpERUxJVkVSWV9TVEFURV9VTlNQRUNJRklFRBAAEhoKFkRFTElWRVJZX1NUQVRFX1BFTkRJTkcQARIaChZERUxJVkVSWV9TVEFURV9BUFBMSUVEEAISGQoVREVMSVZFUllfU1RBVEVfRkFJTEVEEANiBnByb3RvMw");
 
 /**
  * @generated from message opal.mesh.v1.ClientDelivery
@@ -95,6 +95,20 @@ export type UpdateStatus = Message<"opal.mesh.v1.UpdateStatus"> & {
    * @generated from field: bool known = 8;
    */
   known: boolean;
+
+  /**
+   * The update's trace (32 hex digits) when it was traced; empty otherwise.
+   *
+   * @generated from field: string trace_id = 9;
+   */
+  traceId: string;
+
+  /**
+   * When the distributor first dispatched it.
+   *
+   * @generated from field: int64 published_at_unix_ms = 10;
+   */
+  publishedAtUnixMs: bigint;
 };
 
 /**
