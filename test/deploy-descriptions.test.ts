@@ -21,12 +21,12 @@ function names(text: string, pattern: RegExp): string[] {
   return [...new Set([...text.matchAll(pattern)].map((match) => match[1] as string))].sort();
 }
 
-test("every OPAL_* / KAFKA_* variable in the descriptions is read by the configuration", () => {
+test("every OPAL_* / KAFKA_* / OTEL_* variable in the descriptions is read by the configuration", () => {
   const known = knownVariables();
   assert.ok(known.has("OPAL_SERVER_BIND_PORT") && known.has("KAFKA_PLAIN_PASSWORD"), "the recorded schema is not empty");
   // The compose file's kafka service configures the broker image, not opal-mesh.
   const composeMesh = COMPOSE.replace(/\n {2}kafka:\n(?: {4}.*\n| {6}.*\n)+/, "\n");
-  const used = [...names(composeMesh, /\b((?:OPAL|KAFKA)_[A-Z0-9_]+)\b/g), ...names(HELM, /\b((?:OPAL|KAFKA)_[A-Z0-9_]+)\b/g), ...names(DOCKERFILE, /\b(OPAL_[A-Z0-9_]+)\b/g)];
+  const used = [...names(composeMesh, /\b((?:OPAL|KAFKA|OTEL)_[A-Z0-9_]+)\b/g), ...names(HELM, /\b((?:OPAL|KAFKA|OTEL)_[A-Z0-9_]+)\b/g), ...names(DOCKERFILE, /\b(OPAL_[A-Z0-9_]+)\b/g)];
   assert.ok(used.length > 15, "the descriptions were read");
   const unknown = used.filter((name) => !known.has(name));
   assert.deepEqual(unknown, [], `variables opal-mesh does not read: ${unknown.join(", ")}`);

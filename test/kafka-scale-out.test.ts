@@ -17,6 +17,7 @@ import { call } from "./helpers/auth.js";
 import { GitRepo, tempDir } from "./helpers/git-repo.js";
 import { decide, type RunningClient, type RunningServer, startClient, startServer, waitForData, waitReady } from "./helpers/mesh.js";
 import { freePort } from "./helpers/ports.js";
+import { scrape } from "./helpers/metrics.js";
 import { MeshProcess } from "./helpers/processes.js";
 import { TcpProxy } from "./helpers/tcp-proxy.js";
 import { waitFor } from "./helpers/wait.js";
@@ -77,6 +78,32 @@ describe("two all-in-one servers on one Kafka log", () => {
     const response = await a.trigger.publishDataUpdate({ entries: [{ dstPath: "/everywhere", topics: ["policy_data"], data: { kind: { case: "numberValue", value: 1 } } }], wait: true });
     assert.deepEqual(response.delivery?.clients.map((client) => client.clientId).sort(), ["fail-over", "on-a", "on-b"]);
     assert.equal(response.delivery?.applied, 3);
+  });
+
+  test("metrics and /statistics see the whole fleet: the tail's consumer lag drains, every server's clients are listed", async () => {
+    for (const server of [a, b]) {
+      const metrics = await waitFor(
+        async () => {
+          const scraped = await scrape(server.url);
+          return scraped.value("opal_mesh_broadcaster_kafka_consumer_lag_messages") === 0 ? scraped : undefined;
+        },
+        { message: "the tail to have read the whole topic" },
+      );
+      assert.equal(metrics.value("opal_mesh_broadcaster_append_errors_total", { backend: "kafka" }), 0);
+      assert.ok(metrics.count("opal_mesh_broadcaster_events_appended_total", { backend: "kafka" }) > 0);
+    }
+    const stats = await waitFor(
+      async () => {
+        const answer = (await call(`${a.url}/statistics`)).json as { clients: Record<string, unknown>; servers: string[] };
+        return Object.keys(answer.clients).length === 3 ? answer : undefined;
+      },
+      { message: "server a to list the clients of both servers" },
+    );
+    assert.deepEqual(Object.keys(stats.clients).sort(), ["fail-over", "on-a", "on-b"]);
+    assert.equal(stats.servers.length, 2);
+    assert.deepEqual((await call(`${b.url}/stats`)).json, { ...((await call(`${b.url}/stats`)).json as object), client_count: 3, server_count: 2 });
+    // The tracker is per server, as OPAL's.
+    assert.deepEqual(Object.keys((await call(`${b.url}/pubsub_client_info`)).json as object), ["on-b"]);
   });
 
   test("external producers: OPAL DataUpdate JSON and protobuf events in the topic; malformed messages skipped", async () => {

@@ -24,6 +24,7 @@ export function encodeEvent(event: Event): { value: Buffer; headers: Record<stri
   const copy = create(EventSchema, { ...event, position: 0n, publishedAtUnixMs: 0n });
   const headers: Record<string, string> = { "content-type": PROTOBUF_CONTENT_TYPE };
   if (event.traceContext?.traceparent) headers.traceparent = event.traceContext.traceparent;
+  if (event.traceContext?.tracestate) headers.tracestate = event.traceContext.tracestate;
   return { value: Buffer.from(toBinary(EventSchema, copy)), headers };
 }
 

@@ -8,13 +8,15 @@
  */
 import { randomUUID } from "node:crypto";
 import type { Admin, Consumer, Kafka, KafkaConfig, Producer } from "kafkajs";
-import type { Event } from "../../gen/opal/mesh/v1/event_pb.js";
+import { create } from "@bufbuild/protobuf";
+import { type Event, TraceContextSchema } from "../../gen/opal/mesh/v1/event_pb.js";
 import { SupervisedConsumer } from "../common/kafka/supervised-consumer.js";
 import type { Logger } from "../common/logger.js";
 import { type EventLog, type LogHead, LogTruncatedError } from "./event-log.js";
 import { decodeRecord, encodeEvent, type KafkaRecord, MalformedMessageError, placeholder } from "./kafka-codec.js";
 import { RetainedWindow, type WindowOptions } from "./retained-window.js";
 import { loggedKafka } from "../common/kafka/logged-kafka.js";
+import { endSpan, type Span, SpanKind, type Tracing } from "../common/telemetry/tracing.js";
 
 export interface KafkaLogOptions {
   client: Omit<KafkaConfig, "logLevel" | "logCreator">;
@@ -24,6 +26,8 @@ export interface KafkaLogOptions {
   replicationFactor: number;
   window: WindowOptions;
   logger: Logger;
+  /** Traced events get a Kafka producer span, whose context travels in the message headers. */
+  tracing?: Tracing;
 }
 
 export class KafkaLog implements EventLog {
@@ -34,6 +38,8 @@ export class KafkaLog implements EventLog {
   private tail: SupervisedConsumer | undefined;
   private id = "";
   private logStart = 0n;
+  /** The newest high watermark seen: the offset Kafka gives the next message. */
+  private highWatermark = 0n;
   private refresher: NodeJS.Timeout | undefined;
   private readonly controller = new AbortController();
   private readonly readers = new Set<Consumer>();
@@ -49,6 +55,15 @@ export class KafkaLog implements EventLog {
   head(): LogHead {
     const first = this.logStart + 1n > this.window.firstRetained ? this.window.firstRetained : this.logStart + 1n;
     return { headPosition: this.window.head, firstRetainedPosition: first, logId: this.id };
+  }
+
+  /** Messages in the topic the tail has not read yet: high watermark − consumed offset. */
+  consumerLag(): bigint {
+    return this.highWatermark > this.window.head ? this.highWatermark - this.window.head : 0n;
+  }
+
+  private sawHighWatermark(high: bigint): void {
+    if (high > this.highWatermark) this.highWatermark = high;
   }
 
   /** Connects, creates the topic if missing, and starts tailing it. */
@@ -90,13 +105,43 @@ export class KafkaLog implements EventLog {
   async append(events: readonly Event[]): Promise<bigint[]> {
     const producer = this.producer;
     if (producer === undefined) throw new Error("the Kafka log is not started");
-    const [result] = await producer.send({ topic: this.options.topic, acks: -1, messages: events.map((event) => encodeEvent(event)) });
-    if (result === undefined || result.baseOffset === undefined) throw new Error("Kafka returned no offset for the published events");
+    const spans = this.startSendSpans(events);
+    let result;
+    try {
+      [result] = await producer.send({ topic: this.options.topic, acks: -1, messages: events.map((event) => encodeEvent(event)) });
+      if (result === undefined || result.baseOffset === undefined) throw new Error("Kafka returned no offset for the published events");
+    } catch (error) {
+      for (const span of spans) endSpan(span, error);
+      throw error;
+    }
     const base = BigInt(result.baseOffset);
+    spans.forEach((span, index) => {
+      span.setAttribute("messaging.kafka.offset", Number(base) + index);
+      endSpan(span);
+    });
     return events.map((event, index) => {
       event.position = base + BigInt(index) + 1n;
       return event.position;
     });
+  }
+
+  /** One producer span per traced event; the event then carries the span's context. */
+  private startSendSpans(events: readonly Event[]): Span[] {
+    const tracing = this.options.tracing;
+    if (tracing === undefined || !tracing.enabled) return [];
+    const spans: Span[] = [];
+    for (const event of events) {
+      if (event.traceContext === undefined || event.traceContext.traceparent === "") continue;
+      const span = tracing.start(`send ${this.options.topic}`, {
+        kind: SpanKind.PRODUCER,
+        parent: tracing.extract(event.traceContext),
+        attributes: { "messaging.system": "kafka", "messaging.operation.type": "send", "messaging.destination.name": this.options.topic, "messaging.destination.partition.id": "0" },
+      });
+      const carrier = tracing.inject(span);
+      if (carrier !== undefined) event.traceContext = create(TraceContextSchema, carrier);
+      spans.push(span);
+    }
+    return spans;
   }
 
   async *read(after: bigint, signal: AbortSignal): AsyncGenerator<Event> {
@@ -121,6 +166,7 @@ export class KafkaLog implements EventLog {
     const low = BigInt(partition?.low ?? "0");
     const high = BigInt(partition?.high ?? "0");
     this.logStart = low;
+    this.sawHighWatermark(high);
     return { low, high };
   }
 
@@ -149,6 +195,7 @@ export class KafkaLog implements EventLog {
         await consumer.run({
           autoCommit: false,
           eachBatch: async ({ batch }) => {
+            this.sawHighWatermark(BigInt(batch.highWatermark));
             for (const message of batch.messages) {
               const event = this.record(message);
               if (event.position <= this.window.head && this.window.head !== 0n) continue;

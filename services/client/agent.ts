@@ -19,6 +19,9 @@ import { EntryApplier } from "./data/entry-applier.js";
 import { type JobResult, UpdatePipeline } from "./data/update-pipeline.js";
 import { FetchProviderRegistry, loadProviderPlugins } from "./fetch/registry.js";
 import { ClientHealth } from "./health.js";
+import { ClientMetrics } from "./metrics.js";
+import { createMetricsRegistry, type Registry } from "../common/telemetry/metrics.js";
+import { healthReport, HealthReports } from "./health-reports.js";
 import { InlineOpa } from "./opa/inline-opa.js";
 import { OpaStore } from "./opa/opa-store.js";
 import { type PositionMark, readStatus, STATUS_PATH, StatusDocument } from "./opa-status.js";
@@ -27,6 +30,8 @@ import { StoreBackup } from "./store-backup.js";
 import { startBackups, startLivenessProbe, waitForStore } from "./store-watch.js";
 import { PolicyUpdater } from "./policy/policy-updater.js";
 import { type ResumePoint, StreamSession } from "./stream-session.js";
+import { UpdateTrace } from "./update-trace.js";
+import { tracingFor, type Tracing } from "../common/telemetry/tracing.js";
 
 export interface ClientAgentOptions {
   config: ClientConfig;
@@ -35,6 +40,8 @@ export interface ClientAgentOptions {
   opaBinary: string | undefined;
   /** Where third-party fetch provider modules are resolved from. */
   moduleBaseDir: string;
+  /** Where the client's metrics are recorded (served at /metrics); a new registry when absent. */
+  registry?: Registry;
 }
 
 export class ClientAgent {
@@ -56,15 +63,21 @@ export class ClientAgent {
   private backupTimer: NodeJS.Timeout | undefined;
   private backup: StoreBackup | undefined;
   private reporter: UpdateReporter | undefined;
+  private healthReports: HealthReports | undefined;
   private lastReceived: ResumePoint | undefined;
   private readonly controller = new AbortController();
+  private readonly tracing: Tracing;
+  private readonly baselineListeners: Array<(done: number, total: number) => void> = [];
+  readonly metrics: ClientMetrics;
 
   constructor(private readonly options: ClientAgentOptions) {
     const { config } = options;
     this.health = new ClientHealth(config.dataUpdaterEnabled, config.policyUpdaterEnabled);
     this.store = new OpaStore({ url: config.policyStore.url, authToken: config.policyStore.authToken, tls: config.storeTls });
     this.status = new StatusDocument(this.health, config.clientId);
-    this.transactions = new DataTransactions(this.store);
+    this.metrics = new ClientMetrics(options.registry ?? createMetricsRegistry(), this.health, this.store);
+    this.transactions = new DataTransactions(this.metrics.store);
+    this.tracing = tracingFor(config.telemetry);
   }
 
   get apiPort(): number {
@@ -97,6 +110,7 @@ export class ClientAgent {
 
   async stop(): Promise<void> {
     this.controller.abort();
+    this.healthReports?.stop();
     clearInterval(this.livenessTimer);
     clearInterval(this.backupTimer);
     await this.stream?.stop();
@@ -110,6 +124,12 @@ export class ClientAgent {
     await this.registry?.close();
     await this.inlineOpa?.stop();
     await this.store.close();
+    await this.tracing.shutdown();
+  }
+
+  /** Told as each source of a baseline load is fetched (the `client` command's progress bar). */
+  onBaselineProgress(listener: (done: number, total: number) => void): void {
+    this.baselineListeners.push(listener);
   }
 
   /** Resolves when every queued update has been written. */
@@ -134,7 +154,7 @@ export class ClientAgent {
     this.registry = new FetchProviderRegistry(plugins, { logger: logger.child({ component: "fetch" }), timeoutMs: config.httpFetcherTimeoutMs });
     const serverUrl = (): string => this.stream?.serverUrl ?? (config.serverUrls[0] as string);
     const pipeline = new UpdatePipeline({
-      applier: new EntryApplier({
+      applier: this.metrics.applier(new EntryApplier({
         onStoreLost: () => this.rehydrate(),
         registry: this.registry,
         transactions: this.transactions,
@@ -144,10 +164,14 @@ export class ClientAgent {
         splitRootData: config.splitRootData,
         allowlist: new UrlAllowlist(config.fetchAllowlist),
         logger: logger.child({ component: "data" }),
-      }),
+        storeUrl: config.policyStore.url,
+      }), () => this.registry?.names() ?? []),
       concurrency: config.fetchingWorkerCount,
       logger,
       onResult: (result) => this.onResult(result),
+      onFetched: (job, done, total) => {
+        if (job.kind === "baseline") for (const listener of this.baselineListeners) listener(done, total);
+      },
     });
     this.pipeline = pipeline;
     this.health.pending = () => pipeline.pending;
@@ -164,13 +188,15 @@ export class ClientAgent {
       token: config.token,
       dirs: config.policySubscriptionDirs,
       scope: config.scopeId,
-      store: this.store,
+      store: this.metrics.store,
       status: this.status,
       ignore: new GlobSet(config.policyPathsToIgnore),
       health: this.health,
       logger: logger.child({ component: "policy" }),
       timeoutMs: 60_000,
       tls: config.serverTls,
+      storeUrl: config.policyStore.url,
+      measureFetch: (fetch, signal) => this.metrics.fetchPolicy(fetch, signal),
     });
     await this.restoreStatus(ownSignal);
     pipeline.start(ownSignal);
@@ -187,10 +213,13 @@ export class ClientAgent {
       triggerPolicyRefresh: () => this.enqueuePolicySync("triggered refresh"),
       security: new Security(config.auth),
       tls: config.apiTls,
+      metrics: this.metrics.registry,
     });
     await this.api.start();
 
     this.stream = this.createStream();
+    this.healthReports = new HealthReports({ snapshot: () => healthReport(this.health), send: (report) => this.stream?.sendReport(report) });
+    this.healthReports.start(ownSignal);
     await this.stream.start(ownSignal);
     this.livenessTimer = startLivenessProbe({ store: this.store, health: this.health, status: this.status, pipeline, intervalMs: config.livenessProbeIntervalMs, onLost: () => this.rehydrate(), signal: ownSignal });
   }
@@ -228,10 +257,12 @@ export class ClientAgent {
       tls: config.serverTls,
       handlers: {
         onConnectionChange: (connected, error) => {
+          this.metrics.streamConnection(connected);
           this.health.streamConnected = connected;
           this.health.streamError = error;
         },
         onWelcome: (welcome, resumed) => {
+          this.healthReports?.sendNow();
           if (resumed) {
             logger.info({ position: this.lastReceived?.position.toString() }, "resumed: the distributor replays what was missed");
             if (this.baselineIncomplete) this.dataUpdater?.loadBaseline("baseline was not complete");
@@ -269,13 +300,15 @@ export class ClientAgent {
   }
 
   private onEvent(event: Event, logId: string): void {
+    const trace = UpdateTrace.forEvent(this.tracing, event, this.options.config.clientId);
     if (event.payload.case === "dataUpdate") {
-      this.dataUpdater?.onEvent(event, logId);
+      this.dataUpdater?.onEvent(event, logId, trace);
     } else if (event.payload.case === "policyChanged") {
       // Announcing what OPA already holds (a new publisher re-announces): only the position moves.
       const { hash } = event.payload.value;
-      this.enqueuePolicySync(`policy changed to ${hash}`, { logId, position: event.position }, hash !== "" && hash === this.policyHash);
+      this.enqueuePolicySync(`policy changed to ${hash}`, { logId, position: event.position }, hash !== "" && hash === this.policyHash, trace);
     } else if (event.payload.case === "scopeChanged") {
+      trace?.end();
       // Our scope was (re)defined: its data sources may have changed (OPAL #779), and a
       // scope created after we connected now has a policy to load.
       const { deleted } = event.payload.value;
@@ -291,19 +324,19 @@ export class ClientAgent {
     }
   }
 
-  private enqueuePolicySync(reason: string, mark?: PositionMark, alreadyThere = false): void {
+  private enqueuePolicySync(reason: string, mark?: PositionMark, alreadyThere = false, trace?: UpdateTrace): void {
     const updater = this.policyUpdater;
     if (updater === undefined || this.pipeline === undefined) return;
     const task = async (signal: AbortSignal): Promise<void> => {
       try {
         if (alreadyThere) await updater.skip(signal, mark);
-        else await updater.sync(signal, reason, mark);
+        else await updater.sync(signal, reason, mark, trace);
       } catch (error) {
         if (error instanceof StoreLostStateError) this.rehydrate();
         throw error;
       }
     };
-    this.pipeline.enqueue({ kind: "policy", position: mark?.position, logId: mark?.logId, updateId: "", reason, entries: [], task });
+    this.pipeline.enqueue({ kind: "policy", position: mark?.position, logId: mark?.logId, updateId: "", reason, entries: [], task, trace });
   }
 
   /** What OPA says it holds: policy version, position, whether the baseline completed. */
@@ -328,6 +361,7 @@ export class ClientAgent {
   }
 
   private onResult(result: JobResult): void {
+    this.metrics.jobDone(result);
     if (result.job.kind === "backup") {
       if (!result.ok) this.options.logger.warn({ err: result.error }, "store backup failed");
       return;
@@ -340,8 +374,10 @@ export class ClientAgent {
     const { position } = result.job;
     if (position !== undefined) {
       this.health.appliedPosition = position;
-      this.stream?.sendAck({ position, updateId: "", status: result.ok ? AckStatus.APPLIED : AckStatus.FAILED, error: result.error ?? "" });
+      const traceContext = result.job.trace?.ack(result.ok ? undefined : (result.error ?? "failed"));
+      this.stream?.sendAck({ position, updateId: "", status: result.ok ? AckStatus.APPLIED : AckStatus.FAILED, error: result.error ?? "", ...(traceContext === undefined ? {} : { traceContext }) });
     }
+    result.job.trace?.end(result.ok ? undefined : result.error);
   }
 
   /** OPA came back empty: forget position and policy so the next session loads everything. */

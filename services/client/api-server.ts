@@ -4,6 +4,7 @@ import type { ServerTls } from "../common/config/tls-config.js";
 import { sendJson } from "../common/http/json-io.js";
 import { HttpListener } from "../common/http/listener.js";
 import { RestRouter } from "../common/http/rest-router.js";
+import { metricsRoute, type Registry } from "../common/telemetry/metrics.js";
 import type { ClientHealth } from "./health.js";
 
 export interface ClientApiOptions {
@@ -18,6 +19,8 @@ export interface ClientApiOptions {
   security: Security;
   /** OPAL_MESH_TLS_*: the API on https (and mTLS), as every opal-mesh listener. */
   tls?: ServerTls;
+  /** The client's metrics, served at /metrics. */
+  metrics?: Registry;
 }
 
 export function createClientApi(options: ClientApiOptions): HttpListener {
@@ -34,6 +37,7 @@ export function createClientApi(options: ClientApiOptions): HttpListener {
     { ...healthy, path: "/" },
     { ...healthy, path: "/healthy" },
     { ...healthy, path: "/healthcheck" },
+    ...(options.metrics === undefined ? [] : [metricsRoute(options.metrics)]),
     {
       method: "GET",
       auth: "open",

@@ -3,11 +3,12 @@
  * open the stream, say Hello (with the position to resume from), hand what arrives to
  * the agent, send ACKs; on failure, back off and try the next server URL.
  */
-import { create } from "@bufbuild/protobuf";
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport, type Http2SessionManager } from "@connectrpc/connect-node";
 import {
-  type Ack,
+  type AckSchema,
+  type ClientReport,
   type ConnectRequest,
   ConnectRequestSchema,
   DistributorService,
@@ -75,8 +76,13 @@ export class StreamSession {
     for (const manager of this.sessionManagers) manager.abort();
   }
 
-  sendAck(ack: Omit<Ack, "$typeName">): void {
+  sendAck(ack: MessageInitShape<typeof AckSchema>): void {
     this.outbox?.push(create(ConnectRequestSchema, { message: { case: "ack", value: ack } }));
+  }
+
+  /** The client's health for the distributor's dashboard; dropped while disconnected. */
+  sendReport(report: Omit<ClientReport, "$typeName">): void {
+    this.outbox?.push(create(ConnectRequestSchema, { message: { case: "report", value: report } }));
   }
 
   /** Drops the current stream; the loop reconnects at once (e.g. to resync after OPA restarted). */

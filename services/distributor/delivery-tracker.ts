@@ -1,12 +1,17 @@
 /**
- * Fleet-wide delivery, as one distributor sees it: for every data update dispatched,
- * the clients it was addressed to and their ACKs. Answers "applied by 97 clients,
- * failed on 1 (error…), pending on 2", and lets a publisher wait for "every client".
+ * Fleet-wide delivery, as one distributor sees it: for every data update (and policy
+ * change) dispatched, the clients it was addressed to and their ACKs. Answers "applied by
+ * 97 clients, failed on 1 (error…), pending on 2", lets a publisher wait for "every
+ * client", and lists the recent updates for the dashboard.
  */
 import { create } from "@bufbuild/protobuf";
 import { AckStatus, type Ack } from "../../gen/opal/mesh/v1/distributor_pb.js";
 import { ClientDeliverySchema, DeliveryState, type UpdateStatus, UpdateStatusSchema } from "../../gen/opal/mesh/v1/delivery_pb.js";
 import type { Event } from "../../gen/opal/mesh/v1/event_pb.js";
+import { scopeOfTopic } from "../common/scopes/scoped-topics.js";
+import { traceIdOf } from "../common/telemetry/tracing.js";
+
+export { traceIdOf };
 
 interface ClientRecord {
   state: DeliveryState;
@@ -15,16 +20,40 @@ interface ClientRecord {
 }
 
 interface UpdateRecord {
+  kind: UpdateKind;
+  /** Empty for a policy change (clients ACK it by position). */
   updateId: string;
   position: bigint;
+  /** When the broadcaster accepted it (latencies are measured from here). */
   publishedAt: number;
+  /** When this distributor first dispatched it. */
+  dispatchedAt: number;
+  traceId: string;
+  policyHash: string;
+  reason: string;
+  /** The scopes its topics belong to (one, unless the event was built by hand). */
+  scopes: string[];
   clients: Map<string, ClientRecord>;
   waiters: Set<() => void>;
 }
 
+export type UpdateKind = "data" | "policy";
+
+/** One of the recent updates, as the dashboard lists them. */
+export interface RecentUpdate {
+  kind: UpdateKind;
+  /** The new policy version, for a policy change. */
+  policyHash: string;
+  reason: string;
+  scopes: readonly string[];
+  status: UpdateStatus;
+}
+
 export interface DeliveryTrackerOptions {
-  /** How many updates are remembered (the oldest are forgotten first). */
+  /** How many updates (data and policy) are remembered (the oldest are forgotten first). */
   maxUpdates: number;
+  /** Told of each ACK of a tracked update, with its publish→ACK latency (metrics). */
+  onAcknowledged?: (kind: UpdateKind, latencyMs: number, failed: boolean) => void;
 }
 
 export class DeliveryTracker {
@@ -38,16 +67,29 @@ export class DeliveryTracker {
   /** Called as fan-out sends an event: `addressed` are the clients it goes to. */
   dispatched(event: Event, addressed: Iterable<string>): void {
     this.dispatchedHead = event.position;
-    if (event.payload.case === "dataUpdate" && event.payload.value.id !== "") {
+    const payload = event.payload;
+    const kind: UpdateKind | undefined = payload.case === "dataUpdate" && payload.value.id !== "" ? "data" : payload.case === "policyChanged" ? "policy" : undefined;
+    if (kind !== undefined) {
+      const now = Date.now();
       const record: UpdateRecord = {
-        updateId: event.payload.value.id,
+        kind,
+        updateId: payload.case === "dataUpdate" ? payload.value.id : "",
         position: event.position,
-        publishedAt: Number(event.publishedAtUnixMs) || Date.now(),
+        publishedAt: Number(event.publishedAtUnixMs) || now,
+        dispatchedAt: now,
+        traceId: traceIdOf(event.traceContext?.traceparent),
+        policyHash: payload.case === "policyChanged" ? payload.value.hash : "",
+        reason: payload.case === "dataUpdate" ? payload.value.reason : "",
+        scopes: [...new Set(event.topics.map(scopeOfTopic))],
         clients: new Map(),
         waiters: new Set(),
       };
       for (const clientId of addressed) record.clients.set(clientId, { state: DeliveryState.PENDING, error: "", latencyMs: 0 });
-      this.byId.set(record.updateId, record);
+      // A position seen again (the log behind was replaced) replaces the older record and
+      // moves to the newest end, so the listing stays in dispatch order.
+      const previous = this.byPosition.get(record.position);
+      if (previous !== undefined) this.forget(previous);
+      if (kind === "data") this.byId.set(record.updateId, record);
       this.byPosition.set(record.position, record);
       this.forgetOldest();
       this.settle(record);
@@ -61,6 +103,7 @@ export class DeliveryTracker {
     if (record === undefined) return;
     const failed = ack.status === AckStatus.FAILED;
     record.clients.set(clientId, { state: failed ? DeliveryState.FAILED : DeliveryState.APPLIED, error: failed ? ack.error : "", latencyMs: Math.max(0, Date.now() - record.publishedAt) });
+    this.options.onAcknowledged?.(record.kind, record.clients.get(clientId)?.latencyMs ?? 0, failed);
     this.settle(record);
   }
 
@@ -68,6 +111,21 @@ export class DeliveryTracker {
   status(updateId: string): UpdateStatus {
     const record = this.byId.get(updateId);
     if (record === undefined) return create(UpdateStatusSchema, { updateId, known: false });
+    return this.statusOf(record);
+  }
+
+  /** The newest `limit` updates, newest first. */
+  recent(limit: number): RecentUpdate[] {
+    const records = [...this.byPosition.values()];
+    const newest: RecentUpdate[] = [];
+    for (let index = records.length - 1; index >= 0 && newest.length < limit; index--) {
+      const record = records[index] as UpdateRecord;
+      newest.push({ kind: record.kind, policyHash: record.policyHash, reason: record.reason, scopes: record.scopes, status: this.statusOf(record) });
+    }
+    return newest;
+  }
+
+  private statusOf(record: UpdateRecord): UpdateStatus {
     let applied = 0;
     let failed = 0;
     let pending = 0;
@@ -78,7 +136,18 @@ export class DeliveryTracker {
       return create(ClientDeliverySchema, { clientId, state: client.state, error: client.error, latencyMs: BigInt(client.latencyMs) });
     });
     clients.sort((a, b) => a.clientId.localeCompare(b.clientId));
-    return create(UpdateStatusSchema, { updateId, position: record.position, complete: pending === 0, clients, applied, failed, pending, known: true });
+    return create(UpdateStatusSchema, {
+      updateId: record.updateId,
+      position: record.position,
+      complete: pending === 0,
+      clients,
+      applied,
+      failed,
+      pending,
+      known: true,
+      traceId: record.traceId,
+      publishedAtUnixMs: BigInt(record.dispatchedAt),
+    });
   }
 
   /**
@@ -117,11 +186,12 @@ export class DeliveryTracker {
   }
 
   private forgetOldest(): void {
-    while (this.byId.size > this.options.maxUpdates) {
-      const oldest = this.byId.values().next().value as UpdateRecord;
-      this.byId.delete(oldest.updateId);
-      this.byPosition.delete(oldest.position);
-      this.settle(oldest);
-    }
+    while (this.byPosition.size > this.options.maxUpdates) this.forget(this.byPosition.values().next().value as UpdateRecord);
+  }
+
+  private forget(record: UpdateRecord): void {
+    if (this.byPosition.get(record.position) === record) this.byPosition.delete(record.position);
+    if (this.byId.get(record.updateId) === record) this.byId.delete(record.updateId);
+    this.settle(record);
   }
 }

@@ -6,12 +6,13 @@ import { clone, create, toBinary } from "@bufbuild/protobuf";
 import type { Client } from "@connectrpc/connect";
 import type { BroadcasterService } from "../../gen/opal/mesh/v1/broadcaster_pb.js";
 import { ConnectResponseSchema } from "../../gen/opal/mesh/v1/distributor_pb.js";
-import { type Event, EventSchema } from "../../gen/opal/mesh/v1/event_pb.js";
+import { type Event, EventSchema, TraceContextSchema } from "../../gen/opal/mesh/v1/event_pb.js";
 import { backoffDelay, sleep } from "../common/backoff.js";
 import type { Logger } from "../common/logger.js";
 import { DEFAULT_SCOPE, scopeOfTopic, unscopeTopic } from "../common/scopes/scoped-topics.js";
 import { anyTopicCovered } from "../common/topics.js";
 import type { ClientSession } from "./session.js";
+import { endSpan, type Span, SpanKind, type TraceCarrier, type Tracing } from "../common/telemetry/tracing.js";
 
 export function encodeEvent(event: Event): Uint8Array {
   return toBinary(ConnectResponseSchema, create(ConnectResponseSchema, { message: { case: "event", value: event } }));
@@ -48,6 +49,13 @@ export interface FanoutOptions {
   onDispatch?: (event: Event, addressed: string[]) => void;
   /** How long a client that left still counts as addressed (it may resume and ACK). */
   leftClientTtlMs?: number;
+  tracing?: Tracing;
+  /** The log's name, for spans. */
+  logName?: string;
+}
+
+function withTraceContext(event: Event, carrier: TraceCarrier | undefined): Event {
+  return carrier === undefined ? event : { ...event, traceContext: create(TraceContextSchema, carrier) };
 }
 
 export class Fanout {
@@ -158,6 +166,9 @@ export class Fanout {
 
   private dispatch(event: Event): void {
     for (const listener of this.listeners) listener(event);
+    const span = this.startProcessSpan(event);
+    // Clients continue the trace from this span: the frames carry its context.
+    const outgoing = span === undefined ? event : withTraceContext(event, this.options.tracing?.inject(span));
     // One serialization per scope among the sessions addressed (usually one).
     const frames = new Map<string, Uint8Array>();
     const addressed: string[] = [];
@@ -165,7 +176,7 @@ export class Fanout {
       if (session.accepts(event)) {
         let frame = frames.get(session.scope);
         if (frame === undefined) {
-          frame = encodeEventFor(event, session.scope);
+          frame = encodeEventFor(outgoing, session.scope);
           frames.set(session.scope, frame);
         }
         session.deliver(frame, event);
@@ -184,6 +195,28 @@ export class Fanout {
       this.options.onDispatch(event, addressed);
     }
     this.headPosition = event.position;
+    if (span !== undefined) {
+      span.setAttribute("opal_mesh.clients", addressed.length);
+      endSpan(span);
+    }
+  }
+
+  /** The distributor's span of a traced event: a consumer of the log, parent of each client's. */
+  private startProcessSpan(event: Event): Span | undefined {
+    const tracing = this.options.tracing;
+    if (tracing === undefined || !tracing.enabled || event.traceContext === undefined || event.traceContext.traceparent === "") return undefined;
+    const log = this.options.logName ?? "opal-mesh-events";
+    return tracing.start(`process ${log}`, {
+      kind: SpanKind.CONSUMER,
+      parent: tracing.extract(event.traceContext),
+      attributes: {
+        "messaging.system": "opal_mesh",
+        "messaging.operation.type": "process",
+        "messaging.destination.name": log,
+        "messaging.message.id": event.payload.case === "dataUpdate" ? event.payload.value.id : event.payload.case === "policyChanged" ? event.payload.value.hash : "",
+        "opal_mesh.position": Number(event.position),
+      },
+    });
   }
 
   private resyncAll(newHead: bigint, reason: string): void {

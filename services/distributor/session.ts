@@ -3,7 +3,8 @@
  * Transport-agnostic: the stream server hands it a sink that writes serialized frames.
  */
 import { randomUUID } from "node:crypto";
-import { AckStatus, type Ack } from "../../gen/opal/mesh/v1/distributor_pb.js";
+import { equals } from "@bufbuild/protobuf";
+import { AckStatus, type Ack, type ClientReport, ClientReportSchema } from "../../gen/opal/mesh/v1/distributor_pb.js";
 import type { Event } from "../../gen/opal/mesh/v1/event_pb.js";
 import { DEFAULT_SCOPE } from "../common/scopes/scoped-topics.js";
 import { anyTopicCovered } from "../common/topics.js";
@@ -28,7 +29,11 @@ export class ClientSession {
   /** Everything up to this position was sent or deliberately skipped (not addressed to the client). */
   sentPosition = 0n;
   ackedPosition = 0n;
+  /** The last event actually sent (not skipped): a client that ACKed it is caught up to sentPosition. */
+  deliveredPosition = 0n;
   lastFailure: { position: bigint; updateId: string; error: string } | undefined;
+  /** What the client last said about its health (undefined until it reports; older clients never do). */
+  lastReport: { report: ClientReport; receivedAt: number } | undefined;
   private catchingUp = false;
   private pendingLive: PendingFrame[] = [];
   private closed = false;
@@ -99,6 +104,13 @@ export class ClientSession {
     }
   }
 
+  /** Keeps the client's latest report; true when it says something new (not a mere refresh). */
+  recordReport(report: ClientReport): boolean {
+    const changed = this.lastReport === undefined || !equals(ClientReportSchema, this.lastReport.report, report);
+    this.lastReport = { report, receivedAt: Date.now() };
+    return changed;
+  }
+
   close(): void {
     this.closed = true;
     this.pendingLive = [];
@@ -118,6 +130,7 @@ export class ClientSession {
   private send(frame: Uint8Array, position: bigint): void {
     if (this.closed) return;
     this.sentPosition = position;
+    this.deliveredPosition = position;
     this.sink.write(frame);
     // A client that stops reading must not grow our memory without bound: drop it; it
     // reconnects and resumes from its position.

@@ -30,6 +30,8 @@ export interface StreamServerOptions {
   scopes: boolean;
   /** Told of every ACK, for fleet-wide delivery status. */
   onAck?: (clientId: string, ack: Ack) => void;
+  /** Told when a session opens, closes or reports a new health (for the dashboard). */
+  onSessionChange?: () => void;
   /**
    * Checks the caller's token (gRPC metadata `authorization`) against its Hello: a client
    * token, its topics within permitted_topics, its scope within allowed_scopes. Throws
@@ -115,6 +117,7 @@ export class StreamServer {
       if (session !== undefined) {
         session.close();
         fanout.unregister(session);
+        this.options.onSessionChange?.();
         logger.info({ clientId: session.clientId, sessionId: session.sessionId }, "client disconnected");
       }
     };
@@ -156,6 +159,11 @@ export class StreamServer {
             session.recordAck(message.message.value);
             this.options.onAck?.(session.clientId, message.message.value);
           }
+          return;
+        case "report":
+          // Clients report only after Welcome; one racing our check of its Hello is dropped.
+          if (session === undefined && !helloSeen) fail(grpc.status.INVALID_ARGUMENT, "the first message must be Hello");
+          else if (session?.recordReport(message.message.value) === true) this.options.onSessionChange?.();
           return;
         case "ping":
           call.write(toBinary(ConnectResponseSchema, create(ConnectResponseSchema, { message: { case: "pong", value: { nonce: message.message.value.nonce } } })));
@@ -219,6 +227,7 @@ export class StreamServer {
       fanout.register(session);
       void this.catchUp(session, resume, signal);
     }
+    this.options.onSessionChange?.();
     return session;
   }
 

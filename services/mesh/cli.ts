@@ -3,11 +3,13 @@ import { Command } from "commander";
 import { loadClientConfig } from "../common/config/client-config.js";
 import { loadServerConfig } from "../common/config/server-config.js";
 import { createLogger } from "../common/logger.js";
+import { generateSecretCommand, obtainTokenCommand, printConfigCommand, publishDataUpdateCommand, statusCommand } from "./cli/index.js";
 import { createClientAgent } from "./client-command.js";
 import { broadcasterProcess, distributorProcess, policyWatcherProcess, triggerApiProcess } from "./distributed.js";
 import { EmbeddedServer } from "./embedded-server.js";
 import { runExample } from "./example.js";
 import { exitOnConfigError, runUntilSignal } from "./run.js";
+import { showBaselineProgress } from "./cli/baseline-progress.js";
 
 const program = new Command("opal-mesh")
   .description("Keeps Open Policy Agent instances in sync with policy and data (OPAL's job, as a gRPC service mesh).\nConfigured by environment variables with OPAL's names; see the README.")
@@ -71,7 +73,9 @@ program
       }
     })();
     const logger = createLogger(config.logging);
-    await runUntilSignal([await createClientAgent(config, logger, process.env)], logger);
+    const agent = await createClientAgent(config, logger, process.env);
+    if (process.stderr.isTTY) showBaselineProgress(agent);
+    await runUntilSignal([agent], logger);
   });
 
 program
@@ -80,6 +84,9 @@ program
   .action(async () => {
     await runExample(process.env);
   });
+
+// OPAL's verbs (opal-client publish-data-update, obtain-token, generate-secret, print-config) and status.
+for (const verb of [publishDataUpdateCommand, statusCommand, obtainTokenCommand, generateSecretCommand, printConfigCommand]) program.addCommand(verb(process.env));
 
 program.parseAsync().catch((error: unknown) => {
   process.stderr.write(`opal-mesh: ${error instanceof Error ? error.message : String(error)}\n`);

@@ -4,6 +4,7 @@ import { locateOpa } from "../client/opa/opa-binary.js";
 import type { ClientConfig } from "../common/config/client-config.js";
 import type { Env } from "../common/config/env-reader.js";
 import type { Logger } from "../common/logger.js";
+import { createMetricsRegistry } from "../common/telemetry/metrics.js";
 
 export async function createClientAgent(config: ClientConfig, logger: Logger, environment: Env, moduleBaseDir = process.cwd()): Promise<ClientAgent> {
   const opaBinary = config.inlineOpa.enabled
@@ -16,5 +17,5 @@ export async function createClientAgent(config: ClientConfig, logger: Logger, en
         onProgress: (message) => logger.info(message),
       })
     : undefined;
-  return new ClientAgent({ config, logger, opaBinary, moduleBaseDir });
+  return new ClientAgent({ config, logger, opaBinary, moduleBaseDir, registry: createMetricsRegistry() });
 }

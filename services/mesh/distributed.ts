@@ -23,6 +23,8 @@ import { ScopesRole } from "./roles/scopes-role.js";
 import { scopeAdminRoutes } from "./scope-routes.js";
 import { createScopeStore } from "./scope-store-factory.js";
 import { UrlAllowlist } from "../common/url-allowlist.js";
+import { createMetricsRegistry } from "../common/telemetry/metrics.js";
+import { remoteDistributor } from "../distributor/statistics.js";
 
 function remote(config: ServerConfig, security: Security, urls: readonly string[]) {
   return createFailoverTransport({ urls, tls: config.serviceTls, interceptors: [security.serviceInterceptor()] });
@@ -33,7 +35,8 @@ function membership(config: ServerConfig, logger: Logger, self: () => { roles: s
 }
 
 export function broadcasterProcess(config: ServerConfig, logger: Logger): MeshProcess {
-  return new MeshProcess("broadcaster", config, logger, [new BroadcasterRole(config, logger, true)], new Security(config.auth));
+  const metrics = createMetricsRegistry();
+  return new MeshProcess("broadcaster", config, logger, [new BroadcasterRole(config, logger, true, metrics)], new Security(config.auth), { metrics });
 }
 
 export function policyWatcherProcess(config: ServerConfig, logger: Logger): MeshProcess {
@@ -47,10 +50,12 @@ export function policyWatcherProcess(config: ServerConfig, logger: Logger): Mesh
   election.onChange(() => void members?.announce().catch(() => undefined));
   const broadcasterClient = createClient(BroadcasterService, broadcaster);
   const scopeStore = createScopeStore(config, logger, "distributed");
-  const role = new PolicyWatcherRole(config, logger, broadcasterClient, election, members, security, scopeStore);
+  const metrics = createMetricsRegistry();
+  const role = new PolicyWatcherRole(config, logger, broadcasterClient, election, members, security, scopeStore, metrics);
   // The scopes admin API lives with the scopes' repositories.
   const scopes = scopeStore === undefined ? [] : [new ScopesRole(scopeStore, scopeAdminRoutes({ store: scopeStore, broadcaster: broadcasterClient, refresh: (request) => role.refresh(request), authorizeScope: security.authorizeScope, allowlist: new UrlAllowlist(config.fetchAllowlist), limits: config.limits, logger }))];
   self.process = new MeshProcess("policy-watcher", config, logger, [...scopes, role], security, {
+    metrics,
     afterStart: async () => members?.start(),
     beforeStop: async () => {
       await members?.stop();
@@ -65,10 +70,17 @@ export function distributorProcess(config: ServerConfig, logger: Logger): MeshPr
   const broadcaster = remote(config, security, config.broadcasterUrls);
   const policy = remote(config, security, config.policyWatcherUrls);
   const scopeStore = createScopeStore(config, logger, "distributed");
-  const role = new DistributorRole(config, logger, createClient(BroadcasterService, broadcaster), createClient(PolicyService, policy), security, scopeStore);
+  const metrics = createMetricsRegistry();
+  const peers = new PeerClients(security, config.serviceTls);
   const self: { process?: MeshProcess } = {};
   const members = membership(config, logger, () => ({ roles: ["distributor"], url: config.advertisedUrl ?? self.process?.url ?? "" }));
+  const role = new DistributorRole(config, logger, createClient(BroadcasterService, broadcaster), createClient(PolicyService, policy), security, scopeStore, {
+    metrics,
+    serverId: members?.id,
+    peers: () => members?.members("distributor").filter((member) => member.id !== members.id).map((member) => remoteDistributor(member.id, peers.distributor(member.url))) ?? [],
+  });
   self.process = new MeshProcess("distributor", config, logger, [...(scopeStore === undefined ? [] : [new ScopesRole(scopeStore)]), role], security, {
+    metrics,
     afterStart: async () => members?.start(),
     beforeStop: async () => {
       await members?.stop();
@@ -94,8 +106,10 @@ export function triggerApiProcess(config: ServerConfig, logger: Logger): MeshPro
     return [...urls].map((url) => peers.distributor(url));
   });
   const scopeStore = createScopeStore(config, logger, "distributed");
-  const trigger = new TriggerRole(config, logger, createClient(BroadcasterService, broadcaster), delivery, security, scopeStore);
+  const metrics = createMetricsRegistry();
+  const trigger = new TriggerRole(config, logger, createClient(BroadcasterService, broadcaster), delivery, security, scopeStore, metrics);
   return new MeshProcess("trigger-api", config, logger, [...(scopeStore === undefined ? [] : [new ScopesRole(scopeStore)]), trigger], security, {
+    metrics,
     afterStart: async () => members?.start(),
     beforeStop: async () => {
       await members?.stop();

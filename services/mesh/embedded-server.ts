@@ -22,6 +22,8 @@ import { ScopesRole } from "./roles/scopes-role.js";
 import { scopeAdminRoutes } from "./scope-routes.js";
 import { createScopeStore } from "./scope-store-factory.js";
 import { UrlAllowlist } from "../common/url-allowlist.js";
+import { createMetricsRegistry } from "../common/telemetry/metrics.js";
+import { remoteDistributor } from "../distributor/statistics.js";
 
 export class EmbeddedServer implements Component {
   readonly name = "server";
@@ -40,22 +42,29 @@ export class EmbeddedServer implements Component {
     this.membership = kafka === undefined ? undefined : createMembership(kafka, () => ({ roles: ["distributor", ...(election.isLeader ? ["policy-publisher"] : [])], url: config.advertisedUrl ?? this.url }), logger);
     election.onChange(() => void this.membership?.announce().catch(() => undefined));
 
-    const broadcaster = new BroadcasterRole(config, logger, false);
+    // One registry for the whole process, at /metrics.
+    const metrics = createMetricsRegistry();
+    const broadcaster = new BroadcasterRole(config, logger, false, metrics);
     const scopeStore = createScopeStore(config, logger, "embedded");
-    const policy = new PolicyWatcherRole(config, logger, broadcaster.client, election, this.membership, security, scopeStore);
-    this.distributor = new DistributorRole(config, logger, broadcaster.client, policy.client, security, scopeStore);
+    const policy = new PolicyWatcherRole(config, logger, broadcaster.client, election, this.membership, security, scopeStore, metrics);
+    this.distributor = new DistributorRole(config, logger, broadcaster.client, policy.client, security, scopeStore, {
+      metrics,
+      serverId: this.membership?.id,
+      peers: () => this.membership?.members("distributor").filter((member) => member.id !== this.membership?.id).map((member) => remoteDistributor(member.id, peers.distributor(member.url))) ?? [],
+    });
     // Other servers' distributors hold other clients: delivery status asks them all.
     const peers = new PeerClients(security, config.serviceTls);
     const delivery = new DeliveryStatusReader(() => [
       this.distributor.client,
       ...(this.membership?.members("distributor").filter((member) => member.id !== this.membership?.id).map((member) => peers.distributor(member.url)) ?? []),
     ]);
-    const trigger = new TriggerRole(config, logger, broadcaster.client, delivery, security, scopeStore);
+    const trigger = new TriggerRole(config, logger, broadcaster.client, delivery, security, scopeStore, metrics);
     // Loaded before the roles that read them start.
     const scopes = scopeStore === undefined ? [] : [new ScopesRole(scopeStore, scopeAdminRoutes({ store: scopeStore, broadcaster: broadcaster.client, refresh: (request) => policy.refresh(request), authorizeScope: security.authorizeScope, allowlist: new UrlAllowlist(config.fetchAllowlist), limits: config.limits, logger }))];
     this.watcher = policy.watcher;
     this.bundles = this.distributor.bundles;
     this.process = new MeshProcess("server", config, logger, [...scopes, broadcaster, policy, this.distributor, trigger], security, {
+      metrics,
       afterStart: async () => this.membership?.start(),
       beforeStop: async () => this.membership?.stop(),
       summary: async () => {

@@ -4,12 +4,15 @@ import { KafkaLog } from "../broadcaster/kafka-log.js";
 import type { ServerConfig } from "../common/config/server-config.js";
 import type { Logger } from "../common/logger.js";
 import { kafkaClientConfig } from "./peers.js";
+import { tracingFor } from "../common/telemetry/tracing.js";
 
 export interface LogBackend {
   log: EventLog;
   start(signal: AbortSignal): Promise<void>;
   stop(): Promise<void>;
   describe(): string;
+  /** Kafka: messages in the topic the tail has not read yet. */
+  consumerLag?: () => bigint;
 }
 
 export function createLogBackend(config: ServerConfig, logger: Logger, clientId: string): LogBackend {
@@ -25,6 +28,7 @@ export function createLogBackend(config: ServerConfig, logger: Logger, clientId:
     replicationFactor: broadcast.replicationFactor,
     window: config.log,
     logger: logger.child({ component: "kafka" }),
+    tracing: tracingFor(config.telemetry),
   });
-  return { log, start: (signal) => log.start(signal), stop: () => log.stop(), describe: () => `Kafka ${broadcast.brokers.join(",")} topic ${broadcast.topic}` };
+  return { log, start: (signal) => log.start(signal), stop: () => log.stop(), describe: () => `Kafka ${broadcast.brokers.join(",")} topic ${broadcast.topic}`, consumerLag: () => log.consumerLag() };
 }

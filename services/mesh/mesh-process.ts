@@ -15,9 +15,11 @@ import { create } from "@bufbuild/protobuf";
 import { ComponentHealthSchema } from "../../gen/opal/mesh/v1/health_pb.js";
 import { authInterceptor } from "../common/auth/connect-auth.js";
 import type { Security } from "../common/auth/security.js";
+import { createMetricsRegistry, metricsRoute, type Registry } from "../common/telemetry/metrics.js";
 import { METHOD_RULES } from "./access-rules.js";
 import type { Role } from "./roles/role.js";
 import { securityRoutes } from "./security-routes.js";
+import { tracingFor } from "../common/telemetry/tracing.js";
 
 function authHealth(security: Security): ComponentHealth {
   return security.devMode
@@ -31,12 +33,15 @@ export interface MeshProcessHooks {
   beforeStop?: () => Promise<void>;
   /** Where `head_position` and `connected_clients` come from, when there is a distributor. */
   summary?: () => Promise<Record<string, unknown>>;
+  /** The registry the roles record metrics in, served at /metrics (a new one when absent). */
+  metrics?: Registry;
 }
 
 export class MeshProcess implements Component {
   private readonly http: HttpListener;
   private readonly controller = new AbortController();
   private readonly started: Role[] = [];
+  readonly metrics: Registry;
 
   constructor(
     readonly name: string,
@@ -46,8 +51,10 @@ export class MeshProcess implements Component {
     private readonly security: Security,
     private readonly hooks: MeshProcessHooks = {},
   ) {
+    this.metrics = hooks.metrics ?? createMetricsRegistry();
     const rest = new RestRouter(security).add(
       ...roles.flatMap((role) => role.routes),
+      metricsRoute(this.metrics),
       ...securityRoutes(security, logger, config.limits),
       { method: "GET", path: "/", auth: "open", handle: (_request, response) => sendJson(response, 200, { status: "ok" }) },
       {
@@ -108,5 +115,7 @@ export class MeshProcess implements Component {
     await this.hooks.beforeStop?.().catch(() => undefined);
     await this.http.stop();
     for (const role of [...this.started].reverse()) await role.stop().catch((error: unknown) => this.logger.warn({ err: (error as Error).message, role: role.name }, "stop failed"));
+    // Spans still batched are exported before the process goes.
+    await tracingFor(this.config.telemetry).shutdown();
   }
 }

@@ -2,10 +2,8 @@
  * Builds the policy-watcher from configuration: the source (git repo or bundle server),
  * the bundle builder, PolicyChanged publishing to the log, and the POST /webhook route.
  */
-import { create } from "@bufbuild/protobuf";
 import type { Client } from "@connectrpc/connect";
 import type { BroadcasterService } from "../../gen/opal/mesh/v1/broadcaster_pb.js";
-import { EventSchema } from "../../gen/opal/mesh/v1/event_pb.js";
 import { ConfigError, type Env } from "../common/config/env-reader.js";
 import type { PolicySourceConfig } from "../common/config/policy-source-config.js";
 import { sendJson } from "../common/http/json-io.js";
@@ -13,6 +11,8 @@ import type { RestRoute } from "../common/http/rest-router.js";
 import type { Logger } from "../common/logger.js";
 import { BundleBuilder, GitSource, type PolicySource, PolicyWatcher } from "../policy-watcher/index.js";
 import { BundleServerSource } from "../policy-watcher/bundle-server-source.js";
+import { policyChangedEvent, publishTraced } from "../policy-watcher/policy-event.js";
+import type { Tracing } from "../common/telemetry/tracing.js";
 import { GITHUB_WEBHOOK_PARAMS, parseWebhookParams, webhookRoute } from "../policy-watcher/webhook.js";
 
 export interface PolicyWiring {
@@ -25,6 +25,9 @@ export interface PolicyWiringHooks {
   mayPublish: () => boolean;
   /** After a webhook made this watcher look (a follower also tells the publisher). */
   onPush?: () => void;
+  /** Wraps the policy source (metrics count its checks). */
+  wrapSource?: (source: PolicySource) => PolicySource;
+  tracing?: Tracing;
 }
 
 export function wirePolicyWatcher(
@@ -49,7 +52,7 @@ export function wirePolicyWatcher(
       ? new GitSource({ url: config.repoUrl, branch: config.branch, sshKey: config.sshKey, clonePath: config.clonePath, cloneTimeoutMs: config.cloneTimeoutMs, environment })
       : new BundleServerSource({ url: config.bundleUrl, token: config.bundleToken, logger });
   const watcher = new PolicyWatcher({
-    source,
+    source: hooks.wrapSource?.(source) ?? source,
     builder: new BundleBuilder({ extensions: config.extensions, policyExtensions: config.policyExtensions, ignore: config.ignore, manifestPath: config.manifestPath }),
     pollIntervalMs: config.pollIntervalMs,
     logger,
@@ -58,8 +61,8 @@ export function wirePolicyWatcher(
         logger.info({ hash }, "new policy version seen; the elected publisher announces it");
         return false;
       }
-      const event = create(EventSchema, { topics: dirs.map((dir) => `policy:${dir}`), payload: { case: "policyChanged", value: { hash, oldHash, dirs } } });
-      await broadcaster.publish({ events: [event] });
+      const { event, span } = policyChangedEvent({ hash, oldHash, dirs }, dirs.map((dir) => `policy:${dir}`), "", hooks.tracing);
+      await publishTraced(span, () => broadcaster.publish({ events: [event] }));
       return true;
     },
   });

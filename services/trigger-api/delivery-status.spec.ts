@@ -158,3 +158,12 @@ test("mergeStatuses sorts clients by id", () => {
     ["a", "b", "c"],
   );
 });
+
+test("mergeStatuses keeps the trace id and the earliest publication time", () => {
+  const a = create(UpdateStatusSchema, { updateId: "u1", known: true, traceId: "", publishedAtUnixMs: 2_000n });
+  const b = create(UpdateStatusSchema, { updateId: "u1", known: true, traceId: "0af7651916cd43dd8448eb211c80319c", publishedAtUnixMs: 1_500n });
+  const c = create(UpdateStatusSchema, { updateId: "u1", known: true, publishedAtUnixMs: 0n });
+  const merged = mergeStatuses("u1", [a, b, c, unknown()]);
+  assert.equal(merged.traceId, "0af7651916cd43dd8448eb211c80319c");
+  assert.equal(merged.publishedAtUnixMs, 1_500n);
+});

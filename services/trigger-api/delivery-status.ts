@@ -20,10 +20,15 @@ export function mergeStatuses(updateId: string, statuses: readonly UpdateStatus[
   const clients = new Map<string, ClientDelivery>();
   let position = 0n;
   let known = false;
+  let traceId = "";
+  let publishedAt = 0n;
   for (const status of statuses) {
     if (!status.known) continue;
     known = true;
     if (status.position > position) position = status.position;
+    traceId ||= status.traceId;
+    // The earliest dispatch any distributor saw is when it was published.
+    if (status.publishedAtUnixMs > 0n && (publishedAt === 0n || status.publishedAtUnixMs < publishedAt)) publishedAt = status.publishedAtUnixMs;
     for (const client of status.clients) {
       const seen = clients.get(client.clientId);
       if (seen === undefined || RANK[client.state] > RANK[seen.state]) clients.set(client.clientId, client);
@@ -32,7 +37,18 @@ export function mergeStatuses(updateId: string, statuses: readonly UpdateStatus[
   const merged = [...clients.values()].sort((a, b) => a.clientId.localeCompare(b.clientId));
   const count = (state: DeliveryState): number => merged.filter((client) => client.state === state).length;
   const pending = count(DeliveryState.PENDING);
-  return create(UpdateStatusSchema, { updateId, position, known, clients: merged, applied: count(DeliveryState.APPLIED), failed: count(DeliveryState.FAILED), pending, complete: known && pending === 0 });
+  return create(UpdateStatusSchema, {
+    updateId,
+    position,
+    known,
+    clients: merged,
+    applied: count(DeliveryState.APPLIED),
+    failed: count(DeliveryState.FAILED),
+    pending,
+    complete: known && pending === 0,
+    traceId,
+    publishedAtUnixMs: publishedAt,
+  });
 }
 
 export class DeliveryStatusReader {

@@ -13,7 +13,9 @@ import type { Principal } from "../common/auth/tokens.js";
 import type { Logger } from "../common/logger.js";
 import { ValidationError, validationDetail } from "../common/validation-error.js";
 import type { DeliveryStatusReader } from "./delivery-status.js";
-import { publishDataUpdate } from "./publish.js";
+import { AuthError } from "../common/auth/tokens.js";
+import { endSpan, SpanKind, type Tracing } from "../common/telemetry/tracing.js";
+import { publishDataUpdate, type PublishTrace } from "./publish.js";
 
 export interface TriggerRestOptions {
   broadcaster: Client<typeof BroadcasterService>;
@@ -26,6 +28,9 @@ export interface TriggerRestOptions {
   authorizeTopics: (principal: Principal | undefined, topics: string[]) => Promise<void>;
   /** Throws HttpError when a scope cannot be published to (unknown, or scopes are off). */
   checkScope: (scope: string) => void;
+  tracing?: Tracing;
+  /** The log's name, for spans (OPAL_BROADCAST_CHANNEL_NAME). */
+  logName: string;
 }
 
 /** `?wait=true&timeout=<seconds>`: answer once every addressed client applied the update. */
@@ -42,7 +47,28 @@ function statusJson(status: UpdateStatus): unknown {
 }
 
 
+/** The trigger's server span: the update's trace starts here, or continues the caller's `traceparent`. */
 async function publishFromRest(options: TriggerRestOptions, request: HttpRequest, response: HttpResponse, context: RestContext, scope: string | undefined): Promise<void> {
+  const tracing = options.tracing;
+  if (tracing === undefined || !tracing.enabled) return publishTraced(options, request, response, context, scope, undefined);
+  const route = scope === undefined ? options.dataConfigRoute : "/scopes/{id}/data/update";
+  const span = tracing.start(`POST ${route}`, {
+    kind: SpanKind.SERVER,
+    parent: tracing.extract(request.headers),
+    attributes: { "http.request.method": "POST", "http.route": route, "url.path": context.url.pathname, "url.scheme": "http" },
+  });
+  try {
+    await publishTraced(options, request, response, context, scope, { tracing, parent: tracing.under(span), destination: options.logName });
+    span.setAttribute("http.response.status_code", 200);
+    endSpan(span);
+  } catch (error) {
+    span.setAttribute("http.response.status_code", error instanceof HttpError || error instanceof AuthError ? error.status : 500);
+    endSpan(span, error);
+    throw error;
+  }
+}
+
+async function publishTraced(options: TriggerRestOptions, request: HttpRequest, response: HttpResponse, context: RestContext, scope: string | undefined, trace: PublishTrace | undefined): Promise<void> {
   if (scope !== undefined) options.checkScope(scope);
   const body = await readJson(request, options.limits.maxBodyBytes, options.limits.maxJsonDepth);
   let update;
@@ -55,7 +81,7 @@ async function publishFromRest(options: TriggerRestOptions, request: HttpRequest
   }
   const wait = parseWait(context.url);
   await options.authorizeTopics(context.principal, update.entries.flatMap((entry) => entry.topics));
-  const published = await publishDataUpdate(options.broadcaster, update);
+  const published = await publishDataUpdate(options.broadcaster, update, undefined, trace);
   options.logger.info({ updateId: published.id, position: published.position.toString(), entries: update.entries.length, scope }, "data update published");
   const answer: Record<string, unknown> = { status: "ok", id: published.id, position: Number(published.position) };
   if (wait.wait) answer.delivery = statusJson(await options.delivery.status(published.id, { position: published.position, wait: true, timeoutMs: wait.timeoutMs }));

@@ -19,6 +19,7 @@ import { AuthError, type Principal } from "../common/auth/tokens.js";
 import type { Logger } from "../common/logger.js";
 import { ValidationError } from "../common/validation-error.js";
 import type { DeliveryStatusReader } from "./delivery-status.js";
+import { endSpan, SpanKind, type Tracing } from "../common/telemetry/tracing.js";
 import { publishDataUpdate } from "./publish.js";
 
 export interface TriggerServiceOptions {
@@ -28,6 +29,9 @@ export interface TriggerServiceOptions {
   /** Throws (AuthError) when the caller may not publish to these topics. */
   authorizeTopics: (principal: Principal | undefined, topics: string[]) => Promise<void>;
   updateLimits: UpdateLimits;
+  tracing?: Tracing;
+  /** The log's name, for spans (OPAL_BROADCAST_CHANNEL_NAME). */
+  logName: string;
 }
 
 export function createTriggerService(options: TriggerServiceOptions): ServiceImpl<typeof TriggerService> {
@@ -49,7 +53,22 @@ export function createTriggerService(options: TriggerServiceOptions): ServiceImp
         if (error instanceof AuthError) throw toConnectError(error);
         throw error;
       }
-      const published = await publishDataUpdate(options.broadcaster, update, context.signal);
+      const tracing = options.tracing;
+      const span = tracing?.enabled === true
+        ? tracing.start("opal.mesh.v1.TriggerService/PublishDataUpdate", {
+            kind: SpanKind.SERVER,
+            parent: tracing.extract({ traceparent: context.requestHeader.get("traceparent") ?? undefined, tracestate: context.requestHeader.get("tracestate") ?? undefined }),
+            attributes: { "rpc.system": "connect_rpc", "rpc.service": "opal.mesh.v1.TriggerService", "rpc.method": "PublishDataUpdate" },
+          })
+        : undefined;
+      let published;
+      try {
+        published = await publishDataUpdate(options.broadcaster, update, context.signal, span === undefined || tracing === undefined ? undefined : { tracing, parent: tracing.under(span), destination: options.logName });
+        if (span !== undefined) endSpan(span);
+      } catch (error) {
+        if (span !== undefined) endSpan(span, error);
+        throw error;
+      }
       options.logger.info({ updateId: published.id, position: published.position.toString(), entries: update.entries.length }, "data update published");
       const delivery = request.wait
         ? await options.delivery.status(published.id, { position: published.position, wait: true, timeoutMs: request.waitTimeoutMs }, context.signal)

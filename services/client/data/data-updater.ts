@@ -14,6 +14,8 @@ import type { ClientHealth } from "../health.js";
 import type { PositionMark } from "../opa-status.js";
 import type { BaselineSource } from "./baseline-source.js";
 import type { JobResult, UpdatePipeline } from "./update-pipeline.js";
+import type { UpdateTrace } from "../update-trace.js";
+import type { TraceCarrier } from "../../common/telemetry/tracing.js";
 
 export interface DataUpdaterOptions {
   topics: readonly string[];
@@ -21,7 +23,7 @@ export interface DataUpdaterOptions {
   baseline: BaselineSource;
   health: ClientHealth;
   logger: Logger;
-  sendAck: (ack: { position: bigint; updateId: string; status: AckStatus; error: string }) => void;
+  sendAck: (ack: { position: bigint; updateId: string; status: AckStatus; error: string; traceContext?: TraceCarrier }) => void;
 }
 
 export class DataUpdater {
@@ -63,7 +65,7 @@ export class DataUpdater {
     this.options.pipeline.enqueue({ kind: "baseline", updateId: `baseline-${generation}`, reason, entries, position: mark?.position, logId: mark?.logId });
   }
 
-  onEvent(event: Event, logId: string): void {
+  onEvent(event: Event, logId: string, trace?: UpdateTrace): void {
     if (event.payload.case !== "dataUpdate") return;
     const update = event.payload.value;
     // A publisher that retried (its first attempt was in fact logged) sends the same id
@@ -71,7 +73,7 @@ export class DataUpdater {
     const duplicate = this.seenIds.has(update.id);
     this.rememberId(update.id);
     const entries = duplicate ? [] : update.entries.filter((entry) => this.applies(entry));
-    this.options.pipeline.enqueue({ kind: "event", position: event.position, logId, updateId: update.id, reason: update.reason, entries, callbacks: update.callbacks });
+    this.options.pipeline.enqueue({ kind: "event", position: event.position, logId, updateId: update.id, reason: update.reason, entries, callbacks: update.callbacks, trace });
   }
 
   onResult(result: JobResult): void {
@@ -89,10 +91,14 @@ export class DataUpdater {
     }
     if (result.ok) this.options.logger.debug({ kind: job.kind, updateId: job.updateId, position: job.position?.toString() }, "data update applied");
     else this.options.logger.error({ kind: job.kind, updateId: job.updateId, position: job.position?.toString(), error }, "data update failed");
-    if (job.kind === "event" && job.position !== undefined) {
+    // A baseline loaded at a log position (after Welcome, or for ScopeChanged) is
+    // acknowledged too: the distributor then knows the client is there.
+    if ((job.kind === "event" || job.kind === "baseline") && job.position !== undefined) {
       this.options.health.appliedPosition = job.position;
-      this.options.sendAck({ position: job.position, updateId: job.updateId, status: result.ok ? AckStatus.APPLIED : AckStatus.FAILED, error });
+      const traceContext = job.trace?.ack(result.ok ? undefined : error);
+      this.options.sendAck({ position: job.position, updateId: job.updateId, status: result.ok ? AckStatus.APPLIED : AckStatus.FAILED, error, ...(traceContext === undefined ? {} : { traceContext }) });
     }
+    job.trace?.end(result.ok ? undefined : error);
   }
 
   /**

@@ -17,6 +17,8 @@ import type { PositionMark, StatusDocument } from "../opa-status.js";
 import { PolicyStoreError } from "../policy-store.js";
 import { type DataTransactions, type EntryWrite, StoreLostStateError } from "./data-transaction.js";
 import type { JobApplier, UpdateJob } from "./update-pipeline.js";
+import { endSpan, SpanKind } from "../../common/telemetry/tracing.js";
+import { httpClientAttributes, type UpdateTrace } from "../update-trace.js";
 
 export interface EntryApplierOptions {
   /** Called when the store turns out to have lost its state (restarted empty). */
@@ -30,6 +32,8 @@ export interface EntryApplierOptions {
   /** OPAL_FETCH_URL_ALLOWLIST: sources outside it are refused, whoever published the update. */
   allowlist: UrlAllowlist;
   logger: Logger;
+  /** The policy store's URL, for the spans of writes to it. */
+  storeUrl?: string;
 }
 
 /** Where an entry failed, for health and ACKs. */
@@ -53,9 +57,26 @@ export class EntryApplier implements JobApplier {
   constructor(private readonly options: EntryApplierOptions) {}
 
   /** The entry's data as JSON bytes; undefined for DELETE. */
-  async fetch(entry: DataSourceEntry, signal: AbortSignal): Promise<Uint8Array | undefined> {
+  async fetch(entry: DataSourceEntry, signal: AbortSignal, trace?: UpdateTrace): Promise<Uint8Array | undefined> {
     if (entry.saveMethod === SaveMethod.DELETE) return undefined;
     if (entry.dataJson !== undefined) return entry.dataJson;
+    if (trace === undefined) return this.fetchSource(entry, signal);
+    const config = entry.configJson.length > 0 ? (parseJsonBytes(entry.configJson) as Record<string, unknown>) : {};
+    const method = typeof config.method === "string" ? config.method.toUpperCase() : "GET";
+    // The fetcher config holds credentials: only the method and the URL without its query go in the span.
+    const span = trace.child(method, SpanKind.CLIENT, { ...httpClientAttributes(method, entry.url), "opal_mesh.fetcher": typeof config.fetcher === "string" ? config.fetcher : "http" });
+    try {
+      const data = await this.fetchSource(entry, signal);
+      if (data !== undefined) span.setAttribute("http.response.body.size", data.byteLength);
+      endSpan(span);
+      return data;
+    } catch (error) {
+      endSpan(span, error);
+      throw error;
+    }
+  }
+
+  private async fetchSource(entry: DataSourceEntry, signal: AbortSignal): Promise<Uint8Array | undefined> {
     if (!this.options.allowlist.allows(entry.url)) {
       throw new EntryError("fetch", `refused to fetch ${describeEntry(entry)}: not allowed by OPAL_FETCH_URL_ALLOWLIST`);
     }
@@ -77,6 +98,30 @@ export class EntryApplier implements JobApplier {
   }
 
   async commit(job: UpdateJob, writes: readonly EntryWrite[], fetchErrors: readonly string[], signal: AbortSignal): Promise<Array<{ ok: boolean; error?: string }>> {
+    return this.traced([job], () => this.commitJob(job, writes, fetchErrors, signal));
+  }
+
+  async commitMany(items: ReadonlyArray<{ job: UpdateJob; writes: readonly EntryWrite[]; fetchErrors: readonly string[] }>, signal: AbortSignal): Promise<Array<Array<{ ok: boolean; error?: string }>>> {
+    return this.traced(
+      items.map((item) => item.job),
+      () => this.commitJobs(items, signal),
+    );
+  }
+
+  /** The write to OPA as a span in each traced job's trace (a batch is one transaction for all). */
+  private async traced<T>(jobs: readonly UpdateJob[], write: () => Promise<T>): Promise<T> {
+    const spans = jobs.flatMap((job) => (job.trace === undefined ? [] : [job.trace.child("PATCH", SpanKind.CLIENT, { ...httpClientAttributes("PATCH", `${this.options.storeUrl}/v1/data`), "opal_mesh.batch": jobs.length })]));
+    try {
+      const result = await write();
+      for (const span of spans) endSpan(span);
+      return result;
+    } catch (error) {
+      for (const span of spans) endSpan(span, error);
+      throw error;
+    }
+  }
+
+  private async commitJob(job: UpdateJob, writes: readonly EntryWrite[], fetchErrors: readonly string[], signal: AbortSignal): Promise<Array<{ ok: boolean; error?: string }>> {
     const { status, transactions } = this.options;
     // Log events (and a baseline, at its head) move the position; periodic refetches do not.
     const mark: PositionMark | undefined = job.position !== undefined && job.logId !== undefined ? { logId: job.logId, position: job.position } : status.mark;
@@ -117,7 +162,7 @@ export class EntryApplier implements JobApplier {
     return outcomes;
   }
 
-  async commitMany(items: ReadonlyArray<{ job: UpdateJob; writes: readonly EntryWrite[]; fetchErrors: readonly string[] }>, signal: AbortSignal): Promise<Array<Array<{ ok: boolean; error?: string }>>> {
+  private async commitJobs(items: ReadonlyArray<{ job: UpdateJob; writes: readonly EntryWrite[]; fetchErrors: readonly string[] }>, signal: AbortSignal): Promise<Array<Array<{ ok: boolean; error?: string }>>> {
     const last = items.at(-1);
     if (last === undefined) return [];
     const { status, transactions } = this.options;
@@ -141,7 +186,7 @@ export class EntryApplier implements JobApplier {
     }
     // One of them is refused: commit them one by one, so only that one fails.
     const outcomes: Array<Array<{ ok: boolean; error?: string }>> = [];
-    for (const item of items) outcomes.push(await this.commit(item.job, item.writes, item.fetchErrors, signal));
+    for (const item of items) outcomes.push(await this.commitJob(item.job, item.writes, item.fetchErrors, signal));
     return outcomes;
   }
 

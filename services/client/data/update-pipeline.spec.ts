@@ -379,3 +379,33 @@ test(
     assert.deepEqual(unhandled, []);
   },
 );
+
+test("progress: each settled fetch of a job is counted, failures included", LIMIT, async (t) => {
+  const applier = new FakeApplier();
+  const progress: Array<[string, number, number]> = [];
+  const controller = new AbortController();
+  const pipeline = new UpdatePipeline({
+    applier,
+    concurrency: 4,
+    logger: silentLogger(),
+    onResult: () => undefined,
+    onFetched: (job, done, total) => progress.push([job.updateId, done, total]),
+  });
+  pipeline.start(controller.signal);
+  t.after(async () => {
+    controller.abort();
+    await pipeline.stopped();
+  });
+  pipeline.enqueue(job("baseline", ["s1", "s2", "s3"], "baseline"));
+  for (const url of ["s2", "s1", "s3"]) {
+    await applier.untilStarted(url);
+    if (url === "s3") applier.fail(url, new Error("source down"));
+    else applier.release(url);
+  }
+  await pipeline.idle();
+  assert.deepEqual(progress, [
+    ["baseline", 1, 3],
+    ["baseline", 2, 3],
+    ["baseline", 3, 3],
+  ]);
+});

@@ -7,10 +7,11 @@ import { createHash } from "node:crypto";
 import { type CallbackTarget, type DataSourceEntry, SaveMethod } from "../../../gen/opal/mesh/v1/data_pb.js";
 import type { Logger } from "../../common/logger.js";
 import type { EntryWrite } from "./data-transaction.js";
+import type { UpdateTrace } from "../update-trace.js";
 
 /** What the pipeline needs from the layer that fetches and writes. */
 export interface JobApplier {
-  fetch(entry: DataSourceEntry, signal: AbortSignal): Promise<Uint8Array | undefined>;
+  fetch(entry: DataSourceEntry, signal: AbortSignal, trace?: UpdateTrace): Promise<Uint8Array | undefined>;
   /**
    * Writes a job's fetched entries (and, for log events, its position) into the store;
    * returns one outcome per write, in order.
@@ -42,6 +43,8 @@ export interface UpdateJob {
   callbacks?: readonly CallbackTarget[];
   /** Work that is not data entries (a policy update): run in its turn, in order with the rest. */
   task?: (signal: AbortSignal) => Promise<void>;
+  /** The update's trace, when the event came with one and tracing is on. */
+  trace?: UpdateTrace;
 }
 
 export interface EntryResult {
@@ -78,6 +81,8 @@ export interface UpdatePipelineOptions {
   concurrency: number;
   logger: Logger;
   onResult: (result: JobResult) => void;
+  /** Told as each fetch of a job settles (for progress bars on big baselines). */
+  onFetched?: (job: UpdateJob, done: number, total: number) => void;
 }
 
 /** Bounds concurrent fetches. */
@@ -170,11 +175,19 @@ export class UpdatePipeline {
 
   private async prefetch(job: UpdateJob, signal: AbortSignal): Promise<{ entries: readonly DataSourceEntry[]; fetches: Array<Promise<Fetched>> }> {
     const entries = await job.entries;
+    let done = 0;
+    const settled = (fetched: Fetched): Fetched => {
+      this.options.onFetched?.(job, ++done, entries.length);
+      return fetched;
+    };
     const fetches = entries.map((entry) =>
-      this.semaphore.run(() => this.options.applier.fetch(entry, signal)).then(
-        (data): Fetched => ({ ok: true, data }),
-        (error: unknown): Fetched => ({ ok: false, error: error instanceof Error ? error : new Error(String(error)) }),
-      ),
+      this.semaphore
+        .run(() => this.options.applier.fetch(entry, signal, job.trace))
+        .then(
+          (data): Fetched => ({ ok: true, data }),
+          (error: unknown): Fetched => ({ ok: false, error: error instanceof Error ? error : new Error(String(error)) }),
+        )
+        .then(settled),
     );
     return { entries, fetches };
   }

@@ -15,6 +15,8 @@ import { type PositionMark, STATUS_PATH, type StatusDocument } from "../opa-stat
 import { type PolicyStore, PolicyStoreError } from "../policy-store.js";
 import { StoreLostStateError } from "../data/data-transaction.js";
 import { applyPolicyBundle } from "./policy-applier.js";
+import { endSpan, SpanKind } from "../../common/telemetry/tracing.js";
+import { httpClientAttributes, type UpdateTrace } from "../update-trace.js";
 
 export interface PolicyUpdaterOptions {
   serverUrl: () => string;
@@ -29,6 +31,26 @@ export interface PolicyUpdaterOptions {
   logger: Logger;
   timeoutMs: number;
   tls?: ClientTls;
+  /** The store's URL, for spans. */
+  storeUrl?: string;
+  /** Measures the bundle fetch (metrics). */
+  measureFetch?: <T>(fetch: () => Promise<T>, signal: AbortSignal) => Promise<T>;
+}
+
+const unmeasured = <T>(fetch: () => Promise<T>): Promise<T> => fetch();
+
+/** One step of a traced policy update as a client span (just the step when untraced). */
+async function step<T>(trace: UpdateTrace | undefined, name: string, attributes: Record<string, string | number>, run: () => Promise<T>): Promise<T> {
+  if (trace === undefined) return run();
+  const span = trace.child(name, SpanKind.CLIENT, attributes);
+  try {
+    const result = await run();
+    endSpan(span);
+    return result;
+  } catch (error) {
+    endSpan(span, error);
+    throw error;
+  }
 }
 
 export class PolicyUpdater {
@@ -43,19 +65,24 @@ export class PolicyUpdater {
    * log position of the event that asked for it) in OPA. A failure keeps the last good
    * policy, is reported, and still moves the position: the event is definitively failed.
    */
-  async sync(signal: AbortSignal, reason: string, mark: PositionMark | undefined = this.options.status.mark): Promise<void> {
+  async sync(signal: AbortSignal, reason: string, mark: PositionMark | undefined = this.options.status.mark, trace?: UpdateTrace): Promise<void> {
     const { health, logger, status, store } = this.options;
     let failure: Error | undefined;
     try {
       const transport = callTransport(this.options.serverUrl(), this.options.tls);
       const headers: Record<string, string> = this.options.token === undefined ? {} : { authorization: `Bearer ${this.options.token}` };
-      const { bundle } = await createClient(PolicyService, transport).getBundle({ baseHash: status.policyHash, paths: [...this.options.dirs], scope: this.options.scope === "default" ? "" : this.options.scope }, { signal, headers, timeoutMs: this.options.timeoutMs });
+      const request = { baseHash: status.policyHash, paths: [...this.options.dirs], scope: this.options.scope === "default" ? "" : this.options.scope };
+      const { bundle } = await step(trace, "opal.mesh.v1.PolicyService/GetBundle", { "rpc.system": "connect_rpc", "rpc.service": "opal.mesh.v1.PolicyService", "rpc.method": "GetBundle" }, () =>
+        (this.options.measureFetch ?? unmeasured)(() => createClient(PolicyService, transport).getBundle(request, { signal, headers, timeoutMs: this.options.timeoutMs }), signal),
+      );
       if (bundle === undefined || bundle.hash === "") {
         // The server has no policy source: nothing to load, and nothing is missing.
         health.policyLoaded = true;
         health.recordPolicy({ ok: true, kind: "policy", id: "" });
       } else {
-        const outcome = await applyPolicyBundle(store, bundle, this.options.ignore, signal, status.rootDataKeys);
+        const outcome = await step(trace, "PUT", { ...httpClientAttributes("PUT", `${this.options.storeUrl}/v1/policies`), "opal_mesh.policy.modules": bundle.policyModules.length }, () =>
+          applyPolicyBundle(store, bundle, this.options.ignore, signal, status.rootDataKeys),
+        );
         status.policyHash = bundle.hash;
         status.rootDataKeys = outcome.rootDataKeys;
         health.policyHash = bundle.hash;

@@ -18,6 +18,11 @@ export interface KafkaBroadcastConfig {
 
 export type BroadcastConfig = { type: "memory" } | KafkaBroadcastConfig;
 
+/** The log's name in spans and logs: the Kafka topic, or the in-memory log's default name. */
+export function logName(broadcast: BroadcastConfig): string {
+  return broadcast.type === "kafka" ? broadcast.topic : "opal-mesh-events";
+}
+
 export function readBroadcastConfig(env: EnvReader): BroadcastConfig {
   const uri = env.optionalString("OPAL_BROADCAST_URI");
   if (uri === undefined) return { type: "memory" };

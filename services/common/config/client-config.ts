@@ -14,6 +14,7 @@ import { type AuthConfig, readAuthConfig } from "./auth-config.js";
 import { type Env, EnvReader } from "./env-reader.js";
 import { readFetchAllowlist } from "./limits-config.js";
 import { type ClientTls, readClientTls, readServerTls, type ServerTls } from "./tls-config.js";
+import { readTelemetryConfig, type TelemetryConfig } from "./telemetry-config.js";
 import { readLoggingConfig } from "./logging-config.js";
 import { defaultRetryPolicy, parseConnRetryOptions, type RetryPolicy } from "./retry-options.js";
 
@@ -66,6 +67,7 @@ export interface ClientConfig {
   serverTls: ClientTls;
   /** TLS to OPA (OPAL_POLICY_STORE_TLS_*). */
   storeTls: ClientTls;
+  telemetry: TelemetryConfig;
   /** TLS (and mTLS) on the client's own API (OPAL_MESH_TLS_*, as on every opal-mesh listener). */
   apiTls: ServerTls | undefined;
   /** OPAL_FETCH_URL_ALLOWLIST: sources the client refuses to fetch from otherwise. */
@@ -195,6 +197,7 @@ export function loadClientConfig(environment: Env): ClientConfig {
     serverTls: readClientTls(env, { ca: "OPAL_CLIENT_SSL_CONTEXT_TRUSTED_CA_FILE", cert: "OPAL_MESH_CLIENT_TLS_CERT_FILE", key: "OPAL_MESH_CLIENT_TLS_KEY_FILE" }),
     storeTls,
     apiTls: readServerTls(env),
+    telemetry: readTelemetryConfig(env, "opal-mesh-client"),
     livenessProbeIntervalMs: env.number("OPAL_POLICY_STORE_LIVENESS_PROBE_INTERVAL_SECONDS", 10, { min: 0.05 }) * 1000,
     cacheDir: cacheDirFrom(environment),
     searchPath: environment.PATH ?? "",

@@ -9,11 +9,13 @@ import { cacheDirFrom } from "./client-config.js";
 import { type Env, EnvReader } from "./env-reader.js";
 import { type AuthConfig, readAuthConfig } from "./auth-config.js";
 import { type BroadcastConfig, readBroadcastConfig } from "./broadcast-config.js";
+import { type DashboardConfig, readDashboardConfig } from "./dashboard-config.js";
 import { type Limits, readFetchAllowlist, readLimits } from "./limits-config.js";
 import { type ClientTls, readClientTls, readServerTls, type ServerTls } from "./tls-config.js";
 import { type PolicySourceConfig, readPolicySourceConfig } from "./policy-source-config.js";
 import { readLoggingConfig } from "./logging-config.js";
 import { readScopesConfig, type ScopesConfig } from "./scopes-config.js";
+import { readTelemetryConfig, type TelemetryConfig } from "./telemetry-config.js";
 
 export interface ServerConfig {
   host: string;
@@ -48,6 +50,9 @@ export interface ServerConfig {
   fetchAllowlist: string[];
   policy: PolicySourceConfig;
   scopes: ScopesConfig;
+  /** The distributor's web dashboard (OPAL_MESH_TRACE_UI_URL). */
+  dashboard: DashboardConfig;
+  telemetry: TelemetryConfig;
   /** What every process of a deployment shares: the environment, for child processes (git). */
   environment: Env;
   logging: LoggerOptions;
@@ -116,6 +121,8 @@ export function loadServerConfig(environment: Env, role: ServerRole = "server"):
     fetchAllowlist: readFetchAllowlist(env),
     policy: readPolicySourceConfig(env, cacheDirFrom(environment)),
     scopes: readScopesConfig(env, environment),
+    dashboard: readDashboardConfig(env),
+    telemetry: readTelemetryConfig(env, `opal-mesh-${role}`),
     environment,
     logging: readLoggingConfig(env, "opal-mesh-server"),
   };

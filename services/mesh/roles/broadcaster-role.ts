@@ -7,6 +7,8 @@ import { createBroadcasterService } from "../../broadcaster/index.js";
 import type { ServerConfig } from "../../common/config/server-config.js";
 import type { Logger } from "../../common/logger.js";
 import { createLogBackend, type LogBackend } from "../log-backend.js";
+import { BroadcasterMetrics } from "../../broadcaster/metrics.js";
+import type { Registry } from "../../common/telemetry/metrics.js";
 import type { Role } from "./role.js";
 
 export class BroadcasterRole implements Role {
@@ -23,9 +25,11 @@ export class BroadcasterRole implements Role {
     logger: Logger,
     /** Serve BroadcasterService to other processes (the distributed deployment). */
     private readonly expose: boolean,
+    metrics?: Registry,
   ) {
     this.backend = createLogBackend(config, logger.child({ service: "broadcaster" }), `opal-mesh-${this.name}`);
-    this.impl = createBroadcasterService(this.backend.log);
+    const measured = metrics === undefined ? undefined : new BroadcasterMetrics(metrics, { backend: config.broadcast.type, consumerLag: this.backend.consumerLag });
+    this.impl = createBroadcasterService(measured?.meter(this.backend.log) ?? this.backend.log);
     this.client = createClient(BroadcasterService, createRouterTransport((router) => router.service(BroadcasterService, this.impl)));
   }
 

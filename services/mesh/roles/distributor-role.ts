@@ -12,10 +12,27 @@ import { PolicyService } from "../../../gen/opal/mesh/v1/policy_pb.js";
 import type { Security } from "../../common/auth/security.js";
 import type { ServerConfig } from "../../common/config/server-config.js";
 import type { Logger } from "../../common/logger.js";
-import { BundleCache, createDistributorService, DeliveryTracker, distributorRestRoutes, Fanout, StreamServer } from "../../distributor/index.js";
+import { BundleCache, ChangeFeed, createDistributorService, dashboardRoutes, DeliveryTracker, distributorRestRoutes, Fanout, StreamServer } from "../../distributor/index.js";
 import type { ScopeStore } from "../../common/scopes/scope-store.js";
 import { scopeClientRoutes } from "../../distributor/scope-rest.js";
+import { tracingFor } from "../../common/telemetry/tracing.js";
+import { traceAck } from "../../distributor/ack-span.js";
+import { randomUUID } from "node:crypto";
+import type { Registry } from "../../common/telemetry/metrics.js";
+import { VERSION } from "../../common/version.js";
+import { DistributorMetrics } from "../../distributor/metrics.js";
+import { localStream, type PeerDistributor, statisticsRoutes } from "../../distributor/statistics.js";
 import type { Role } from "./role.js";
+import { logName } from "../../common/config/broadcast-config.js";
+
+export interface DistributorRoleExtras {
+  /** The process's registry, where the distributor records its metrics. */
+  metrics?: Registry;
+  /** This server's id in /statistics (its membership id with Kafka). */
+  serverId?: string;
+  /** The fleet's other distributors, for /statistics. */
+  peers?: () => PeerDistributor[];
+}
 
 export class DistributorRole implements Role {
   readonly name = "distributor";
@@ -25,15 +42,21 @@ export class DistributorRole implements Role {
   /** In-process client for roles in the same process. */
   readonly client: Client<typeof DistributorService>;
   private readonly streamServer: StreamServer;
+  /** Tells open dashboards that clients or deliveries changed. */
+  private readonly dashboardFeed = new ChangeFeed();
   private readonly impl;
 
-  constructor(config: ServerConfig, logger: Logger, broadcaster: Client<typeof BroadcasterService>, policy: Client<typeof PolicyService>, security: Security, scopes?: ScopeStore) {
+  constructor(config: ServerConfig, logger: Logger, broadcaster: Client<typeof BroadcasterService>, policy: Client<typeof PolicyService>, security: Security, scopes?: ScopeStore, extras: DistributorRoleExtras = {}) {
     const log = logger.child({ service: "distributor" });
-    const delivery = new DeliveryTracker({ maxUpdates: 10_000 });
+    const delivery = new DeliveryTracker({ maxUpdates: 10_000, onAcknowledged: (kind, latencyMs, failed) => metrics?.acknowledged(kind, latencyMs, failed) });
     const authorizeScope = security.authorizeScope;
     this.bundles = new BundleCache(policy, authorizeScope);
-    this.fanout = new Fanout(broadcaster, log, { onDispatch: (event, addressed) => delivery.dispatched(event, addressed) });
+    const tracing = tracingFor(config.telemetry);
+    const eventLog = logName(config.broadcast);
+    this.fanout = new Fanout(broadcaster, log, { onDispatch: (event, addressed) => delivery.dispatched(event, addressed), tracing, logName: eventLog });
     this.fanout.onEvent((event) => this.bundles.observe(event));
+    this.fanout.onEvent(() => this.dashboardFeed.changed());
+    const metrics = extras.metrics === undefined ? undefined : new DistributorMetrics(extras.metrics, this.fanout);
     this.streamServer = new StreamServer({
       host: config.host,
       port: config.streamPort,
@@ -44,8 +67,13 @@ export class DistributorRole implements Role {
       tls: config.tls,
       maxMessageBytes: config.limits.streamMaxMessageBytes,
       helloTimeoutMs: 10_000,
+      onSessionChange: () => this.dashboardFeed.changed(),
       scopes: scopes !== undefined,
-      onAck: (clientId, ack) => delivery.acknowledged(clientId, ack),
+      onAck: (clientId, ack) => {
+        delivery.acknowledged(clientId, ack);
+        this.dashboardFeed.changed();
+        traceAck(tracing, clientId, ack);
+      },
       authorize: async (authorization, hello) => {
         const authenticator = await security.authenticator();
         const principal = await authenticator.authenticate(authorization, ["client"]);
@@ -59,6 +87,8 @@ export class DistributorRole implements Role {
     this.routes = [
       ...distributorRestRoutes({ dataSources, dataConfigRoute: "/data/config", allDataRoute: config.allDataRoute, logger: log, authorizeScope }),
       ...scopeClientRoutes({ scopes, bundles: this.bundles, authorizeScope }),
+      ...dashboardRoutes({ fanout: this.fanout, delivery, feed: this.dashboardFeed, startedAt: Date.now(), traceUiUrl: config.dashboard.traceUiUrl, authorizeScope }),
+      ...statisticsRoutes({ serverId: extras.serverId ?? randomUUID(), startedAt: new Date(), version: VERSION, streams: () => this.fanout.listSessions().map(localStream), peers: extras.peers, logger: log }),
     ];
   }
 
@@ -82,6 +112,7 @@ export class DistributorRole implements Role {
   }
 
   async stop(): Promise<void> {
+    this.dashboardFeed.close();
     await this.streamServer.stop();
     await this.fanout.stopped();
   }

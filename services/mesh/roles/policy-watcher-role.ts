@@ -7,13 +7,14 @@ import { create } from "@bufbuild/protobuf";
 import { createClient, createRouterTransport, type Client, type ConnectRouter } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import type { BroadcasterService } from "../../../gen/opal/mesh/v1/broadcaster_pb.js";
-import { EventSchema } from "../../../gen/opal/mesh/v1/event_pb.js";
 import { ComponentHealthSchema, HealthState } from "../../../gen/opal/mesh/v1/health_pb.js";
 import { PolicyService } from "../../../gen/opal/mesh/v1/policy_pb.js";
 import type { ClientTls } from "../../common/config/tls-config.js";
 import type { ScopeStore } from "../../common/scopes/scope-store.js";
 import { scopeTopic } from "../../common/scopes/scoped-topics.js";
 import { ScopeWatchers } from "../../policy-watcher/scope-watchers.js";
+import { policyChangedEvent, publishTraced } from "../../policy-watcher/policy-event.js";
+import { tracingFor } from "../../common/telemetry/tracing.js";
 import type { Security } from "../../common/auth/security.js";
 import type { ServerConfig } from "../../common/config/server-config.js";
 import type { Logger } from "../../common/logger.js";
@@ -21,6 +22,8 @@ import { createPolicyService, type PolicyWatcher } from "../../policy-watcher/in
 import type { LeaderElection } from "../leader-election.js";
 import type { KafkaMembership } from "../membership.js";
 import { wirePolicyWatcher } from "../policy-wiring.js";
+import type { Registry } from "../../common/telemetry/metrics.js";
+import { PolicyWatcherMetrics } from "../../policy-watcher/metrics.js";
 import type { Role } from "./role.js";
 
 export class PolicyWatcherRole implements Role {
@@ -42,17 +45,23 @@ export class PolicyWatcherRole implements Role {
     private readonly membership: KafkaMembership | undefined,
     private readonly security: Security,
     scopes?: ScopeStore,
+    metrics?: Registry,
   ) {
     const log = logger.child({ service: "policy-watcher" });
+    const measured = metrics === undefined ? undefined : new PolicyWatcherMetrics(metrics);
     this.log = log;
     this.serviceTls = config.serviceTls;
+    const tracing = tracingFor(config.telemetry);
     const wiring = wirePolicyWatcher(config.policy, config.environment, broadcaster, log, config.limits.maxBodyBytes, {
+      tracing,
       mayPublish: () => election.isLeader,
+      wrapSource: measured === undefined ? undefined : (source) => measured.source(source),
       onPush: () => {
         if (!election.isLeader) this.tellPublisher({});
       },
     });
     this.watcher = wiring.watcher;
+    if (this.watcher !== undefined) measured?.watch(this.watcher);
     this.routes = wiring.routes;
     this.scopes =
       scopes === undefined
@@ -66,8 +75,8 @@ export class PolicyWatcherRole implements Role {
             logger: log,
             publish: async (scope, { hash, oldHash, dirs }) => {
               if (!election.isLeader) return false;
-              const event = create(EventSchema, { topics: dirs.map((dir) => scopeTopic(scope, `policy:${dir}`)), payload: { case: "policyChanged", value: { hash, oldHash, dirs, scope } } });
-              await broadcaster.publish({ events: [event] });
+              const { event, span } = policyChangedEvent({ hash, oldHash, dirs }, dirs.map((dir) => scopeTopic(scope, `policy:${dir}`)), scope, tracing);
+              await publishTraced(span, () => broadcaster.publish({ events: [event] }));
               return true;
             },
           });

@@ -11,14 +11,18 @@ import { UrlAllowlist } from "../../common/url-allowlist.js";
 import { HttpError } from "../../common/http/json-io.js";
 import type { ScopeStore } from "../../common/scopes/scope-store.js";
 import { DEFAULT_SCOPE, isDefaultScope, scopeIdProblem, scopeOfTopic, unscopeTopic } from "../../common/scopes/scoped-topics.js";
+import { tracingFor } from "../../common/telemetry/tracing.js";
+import type { Registry } from "../../common/telemetry/metrics.js";
+import { TriggerMetrics } from "../../trigger-api/metrics.js";
 import type { Role } from "./role.js";
+import { logName } from "../../common/config/broadcast-config.js";
 
 export class TriggerRole implements Role {
   readonly name = "trigger-api";
   readonly routes;
   private readonly impl;
 
-  constructor(config: ServerConfig, logger: Logger, broadcaster: Client<typeof BroadcasterService>, delivery: DeliveryStatusReader, security: Security, scopes?: ScopeStore) {
+  constructor(config: ServerConfig, logger: Logger, broadcaster: Client<typeof BroadcasterService>, delivery: DeliveryStatusReader, security: Security, scopes?: ScopeStore, metrics?: Registry) {
     const log = logger.child({ service: "trigger-api" });
     // A datasource token publishes only to its permitted_topics (named as within a scope),
     // and to a scope only when its allowed_scopes (if any) lists it.
@@ -36,8 +40,15 @@ export class TriggerRole implements Role {
       if (scopes.get(scope) === undefined) throw new HttpError(404, `no such scope: ${scope}`);
     };
     const updateLimits = { maxEntries: config.limits.maxEntriesPerUpdate, allowlist: new UrlAllowlist(config.fetchAllowlist) };
-    this.impl = createTriggerService({ broadcaster, delivery, logger: log, authorizeTopics, updateLimits });
-    this.routes = triggerRestRoutes({ broadcaster, delivery, logger: log, dataConfigRoute: "/data/config", limits: config.limits, updateLimits, authorizeTopics, checkScope });
+    const tracing = tracingFor(config.telemetry);
+    const eventLog = logName(config.broadcast);
+    this.impl = createTriggerService({ broadcaster, delivery, logger: log, authorizeTopics, updateLimits, tracing, logName: eventLog });
+    this.routes = triggerRestRoutes({ broadcaster, delivery, logger: log, dataConfigRoute: "/data/config", limits: config.limits, updateLimits, authorizeTopics, checkScope, tracing, logName: eventLog });
+    if (metrics !== undefined) {
+      const measured = new TriggerMetrics(metrics);
+      this.impl = measured.service(this.impl);
+      this.routes = measured.routes(this.routes, ["/data/config", "/scopes/{id}/data/update"]);
+    }
   }
 
   register(router: ConnectRouter): void {

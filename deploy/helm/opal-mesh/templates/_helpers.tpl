@@ -22,6 +22,18 @@
   value: "http://{{ include "opal-mesh.name" . }}-broadcaster:{{ .Values.broadcaster.port }}"
 - name: OPAL_MESH_POLICY_WATCHER_URLS
   value: "http://{{ include "opal-mesh.name" . }}-policy-watcher:{{ .Values.policyWatcher.port }}"
+{{- if .Values.tracing.otlpEndpoint }}
+- name: OTEL_TRACES_EXPORTER
+  value: otlp
+- name: OTEL_EXPORTER_OTLP_ENDPOINT
+  value: {{ .Values.tracing.otlpEndpoint | quote }}
+- name: OTEL_EXPORTER_OTLP_PROTOCOL
+  value: {{ .Values.tracing.protocol | quote }}
+- name: OTEL_TRACES_SAMPLER
+  value: parentbased_traceidratio
+- name: OTEL_TRACES_SAMPLER_ARG
+  value: {{ .Values.tracing.sampleRatio | quote }}
+{{- end }}
 {{- end -}}
 
 {{- define "opal-mesh.kafkaSecret" -}}

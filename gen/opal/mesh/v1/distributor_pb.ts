@@ -18,7 +18,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file opal/mesh/v1/distributor.proto.
  */
 export const file_opal_mesh_v1_distributor: GenFile = /*@__PURE__*/
-  fileDesc("Ch5vcGFsL21lc2gvdjEvZGlzdHJpYnV0b3IucHJvdG8SDG9wYWwubWVzaC52MSKHAQoOQ29ubmVjdFJlcXVlc3QSJAoFaGVsbG8YASABKAsyEy5vcGFsLm1lc2gudjEuSGVsbG9IABIgCgNhY2sYAiABKAsyES5vcGFsLm1lc2gudjEuQWNrSAASIgoEcGluZxgDIAEoCzISLm9wYWwubWVzaC52MS5QaW5nSABCCQoHbWVzc2FnZSK4AQoPQ29ubmVjdFJlc3BvbnNlEigKB3dlbGNvbWUYASABKAsyFS5vcGFsLm1lc2gudjEuV2VsY29tZUgAEiQKBWV2ZW50GAIgASgLMhMub3BhbC5tZXNoLnYxLkV2ZW50SAASJgoGcmVzeW5jGAMgASgLMhQub3BhbC5tZXNoLnYxLlJlc3luY0gAEiIKBHBvbmcYBCABKAsyEi5vcGFsLm1lc2gudjEuUG9uZ0gAQgkKB21lc3NhZ2UimgEKBUhlbGxvEhEKCWNsaWVudF9pZBgBIAEoCRIOCgZ0b3BpY3MYAiADKAkSDQoFc2NvcGUYAyABKAkSIQoUcmVzdW1lX2Zyb21fcG9zaXRpb24YBCABKARIAIgBARITCgtwb2xpY3lfaGFzaBgFIAEoCRIOCgZsb2dfaWQYBiABKAlCFwoVX3Jlc3VtZV9mcm9tX3Bvc2l0aW9uIpUBCgNBY2sSEAoIcG9zaXRpb24YASABKAQSEQoJdXBkYXRlX2lkGAIgASgJEicKBnN0YXR1cxgDIAEoDjIXLm9wYWwubWVzaC52MS5BY2tTdGF0dXMSDQoFZXJyb3IYBCABKAkSMQoNdHJhY2VfY29udGV4dBgFIAEoCzIaLm9wYWwubWVzaC52MS5UcmFjZUNvbnRleHQiFQoEUGluZxINCgVub25jZRgBIAEoBCIVCgRQb25nEg0KBW5vbmNlGAEgASgEIkQKB1dlbGNvbWUSEgoKc2Vzc2lvbl9pZBgBIAEoCRIVCg1oZWFkX3Bvc2l0aW9uGAIgASgEEg4KBmxvZ19pZBgDIAEoCSIvCgZSZXN5bmMSDgoGcmVhc29uGAEgASgJEhUKDWhlYWRfcG9zaXRpb24YAiABKAQiFwoVRGlzY292ZXJTdHJlYW1SZXF1ZXN0IkAKFkRpc2NvdmVyU3RyZWFtUmVzcG9uc2USDAoEcG9ydBgBIAEoDRILCgN1cmwYAiABKAkSCwoDdGxzGAMgASgIIj8KG0dldERhdGFTb3VyY2VzQ29uZmlnUmVxdWVzdBIRCgljbGllbnRfaWQYASABKAkSDQoFc2NvcGUYAiABKAkiTwocR2V0RGF0YVNvdXJjZXNDb25maWdSZXNwb25zZRIvCgZjb25maWcYASABKAsyHy5vcGFsLm1lc2gudjEuRGF0YVNvdXJjZXNDb25maWciFAoSTGlzdENsaWVudHNSZXF1ZXN0IkMKE0xpc3RDbGllbnRzUmVzcG9uc2USLAoHY2xpZW50cxgBIAMoCzIbLm9wYWwubWVzaC52MS5DbGllbnRTZXNzaW9uIvIBCg1DbGllbnRTZXNzaW9uEhEKCWNsaWVudF9pZBgBIAEoCRISCgpzZXNzaW9uX2lkGAIgASgJEg4KBnRvcGljcxgDIAMoCRIMCgRwZWVyGAQgASgJEhwKFGNvbm5lY3RlZF9hdF91bml4X21zGAUgASgDEhYKDmFja2VkX3Bvc2l0aW9uGAYgASgEEhUKDXNlbnRfcG9zaXRpb24YByABKAQSHAoUbGFzdF9mYWlsZWRfcG9zaXRpb24YCCABKAQSHQoVbGFzdF9mYWlsZWRfdXBkYXRlX2lkGAkgASgJEhIKCmxhc3RfZXJyb3IYCiABKAkiHQobR2V0RGlzdHJpYnV0b3JTdGF0dXNSZXF1ZXN0In8KHEdldERpc3RyaWJ1dG9yU3RhdHVzUmVzcG9uc2USLQoGaGVhbHRoGAEgASgLMh0ub3BhbC5tZXNoLnYxLkNvbXBvbmVudEhlYWx0aBIVCg1oZWFkX3Bvc2l0aW9uGAIgASgEEhkKEWNvbm5lY3RlZF9jbGllbnRzGAMgASgNImEKGEdldERlbGl2ZXJ5U3RhdHVzUmVxdWVzdBIRCgl1cGRhdGVfaWQYASABKAkSEAoIcG9zaXRpb24YAiABKAQSDAoEd2FpdBgDIAEoCBISCgp0aW1lb3V0X21zGAQgASgNIkcKGUdldERlbGl2ZXJ5U3RhdHVzUmVzcG9uc2USKgoGc3RhdHVzGAEgASgLMhoub3BhbC5tZXNoLnYxLlVwZGF0ZVN0YXR1cypWCglBY2tTdGF0dXMSGgoWQUNLX1NUQVRVU19VTlNQRUNJRklFRBAAEhYKEkFDS19TVEFUVVNfQVBQTElFRBABEhUKEUFDS19TVEFUVVNfRkFJTEVEEAIy1QQKEkRpc3RyaWJ1dG9yU2VydmljZRJKCgdDb25uZWN0Ehwub3BhbC5tZXNoLnYxLkNvbm5lY3RSZXF1ZXN0Gh0ub3BhbC5tZXNoLnYxLkNvbm5lY3RSZXNwb25zZSgBMAESWwoORGlzY292ZXJTdHJlYW0SIy5vcGFsLm1lc2gudjEuRGlzY292ZXJTdHJlYW1SZXF1ZXN0GiQub3BhbC5tZXNoLnYxLkRpc2NvdmVyU3RyZWFtUmVzcG9uc2USbQoUR2V0RGF0YVNvdXJjZXNDb25maWcSKS5vcGFsLm1lc2gudjEuR2V0RGF0YVNvdXJjZXNDb25maWdSZXF1ZXN0Gioub3BhbC5tZXNoLnYxLkdldERhdGFTb3VyY2VzQ29uZmlnUmVzcG9uc2USUgoLTGlzdENsaWVudHMSIC5vcGFsLm1lc2gudjEuTGlzdENsaWVudHNSZXF1ZXN0GiEub3BhbC5tZXNoLnYxLkxpc3RDbGllbnRzUmVzcG9uc2USbQoUR2V0RGlzdHJpYnV0b3JTdGF0dXMSKS5vcGFsLm1lc2gudjEuR2V0RGlzdHJpYnV0b3JTdGF0dXNSZXF1ZXN0Gioub3BhbC5tZXNoLnYxLkdldERpc3RyaWJ1dG9yU3RhdHVzUmVzcG9uc2USZAoRR2V0RGVsaXZlcnlTdGF0dXMSJi5vcGFsLm1lc2gudjEuR2V0RGVsaXZlcnlTdGF0dXNSZXF1ZXN0Gicub3BhbC5tZXNoLnYxLkdldERlbGl2ZXJ5U3RhdHVzUmVzcG9uc2ViBnByb3RvMw", [file_opal_mesh_v1_data, file_opal_mesh_v1_delivery, file_opal_mesh_v1_event, file_opal_mesh_v1_health]);
+  fileDesc("Ch5vcGFsL21lc2gvdjEvZGlzdHJpYnV0b3IucHJvdG8SDG9wYWwubWVzaC52MSK1AQoOQ29ubmVjdFJlcXVlc3QSJAoFaGVsbG8YASABKAsyEy5vcGFsLm1lc2gudjEuSGVsbG9IABIgCgNhY2sYAiABKAsyES5vcGFsLm1lc2gudjEuQWNrSAASIgoEcGluZxgDIAEoCzISLm9wYWwubWVzaC52MS5QaW5nSAASLAoGcmVwb3J0GAQgASgLMhoub3BhbC5tZXNoLnYxLkNsaWVudFJlcG9ydEgAQgkKB21lc3NhZ2UiuAEKD0Nvbm5lY3RSZXNwb25zZRIoCgd3ZWxjb21lGAEgASgLMhUub3BhbC5tZXNoLnYxLldlbGNvbWVIABIkCgVldmVudBgCIAEoCzITLm9wYWwubWVzaC52MS5FdmVudEgAEiYKBnJlc3luYxgDIAEoCzIULm9wYWwubWVzaC52MS5SZXN5bmNIABIiCgRwb25nGAQgASgLMhIub3BhbC5tZXNoLnYxLlBvbmdIAEIJCgdtZXNzYWdlIpoBCgVIZWxsbxIRCgljbGllbnRfaWQYASABKAkSDgoGdG9waWNzGAIgAygJEg0KBXNjb3BlGAMgASgJEiEKFHJlc3VtZV9mcm9tX3Bvc2l0aW9uGAQgASgESACIAQESEwoLcG9saWN5X2hhc2gYBSABKAkSDgoGbG9nX2lkGAYgASgJQhcKFV9yZXN1bWVfZnJvbV9wb3NpdGlvbiKVAQoDQWNrEhAKCHBvc2l0aW9uGAEgASgEEhEKCXVwZGF0ZV9pZBgCIAEoCRInCgZzdGF0dXMYAyABKA4yFy5vcGFsLm1lc2gudjEuQWNrU3RhdHVzEg0KBWVycm9yGAQgASgJEjEKDXRyYWNlX2NvbnRleHQYBSABKAsyGi5vcGFsLm1lc2gudjEuVHJhY2VDb250ZXh0IoUBCgxDbGllbnRSZXBvcnQSDwoHaGVhbHRoeRgBIAEoCBINCgVyZWFkeRgCIAEoCBIVCg1vcGFfcmVhY2hhYmxlGAMgASgIEhMKC3BvbGljeV9oYXNoGAQgASgJEhgKEGFwcGxpZWRfcG9zaXRpb24YBSABKAQSDwoHbWVzc2FnZRgGIAEoCSIVCgRQaW5nEg0KBW5vbmNlGAEgASgEIhUKBFBvbmcSDQoFbm9uY2UYASABKAQiRAoHV2VsY29tZRISCgpzZXNzaW9uX2lkGAEgASgJEhUKDWhlYWRfcG9zaXRpb24YAiABKAQSDgoGbG9nX2lkGAMgASgJIi8KBlJlc3luYxIOCgZyZWFzb24YASABKAkSFQoNaGVhZF9wb3NpdGlvbhgCIAEoBCIXChVEaXNjb3ZlclN0cmVhbVJlcXVlc3QiQAoWRGlzY292ZXJTdHJlYW1SZXNwb25zZRIMCgRwb3J0GAEgASgNEgsKA3VybBgCIAEoCRILCgN0bHMYAyABKAgiPwobR2V0RGF0YVNvdXJjZXNDb25maWdSZXF1ZXN0EhEKCWNsaWVudF9pZBgBIAEoCRINCgVzY29wZRgCIAEoCSJPChxHZXREYXRhU291cmNlc0NvbmZpZ1Jlc3BvbnNlEi8KBmNvbmZpZxgBIAEoCzIfLm9wYWwubWVzaC52MS5EYXRhU291cmNlc0NvbmZpZyIUChJMaXN0Q2xpZW50c1JlcXVlc3QiQwoTTGlzdENsaWVudHNSZXNwb25zZRIsCgdjbGllbnRzGAEgAygLMhsub3BhbC5tZXNoLnYxLkNsaWVudFNlc3Npb24i8gEKDUNsaWVudFNlc3Npb24SEQoJY2xpZW50X2lkGAEgASgJEhIKCnNlc3Npb25faWQYAiABKAkSDgoGdG9waWNzGAMgAygJEgwKBHBlZXIYBCABKAkSHAoUY29ubmVjdGVkX2F0X3VuaXhfbXMYBSABKAMSFgoOYWNrZWRfcG9zaXRpb24YBiABKAQSFQoNc2VudF9wb3NpdGlvbhgHIAEoBBIcChRsYXN0X2ZhaWxlZF9wb3NpdGlvbhgIIAEoBBIdChVsYXN0X2ZhaWxlZF91cGRhdGVfaWQYCSABKAkSEgoKbGFzdF9lcnJvchgKIAEoCSIdChtHZXREaXN0cmlidXRvclN0YXR1c1JlcXVlc3QifwocR2V0RGlzdHJpYnV0b3JTdGF0dXNSZXNwb25zZRItCgZoZWFsdGgYASABKAsyHS5vcGFsLm1lc2gudjEuQ29tcG9uZW50SGVhbHRoEhUKDWhlYWRfcG9zaXRpb24YAiABKAQSGQoRY29ubmVjdGVkX2NsaWVudHMYAyABKA0iYQoYR2V0RGVsaXZlcnlTdGF0dXNSZXF1ZXN0EhEKCXVwZGF0ZV9pZBgBIAEoCRIQCghwb3NpdGlvbhgCIAEoBBIMCgR3YWl0GAMgASgIEhIKCnRpbWVvdXRfbXMYBCABKA0iRwoZR2V0RGVsaXZlcnlTdGF0dXNSZXNwb25zZRIqCgZzdGF0dXMYASABKAsyGi5vcGFsLm1lc2gudjEuVXBkYXRlU3RhdHVzKlYKCUFja1N0YXR1cxIaChZBQ0tfU1RBVFVTX1VOU1BFQ0lGSUVEEAASFgoSQUNLX1NUQVRVU19BUFBMSUVEEAESFQoRQUNLX1NUQVRVU19GQUlMRUQQAjLVBAoSRGlzdHJpYnV0b3JTZXJ2aWNlEkoKB0Nvbm5lY3QSHC5vcGFsLm1lc2gudjEuQ29ubmVjdFJlcXVlc3QaHS5vcGFsLm1lc2gudjEuQ29ubmVjdFJlc3BvbnNlKAEwARJbCg5EaXNjb3ZlclN0cmVhbRIjLm9wYWwubWVzaC52MS5EaXNjb3ZlclN0cmVhbVJlcXVlc3QaJC5vcGFsLm1lc2gudjEuRGlzY292ZXJTdHJlYW1SZXNwb25zZRJtChRHZXREYXRhU291cmNlc0NvbmZpZxIpLm9wYWwubWVzaC52MS5HZXREYXRhU291cmNlc0NvbmZpZ1JlcXVlc3QaKi5vcGFsLm1lc2gudjEuR2V0RGF0YVNvdXJjZXNDb25maWdSZXNwb25zZRJSCgtMaXN0Q2xpZW50cxIgLm9wYWwubWVzaC52MS5MaXN0Q2xpZW50c1JlcXVlc3QaIS5vcGFsLm1lc2gudjEuTGlzdENsaWVudHNSZXNwb25zZRJtChRHZXREaXN0cmlidXRvclN0YXR1cxIpLm9wYWwubWVzaC52MS5HZXREaXN0cmlidXRvclN0YXR1c1JlcXVlc3QaKi5vcGFsLm1lc2gudjEuR2V0RGlzdHJpYnV0b3JTdGF0dXNSZXNwb25zZRJkChFHZXREZWxpdmVyeVN0YXR1cxImLm9wYWwubWVzaC52MS5HZXREZWxpdmVyeVN0YXR1c1JlcXVlc3QaJy5vcGFsLm1lc2gudjEuR2V0RGVsaXZlcnlTdGF0dXNSZXNwb25zZWIGcHJvdG8z", [file_opal_mesh_v1_data, file_opal_mesh_v1_delivery, file_opal_mesh_v1_event, file_opal_mesh_v1_health]);
 
 /**
  * A message from client to server (DESIGN.md's ClientMessage).
@@ -47,6 +47,15 @@ export type ConnectRequest = Message<"opal.mesh.v1.ConnectRequest"> & {
      */
     value: Ping;
     case: "ping";
+  } | {
+    /**
+     * The client's health, sent after Welcome, when it changes and periodically; servers
+     * that predate it ignore it.
+     *
+     * @generated from field: opal.mesh.v1.ClientReport report = 4;
+     */
+    value: ClientReport;
+    case: "report";
   } | { case: undefined; value?: undefined };
 };
 
@@ -196,6 +205,63 @@ export const AckSchema: GenMessage<Ack> = /*@__PURE__*/
   messageDesc(file_opal_mesh_v1_distributor, 3);
 
 /**
+ * What a client says about itself, shown by the distributor's dashboard. The last one
+ * received is kept per session.
+ *
+ * @generated from message opal.mesh.v1.ClientReport
+ */
+export type ClientReport = Message<"opal.mesh.v1.ClientReport"> & {
+  /**
+   * The last policy and data transactions succeeded and the policy store answers.
+   *
+   * @generated from field: bool healthy = 1;
+   */
+  healthy: boolean;
+
+  /**
+   * The policy and every baseline data source were loaded.
+   *
+   * @generated from field: bool ready = 2;
+   */
+  ready: boolean;
+
+  /**
+   * The policy store (OPA) answered its last request or probe.
+   *
+   * @generated from field: bool opa_reachable = 3;
+   */
+  opaReachable: boolean;
+
+  /**
+   * The policy version the client's store holds; empty before the first policy load.
+   *
+   * @generated from field: string policy_hash = 4;
+   */
+  policyHash: string;
+
+  /**
+   * The last log position the client committed to its store.
+   *
+   * @generated from field: uint64 applied_position = 5;
+   */
+  appliedPosition: bigint;
+
+  /**
+   * Why it is not healthy or not ready (e.g. the last failed transaction); empty when fine.
+   *
+   * @generated from field: string message = 6;
+   */
+  message: string;
+};
+
+/**
+ * Describes the message opal.mesh.v1.ClientReport.
+ * Use `create(ClientReportSchema)` to create a new message.
+ */
+export const ClientReportSchema: GenMessage<ClientReport> = /*@__PURE__*/
+  messageDesc(file_opal_mesh_v1_distributor, 4);
+
+/**
  * @generated from message opal.mesh.v1.Ping
  */
 export type Ping = Message<"opal.mesh.v1.Ping"> & {
@@ -210,7 +276,7 @@ export type Ping = Message<"opal.mesh.v1.Ping"> & {
  * Use `create(PingSchema)` to create a new message.
  */
 export const PingSchema: GenMessage<Ping> = /*@__PURE__*/
-  messageDesc(file_opal_mesh_v1_distributor, 4);
+  messageDesc(file_opal_mesh_v1_distributor, 5);
 
 /**
  * @generated from message opal.mesh.v1.Pong
@@ -227,7 +293,7 @@ export type Pong = Message<"opal.mesh.v1.Pong"> & {
  * Use `create(PongSchema)` to create a new message.
  */
 export const PongSchema: GenMessage<Pong> = /*@__PURE__*/
-  messageDesc(file_opal_mesh_v1_distributor, 5);
+  messageDesc(file_opal_mesh_v1_distributor, 6);
 
 /**
  * @generated from message opal.mesh.v1.Welcome
@@ -261,7 +327,7 @@ export type Welcome = Message<"opal.mesh.v1.Welcome"> & {
  * Use `create(WelcomeSchema)` to create a new message.
  */
 export const WelcomeSchema: GenMessage<Welcome> = /*@__PURE__*/
-  messageDesc(file_opal_mesh_v1_distributor, 6);
+  messageDesc(file_opal_mesh_v1_distributor, 7);
 
 /**
  * The client's position is no longer retained (or unknown): it must load its baseline
@@ -286,7 +352,7 @@ export type Resync = Message<"opal.mesh.v1.Resync"> & {
  * Use `create(ResyncSchema)` to create a new message.
  */
 export const ResyncSchema: GenMessage<Resync> = /*@__PURE__*/
-  messageDesc(file_opal_mesh_v1_distributor, 7);
+  messageDesc(file_opal_mesh_v1_distributor, 8);
 
 /**
  * @generated from message opal.mesh.v1.DiscoverStreamRequest
@@ -299,7 +365,7 @@ export type DiscoverStreamRequest = Message<"opal.mesh.v1.DiscoverStreamRequest"
  * Use `create(DiscoverStreamRequestSchema)` to create a new message.
  */
 export const DiscoverStreamRequestSchema: GenMessage<DiscoverStreamRequest> = /*@__PURE__*/
-  messageDesc(file_opal_mesh_v1_distributor, 8);
+  messageDesc(file_opal_mesh_v1_distributor, 9);
 
 /**
  * @generated from message opal.mesh.v1.DiscoverStreamResponse
@@ -330,7 +396,7 @@ export type DiscoverStreamResponse = Message<"opal.mesh.v1.DiscoverStreamRespons
  * Use `create(DiscoverStreamResponseSchema)` to create a new message.
  */
 export const DiscoverStreamResponseSchema: GenMessage<DiscoverStreamResponse> = /*@__PURE__*/
-  messageDesc(file_opal_mesh_v1_distributor, 9);
+  messageDesc(file_opal_mesh_v1_distributor, 10);
 
 /**
  * @generated from message opal.mesh.v1.GetDataSourcesConfigRequest
@@ -352,7 +418,7 @@ export type GetDataSourcesConfigRequest = Message<"opal.mesh.v1.GetDataSourcesCo
  * Use `create(GetDataSourcesConfigRequestSchema)` to create a new message.
  */
 export const GetDataSourcesConfigRequestSchema: GenMessage<GetDataSourcesConfigRequest> = /*@__PURE__*/
-  messageDesc(file_opal_mesh_v1_distributor, 10);
+  messageDesc(file_opal_mesh_v1_distributor, 11);
 
 /**
  * @generated from message opal.mesh.v1.GetDataSourcesConfigResponse
@@ -369,7 +435,7 @@ export type GetDataSourcesConfigResponse = Message<"opal.mesh.v1.GetDataSourcesC
  * Use `create(GetDataSourcesConfigResponseSchema)` to create a new message.
  */
 export const GetDataSourcesConfigResponseSchema: GenMessage<GetDataSourcesConfigResponse> = /*@__PURE__*/
-  messageDesc(file_opal_mesh_v1_distributor, 11);
+  messageDesc(file_opal_mesh_v1_distributor, 12);
 
 /**
  * @generated from message opal.mesh.v1.ListClientsRequest
@@ -382,7 +448,7 @@ export type ListClientsRequest = Message<"opal.mesh.v1.ListClientsRequest"> & {
  * Use `create(ListClientsRequestSchema)` to create a new message.
  */
 export const ListClientsRequestSchema: GenMessage<ListClientsRequest> = /*@__PURE__*/
-  messageDesc(file_opal_mesh_v1_distributor, 12);
+  messageDesc(file_opal_mesh_v1_distributor, 13);
 
 /**
  * @generated from message opal.mesh.v1.ListClientsResponse
@@ -399,7 +465,7 @@ export type ListClientsResponse = Message<"opal.mesh.v1.ListClientsResponse"> & 
  * Use `create(ListClientsResponseSchema)` to create a new message.
  */
 export const ListClientsResponseSchema: GenMessage<ListClientsResponse> = /*@__PURE__*/
-  messageDesc(file_opal_mesh_v1_distributor, 13);
+  messageDesc(file_opal_mesh_v1_distributor, 14);
 
 /**
  * @generated from message opal.mesh.v1.ClientSession
@@ -467,7 +533,7 @@ export type ClientSession = Message<"opal.mesh.v1.ClientSession"> & {
  * Use `create(ClientSessionSchema)` to create a new message.
  */
 export const ClientSessionSchema: GenMessage<ClientSession> = /*@__PURE__*/
-  messageDesc(file_opal_mesh_v1_distributor, 14);
+  messageDesc(file_opal_mesh_v1_distributor, 15);
 
 /**
  * @generated from message opal.mesh.v1.GetDistributorStatusRequest
@@ -480,7 +546,7 @@ export type GetDistributorStatusRequest = Message<"opal.mesh.v1.GetDistributorSt
  * Use `create(GetDistributorStatusRequestSchema)` to create a new message.
  */
 export const GetDistributorStatusRequestSchema: GenMessage<GetDistributorStatusRequest> = /*@__PURE__*/
-  messageDesc(file_opal_mesh_v1_distributor, 15);
+  messageDesc(file_opal_mesh_v1_distributor, 16);
 
 /**
  * @generated from message opal.mesh.v1.GetDistributorStatusResponse
@@ -507,7 +573,7 @@ export type GetDistributorStatusResponse = Message<"opal.mesh.v1.GetDistributorS
  * Use `create(GetDistributorStatusResponseSchema)` to create a new message.
  */
 export const GetDistributorStatusResponseSchema: GenMessage<GetDistributorStatusResponse> = /*@__PURE__*/
-  messageDesc(file_opal_mesh_v1_distributor, 16);
+  messageDesc(file_opal_mesh_v1_distributor, 17);
 
 /**
  * @generated from message opal.mesh.v1.GetDeliveryStatusRequest
@@ -541,7 +607,7 @@ export type GetDeliveryStatusRequest = Message<"opal.mesh.v1.GetDeliveryStatusRe
  * Use `create(GetDeliveryStatusRequestSchema)` to create a new message.
  */
 export const GetDeliveryStatusRequestSchema: GenMessage<GetDeliveryStatusRequest> = /*@__PURE__*/
-  messageDesc(file_opal_mesh_v1_distributor, 17);
+  messageDesc(file_opal_mesh_v1_distributor, 18);
 
 /**
  * @generated from message opal.mesh.v1.GetDeliveryStatusResponse
@@ -558,7 +624,7 @@ export type GetDeliveryStatusResponse = Message<"opal.mesh.v1.GetDeliveryStatusR
  * Use `create(GetDeliveryStatusResponseSchema)` to create a new message.
  */
 export const GetDeliveryStatusResponseSchema: GenMessage<GetDeliveryStatusResponse> = /*@__PURE__*/
-  messageDesc(file_opal_mesh_v1_distributor, 18);
+  messageDesc(file_opal_mesh_v1_distributor, 19);
 
 /**
  * @generated from enum opal.mesh.v1.AckStatus
@@ -594,7 +660,8 @@ export const AckStatusSchema: GenEnum<AckStatus> = /*@__PURE__*/
 export const DistributorService: GenService<{
   /**
    * The client stream. The client sends Hello first, then an Ack for every event it
-   * applied or failed; the server answers Welcome, then events in position order.
+   * applied or failed, and a ClientReport of its health now and then; the server answers
+   * Welcome, then events in position order.
    *
    * @generated from rpc opal.mesh.v1.DistributorService.Connect
    */

@@ -1,0 +1,57 @@
+/**
+ * The broadcaster's Prometheus metrics: appends to the log (and failed ones: with Kafka,
+ * a publish Kafka did not acknowledge), and with Kafka how far the tailing consumer is
+ * behind the topic.
+ */
+import { Counter, Gauge, type Registry } from "../common/telemetry/metrics.js";
+import type { EventLog } from "./event-log.js";
+
+export type LogBackendName = "memory" | "kafka";
+
+export interface BroadcasterMetricsOptions {
+  backend: LogBackendName;
+  /** Kafka: messages in the topic the tail has not read yet. */
+  consumerLag?: () => bigint;
+}
+
+export class BroadcasterMetrics {
+  private readonly appended: Counter<"backend">;
+  private readonly appendErrors: Counter<"backend">;
+
+  constructor(
+    registry: Registry,
+    private readonly options: BroadcasterMetricsOptions,
+  ) {
+    const registers = [registry];
+    const backend = options.backend;
+    this.appended = new Counter({ name: "opal_mesh_broadcaster_events_appended_total", help: "Events appended to the log.", labelNames: ["backend"], registers });
+    this.appendErrors = new Counter({ name: "opal_mesh_broadcaster_append_errors_total", help: "Appends the log refused or failed (with Kafka: publishes Kafka did not acknowledge).", labelNames: ["backend"], registers });
+    this.appended.inc({ backend }, 0);
+    this.appendErrors.inc({ backend }, 0);
+    const lag = options.consumerLag;
+    if (lag !== undefined) {
+      new Gauge({ name: "opal_mesh_broadcaster_kafka_consumer_lag_messages", help: "Messages in the events topic the broadcaster's tailing consumer has not read yet (high watermark − consumed offset).", registers, collect() {
+        this.set(Number(lag()));
+      } });
+    }
+  }
+
+  /** The same log, its appends counted. */
+  meter(log: EventLog): EventLog {
+    const backend = this.options.backend;
+    return {
+      head: () => log.head(),
+      read: (after, signal) => log.read(after, signal),
+      append: async (events) => {
+        try {
+          const positions = await log.append(events);
+          this.appended.inc({ backend }, events.length);
+          return positions;
+        } catch (error) {
+          this.appendErrors.inc({ backend });
+          throw error;
+        }
+      },
+    };
+  }
+}

@@ -1,0 +1,96 @@
+/**
+ * The client's health, reported up its stream (ClientReport) so the distributor's
+ * dashboard shows every client's state: once after each Welcome, whenever it changes (at
+ * most every `minIntervalMs`), and every `refreshMs` regardless.
+ */
+import type { ClientReport } from "../../gen/opal/mesh/v1/distributor_pb.js";
+import type { ClientHealth } from "./health.js";
+
+export type ClientReportFields = Omit<ClientReport, "$typeName">;
+
+/** What the health says, in the report's terms; `message` says why it is not healthy or ready. */
+export function healthReport(health: ClientHealth): ClientReportFields {
+  const report = health.report();
+  const failure = [report.policy.lastTransaction, report.data.lastTransaction].find((transaction) => transaction?.ok === false);
+  let message = "";
+  if (!report.engine.reachable) message = "the policy store (OPA) does not answer";
+  else if (failure !== undefined) {
+    const what = failure.kind === "policy" ? "policy" : failure.kind === "event" ? "data update" : failure.kind === "baseline" ? "baseline data" : "data refresh";
+    // The error first: the id is long, and the dashboard shows the last failed update's id anyway.
+    message = `${what} failed: ${failure.error ?? "unknown error"}`;
+  }
+  else if (report.policy.enabled && !report.policy.loaded) message = "loading the policy";
+  else if (report.data.enabled && !report.data.baselineLoaded) message = "loading the baseline data";
+  return {
+    healthy: report.status === "ok",
+    ready: report.ready,
+    opaReachable: report.engine.reachable,
+    policyHash: report.policy.hash,
+    appliedPosition: health.appliedPosition,
+    message,
+  };
+}
+
+export interface HealthReportsOptions {
+  snapshot: () => ClientReportFields;
+  /** Sends up the current stream; a report made while disconnected is dropped (Welcome brings a fresh one). */
+  send: (report: ClientReportFields) => void;
+  minIntervalMs?: number;
+  refreshMs?: number;
+  /** How often the health is compared with what was last sent. */
+  checkIntervalMs?: number;
+  now?: () => number;
+}
+
+/**
+ * ClientHealth's fields are plain properties written from many places (pipeline results,
+ * the liveness probe, the stream): comparing a snapshot on a short timer sees every change
+ * without a hook in each writer.
+ */
+export class HealthReports {
+  private timer: NodeJS.Timeout | undefined;
+  private lastKey = "";
+  private lastSentAt = Number.NEGATIVE_INFINITY;
+  private readonly minIntervalMs: number;
+  private readonly refreshMs: number;
+  private readonly now: () => number;
+
+  constructor(private readonly options: HealthReportsOptions) {
+    this.minIntervalMs = options.minIntervalMs ?? 500;
+    this.refreshMs = options.refreshMs ?? 10_000;
+    this.now = options.now ?? Date.now;
+  }
+
+  start(signal: AbortSignal): void {
+    if (this.timer !== undefined || signal.aborted) return;
+    this.timer = setInterval(() => this.check(), this.options.checkIntervalMs ?? 250);
+    this.timer.unref();
+    signal.addEventListener("abort", () => this.stop(), { once: true });
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+
+  /** A new session: the distributor knows nothing of us yet. */
+  sendNow(): void {
+    this.send(this.options.snapshot());
+  }
+
+  /** Sends when the health changed and the last report is old enough, or when it is due anyway. */
+  check(): void {
+    const report = this.options.snapshot();
+    const elapsed = this.now() - this.lastSentAt;
+    if ((keyOf(report) !== this.lastKey && elapsed >= this.minIntervalMs) || elapsed >= this.refreshMs) this.send(report);
+  }
+
+  private send(report: ClientReportFields): void {
+    this.lastKey = keyOf(report);
+    this.lastSentAt = this.now();
+    this.options.send(report);
+  }
+}
+
+function keyOf(report: ClientReportFields): string {
+  return [report.healthy, report.ready, report.opaReachable, report.policyHash, report.appliedPosition, report.message].join("\u0000");
+}

@@ -1,0 +1,180 @@
+/**
+ * What the dashboard shows, as JSON: this distributor's head, its connected clients with
+ * their positions, lag and reported health, and the recent updates with each client's
+ * delivery. Pure: the routes hand it the live objects, the specs hand it plain ones.
+ */
+import { DeliveryState } from "../../../gen/opal/mesh/v1/delivery_pb.js";
+import { traceUrl } from "../../common/config/dashboard-config.js";
+import { scopeNoticeTopic, unscopeTopic } from "../../common/scopes/scoped-topics.js";
+import type { RecentUpdate } from "../delivery-tracker.js";
+import type { ClientSession } from "../session.js";
+
+export type SessionView = Pick<
+  ClientSession,
+  "clientId" | "sessionId" | "scope" | "topics" | "peer" | "connectedAt" | "ackedPosition" | "sentPosition" | "deliveredPosition" | "lastFailure" | "lastReport"
+>;
+
+export interface DashboardInput {
+  headPosition: bigint;
+  logId: string;
+  startedAt: number;
+  now: number;
+  sessions: readonly SessionView[];
+  updates: readonly RecentUpdate[];
+  /** OPAL_MESH_TRACE_UI_URL. */
+  traceUiUrl: string | undefined;
+  /** Whether the caller may see a scope's clients and updates (a tenant's token sees its own). */
+  canSee: (scope: string) => boolean;
+  /** At most this many clients are listed (the ones in trouble first). */
+  maxClients: number;
+  /** At most this many clients are listed per update (failed first, then pending). */
+  maxClientsPerUpdate: number;
+}
+
+export type Status = "ok" | "loading" | "unhealthy" | "unknown";
+
+export interface DashboardClient {
+  client_id: string;
+  session_id: string;
+  scope: string;
+  topics: string[];
+  peer: string;
+  connected_at: string;
+  acked_position: number;
+  sent_position: number;
+  /** Positions the client is behind the head, counting only events addressed to it. */
+  lag: number;
+  /** From the client's last report; null before its first (or from a client too old to report). */
+  healthy: boolean | null;
+  ready: boolean | null;
+  opa_reachable: boolean | null;
+  policy_hash: string;
+  applied_position: number | null;
+  /** Why the client is not healthy or ready, in its own words. */
+  message: string;
+  /** The last update the client ACKed as FAILED, and why. */
+  last_error: string;
+  last_failed_update_id: string;
+  status: Status;
+}
+
+export interface DashboardUpdate {
+  update_id: string;
+  kind: "data" | "policy";
+  /** The new policy version, for a policy change. */
+  policy_hash: string;
+  reason: string;
+  scope: string;
+  position: number;
+  published_at: string;
+  applied: number;
+  failed: number;
+  pending: number;
+  complete: boolean;
+  trace_id: string;
+  trace_url: string;
+  clients: Array<{ client_id: string; state: DeliveryName; error: string; latency_ms: number }>;
+  /** How many addressed clients the list above leaves out. */
+  clients_omitted: number;
+}
+
+export interface DashboardState {
+  server: { head_position: number; log_id: string; started_at: string; uptime: number; client_count: number; clients_omitted: number; trace_links: boolean };
+  clients: DashboardClient[];
+  updates: DashboardUpdate[];
+}
+
+const STATUS_ORDER: Record<Status, number> = { unhealthy: 0, loading: 1, unknown: 2, ok: 3 };
+type DeliveryName = "applied" | "failed" | "pending";
+const STATE_ORDER: Record<DeliveryName, number> = { failed: 0, pending: 1, applied: 2 };
+
+function deliveryName(state: DeliveryState): DeliveryName {
+  if (state === DeliveryState.APPLIED) return "applied";
+  if (state === DeliveryState.FAILED) return "failed";
+  return "pending";
+}
+
+/** How far behind the head a client is, not counting events that were never addressed to it. */
+export function clientLag(session: Pick<SessionView, "ackedPosition" | "sentPosition" | "deliveredPosition">, head: bigint): bigint {
+  // Everything sent was ACKed: what was skipped up to sentPosition was not for this client.
+  const caughtUpTo = session.ackedPosition >= session.deliveredPosition && session.sentPosition > session.ackedPosition ? session.sentPosition : session.ackedPosition;
+  return head > caughtUpTo ? head - caughtUpTo : 0n;
+}
+
+function statusOf(healthy: boolean | undefined, ready: boolean | undefined): Status {
+  if (healthy === undefined) return "unknown";
+  if (!healthy) return "unhealthy";
+  return ready === true ? "ok" : "loading";
+}
+
+function clientOf(session: SessionView, head: bigint): DashboardClient {
+  const report = session.lastReport?.report;
+  const notice = scopeNoticeTopic(session.scope);
+  return {
+    client_id: session.clientId,
+    session_id: session.sessionId,
+    scope: session.scope,
+    topics: session.topics.filter((topic) => topic !== notice).map(unscopeTopic),
+    peer: session.peer,
+    connected_at: new Date(session.connectedAt).toISOString(),
+    acked_position: Number(session.ackedPosition),
+    sent_position: Number(session.sentPosition),
+    lag: Number(clientLag(session, head)),
+    healthy: report?.healthy ?? null,
+    ready: report?.ready ?? null,
+    opa_reachable: report?.opaReachable ?? null,
+    policy_hash: report?.policyHash ?? "",
+    applied_position: report === undefined ? null : Number(report.appliedPosition),
+    message: report?.message ?? "",
+    last_error: session.lastFailure?.error ?? "",
+    last_failed_update_id: session.lastFailure?.updateId ?? "",
+    status: statusOf(report?.healthy, report?.ready),
+  };
+}
+
+function updateOf(update: RecentUpdate, input: DashboardInput): DashboardUpdate {
+  const { status } = update;
+  const clients = status.clients
+    .map((client) => ({ client_id: client.clientId, state: deliveryName(client.state), error: client.error, latency_ms: Number(client.latencyMs) }))
+    .sort((a, b) => STATE_ORDER[a.state] - STATE_ORDER[b.state] || a.client_id.localeCompare(b.client_id));
+  const listed = clients.slice(0, input.maxClientsPerUpdate);
+  return {
+    update_id: status.updateId,
+    kind: update.kind,
+    policy_hash: update.policyHash,
+    reason: update.reason,
+    scope: update.scopes.join(", "),
+    position: Number(status.position),
+    published_at: new Date(Number(status.publishedAtUnixMs)).toISOString(),
+    applied: status.applied,
+    failed: status.failed,
+    pending: status.pending,
+    complete: status.complete,
+    trace_id: status.traceId,
+    trace_url: traceUrl(input.traceUiUrl, status.traceId),
+    clients: listed,
+    clients_omitted: clients.length - listed.length,
+  };
+}
+
+export function dashboardState(input: DashboardInput): DashboardState {
+  const head = input.headPosition;
+  const clients = input.sessions
+    .filter((session) => input.canSee(session.scope))
+    .map((session) => clientOf(session, head))
+    .sort((a, b) => STATUS_ORDER[a.status] - STATUS_ORDER[b.status] || a.client_id.localeCompare(b.client_id) || a.session_id.localeCompare(b.session_id));
+  const listed = clients.slice(0, input.maxClients);
+  return {
+    server: {
+      head_position: Number(head),
+      log_id: input.logId,
+      started_at: new Date(input.startedAt).toISOString(),
+      uptime: Math.max(0, Math.round((input.now - input.startedAt) / 1000)),
+      client_count: clients.length,
+      clients_omitted: clients.length - listed.length,
+      trace_links: input.traceUiUrl !== undefined,
+    },
+    clients: listed,
+    updates: input.updates.filter((update) => update.scopes.every(input.canSee)).map((update) => updateOf(update, input)),
+  };
+}

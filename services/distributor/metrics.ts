@@ -1,0 +1,66 @@
+/**
+ * The distributor's Prometheus metrics. Gauges are read from the live sessions at scrape
+ * time, so a client that leaves takes its series with it; counters and the latency
+ * histogram are fed by the delivery tracker as ACKs arrive.
+ */
+import { Counter, Gauge, Histogram, LATENCY_BUCKETS, type Registry } from "../common/telemetry/metrics.js";
+import { clientLag } from "./dashboard/state.js";
+import type { UpdateKind } from "./delivery-tracker.js";
+import type { ClientSession } from "./session.js";
+
+export type LagSource = Pick<ClientSession, "clientId" | "ackedPosition" | "sentPosition" | "deliveredPosition">;
+
+/** Each client's lag; a client with several streams (a reconnect overlapping) counts its best one. */
+export function lagByClient(head: bigint, sessions: Iterable<LagSource>): Map<string, bigint> {
+  const lags = new Map<string, bigint>();
+  for (const session of sessions) {
+    const lag = clientLag(session, head);
+    const known = lags.get(session.clientId);
+    if (known === undefined || lag < known) lags.set(session.clientId, lag);
+  }
+  return lags;
+}
+
+export interface DistributorMetricsSource {
+  /** The last position dispatched. */
+  readonly head: bigint;
+  readonly sessionCount: number;
+  listSessions(): LagSource[];
+}
+
+export class DistributorMetrics {
+  private readonly delivered: Counter<"kind">;
+  private readonly ackFailures: Counter<"kind">;
+  private readonly latency: Histogram<"kind">;
+
+  constructor(registry: Registry, source: DistributorMetricsSource) {
+    const registers = [registry];
+    new Gauge({ name: "opal_mesh_distributor_connected_clients", help: "Client streams open on this distributor.", registers, collect() {
+      this.set(source.sessionCount);
+    } });
+    new Gauge({ name: "opal_mesh_distributor_log_head_position", help: "The last log position this distributor dispatched.", registers, collect() {
+      this.set(Number(source.head));
+    } });
+    new Gauge({ name: "opal_mesh_distributor_client_lag_positions", help: "Log positions between the head and what each connected client is known to hold.", labelNames: ["client_id"], registers, collect() {
+      // Rebuilt at every scrape: a client that disconnected has no series.
+      this.reset();
+      for (const [clientId, lag] of lagByClient(source.head, source.listSessions())) this.set({ client_id: clientId }, Number(lag));
+    } });
+    this.delivered = new Counter({ name: "opal_mesh_distributor_events_delivered_total", help: "Updates a client acknowledged (applied or failed), by kind.", labelNames: ["kind"], registers });
+    this.ackFailures = new Counter({ name: "opal_mesh_distributor_ack_failures_total", help: "Updates a client acknowledged as failed, by kind.", labelNames: ["kind"], registers });
+    this.latency = new Histogram({ name: "opal_mesh_distributor_delivery_latency_seconds", help: "From publish (the broadcaster accepting the update) to the client's ACK, by kind.", labelNames: ["kind"], buckets: [...LATENCY_BUCKETS], registers });
+    for (const kind of ["data", "policy"] as const) {
+      // Present from the start, so rates and deltas have a zero to start from.
+      this.delivered.inc({ kind }, 0);
+      this.ackFailures.inc({ kind }, 0);
+      this.latency.zero({ kind });
+    }
+  }
+
+  /** One client's ACK of a tracked update (DeliveryTracker's onAcknowledged). */
+  acknowledged(kind: UpdateKind, latencyMs: number, failed: boolean): void {
+    this.delivered.inc({ kind });
+    if (failed) this.ackFailures.inc({ kind });
+    this.latency.observe({ kind }, latencyMs / 1000);
+  }
+}

@@ -1,0 +1,17 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { type DeliveryJson, deliveryExitCode } from "./delivery-watch.js";
+
+const delivery = (counts: Partial<DeliveryJson>): DeliveryJson => ({ complete: true, applied: 0, failed: 0, pending: 0, clients: [], ...counts });
+
+test("the exit code of a delivery", async (t) => {
+  const cases: Array<[string, DeliveryJson | undefined, number]> = [
+    ["all applied", delivery({ applied: 3 }), 0],
+    ["no client addressed", delivery({}), 0],
+    ["one failed", delivery({ applied: 2, failed: 1 }), 1],
+    ["a failure outranks a pending client", delivery({ complete: false, failed: 1, pending: 1 }), 1],
+    ["still pending", delivery({ complete: false, applied: 1, pending: 1 }), 2],
+    ["never dispatched", undefined, 2],
+  ];
+  for (const [name, input, code] of cases) await t.test(name, () => assert.equal(deliveryExitCode(input), code));
+});
