@@ -304,9 +304,10 @@ export class ClientAgent {
     if (event.payload.case === "dataUpdate") {
       this.dataUpdater?.onEvent(event, logId, trace);
     } else if (event.payload.case === "policyChanged") {
-      // Announcing what OPA already holds (a new publisher re-announces): only the position moves.
+      // Announcing what OPA already holds (a new publisher re-announces): only the position
+      // moves. Decided when the job runs: a baseline queued ahead of it may load that version.
       const { hash } = event.payload.value;
-      this.enqueuePolicySync(`policy changed to ${hash}`, { logId, position: event.position }, hash !== "" && hash === this.policyHash, trace);
+      this.enqueuePolicySync(`policy changed to ${hash}`, { logId, position: event.position }, () => hash !== "" && hash === this.policyHash, trace);
     } else if (event.payload.case === "scopeChanged") {
       trace?.end();
       // Our scope was (re)defined: its data sources may have changed (OPAL #779), and a
@@ -324,12 +325,12 @@ export class ClientAgent {
     }
   }
 
-  private enqueuePolicySync(reason: string, mark?: PositionMark, alreadyThere = false, trace?: UpdateTrace): void {
+  private enqueuePolicySync(reason: string, mark?: PositionMark, alreadyThere: () => boolean = () => false, trace?: UpdateTrace): void {
     const updater = this.policyUpdater;
     if (updater === undefined || this.pipeline === undefined) return;
     const task = async (signal: AbortSignal): Promise<void> => {
       try {
-        if (alreadyThere) await updater.skip(signal, mark);
+        if (alreadyThere()) await updater.skip(signal, mark);
         else await updater.sync(signal, reason, mark, trace);
       } catch (error) {
         if (error instanceof StoreLostStateError) this.rehydrate();
