@@ -3,6 +3,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { mkdir, writeFile } from "node:fs/promises";
 import net from "node:net";
 import { fileURLToPath } from "node:url";
+import type { Metric, Target } from "./scenario.js";
 
 export const root = fileURLToPath(new URL("..", import.meta.url));
 
@@ -43,4 +44,26 @@ export async function record(name: string, result: Record<string, unknown>): Pro
   console.log(JSON.stringify(full, null, 2));
   await mkdir(`${root}bench/results`, { recursive: true });
   await writeFile(`${root}bench/results/${name}.json`, `${JSON.stringify(full, null, 2)}\n`);
+}
+
+/** A Metric from repeated samples: median and p99 (the scenario contract, bench/scenario.ts). */
+export function metricOf(name: string, unit: string, samples: readonly number[], target?: Target): Metric {
+  if (samples.length === 0) throw new Error(`no samples for "${name}"`);
+  const { median, p99, n } = summary([...samples]);
+  return target === undefined ? { name, unit, median, p99, n } : { name, unit, median, p99, n, target };
+}
+
+/** Ends a child process and waits for it to be gone (SIGKILL after `graceMs`). */
+export async function stopProcess(child: ChildProcess, graceMs = 10_000): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  child.kill("SIGTERM");
+  const timer = setTimeout(() => child.kill("SIGKILL"), graceMs);
+  await exited;
+  clearTimeout(timer);
+}
+
+/** Runs a TypeScript module of bench/ in its own Node process (a load generator or a host of clients). */
+export function runBenchProcess(module: string, args: string[], env: Record<string, string> = {}): ChildProcess {
+  return spawn(process.execPath, ["--import", "tsx", `${root}bench/${module}`, ...args], { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "inherit", "ipc"] });
 }

@@ -22,6 +22,7 @@ import { ClientHealth } from "./health.js";
 import { ClientMetrics } from "./metrics.js";
 import { createMetricsRegistry, type Registry } from "../common/telemetry/metrics.js";
 import { healthReport, HealthReports } from "./health-reports.js";
+import { inlinePreloader } from "./policy/policy-preload.js";
 import { InlineOpa } from "./opa/inline-opa.js";
 import { OpaStore } from "./opa/opa-store.js";
 import { type PositionMark, readStatus, STATUS_PATH, StatusDocument } from "./opa-status.js";
@@ -197,6 +198,7 @@ export class ClientAgent {
       tls: config.serverTls,
       storeUrl: config.policyStore.url,
       measureFetch: (fetch, signal) => this.metrics.fetchPolicy(fetch, signal),
+      preload: config.inlineOpa.enabled ? inlinePreloader(() => this.inlineOpa, logger.child({ component: "policy" })) : undefined,
     });
     await this.restoreStatus(ownSignal);
     pipeline.start(ownSignal);

@@ -29,12 +29,20 @@ export class PolicyStoreError extends Error {
   }
 }
 
-/** One JSON Patch operation at an absolute data path; values stay raw JSON bytes. */
+/** A value too big to hold: its JSON bytes are read from the source as the write is sent. */
+export interface ValueStream {
+  /** Where it comes from, for errors (a URL without credentials). */
+  readonly source: string;
+  /** The value's bytes, in order; each call reads the source afresh (a retried write). */
+  chunks(signal?: AbortSignal): AsyncIterable<Uint8Array>;
+}
+
+/** One JSON Patch operation at an absolute data path; values stay raw JSON bytes (or a stream of them). */
 export interface PatchOperation {
   op: "add" | "remove" | "replace";
   /** A JSON Pointer from the data root ("" is the root). */
   path: string;
-  value?: Uint8Array;
+  value?: Uint8Array | ValueStream;
 }
 
 export interface PolicyStore {

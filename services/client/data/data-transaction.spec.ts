@@ -2,8 +2,10 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { create } from "@bufbuild/protobuf";
 import { DataSourceEntrySchema, SaveMethod } from "../../../gen/opal/mesh/v1/data_pb.js";
-import { type DataWrite, type PatchOperation, type PolicyStore, PolicyStoreError } from "../policy-store.js";
+import { type DataWrite, type PatchOperation, type PolicyStore, PolicyStoreError, type ValueStream } from "../policy-store.js";
 import { DataTransactions, type EntryWrite, pointer, StoreLostStateError } from "./data-transaction.js";
+import { StreamedSource } from "../fetch/streamed-source.js";
+import type { OpenedBody } from "../fetch/types.js";
 
 type Json = unknown;
 
@@ -17,6 +19,14 @@ interface PatchAttempt {
   operations: RecordedOperation[];
   /** The error the store answered with; undefined when the patch was applied. */
   error: string | undefined;
+}
+
+/** A value's bytes, reading a streamed one as OPA would (to its end, in the request). */
+async function bytesOf(value: Uint8Array | ValueStream): Promise<Uint8Array> {
+  if (value instanceof Uint8Array) return value;
+  const chunks: Uint8Array[] = [];
+  for await (const chunk of value.chunks()) chunks.push(chunk);
+  return Buffer.concat(chunks);
 }
 
 function isContainer(value: Json): value is Record<string, Json> | Json[] {
@@ -73,7 +83,8 @@ class MemoryStore implements PolicyStore {
   }
 
   async patch(operations: readonly PatchOperation[]): Promise<void> {
-    const recorded = operations.map(({ op, path, value }) => (value === undefined ? { op, path } : { op, path, value: JSON.parse(Buffer.from(value).toString("utf8")) as Json }));
+    const recorded: RecordedOperation[] = [];
+    for (const { op, path, value } of operations) recorded.push(value === undefined ? { op, path } : { op, path, value: JSON.parse(Buffer.from(await bytesOf(value)).toString("utf8")) as Json });
     const attempt: PatchAttempt = { operations: recorded, error: undefined };
     this.attempts.push(attempt);
     try {
@@ -160,6 +171,18 @@ function putRaw(dstPath: string, raw: string): EntryWrite {
   return { entry: create(DataSourceEntrySchema, { dstPath, saveMethod: SaveMethod.PUT }), data: Buffer.from(raw) };
 }
 
+/** A PUT of a document streamed from its source, in pieces (the first ones blank). */
+function putStreamed(dstPath: string, raw: string): EntryWrite {
+  const pieces = ["  ", "\n", ...raw.match(/.{1,4}/gs) ?? []];
+  const body = (): OpenedBody => ({
+    chunks: (async function* () {
+      for (const piece of pieces) yield Buffer.from(piece);
+    })(),
+    discard: () => undefined,
+  });
+  return { entry: create(DataSourceEntrySchema, { dstPath, saveMethod: SaveMethod.PUT }), data: new StreamedSource(body(), async () => body(), "http://source/data") };
+}
+
 function patch(dstPath: string, operations: Json[]): EntryWrite {
   return { entry: create(DataSourceEntrySchema, { dstPath, saveMethod: SaveMethod.PATCH }), data: Buffer.from(JSON.stringify(operations)) };
 }
@@ -213,6 +236,9 @@ test("commit writes the entries and the status as one patch", LIMIT, async (t) =
     { name: "DELETE of the root empties the store but for the status", before: { a: 1, system: { other: 1 } }, writes: [remove("/")], after: { system: status }, exists: [] },
     { name: "root PUT of an object replaces everything", before: { a: 1, system: { opal: { old: true }, other: 1 } }, writes: [put("/", { b: 2 })], statusExists: true, after: { b: 2, system: status }, exists: [] },
     { name: "root PUT of a list is wrapped as items", before: { a: 1 }, writes: [putRaw("/", ' \n[1, 2]')], after: { items: [1, 2], system: status }, exists: [] },
+    { name: "a streamed PUT goes in the same patch as the status", before: { a: { old: true } }, writes: [putStreamed("/a/b", '{"big": [1, 2, 3]}')], after: { a: { old: true, b: { big: [1, 2, 3] } }, system: status }, exists: ["/a", "/system"] },
+    { name: "a streamed root PUT of a list is wrapped as items", before: { a: 1 }, writes: [putStreamed("/", "[1, 2, 3, 4, 5]")], after: { items: [1, 2, 3, 4, 5], system: status }, exists: [] },
+    { name: "a streamed root PUT of an object is not wrapped", before: { a: 1 }, writes: [putStreamed("/", '{"b": [1, 2]}')], after: { b: [1, 2], system: status }, exists: [] },
     { name: "root PUT's own system key gives way to the status", before: {}, writes: [put("/", { x: 1, system: { mine: 1 } })], after: { x: 1, system: status }, exists: [] },
     {
       name: "PATCH operations are re-rooted under dst_path",

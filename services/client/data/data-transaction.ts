@@ -6,13 +6,17 @@
  */
 import { type DataSourceEntry, SaveMethod } from "../../../gen/opal/mesh/v1/data_pb.js";
 import { parseJsonBytes } from "../../common/data-entries.js";
-import type { PatchOperation, PolicyStore } from "../policy-store.js";
+import type { PatchOperation, PolicyStore, ValueStream } from "../policy-store.js";
 import { STATUS_PATH } from "../opa-status.js";
+import type { StreamedSource } from "../fetch/streamed-source.js";
+
+/** A fetched document: its JSON bytes, or (too big to hold) its body still on the wire. */
+export type EntryData = Uint8Array | StreamedSource;
 
 export interface EntryWrite {
   entry: DataSourceEntry;
-  /** JSON bytes; undefined for DELETE. */
-  data: Uint8Array | undefined;
+  /** The document; undefined for DELETE. */
+  data: EntryData | undefined;
 }
 
 const OPEN_BRACKET = 0x5b;
@@ -35,6 +39,34 @@ function isUnder(path: string, prefix: string): boolean {
 function startsWithBracket(bytes: Uint8Array): boolean {
   for (const byte of bytes) if (!WHITESPACE.has(byte)) return byte === OPEN_BRACKET;
   return false;
+}
+
+const ITEMS_OPEN = Buffer.from('{"items":');
+const ITEMS_CLOSE = Buffer.from("}");
+
+/** A document for OPA's root, where a list must be wrapped as {"items": [...]} (OPAL does so). */
+function rootValue(value: Uint8Array | ValueStream): Uint8Array | ValueStream {
+  if (value instanceof Uint8Array) return startsWithBracket(value) ? Buffer.concat([ITEMS_OPEN, value, ITEMS_CLOSE]) : value;
+  return {
+    source: value.source,
+    // Decided on the first non-blank byte as it streams by: blanks before the wrapper are still valid JSON.
+    async *chunks(signal?: AbortSignal): AsyncGenerator<Uint8Array> {
+      let decided = false;
+      let wrapped = false;
+      for await (const chunk of value.chunks(signal)) {
+        if (!decided) {
+          const first = chunk.find((byte) => !WHITESPACE.has(byte));
+          if (first !== undefined) {
+            decided = true;
+            wrapped = first === OPEN_BRACKET;
+            if (wrapped) yield ITEMS_OPEN;
+          }
+        }
+        yield chunk;
+      }
+      if (wrapped) yield ITEMS_CLOSE;
+    },
+  };
 }
 
 /** A patch being composed, with what it will have created or replaced once applied. */
@@ -141,6 +173,7 @@ export class DataTransactions {
       }
       case SaveMethod.PATCH: {
         await this.ensureParents(plan, parts, signal);
+        if (data !== undefined && !(data instanceof Uint8Array)) throw new Error("internal: a PATCH entry's operations must be fetched whole");
         for (const operation of parseJsonBytes(data ?? Buffer.from("[]")) as Array<{ op: "add" | "remove" | "replace"; path: string; value?: unknown }>) {
           const target = `${path}${operation.path}`;
           plan.operations.push({ op: operation.op, path: target, value: operation.op === "remove" ? undefined : Buffer.from(JSON.stringify(operation.value ?? null)) });
@@ -152,7 +185,7 @@ export class DataTransactions {
         const value = data ?? Buffer.from("null");
         if (parts.length === 0) {
           // OPA's root must be an object; OPAL wraps a list written there as {"items": [...]}.
-          plan.operations.push({ op: "add", path: "", value: startsWithBracket(value) ? Buffer.concat([Buffer.from('{"items":'), value, Buffer.from("}")]) : value });
+          plan.operations.push({ op: "add", path: "", value: rootValue(value) });
           plan.rootReplaced = true;
           return;
         }

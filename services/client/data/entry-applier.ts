@@ -11,11 +11,12 @@ import { redactUrl } from "../../common/config/env-reader.js";
 import { parseJsonBytes, saveMethodName } from "../../common/data-entries.js";
 import type { Logger } from "../../common/logger.js";
 import type { UrlAllowlist } from "../../common/url-allowlist.js";
-import { FetchError } from "../fetch/types.js";
+import { FetchError, type FetchProvider } from "../fetch/types.js";
 import type { FetchProviderRegistry } from "../fetch/registry.js";
+import { StreamedSource } from "../fetch/streamed-source.js";
 import type { PositionMark, StatusDocument } from "../opa-status.js";
 import { PolicyStoreError } from "../policy-store.js";
-import { type DataTransactions, type EntryWrite, StoreLostStateError } from "./data-transaction.js";
+import { type DataTransactions, type EntryData, type EntryWrite, StoreLostStateError } from "./data-transaction.js";
 import type { JobApplier, UpdateJob } from "./update-pipeline.js";
 import { endSpan, SpanKind } from "../../common/telemetry/tracing.js";
 import { httpClientAttributes, type UpdateTrace } from "../update-trace.js";
@@ -34,7 +35,15 @@ export interface EntryApplierOptions {
   logger: Logger;
   /** The policy store's URL, for the spans of writes to it. */
   storeUrl?: string;
+  /**
+   * Documents at least this big (bytes) are streamed from their source into the store
+   * when nothing has to be done to them (a PUT, untransformed), never held whole.
+   */
+  streamAbove?: number;
 }
+
+/** Below this a document is fetched whole, as it always was: streaming pays off for big ones. */
+export const DEFAULT_STREAM_ABOVE = 1024 * 1024;
 
 /** Where an entry failed, for health and ACKs. */
 export class EntryError extends Error {
@@ -56,8 +65,8 @@ export function describeEntry(entry: DataSourceEntry): string {
 export class EntryApplier implements JobApplier {
   constructor(private readonly options: EntryApplierOptions) {}
 
-  /** The entry's data as JSON bytes; undefined for DELETE. */
-  async fetch(entry: DataSourceEntry, signal: AbortSignal, trace?: UpdateTrace): Promise<Uint8Array | undefined> {
+  /** The entry's data (JSON bytes, or a big document left on the wire); undefined for DELETE. */
+  async fetch(entry: DataSourceEntry, signal: AbortSignal, trace?: UpdateTrace): Promise<EntryData | undefined> {
     if (entry.saveMethod === SaveMethod.DELETE) return undefined;
     if (entry.dataJson !== undefined) return entry.dataJson;
     if (trace === undefined) return this.fetchSource(entry, signal);
@@ -67,7 +76,8 @@ export class EntryApplier implements JobApplier {
     const span = trace.child(method, SpanKind.CLIENT, { ...httpClientAttributes(method, entry.url), "opal_mesh.fetcher": typeof config.fetcher === "string" ? config.fetcher : "http" });
     try {
       const data = await this.fetchSource(entry, signal);
-      if (data !== undefined) span.setAttribute("http.response.body.size", data.byteLength);
+      const size = data instanceof Uint8Array ? data.byteLength : data?.length;
+      if (size !== undefined) span.setAttribute("http.response.body.size", size);
       endSpan(span);
       return data;
     } catch (error) {
@@ -76,7 +86,7 @@ export class EntryApplier implements JobApplier {
     }
   }
 
-  private async fetchSource(entry: DataSourceEntry, signal: AbortSignal): Promise<Uint8Array | undefined> {
+  private async fetchSource(entry: DataSourceEntry, signal: AbortSignal): Promise<EntryData | undefined> {
     if (!this.options.allowlist.allows(entry.url)) {
       throw new EntryError("fetch", `refused to fetch ${describeEntry(entry)}: not allowed by OPAL_FETCH_URL_ALLOWLIST`);
     }
@@ -85,7 +95,7 @@ export class EntryApplier implements JobApplier {
       const provider = this.options.registry.providerFor(config);
       return await retry(
         (attempt) =>
-          provider.fetch({ url: entry.url, config, signal }).catch((error: unknown) => {
+          this.fetchOnce(provider, entry, config, signal).catch((error: unknown) => {
             this.options.logger.warn({ url: redactUrl(entry.url), attempt, err: (error as Error).message }, "fetch failed");
             throw error;
           }),
@@ -97,15 +107,43 @@ export class EntryApplier implements JobApplier {
     }
   }
 
+  /**
+   * A document to write as it is (a PUT, no transformation asked for) comes back as a
+   * StreamedSource when it is big; everything else is fetched whole.
+   */
+  private async fetchOnce(provider: FetchProvider, entry: DataSourceEntry, config: Record<string, unknown>, signal: AbortSignal): Promise<EntryData> {
+    const open = provider.open?.bind(provider);
+    // SPLIT_ROOT_DATA must parse a root document to split it.
+    const untransformed = entry.saveMethod === SaveMethod.PUT && !(this.options.splitRootData && entry.dstPath.split("/").every((part) => part === ""));
+    if (open === undefined || !untransformed) return provider.fetch({ url: entry.url, config, signal });
+    const opened = await open({ url: entry.url, config, signal }, this.options.streamAbove ?? DEFAULT_STREAM_ABOVE);
+    if (opened === undefined) return provider.fetch({ url: entry.url, config, signal });
+    if (opened instanceof Uint8Array) return opened;
+    const reopen = async (writeSignal: AbortSignal | undefined): Promise<Uint8Array | NonNullable<typeof opened>> => {
+      const again = await open({ url: entry.url, config, signal: writeSignal ?? new AbortController().signal }, 0);
+      if (again === undefined) throw new FetchError(`${redactUrl(entry.url)} can no longer be streamed`, false);
+      return again;
+    };
+    return new StreamedSource(opened, reopen, redactUrl(entry.url));
+  }
+
   async commit(job: UpdateJob, writes: readonly EntryWrite[], fetchErrors: readonly string[], signal: AbortSignal): Promise<Array<{ ok: boolean; error?: string }>> {
-    return this.traced([job], () => this.commitJob(job, writes, fetchErrors, signal));
+    try {
+      return await this.traced([job], () => this.commitJob(job, writes, fetchErrors, signal));
+    } finally {
+      release(writes);
+    }
   }
 
   async commitMany(items: ReadonlyArray<{ job: UpdateJob; writes: readonly EntryWrite[]; fetchErrors: readonly string[] }>, signal: AbortSignal): Promise<Array<Array<{ ok: boolean; error?: string }>>> {
-    return this.traced(
-      items.map((item) => item.job),
-      () => this.commitJobs(items, signal),
-    );
+    try {
+      return await this.traced(
+        items.map((item) => item.job),
+        () => this.commitJobs(items, signal),
+      );
+    } finally {
+      for (const item of items) release(item.writes);
+    }
   }
 
   /** The write to OPA as a span in each traced job's trace (a batch is one transaction for all). */
@@ -140,7 +178,7 @@ export class EntryApplier implements JobApplier {
         this.options.onStoreLost();
         throw error;
       }
-      if (signal.aborted || !(error instanceof PolicyStoreError) || !error.isRejection) {
+      if (signal.aborted || !refusedOrSourceFailed(error)) {
         throw new EntryError("save", `failed to save to the policy store: ${(error as Error).message}`, { cause: error });
       }
     }
@@ -180,7 +218,7 @@ export class EntryApplier implements JobApplier {
         this.options.onStoreLost();
         throw error;
       }
-      if (signal.aborted || !(error instanceof PolicyStoreError) || !error.isRejection) {
+      if (signal.aborted || !refusedOrSourceFailed(error)) {
         throw new EntryError("save", `failed to save to the policy store: ${(error as Error).message}`, { cause: error });
       }
     }
@@ -193,7 +231,7 @@ export class EntryApplier implements JobApplier {
   /** OPAL_SPLIT_ROOT_DATA: a root object is written one top-level key at a time. */
   private expand(write: EntryWrite): EntryWrite[] {
     const { entry, data } = write;
-    if (!this.options.splitRootData || entry.dstPath !== "/" || entry.saveMethod !== SaveMethod.PUT || data === undefined) return [write];
+    if (!this.options.splitRootData || entry.dstPath !== "/" || entry.saveMethod !== SaveMethod.PUT || !(data instanceof Uint8Array)) return [write];
     const parsed = parseJsonBytes(data);
     if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) return [write];
     return Object.entries(parsed as Record<string, unknown>).map(([key, value]) => ({
@@ -203,6 +241,19 @@ export class EntryApplier implements JobApplier {
   }
 
   private withStoreRetry<T>(operation: () => Promise<T>, signal: AbortSignal): Promise<T> {
-    return retry(operation, { ...this.options.storeRetry, signal, isRetryable: (error) => !(error instanceof PolicyStoreError) || !error.isRejection });
+    return retry(operation, { ...this.options.storeRetry, signal, isRetryable: (error) => (error instanceof FetchError ? error.retryable : !(error instanceof PolicyStoreError) || !error.isRejection) });
   }
+}
+
+/**
+ * The store refused the transaction, or a source streamed into it failed (the store then
+ * applied nothing): worth finding out entry by entry which one it was.
+ */
+function refusedOrSourceFailed(error: unknown): boolean {
+  return error instanceof FetchError || (error instanceof PolicyStoreError && error.isRejection);
+}
+
+/** Frees the source connections of streamed documents no write read. */
+function release(writes: readonly EntryWrite[]): void {
+  for (const { data } of writes) if (data instanceof StreamedSource) data.release();
 }

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { create } from "@bufbuild/protobuf";
 import { type DataSourceEntry, DataSourceEntrySchema } from "../../../gen/opal/mesh/v1/data_pb.js";
 import { silentLogger } from "../../common/logger.js";
-import type { EntryWrite } from "./data-transaction.js";
+import type { EntryData, EntryWrite } from "./data-transaction.js";
 import { type JobKind, type JobResult, UpdatePipeline, type UpdateJob } from "./update-pipeline.js";
 
 interface Deferred<T> {
@@ -72,8 +72,9 @@ class FakeApplier {
     }
   }
 
-  async save(entry: DataSourceEntry, data: Uint8Array | undefined): Promise<void> {
-    this.saves.push([entry.url, data === undefined ? undefined : decoder.decode(data)]);
+  async save(entry: DataSourceEntry, data: EntryData | undefined): Promise<void> {
+    // This fake fetches whole documents only (streamed ones are the entry applier's tests).
+    this.saves.push([entry.url, data instanceof Uint8Array ? decoder.decode(data) : undefined]);
     this.savesInFlight++;
     this.maxSavesInFlight = Math.max(this.maxSavesInFlight, this.savesInFlight);
     this.notify();
@@ -408,4 +409,58 @@ test("progress: each settled fetch of a job is counted, failures included", LIMI
     ["baseline", 2, 3],
     ["baseline", 3, 3],
   ]);
+});
+
+test("a backlog of inline-data events is written in order, in batches, without fetching", LIMIT, async (t) => {
+  const commits: string[][] = [];
+  let holdFirst: Deferred<void> | undefined = deferred<void>();
+  let fetched = 0;
+  const results: JobResult[] = [];
+  const controller = new AbortController();
+  const outcome = (writes: readonly EntryWrite[]) => writes.map(() => ({ ok: true }));
+  const pipeline = new UpdatePipeline({
+    applier: {
+      fetch: () => {
+        fetched++;
+        return Promise.resolve(undefined);
+      },
+      async commit(job, writes) {
+        commits.push([job.updateId]);
+        // The first write waits, so everything behind it queues up as one backlog.
+        if (holdFirst !== undefined) await holdFirst.promise;
+        return outcome(writes);
+      },
+      commitMany(items) {
+        commits.push(items.map((item) => item.job.updateId));
+        return Promise.resolve(items.map((item) => outcome(item.writes)));
+      },
+    },
+    concurrency: 2,
+    logger: silentLogger(),
+    onResult: (result) => results.push(result),
+  });
+  pipeline.start(controller.signal);
+  t.after(async () => {
+    controller.abort();
+    await pipeline.stopped();
+  });
+  const count = 3_000;
+  const inline = (index: number): UpdateJob => ({
+    kind: "event",
+    position: BigInt(index + 1),
+    updateId: `u${index}`,
+    reason: "test",
+    entries: [create(DataSourceEntrySchema, { topics: ["policy_data"], dstPath: "/value", dataJson: encoder.encode(String(index)) })],
+  });
+  pipeline.enqueue(inline(0));
+  while (commits.length === 0) await turn();
+  for (let index = 1; index < count; index++) pipeline.enqueue(inline(index));
+  holdFirst.resolve();
+  holdFirst = undefined;
+  await pipeline.idle();
+  assert.equal(fetched, 0, "inline data is not fetched");
+  assert.deepEqual(commits.flat(), Array.from({ length: count }, (_, index) => `u${index}`), "every event written once, in order");
+  assert.ok(commits.length < 30, `the backlog went in batches (${commits.length} writes)`);
+  assert.deepEqual(results.map((result) => result.job.position), Array.from({ length: count }, (_, index) => BigInt(index + 1)), "one result per event, in order");
+  assert.ok(results.every((result) => result.ok && result.entries[0]?.saved === true));
 });

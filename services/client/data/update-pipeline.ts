@@ -3,15 +3,15 @@
  * enqueued (log order for events); fetching runs ahead for the next few jobs, with
  * bounded concurrency, so a slow source delays but never reorders writes.
  */
-import { createHash } from "node:crypto";
 import { type CallbackTarget, type DataSourceEntry, SaveMethod } from "../../../gen/opal/mesh/v1/data_pb.js";
 import type { Logger } from "../../common/logger.js";
-import type { EntryWrite } from "./data-transaction.js";
+import type { EntryData, EntryWrite } from "./data-transaction.js";
+import { documentHash } from "../fetch/streamed-source.js";
 import type { UpdateTrace } from "../update-trace.js";
 
 /** What the pipeline needs from the layer that fetches and writes. */
 export interface JobApplier {
-  fetch(entry: DataSourceEntry, signal: AbortSignal, trace?: UpdateTrace): Promise<Uint8Array | undefined>;
+  fetch(entry: DataSourceEntry, signal: AbortSignal, trace?: UpdateTrace): Promise<EntryData | undefined>;
   /**
    * Writes a job's fetched entries (and, for log events, its position) into the store;
    * returns one outcome per write, in order.
@@ -64,12 +64,16 @@ export interface JobResult {
   error?: string;
 }
 
-type Fetched = { ok: true; data: Uint8Array | undefined } | { ok: false; error: Error };
+type Fetched = { ok: true; data: EntryData | undefined } | { ok: false; error: Error };
 
 interface QueuedJob {
   job: UpdateJob;
-  /** Aborts this job's fetches when clear() drops it. */
-  controller: AbortController;
+  /**
+   * Aborts this job's fetches when clear() drops it. Made when the job first needs a
+   * signal, and only for jobs with something to abort: a burst of inline-data events
+   * then costs no AbortController and no AbortSignal.any per event.
+   */
+  controller?: AbortController;
   /** Every fetch of the job has finished (it can join a batch without waiting). */
   settled?: boolean;
   prefetched?: Promise<{ entries: readonly DataSourceEntry[]; fetches: Array<Promise<Fetched>> }>;
@@ -83,6 +87,49 @@ export interface UpdatePipelineOptions {
   onResult: (result: JobResult) => void;
   /** Told as each fetch of a job settles (for progress bars on big baselines). */
   onFetched?: (job: UpdateJob, done: number, total: number) => void;
+}
+
+/**
+ * First in, first out, with an O(1) shift: a backlog of thousands of events lives in an
+ * array too large for V8 to trim in place, where Array#shift copies the whole array.
+ */
+class JobQueue {
+  private items: Array<QueuedJob | undefined> = [];
+  private head = 0;
+
+  get length(): number {
+    return this.items.length - this.head;
+  }
+
+  at(index: number): QueuedJob | undefined {
+    return this.items[this.head + index];
+  }
+
+  push(item: QueuedJob): void {
+    this.items.push(item);
+  }
+
+  shift(): QueuedJob | undefined {
+    if (this.head >= this.items.length) return undefined;
+    const item = this.items[this.head];
+    this.items[this.head++] = undefined;
+    if (this.head === this.items.length) {
+      this.items = [];
+      this.head = 0;
+    } else if (this.head > 1024 && this.head * 2 > this.items.length) {
+      this.items = this.items.slice(this.head);
+      this.head = 0;
+    }
+    return item;
+  }
+
+  /** Empties the queue, returning what it held. */
+  takeAll(): QueuedJob[] {
+    const all = this.items.slice(this.head) as QueuedJob[];
+    this.items = [];
+    this.head = 0;
+    return all;
+  }
 }
 
 /** Bounds concurrent fetches. */
@@ -106,7 +153,7 @@ class Semaphore {
 }
 
 export class UpdatePipeline {
-  private readonly queue: QueuedJob[] = [];
+  private readonly queue = new JobQueue();
   private readonly semaphore: Semaphore;
   private wake: (() => void) | undefined;
   private idleWaiters: Array<() => void> = [];
@@ -133,14 +180,16 @@ export class UpdatePipeline {
   }
 
   enqueue(job: UpdateJob): void {
-    this.queue.push({ job, controller: new AbortController() });
-    this.prefetchAhead();
+    this.queue.push({ job });
+    // Only the new job can need starting: scanning the whole queue on every event made a
+    // backlog of n events cost O(n²) (the client's main cost under a burst).
+    this.prefetchAhead(this.queue.length - 1);
     this.wake?.();
   }
 
   /** Drops queued jobs that have not started (a resync replaces them with a fresh baseline). */
   clear(): void {
-    for (const queued of this.queue.splice(0)) queued.controller.abort(new Error("superseded by a resync"));
+    for (const queued of this.queue.takeAll()) queued.controller?.abort(new Error("superseded by a resync"));
   }
 
   /** Resolves when nothing is queued or being written. */
@@ -149,18 +198,34 @@ export class UpdatePipeline {
     return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
-  private prefetchAhead(): void {
+  /** Starts the fetches of the queued jobs from `from` on that are near enough the head. */
+  private prefetchAhead(from = 0): void {
     const signal = this.signal;
     if (signal === undefined) return;
-    this.queue.forEach((queued, index) => {
+    const end = Math.min(this.queue.length, Math.max(this.options.concurrency, MAX_BATCH));
+    for (let index = from; index < end; index++) {
+      const queued = this.queue.at(index) as QueuedJob;
+      if (queued.prefetched !== undefined) continue;
       // Jobs that fetch nothing (inline data) cost nothing to prepare: ready them for batching.
       if (index < this.options.concurrency || (index < MAX_BATCH && fetchesNothing(queued.job))) void this.startPrefetch(queued, signal);
-    });
+    }
   }
 
   private startPrefetch(queued: QueuedJob, signal: AbortSignal): NonNullable<QueuedJob["prefetched"]> {
+    if (queued.prefetched === undefined && fetchesNothing(queued.job)) {
+      // Inline data and deletes need no fetch (the applier would hand back the entry's own
+      // data): ready at once, without a promise chain and a semaphore turn per entry —
+      // most of the client's cost per event in a burst of small inline updates.
+      const entries = queued.job.entries as readonly DataSourceEntry[];
+      const fetches = entries.map((entry, index): Promise<Fetched> => {
+        this.options.onFetched?.(queued.job, index + 1, entries.length);
+        return Promise.resolve({ ok: true, data: entry.saveMethod === SaveMethod.DELETE ? undefined : entry.dataJson });
+      });
+      queued.prefetched = Promise.resolve({ entries, fetches });
+      queued.settled = true;
+    }
     if (queued.prefetched === undefined) {
-      queued.prefetched = this.prefetch(queued.job, AbortSignal.any([signal, queued.controller.signal]));
+      queued.prefetched = this.prefetch(queued.job, jobSignal(queued, signal));
       // The writer awaits it later; until then a rejected entry listing must not count as unhandled.
       queued.prefetched.then(
         async ({ fetches }) => {
@@ -228,7 +293,7 @@ export class UpdatePipeline {
     const prepared = await this.prepare(first, signal);
     if ("failed" in prepared) return [prepared.failed];
     const batch = [prepared];
-    while (batch.length < MAX_BATCH && this.queue[0]?.settled === true && isBatchable(this.queue[0].job)) {
+    while (batch.length < MAX_BATCH && this.queue.at(0)?.settled === true && isBatchable((this.queue.at(0) as QueuedJob).job)) {
       const next = await this.prepare(this.queue.shift() as QueuedJob, signal);
       if ("failed" in next) {
         // Cannot happen for a settled event (its entries are a list), but keep order if it does.
@@ -286,7 +351,7 @@ export class UpdatePipeline {
     const results = [...item.failures];
     item.writes.forEach(({ entry, data }, index) => {
       const outcome = outcomes[index] ?? { ok: false, error: "not written" };
-      const hash = data === undefined ? undefined : createHash("sha256").update(data).digest("hex");
+      const hash = data === undefined ? undefined : documentHash(data);
       results.push({ entry, fetched: true, saved: outcome.ok, ...(outcome.error === undefined ? {} : { error: outcome.error }), ...(hash === undefined ? {} : { hash }) });
     });
     const order = new Map(item.entries.map((entry, index) => [entry, index]));
@@ -298,7 +363,7 @@ export class UpdatePipeline {
     const { job } = queued;
     if (job.task !== undefined) {
       try {
-        await job.task(AbortSignal.any([signal, queued.controller.signal]));
+        await job.task(jobSignal(queued, signal));
         return { job, ok: true, entries: [] };
       } catch (error) {
         return { job, ok: false, entries: [], error: (error as Error).message };
@@ -315,6 +380,12 @@ interface Prepared {
   entries: readonly DataSourceEntry[];
   writes: EntryWrite[];
   failures: EntryResult[];
+}
+
+/** Aborted when the pipeline stops or clear() drops the job. */
+function jobSignal(queued: QueuedJob, signal: AbortSignal): AbortSignal {
+  queued.controller ??= new AbortController();
+  return AbortSignal.any([signal, queued.controller.signal]);
 }
 
 function isBatchable(job: UpdateJob): boolean {

@@ -12,11 +12,28 @@ export interface FetchRequest {
   signal: AbortSignal;
 }
 
+/** A JSON document still arriving from its source: read it once, or discard it. */
+export interface OpenedBody {
+  /** The whole body, in order (bytes already read to validate it come first). */
+  chunks: AsyncIterable<Uint8Array>;
+  /** What the source declared (content-length), when it did. */
+  length?: number;
+  /** Frees the connection when the body will not be read to its end. */
+  discard(): void;
+}
+
 export interface FetchProvider {
   /** OPAL's fetcher name, matched against config.fetcher (e.g. "HttpFetchProvider"). */
   readonly name: string;
   /** Returns the data as JSON bytes. */
   fetch(request: FetchRequest): Promise<Uint8Array>;
+  /**
+   * Optional: the document as it is, untransformed, for writing straight into the store.
+   * A body shorter than `bufferBelow` bytes comes back whole; a longer one is left on the
+   * wire (validated as JSON by its first bytes) so the client never holds all of it.
+   * Returns undefined when the entry's config asks for a transformation (fetch() then).
+   */
+  open?(request: FetchRequest, bufferBelow: number): Promise<Uint8Array | OpenedBody | undefined>;
   close?(): Promise<void>;
 }
 

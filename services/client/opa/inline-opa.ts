@@ -1,6 +1,7 @@
 /**
  * Runs OPA as a supervised child process: waits until it answers /health, restarts it
  * with backoff when it exits, and tells the agent so it can rehydrate the empty OPA.
+ * It can also be restarted on purpose with policy files to load at start (`reloadWith`).
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { request } from "undici";
@@ -25,6 +26,8 @@ export class InlineOpa {
   private stopping = false;
   private recentOutput: string[] = [];
   private supervising: Promise<void> | undefined;
+  /** Set while `reloadWith` replaces the process: its exit is intended, not a crash. */
+  private replacement: Promise<ChildProcess> | undefined;
   private readonly killOnExit = (): void => {
     this.child?.kill("SIGKILL");
   };
@@ -45,26 +48,61 @@ export class InlineOpa {
   async stop(): Promise<void> {
     this.stopping = true;
     process.off("exit", this.killOnExit);
-    const child = this.child;
-    if (child !== undefined && child.exitCode === null && child.signalCode === null) {
-      const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-      child.kill("SIGTERM");
-      const timer = setTimeout(() => child.kill("SIGKILL"), 5_000);
-      await exited;
-      clearTimeout(timer);
-    }
+    if (this.child !== undefined) await terminate(this.child);
     await this.supervising;
   }
 
-  private args(): string[] {
+  /** OPAL_INLINE_OPA_CONFIG lists files to load at start (then a reload would drop them). */
+  get hasStartupFiles(): boolean {
+    return this.options.config.files.length > 0;
+  }
+
+  /**
+   * Restarts OPA loading `files` (paths relative to `cwd`, which become the policies' ids)
+   * at start-up: one compile for all of them, where `PUT /v1/policies` recompiles the whole
+   * set on every call. Everything OPA held is gone, so callers use it on an empty OPA only.
+   * Resolves false, with OPA back up and empty, when OPA refused to start with them.
+   */
+  async reloadWith(cwd: string, files: readonly string[], signal: AbortSignal): Promise<boolean> {
+    let settle: (child: ChildProcess) => void = () => undefined;
+    let fail: (error: Error) => void = () => undefined;
+    this.replacement = new Promise<ChildProcess>((resolve, reject) => {
+      settle = resolve;
+      fail = reject;
+    });
+    // The supervisor may never look at it (when stopping); a failure must not go unhandled.
+    this.replacement.catch(() => undefined);
+    try {
+      if (this.child !== undefined) await terminate(this.child);
+      const loaded = this.spawn(files, cwd);
+      try {
+        await this.waitHealthy(loaded, signal);
+        settle(loaded);
+        return true;
+      } catch (error) {
+        if (signal.aborted) throw error;
+        this.options.logger.warn({ err: (error as Error).message, files: files.length }, "OPA refused to start with the policy files; loading them one by one instead");
+        await terminate(loaded);
+        const empty = this.spawn();
+        await this.waitHealthy(empty, signal);
+        settle(empty);
+        return false;
+      }
+    } catch (error) {
+      fail(error as Error);
+      throw error;
+    }
+  }
+
+  private args(files: readonly string[] = this.options.config.files): string[] {
     const { config } = this.options;
     const args = ["run", "--server", `--addr=${config.addr}`, `--log-level=${config.logLevel}`, "--log-format=json"];
     if (config.configFile !== undefined) args.push(`--config-file=${config.configFile}`);
-    return [...args, ...config.files];
+    return [...args, ...files];
   }
 
-  private spawn(): ChildProcess {
-    const child = spawn(this.options.binary, this.args(), { stdio: ["ignore", "pipe", "pipe"] });
+  private spawn(files?: readonly string[], cwd?: string): ChildProcess {
+    const child = spawn(this.options.binary, this.args(files), { stdio: ["ignore", "pipe", "pipe"], cwd });
     this.child = child;
     this.recentOutput = [];
     const onOutput = (chunk: Buffer): void => {
@@ -109,6 +147,17 @@ export class InlineOpa {
         else child.once("exit", (exitCode, exitSignal) => resolve(exitCode ?? exitSignal));
       });
       if (this.stopping || signal.aborted) return;
+      const replacement = this.replacement;
+      if (replacement !== undefined) {
+        // A reload ended this process: supervise the one that replaces it.
+        this.replacement = undefined;
+        try {
+          child = await replacement;
+          continue;
+        } catch {
+          // The reload could not bring OPA back: restart it as after a crash.
+        }
+      }
       restarts++;
       const delay = backoffDelay(restarts, { initialMs: 500, maxMs: 10_000, jitter: 0.2 });
       this.options.logger.error({ code, restartInMs: delay, output: this.recentOutput.slice(-5) }, "inline OPA exited; restarting");
@@ -124,4 +173,13 @@ export class InlineOpa {
       }
     }
   }
+}
+
+async function terminate(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  child.kill("SIGTERM");
+  const timer = setTimeout(() => child.kill("SIGKILL"), 5_000);
+  await exited;
+  clearTimeout(timer);
 }

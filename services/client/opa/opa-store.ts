@@ -1,13 +1,19 @@
 /** The policy store over OPA's REST API, on one keep-alive connection pool. */
+import { Readable } from "node:stream";
 import { Pool } from "undici";
 import type { ClientTls } from "../../common/config/tls-config.js";
-import { type DataWrite, type PatchOperation, type PolicyStore, PolicyStoreError } from "../policy-store.js";
+import { type DataWrite, type PatchOperation, type PolicyStore, PolicyStoreError, type ValueStream } from "../policy-store.js";
 
 export interface OpaStoreOptions {
   url: string;
   /** Bearer token for OPA's token authentication. */
   authToken: string | undefined;
   timeoutMs?: number;
+  /**
+   * For writes streamed from a source: OPA answers only once it has decoded and applied
+   * the whole document (seconds per 100 MB), so the wait for its answer is longer.
+   */
+  streamTimeoutMs?: number;
   /** TLS to OPA: its CA, and a client certificate when OPA requires one. */
   tls?: ClientTls;
 }
@@ -26,17 +32,38 @@ export function dataUrlPath(path: string): string {
   return segments.length === 0 ? "/v1/data" : `/v1/data/${segments.map(encodeURIComponent).join("/")}`;
 }
 
+/**
+ * A JSON Patch request body around the raw values: big documents are never parsed here,
+ * and a streamed value stays a stream (the caller reads it in its place).
+ */
+function* patchBody(operations: readonly PatchOperation[]): Generator<Uint8Array | ValueStream> {
+  yield Buffer.from("[");
+  for (const [index, operation] of operations.entries()) {
+    const head = `${index === 0 ? "" : ","}{"op":${JSON.stringify(operation.op)},"path":${JSON.stringify(operation.path)}`;
+    if (operation.value === undefined) {
+      yield Buffer.from(`${head}}`);
+    } else {
+      yield Buffer.from(`${head},"value":`);
+      yield operation.value;
+      yield Buffer.from("}");
+    }
+  }
+  yield Buffer.from("]");
+}
+
 export class OpaStore implements PolicyStore {
   readonly name = "opa";
   private readonly pool: Pool;
   private readonly headers: Record<string, string>;
   private readonly timeoutMs: number;
+  private readonly streamTimeoutMs: number;
 
   constructor(private readonly options: OpaStoreOptions) {
     const tls = options.tls;
     this.pool = new Pool(options.url, { connections: 4, pipelining: 1, keepAliveTimeout: 30_000, ...(tls === undefined ? {} : { connect: { ca: tls.ca, cert: tls.cert, key: tls.key } }) });
     this.headers = options.authToken === undefined ? {} : { authorization: `Bearer ${options.authToken}` };
     this.timeoutMs = options.timeoutMs ?? 30_000;
+    this.streamTimeoutMs = Math.max(this.timeoutMs, options.streamTimeoutMs ?? 300_000);
   }
 
   async isHealthy(signal?: AbortSignal): Promise<boolean> {
@@ -74,19 +101,38 @@ export class OpaStore implements PolicyStore {
 
   async patch(operations: readonly PatchOperation[], signal?: AbortSignal): Promise<void> {
     if (operations.length === 0) return;
-    // The body is composed around the raw value bytes: big documents are never parsed here.
-    const parts: Uint8Array[] = [Buffer.from("[")];
-    operations.forEach((operation, index) => {
-      const head = `${index === 0 ? "" : ","}{"op":${JSON.stringify(operation.op)},"path":${JSON.stringify(operation.path)}`;
-      if (operation.value === undefined) {
-        parts.push(Buffer.from(`${head}}`));
-      } else {
-        parts.push(Buffer.from(`${head},"value":`), operation.value, Buffer.from("}"));
+    const streams = operations.flatMap((operation) => (operation.value === undefined || operation.value instanceof Uint8Array ? [] : [operation.value]));
+    if (streams.length === 0) {
+      const { statusCode, body } = await this.call("PATCH", "/v1/data", Buffer.concat([...patchBody(operations)] as Uint8Array[]), "application/json-patch+json", signal);
+      if (statusCode !== 204 && statusCode !== 200) throw this.failure("PATCH", "/", statusCode, body);
+      return;
+    }
+    // A streamed value goes to OPA as it arrives from its source (chunked: OPA decodes the
+    // request as it reads it, and applies all of the patch or none of it).
+    let sourceError: Error | undefined;
+    const body = async function* (): AsyncGenerator<Uint8Array> {
+      try {
+        for (const part of patchBody(operations)) {
+          if (part instanceof Uint8Array) yield part;
+          else yield* part.chunks(signal);
+        }
+      } catch (error) {
+        sourceError = error instanceof Error ? error : new Error(String(error));
+        throw error;
       }
-    });
-    parts.push(Buffer.from("]"));
-    const { statusCode, body } = await this.call("PATCH", "/v1/data", Buffer.concat(parts), "application/json-patch+json", signal);
-    if (statusCode !== 204 && statusCode !== 200) throw this.failure("PATCH", "/", statusCode, body);
+    };
+    let response: { statusCode: number; body: string };
+    try {
+      response = await this.call("PATCH", "/v1/data", Readable.from(body(), { objectMode: false }), "application/json-patch+json", signal, this.streamTimeoutMs);
+    } catch (error) {
+      // The source failed mid-way: OPA got a truncated request and applied nothing.
+      if (sourceError !== undefined) throw sourceError;
+      throw error;
+    }
+    if (response.statusCode !== 204 && response.statusCode !== 200) {
+      const failure = this.failure("PATCH", "/", response.statusCode, response.body);
+      throw new PolicyStoreError(`${failure.message} (the patch carried the data streamed from ${streams.map((stream) => stream.source).join(", ")})`, failure.status);
+    }
   }
 
   async exists(path: string, signal?: AbortSignal): Promise<boolean> {
@@ -120,15 +166,15 @@ export class OpaStore implements PolicyStore {
     await this.pool.close();
   }
 
-  private async call(method: string, path: string, body: Uint8Array | undefined, contentType: string | undefined, signal?: AbortSignal): Promise<{ statusCode: number; body: string }> {
+  private async call(method: string, path: string, body: Uint8Array | Readable | undefined, contentType: string | undefined, signal?: AbortSignal, timeoutMs = this.timeoutMs): Promise<{ statusCode: number; body: string }> {
     try {
       const response = await this.pool.request({
         method: method,
         path,
         body,
         headers: contentType === undefined ? this.headers : { ...this.headers, "content-type": contentType },
-        headersTimeout: this.timeoutMs,
-        bodyTimeout: this.timeoutMs,
+        headersTimeout: timeoutMs,
+        bodyTimeout: timeoutMs,
         signal,
       });
       return { statusCode: response.statusCode, body: await response.body.text() };
@@ -147,6 +193,10 @@ export class OpaStore implements PolicyStore {
       detail = [parsed.message, ...(errors ?? [])].filter(Boolean).join("; ");
     } catch {
       // not JSON: keep OPA's text
+    }
+    if (/request body too large/i.test(detail)) {
+      // OPA refuses a request whose content-length exceeds server.decoding.max_length (256 MiB by default).
+      detail += "; raise server.decoding.max_length in OPA's config file (OPAL_INLINE_OPA_CONFIG's config_file for the inline OPA)";
     }
     return new PolicyStoreError(`OPA refused ${operation} ${target}: ${status} ${detail}`.trim(), status);
   }

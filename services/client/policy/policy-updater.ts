@@ -5,7 +5,7 @@
  * restarted client knows what it has.
  */
 import { createClient } from "@connectrpc/connect";
-import { PolicyService } from "../../../gen/opal/mesh/v1/policy_pb.js";
+import { type PolicyBundle, PolicyService } from "../../../gen/opal/mesh/v1/policy_pb.js";
 import type { ClientTls } from "../../common/config/tls-config.js";
 import type { GlobSet } from "../../common/globs.js";
 import { callTransport } from "../server-transports.js";
@@ -15,6 +15,7 @@ import { type PositionMark, STATUS_PATH, type StatusDocument } from "../opa-stat
 import { type PolicyStore, PolicyStoreError } from "../policy-store.js";
 import { StoreLostStateError } from "../data/data-transaction.js";
 import { applyPolicyBundle } from "./policy-applier.js";
+import { PRELOAD_MIN_MODULES, type Preloader } from "./policy-preload.js";
 import { endSpan, SpanKind } from "../../common/telemetry/tracing.js";
 import { httpClientAttributes, type UpdateTrace } from "../update-trace.js";
 
@@ -35,6 +36,8 @@ export interface PolicyUpdaterOptions {
   storeUrl?: string;
   /** Measures the bundle fetch (metrics). */
   measureFetch?: <T>(fetch: () => Promise<T>, signal: AbortSignal) => Promise<T>;
+  /** With an inline OPA: loads a large full bundle into the empty OPA in one compile. */
+  preload?: Preloader;
 }
 
 const unmeasured = <T>(fetch: () => Promise<T>): Promise<T> => fetch();
@@ -80,6 +83,7 @@ export class PolicyUpdater {
         health.policyLoaded = true;
         health.recordPolicy({ ok: true, kind: "policy", id: "" });
       } else {
+        await this.preload(bundle, signal);
         const outcome = await step(trace, "PUT", { ...httpClientAttributes("PUT", `${this.options.storeUrl}/v1/policies`), "opal_mesh.policy.modules": bundle.policyModules.length }, () =>
           applyPolicyBundle(store, bundle, this.options.ignore, signal, status.rootDataKeys),
         );
@@ -98,6 +102,22 @@ export class PolicyUpdater {
     }
     await this.recordStatus(mark, signal);
     if (failure !== undefined) throw failure;
+  }
+
+  /**
+   * A full bundle into a store that holds nothing of ours (just started, or restarted
+   * empty) and no policy at all: the modules go in with one restart of the inline OPA, and
+   * the apply that follows finds them in place (and writes the bundle's data).
+   */
+  private async preload(bundle: PolicyBundle, signal: AbortSignal): Promise<void> {
+    const { preload, status, store, ignore } = this.options;
+    if (preload === undefined || bundle.oldHash !== "" || status.written) return;
+    const modules = bundle.policyModules.filter((module) => !ignore.matches(module.path));
+    if (modules.length < PRELOAD_MIN_MODULES || (await store.listPolicies(signal)).length > 0) return;
+    await preload(
+      modules.map((module) => ({ path: module.path, rego: module.rego })),
+      signal,
+    );
   }
 
   /** Moves the position past a policy event that announces what the store already holds. */

@@ -1,0 +1,147 @@
+import { test, type TestContext } from "node:test";
+import assert from "node:assert/strict";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import { create } from "@bufbuild/protobuf";
+import { DataSourceEntrySchema, SaveMethod } from "../../../gen/opal/mesh/v1/data_pb.js";
+import { silentLogger } from "../../common/logger.js";
+import { UrlAllowlist } from "../../common/url-allowlist.js";
+import { StreamedSource } from "../fetch/streamed-source.js";
+import { FetchProviderRegistry } from "../fetch/registry.js";
+import { ClientHealth } from "../health.js";
+import { StatusDocument } from "../opa-status.js";
+import { type DataWrite, type PatchOperation, type PolicyStore, PolicyStoreError } from "../policy-store.js";
+import { DataTransactions } from "./data-transaction.js";
+import { EntryApplier } from "./entry-applier.js";
+import type { UpdateJob } from "./update-pipeline.js";
+
+const BIG = JSON.stringify({ users: Array.from({ length: 2_000 }, (_, index) => ({ index })) });
+
+/** /big answers BIG; /flaky does too, but only the first time (later it breaks off). */
+async function serve(t: TestContext): Promise<(path: string) => string> {
+  const hits = new Map<string, number>();
+  const server = http.createServer((request, response) => {
+    const path = request.url ?? "/";
+    const hit = (hits.get(path) ?? 0) + 1;
+    hits.set(path, hit);
+    response.writeHead(200, { "content-type": "application/json", "content-length": Buffer.byteLength(BIG) });
+    if (path === "/flaky" && hit > 1) response.end(BIG.slice(0, 100), () => response.destroy());
+    else response.end(BIG);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  t.after(() => {
+    server.closeAllConnections();
+    server.close();
+  });
+  return (path) => `http://127.0.0.1:${(server.address() as AddressInfo).port}${path}`;
+}
+
+/** Applies patches to a map of path → JSON text, reading streamed values to their end as OPA does. */
+class RecordingStore implements PolicyStore {
+  readonly name = "recording";
+  readonly documents = new Map<string, string>();
+  patches = 0;
+  async patch(operations: readonly PatchOperation[]): Promise<void> {
+    this.patches++;
+    const staged = new Map<string, string>();
+    for (const { path, value } of operations) {
+      if (value === undefined) continue;
+      const chunks: Uint8Array[] = [];
+      if (value instanceof Uint8Array) chunks.push(value);
+      else for await (const chunk of value.chunks()) chunks.push(chunk);
+      staged.set(path, Buffer.concat(chunks).toString());
+    }
+    for (const [path, text] of staged) this.documents.set(path, text);
+  }
+  async exists(): Promise<boolean> {
+    return true;
+  }
+  async isHealthy(): Promise<boolean> {
+    return true;
+  }
+  async writeData(_write: DataWrite): Promise<void> {}
+  async readData(): Promise<unknown> {
+    return undefined;
+  }
+  async putPolicy(): Promise<void> {}
+  async deletePolicy(): Promise<void> {}
+  async listPolicies(): Promise<Array<{ id: string; raw: string }>> {
+    return [];
+  }
+  async close(): Promise<void> {}
+}
+
+function applier(store: PolicyStore, splitRootData = false): { applier: EntryApplier; status: StatusDocument } {
+  const status = new StatusDocument(new ClientHealth(true, false), "client-1");
+  const noRetry = { attempts: 1, backoff: { initialMs: 1, maxMs: 1 } };
+  const applier = new EntryApplier({
+    onStoreLost: () => undefined,
+    registry: new FetchProviderRegistry([], { logger: silentLogger(), timeoutMs: 2_000 }),
+    transactions: new DataTransactions(store),
+    status,
+    fetchRetry: noRetry,
+    storeRetry: noRetry,
+    splitRootData,
+    allowlist: new UrlAllowlist([]),
+    logger: silentLogger(),
+    streamAbove: 1024,
+  });
+  return { applier, status };
+}
+
+const entry = (url: string, dstPath: string, saveMethod = SaveMethod.PUT) => create(DataSourceEntrySchema, { url, dstPath, saveMethod });
+const signal = new AbortController().signal;
+
+test("a big untransformed PUT is streamed; PATCH and split root data are fetched whole", async (t) => {
+  const url = await serve(t);
+  const { applier: plain } = applier(new RecordingStore());
+  const streamed = await plain.fetch(entry(url("/big"), "/users"), signal);
+  assert.ok(streamed instanceof StreamedSource);
+  streamed.release();
+  assert.ok((await plain.fetch(entry(url("/big"), "/users", SaveMethod.PATCH), signal)) instanceof Uint8Array);
+  const { applier: split } = applier(new RecordingStore(), true);
+  assert.ok((await split.fetch(entry(url("/big"), "/"), signal)) instanceof Uint8Array);
+  const atKey = await split.fetch(entry(url("/big"), "/users"), signal);
+  assert.ok(atKey instanceof StreamedSource, "split root data concerns the root only");
+  atKey.release();
+});
+
+test("a streamed document is committed with the position; a source that breaks off fails only its entry", async (t) => {
+  const url = await serve(t);
+  const store = new RecordingStore();
+  const { applier: subject, status } = applier(store);
+  const job: UpdateJob = { kind: "event", position: 7n, logId: "log", updateId: "u1", reason: "", entries: [] };
+  const big = entry(url("/big"), "/users");
+  const data = await subject.fetch(big, signal);
+  const outcomes = await subject.commit(job, [{ entry: big, data }], [], signal);
+  assert.deepEqual(outcomes, [{ ok: true }]);
+  assert.equal(store.documents.get("/users"), BIG);
+  assert.equal(status.mark?.position, 7n);
+  assert.equal((JSON.parse(store.documents.get("/system/opal") ?? "{}") as { position: number }).position, 7);
+
+  // /flaky is whole at fetch time, and breaks off when the store's write is retried entry by entry.
+  const flaky = entry(url("/flaky"), "/flaky");
+  const small = create(DataSourceEntrySchema, { dstPath: "/small", saveMethod: SaveMethod.PUT, dataJson: Buffer.from("[1]") });
+  const failing: UpdateJob = { ...job, position: 8n, updateId: "u2" };
+  const flakyData = await subject.fetch(flaky, signal);
+  assert.ok(flakyData instanceof StreamedSource);
+  // The first attempt reads the body opened at fetch time; make the store refuse it so the source is read again.
+  let refused = false;
+  const original = store.patch.bind(store);
+  store.patch = async (operations) => {
+    if (!refused) {
+      refused = true;
+      for (const operation of operations) if (operation.value !== undefined && !(operation.value instanceof Uint8Array)) for await (const _ of operation.value.chunks()) void _;
+      throw new PolicyStoreError("refused", 400);
+    }
+    return original(operations);
+  };
+  const results = await subject.commit(failing, [{ entry: small, data: Buffer.from("[1]") }, { entry: flaky, data: flakyData }], [], signal);
+  assert.deepEqual(results[0], { ok: true });
+  assert.equal(results[1]?.ok, false);
+  assert.match(results[1]?.error ?? "", /reading http:\/\/127\.0\.0\.1:\d+\/flaky failed/);
+  assert.equal(store.documents.has("/flaky"), false, "nothing of the broken document was written");
+  const written = JSON.parse(store.documents.get("/system/opal") ?? "{}") as { position: number; last_data_transaction: { ok: boolean; error: string } };
+  assert.equal(written.position, 8);
+  assert.equal(written.last_data_transaction.ok, false);
+});
