@@ -75,8 +75,9 @@ async function main(): Promise<void> {
     }
   }
   const markdown = resultsMarkdown(recorded);
-  await writeFile(join(outDir, "RESULTS.md"), markdown);
-  if (options.out === undefined && !options.smoke) await writeFile(join(root, "bench", "RESULTS.md"), markdown);
+  // The default run refreshes bench/RESULTS.md; any other directory gets its own copy.
+  const defaultRun = options.out === undefined && !options.smoke;
+  await writeFile(defaultRun ? join(root, "bench", "RESULTS.md") : join(outDir, "RESULTS.md"), markdown);
   process.stdout.write(markdown);
   if (failed > 0) {
     log(`${failed} scenario(s) failed`);

@@ -345,6 +345,41 @@ test("maxUpdates forgets the oldest updates", () => {
   assert.equal(tracker.status("u2").applied, 1, "the kept ones still count");
 });
 
+test("maxClientRecords forgets the oldest updates once their clients add up past it, never the newest", () => {
+  const tracker = new DeliveryTracker({ maxUpdates: 100, maxClientRecords: 5 });
+  tracker.dispatched(dataEvent(1n, "u1"), ["a", "b"]);
+  tracker.dispatched(dataEvent(2n, "u2"), ["a", "b"]);
+  assert.deepEqual([tracker.status("u1").known, tracker.status("u2").known], [true, true], "4 entries fit");
+  tracker.dispatched(dataEvent(3n, "u3"), ["a", "b"]);
+  assert.deepEqual(
+    ["u1", "u2", "u3"].map((id) => tracker.status(id).known),
+    [false, true, true],
+    "6 entries did not: the oldest went",
+  );
+  tracker.acknowledged("late", applied(3n)); // joins u3: 5 entries now
+  tracker.dispatched(dataEvent(4n, "u4"), ["a", "b", "c", "d", "e", "f", "g"]);
+  assert.deepEqual(
+    ["u2", "u3", "u4"].map((id) => tracker.status(id).known),
+    [false, false, true],
+    "an update larger than the budget is still followed",
+  );
+  assert.equal(tracker.status("u4").pending, 7);
+});
+
+test("wait() counts a client addressed twice (two sessions of one id) once", LIMIT, async (t) => {
+  const tracker = new DeliveryTracker({ maxUpdates: 10 });
+  tracker.dispatched(dataEvent(1n, "u1"), ["a", "a", "b"]);
+  const waiting = watch(tracker.wait("u1", 1n, LONG_WAIT_MS, testSignal(t).signal));
+  tracker.acknowledged("a", applied(1n));
+  tracker.acknowledged("a", applied(1n));
+  await turn();
+  assert.equal(waiting.settled, false, "b still pending");
+  tracker.acknowledged("b", applied(1n));
+  await turn();
+  assert.equal(waiting.settled, true);
+  assert.deepEqual(counts(await waiting.promise), { applied: 2, failed: 0, pending: 0, complete: true });
+});
+
 test(
   "wait() on an update that is forgotten returns at once",
   { ...LIMIT },

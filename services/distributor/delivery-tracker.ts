@@ -19,6 +19,9 @@ interface ClientRecord {
   latencyMs: number;
 }
 
+/** Shared by every addressed client until it ACKs: one update to 10,000 clients allocates no 10,000 records. */
+const PENDING_RECORD: ClientRecord = Object.freeze({ state: DeliveryState.PENDING, error: "", latencyMs: 0 });
+
 interface UpdateRecord {
   kind: UpdateKind;
   /** Empty for a policy change (clients ACK it by position). */
@@ -34,6 +37,8 @@ interface UpdateRecord {
   /** The scopes its topics belong to (one, unless the event was built by hand). */
   scopes: string[];
   clients: Map<string, ClientRecord>;
+  /** Clients in `clients` still pending, kept as ACKs come so waiting needs no scan per ACK. */
+  pending: number;
   waiters: Set<() => void>;
 }
 
@@ -52,6 +57,12 @@ export interface RecentUpdate {
 export interface DeliveryTrackerOptions {
   /** How many updates (data and policy) are remembered (the oldest are forgotten first). */
   maxUpdates: number;
+  /**
+   * How many (update, client) entries are remembered across all updates: with 10,000
+   * clients, 10,000 updates would be 10⁸ entries. The oldest updates are forgotten first;
+   * the newest is always kept. Default 1,000,000 (tens of MB).
+   */
+  maxClientRecords?: number;
   /** Told of each ACK of a tracked update, with its publish→ACK latency (metrics). */
   onAcknowledged?: (kind: UpdateKind, latencyMs: number, failed: boolean) => void;
 }
@@ -61,6 +72,7 @@ export class DeliveryTracker {
   private readonly byPosition = new Map<bigint, UpdateRecord>();
   private readonly dispatchWaiters = new Set<() => void>();
   private dispatchedHead = 0n;
+  private clientRecords = 0;
 
   constructor(private readonly options: DeliveryTrackerOptions) {}
 
@@ -82,15 +94,18 @@ export class DeliveryTracker {
         reason: payload.case === "dataUpdate" ? payload.value.reason : "",
         scopes: [...new Set(event.topics.map(scopeOfTopic))],
         clients: new Map(),
+        pending: 0,
         waiters: new Set(),
       };
-      for (const clientId of addressed) record.clients.set(clientId, { state: DeliveryState.PENDING, error: "", latencyMs: 0 });
+      for (const clientId of addressed) record.clients.set(clientId, PENDING_RECORD);
+      record.pending = record.clients.size;
       // A position seen again (the log behind was replaced) replaces the older record and
       // moves to the newest end, so the listing stays in dispatch order.
       const previous = this.byPosition.get(record.position);
       if (previous !== undefined) this.forget(previous);
       if (kind === "data") this.byId.set(record.updateId, record);
       this.byPosition.set(record.position, record);
+      this.clientRecords += record.clients.size;
       this.forgetOldest();
       this.settle(record);
     }
@@ -102,8 +117,12 @@ export class DeliveryTracker {
     const record = this.byPosition.get(ack.position);
     if (record === undefined) return;
     const failed = ack.status === AckStatus.FAILED;
-    record.clients.set(clientId, { state: failed ? DeliveryState.FAILED : DeliveryState.APPLIED, error: failed ? ack.error : "", latencyMs: Math.max(0, Date.now() - record.publishedAt) });
-    this.options.onAcknowledged?.(record.kind, record.clients.get(clientId)?.latencyMs ?? 0, failed);
+    const previous = record.clients.get(clientId);
+    if (previous === undefined) this.clientRecords++;
+    else if (previous.state === DeliveryState.PENDING) record.pending--;
+    const latencyMs = Math.max(0, Date.now() - record.publishedAt);
+    record.clients.set(clientId, { state: failed ? DeliveryState.FAILED : DeliveryState.APPLIED, error: failed ? ack.error : "", latencyMs });
+    this.options.onAcknowledged?.(record.kind, latencyMs, failed);
     this.settle(record);
   }
 
@@ -177,20 +196,27 @@ export class DeliveryTracker {
     await until(() => this.byId.has(updateId) || (position > 0n && this.dispatchedHead >= position), this.dispatchWaiters);
     const record = this.byId.get(updateId);
     // Done when nobody is pending, or when the record was forgotten (too old to follow).
-    if (record !== undefined) await until(() => !this.byId.has(updateId) || [...record.clients.values()].every((client) => client.state !== DeliveryState.PENDING), record.waiters);
+    if (record !== undefined) await until(() => !this.byId.has(updateId) || record.pending === 0, record.waiters);
     return this.status(updateId);
   }
 
   private settle(record: UpdateRecord): void {
+    if (record.waiters.size === 0) return; // the common case: called for every ACK
     for (const wake of [...record.waiters]) wake();
   }
 
   private forgetOldest(): void {
-    while (this.byPosition.size > this.options.maxUpdates) this.forget(this.byPosition.values().next().value as UpdateRecord);
+    const maxClientRecords = this.options.maxClientRecords ?? 1_000_000;
+    while (this.byPosition.size > this.options.maxUpdates || (this.clientRecords > maxClientRecords && this.byPosition.size > 1)) {
+      this.forget(this.byPosition.values().next().value as UpdateRecord);
+    }
   }
 
   private forget(record: UpdateRecord): void {
-    if (this.byPosition.get(record.position) === record) this.byPosition.delete(record.position);
+    if (this.byPosition.get(record.position) === record) {
+      this.byPosition.delete(record.position);
+      this.clientRecords -= record.clients.size;
+    }
     if (this.byId.get(record.updateId) === record) this.byId.delete(record.updateId);
     this.settle(record);
   }

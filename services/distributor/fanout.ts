@@ -12,6 +12,7 @@ import type { Logger } from "../common/logger.js";
 import { DEFAULT_SCOPE, scopeOfTopic, unscopeTopic } from "../common/scopes/scoped-topics.js";
 import { anyTopicCovered } from "../common/topics.js";
 import type { ClientSession } from "./session.js";
+import { type RecentEvent, RecentEvents, type RecentEventsLimits } from "./recent-events.js";
 import { endSpan, type Span, SpanKind, type TraceCarrier, type Tracing } from "../common/telemetry/tracing.js";
 
 export function encodeEvent(event: Event): Uint8Array {
@@ -52,6 +53,8 @@ export interface FanoutOptions {
   tracing?: Tracing;
   /** The log's name, for spans. */
   logName?: string;
+  /** How many of the newest events are kept to replay resuming clients from memory. */
+  recentEvents?: RecentEventsLimits;
 }
 
 function withTraceContext(event: Event, carrier: TraceCarrier | undefined): Event {
@@ -60,6 +63,8 @@ function withTraceContext(event: Event, carrier: TraceCarrier | undefined): Even
 
 export class Fanout {
   private readonly sessions = new Set<ClientSession>();
+  /** Open sessions per client id, so a disconnect needs no scan of every session (10,000 leaving at once was O(N²)). */
+  private readonly openByClient = new Map<string, number>();
   /** Clients that disconnected recently: their topics, and when they left. */
   private readonly recentlyLeft = new Map<string, { topics: readonly string[]; leftAt: number }>();
   private headPosition = 0n;
@@ -68,12 +73,15 @@ export class Fanout {
   private readonly readyWaiters: Array<() => void> = [];
   private running: Promise<void> | undefined;
   private readonly listeners: Array<(event: Event) => void> = [];
+  private readonly recent: RecentEvents;
 
   constructor(
     private readonly broadcaster: Client<typeof BroadcasterService>,
     private readonly logger: Logger,
     private readonly options: FanoutOptions = {},
-  ) {}
+  ) {
+    this.recent = new RecentEvents(options.recentEvents ?? { maxEvents: 10_000, maxBytes: 64 * 1024 * 1024 });
+  }
 
   /** The last position dispatched to sessions. */
   get head(): bigint {
@@ -96,21 +104,35 @@ export class Fanout {
     return [...this.sessions];
   }
 
+  /**
+   * Every event after `position` up to the head, from memory; undefined when they are no
+   * longer (or not yet) held, and the log must replay them.
+   */
+  replayFrom(position: bigint): RecentEvent[] | undefined {
+    return this.recent.end === this.headPosition ? this.recent.after(position) : undefined;
+  }
+
   /** Sees every event before sessions do (e.g. to drop cached bundles on PolicyChanged). */
   onEvent(listener: (event: Event) => void): void {
     this.listeners.push(listener);
   }
 
   register(session: ClientSession): void {
+    if (this.sessions.has(session)) return;
     this.sessions.add(session);
+    this.openByClient.set(session.clientId, (this.openByClient.get(session.clientId) ?? 0) + 1);
     this.recentlyLeft.delete(session.clientId);
   }
 
   unregister(session: ClientSession): void {
     if (!this.sessions.delete(session)) return;
-    if (![...this.sessions].some((other) => other.clientId === session.clientId)) {
-      this.recentlyLeft.set(session.clientId, { topics: session.topics, leftAt: Date.now() });
+    const open = (this.openByClient.get(session.clientId) ?? 1) - 1;
+    if (open > 0) {
+      this.openByClient.set(session.clientId, open);
+      return;
     }
+    this.openByClient.delete(session.clientId);
+    this.recentlyLeft.set(session.clientId, { topics: session.topics, leftAt: Date.now() });
   }
 
   /** Resolves once the first subscription is live, so sessions get a meaningful head. */
@@ -139,8 +161,10 @@ export class Fanout {
             if (!this.subscribed) {
               this.headPosition = started.headPosition;
               this.currentLogId = started.logId;
+              this.recent.reset(started.headPosition);
               this.subscribed = true;
               for (const wake of this.readyWaiters.splice(0)) wake();
+              void this.fillRecent(started.headPosition, started.logId, signal);
             } else if (started.logId !== this.currentLogId) {
               // The log behind us was replaced (e.g. an in-memory broadcaster restarted):
               // positions restart, so every client loads its baseline again.
@@ -195,6 +219,9 @@ export class Fanout {
       this.options.onDispatch(event, addressed);
     }
     this.headPosition = event.position;
+    // The default-scope frame is the one replays need, unless it carries this span's context.
+    const frame = span === undefined ? frames.get(DEFAULT_SCOPE) : undefined;
+    this.recent.append(event, frame ?? encodeEventFor(event, DEFAULT_SCOPE));
     if (span !== undefined) {
       span.setAttribute("opal_mesh.clients", addressed.length);
       endSpan(span);
@@ -219,8 +246,43 @@ export class Fanout {
     });
   }
 
+  /**
+   * After (re)starting at `head`, reads the events before it once from the log, so the
+   * clients that come back resume from memory (one log stream instead of one each).
+   */
+  private async fillRecent(head: bigint, logId: string, signal: AbortSignal): Promise<void> {
+    const from = head > BigInt(this.recent.limits.maxEvents) ? head - BigInt(this.recent.limits.maxEvents) : 0n;
+    if (from >= head) return;
+    const controller = new AbortController();
+    const onAbort = (): void => controller.abort();
+    signal.addEventListener("abort", onAbort, { once: true });
+    const events: Event[] = [];
+    // The event at the head normally ends the read; should it never come, give up.
+    const timer = setTimeout(() => controller.abort(), 30_000);
+    try {
+      for await (const message of this.broadcaster.subscribe({ afterPosition: from }, { signal: controller.signal })) {
+        if (message.message.case === "started") {
+          // Not retained that far back (or another log by now): resumes use the log as before.
+          if (message.message.value.truncated || message.message.value.logId !== logId) return;
+        } else if (message.message.case === "event") {
+          const event = message.message.value;
+          if (event.position <= head) events.push(event);
+          if (event.position >= head) break;
+        }
+      }
+      if (this.currentLogId === logId) this.recent.prepend(from, head, events);
+    } catch (error) {
+      if (!signal.aborted) this.logger.warn({ err: error }, "could not read the recent events before the head; resuming clients replay from the log");
+    } finally {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", onAbort);
+      controller.abort();
+    }
+  }
+
   private resyncAll(newHead: bigint, reason: string): void {
     this.headPosition = newHead;
+    this.recent.reset(newHead);
     const frame = encodeResync(reason, newHead);
     for (const session of this.sessions) {
       session.sentPosition = newHead;

@@ -222,13 +222,31 @@ export class StreamServer {
       session.sentPosition = head;
       session.sendControl(encodeResync("the client's position is ahead of the log", head));
       fanout.register(session);
-    } else {
+    } else if (!this.replayFromMemory(session, resume)) {
       session.beginCatchUp(resume);
       fanout.register(session);
       void this.catchUp(session, resume, signal);
     }
     this.options.onSessionChange?.();
     return session;
+  }
+
+  /**
+   * Replays what the client missed from the fan-out's recent events, when it holds them
+   * all, and registers it: synchronously, so no live event slips in between. A replay
+   * too long for the client's send buffer goes through the log instead.
+   */
+  private replayFromMemory(session: ClientSession, resume: bigint): boolean {
+    const { fanout } = this.options;
+    const missed = fanout.replayFrom(resume);
+    if (missed === undefined || missed.length > this.options.maxBufferedFrames / 2) return false;
+    session.sentPosition = resume;
+    for (const { event, frame } of missed) {
+      const addressed = session.accepts(event);
+      session.sendCatchUp(addressed ? (session.scope === DEFAULT_SCOPE ? frame : encodeEventFor(event, session.scope)) : undefined, event.position);
+    }
+    fanout.register(session);
+    return true;
   }
 
   /** Replays what the client missed from the log, then hands it to live fan-out. */

@@ -7,8 +7,21 @@ import { create } from "@bufbuild/protobuf";
 import type { Client } from "@connectrpc/connect";
 import type { BroadcasterService } from "../../gen/opal/mesh/v1/broadcaster_pb.js";
 import type { DataUpdate } from "../../gen/opal/mesh/v1/data_pb.js";
-import { EventSchema } from "../../gen/opal/mesh/v1/event_pb.js";
+import { type Event, EventSchema } from "../../gen/opal/mesh/v1/event_pb.js";
 import { type Context, endSpan, SpanKind, type Tracing } from "../common/telemetry/tracing.js";
+import { EventBatcher } from "./event-batcher.js";
+
+/** One batcher per broadcaster client: the REST route and the Connect service share it. */
+const batchers = new WeakMap<Client<typeof BroadcasterService>, EventBatcher>();
+
+function batcherFor(broadcaster: Client<typeof BroadcasterService>): EventBatcher {
+  let batcher = batchers.get(broadcaster);
+  if (batcher === undefined) {
+    batcher = new EventBatcher(broadcaster);
+    batchers.set(broadcaster, batcher);
+  }
+  return batcher;
+}
 
 export interface Published {
   id: string;
@@ -37,9 +50,11 @@ export async function publishDataUpdate(broadcaster: Client<typeof BroadcasterSe
   });
   const event = create(EventSchema, { topics, payload: { case: "dataUpdate", value: update }, traceContext: trace?.tracing.inject(span) });
   try {
-    const response = await broadcaster.publish({ events: [event] }, { signal });
-    const position = response.positions[0];
-    if (position === undefined) throw new Error("the broadcaster returned no position");
+    // An event the broadcaster would refuse (no topic) goes alone, so its refusal fails only
+    // its own caller; the rest share batched appends. A batch is not cancelled with one
+    // caller: once handed over, the event is logged whether or not that caller waits.
+    signal?.throwIfAborted();
+    const position = topics.length === 0 ? await publishAlone(broadcaster, event, signal) : await batcherFor(broadcaster).append(event);
     span?.setAttribute("opal_mesh.position", Number(position));
     if (span !== undefined) endSpan(span);
     return { id: update.id, position };
@@ -47,4 +62,11 @@ export async function publishDataUpdate(broadcaster: Client<typeof BroadcasterSe
     if (span !== undefined) endSpan(span, error);
     throw error;
   }
+}
+
+async function publishAlone(broadcaster: Client<typeof BroadcasterService>, event: Event, signal?: AbortSignal): Promise<bigint> {
+  const response = await broadcaster.publish({ events: [event] }, { signal });
+  const position = response.positions[0];
+  if (position === undefined) throw new Error("the broadcaster returned no position");
+  return position;
 }

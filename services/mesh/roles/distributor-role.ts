@@ -53,7 +53,9 @@ export class DistributorRole implements Role {
     this.bundles = new BundleCache(policy, authorizeScope);
     const tracing = tracingFor(config.telemetry);
     const eventLog = logName(config.broadcast);
-    this.fanout = new Fanout(broadcaster, log, { onDispatch: (event, addressed) => delivery.dispatched(event, addressed), tracing, logName: eventLog });
+    // Resuming clients replay from the distributor's memory, never further back than the log retains (beyond it they resync).
+    const recentEvents = { maxEvents: Math.min(10_000, config.log.maxEvents), maxBytes: Math.min(64 * 1024 * 1024, Math.floor(config.log.maxBytes / 4)) };
+    this.fanout = new Fanout(broadcaster, log, { onDispatch: (event, addressed) => delivery.dispatched(event, addressed), tracing, logName: eventLog, recentEvents });
     this.fanout.onEvent((event) => this.bundles.observe(event));
     this.fanout.onEvent(() => this.dashboardFeed.changed());
     const metrics = extras.metrics === undefined ? undefined : new DistributorMetrics(extras.metrics, this.fanout);
