@@ -61,3 +61,9 @@ export class RssSampler {
     return this.peak;
   }
 }
+
+/** The direct children of a process (e.g. the inline OPAs of a client host). */
+export function childPids(pid: number): number[] {
+  const children = readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim();
+  return children === "" ? [] : children.split(" ").map(Number);
+}
