@@ -198,6 +198,7 @@ export class ClientAgent {
       tls: config.serverTls,
       storeUrl: config.policyStore.url,
       measureFetch: (fetch, signal) => this.metrics.fetchPolicy(fetch, signal),
+      fetchRetry: config.policyUpdaterRetry,
       preload: config.inlineOpa.enabled ? inlinePreloader(() => this.inlineOpa, logger.child({ component: "policy" })) : undefined,
     });
     await this.restoreStatus(ownSignal);
@@ -309,7 +310,7 @@ export class ClientAgent {
       // Announcing what OPA already holds (a new publisher re-announces): only the position
       // moves. Decided when the job runs: a baseline queued ahead of it may load that version.
       const { hash } = event.payload.value;
-      this.enqueuePolicySync(`policy changed to ${hash}`, { logId, position: event.position }, () => hash !== "" && hash === this.policyHash, trace);
+      this.enqueuePolicySync(`policy changed to ${hash}`, { logId, position: event.position }, () => hash !== "" && hash === this.policyHash, trace, hash);
     } else if (event.payload.case === "scopeChanged") {
       trace?.end();
       // Our scope was (re)defined: its data sources may have changed (OPAL #779), and a
@@ -327,13 +328,13 @@ export class ClientAgent {
     }
   }
 
-  private enqueuePolicySync(reason: string, mark?: PositionMark, alreadyThere: () => boolean = () => false, trace?: UpdateTrace): void {
+  private enqueuePolicySync(reason: string, mark?: PositionMark, alreadyThere: () => boolean = () => false, trace?: UpdateTrace, announced?: string): void {
     const updater = this.policyUpdater;
     if (updater === undefined || this.pipeline === undefined) return;
     const task = async (signal: AbortSignal): Promise<void> => {
       try {
         if (alreadyThere()) await updater.skip(signal, mark);
-        else await updater.sync(signal, reason, mark, trace);
+        else await updater.sync(signal, reason, mark, trace, announced);
       } catch (error) {
         if (error instanceof StoreLostStateError) this.rehydrate();
         throw error;

@@ -4,6 +4,7 @@
  * It can also be restarted on purpose with policy files to load at start (`reloadWith`).
  */
 import { type ChildProcess, spawn } from "node:child_process";
+import { existsSync } from "node:fs";
 import { request } from "undici";
 import { backoffDelay, sleep } from "../../common/backoff.js";
 import type { InlineOpaConfig } from "../../common/config/client-config.js";
@@ -102,7 +103,8 @@ export class InlineOpa {
   }
 
   private spawn(files?: readonly string[], cwd?: string): ChildProcess {
-    const child = spawn(this.options.binary, this.args(files), { stdio: ["ignore", "pipe", "pipe"], cwd });
+    const [command, args] = diesWithParent(this.options.binary, this.args(files));
+    const child = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"], cwd });
     this.child = child;
     this.recentOutput = [];
     const onOutput = (chunk: Buffer): void => {
@@ -173,6 +175,18 @@ export class InlineOpa {
       }
     }
   }
+}
+
+/**
+ * On Linux, OPA is started through util-linux's `setpriv --pdeathsig SIGKILL`, which execs
+ * it (same pid) with the kernel told to kill it when this process dies. A client killed
+ * with SIGKILL (no exit handler runs) would otherwise leave its OPA behind, holding the
+ * port its restart needs. Elsewhere, or without setpriv, OPA is started directly.
+ */
+const SETPRIV = process.platform === "linux" ? ["/usr/bin/setpriv", "/bin/setpriv"].find((path) => existsSync(path)) : undefined;
+
+function diesWithParent(binary: string, args: string[]): [string, string[]] {
+  return SETPRIV === undefined ? [binary, args] : [SETPRIV, ["--pdeathsig", "SIGKILL", "--", binary, ...args]];
 }
 
 async function terminate(child: ChildProcess): Promise<void> {

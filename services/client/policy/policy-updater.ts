@@ -4,8 +4,10 @@
  * records the new version (and the log position) in OPA's status document, so a
  * restarted client knows what it has.
  */
-import { createClient } from "@connectrpc/connect";
-import { type PolicyBundle, PolicyService } from "../../../gen/opal/mesh/v1/policy_pb.js";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { type GetBundleResponse, type PolicyBundle, PolicyService } from "../../../gen/opal/mesh/v1/policy_pb.js";
+import { retry } from "../../common/backoff.js";
+import type { RetryPolicy } from "../../common/config/retry-options.js";
 import type { ClientTls } from "../../common/config/tls-config.js";
 import type { GlobSet } from "../../common/globs.js";
 import { callTransport } from "../server-transports.js";
@@ -36,11 +38,20 @@ export interface PolicyUpdaterOptions {
   storeUrl?: string;
   /** Measures the bundle fetch (metrics). */
   measureFetch?: <T>(fetch: () => Promise<T>, signal: AbortSignal) => Promise<T>;
+  /** OPAL_POLICY_UPDATER_CONN_RETRY: a bundle fetch the server could not answer is retried (its policy-watcher failing over, a distributor restarting). */
+  fetchRetry?: RetryPolicy;
   /** With an inline OPA: loads a large full bundle into the empty OPA in one compile. */
   preload?: Preloader;
 }
 
 const unmeasured = <T>(fetch: () => Promise<T>): Promise<T> => fetch();
+
+/** Errors a later attempt may not meet; a refusal (bad request, no permission) is final. */
+const TRANSIENT = new Set([Code.Unavailable, Code.DeadlineExceeded, Code.Unknown, Code.Internal, Code.Aborted, Code.ResourceExhausted]);
+
+function isTransient(error: unknown): boolean {
+  return TRANSIENT.has(ConnectError.from(error).code);
+}
 
 /** One step of a traced policy update as a client span (just the step when untraced). */
 async function step<T>(trace: UpdateTrace | undefined, name: string, attributes: Record<string, string | number>, run: () => Promise<T>): Promise<T> {
@@ -68,15 +79,37 @@ export class PolicyUpdater {
    * log position of the event that asked for it) in OPA. A failure keeps the last good
    * policy, is reported, and still moves the position: the event is definitively failed.
    */
-  async sync(signal: AbortSignal, reason: string, mark: PositionMark | undefined = this.options.status.mark, trace?: UpdateTrace): Promise<void> {
+  async sync(signal: AbortSignal, reason: string, mark: PositionMark | undefined = this.options.status.mark, trace?: UpdateTrace, announced?: string): Promise<void> {
     const { health, logger, status, store } = this.options;
     let failure: Error | undefined;
     try {
       const transport = callTransport(this.options.serverUrl(), this.options.tls);
       const headers: Record<string, string> = this.options.token === undefined ? {} : { authorization: `Bearer ${this.options.token}` };
       const request = { baseHash: status.policyHash, paths: [...this.options.dirs], scope: this.options.scope === "default" ? "" : this.options.scope };
+      const fetchBundle = async (): Promise<GetBundleResponse> => {
+        const response = await createClient(PolicyService, transport).getBundle(request, { signal, headers, timeoutMs: this.options.timeoutMs });
+        // An announced version answered with the one we hold: the replica that built it has
+        // not seen the change yet (watchers poll on their own). Not applied: ask again.
+        const hash = response.bundle?.hash ?? "";
+        if (announced !== undefined && announced !== "" && hash !== announced && hash === status.policyHash) {
+          throw new ConnectError(`the server answered with version ${hash || "(none)"}, not the announced ${announced}`, Code.Unavailable);
+        }
+        return response;
+      };
+      const { fetchRetry } = this.options;
       const { bundle } = await step(trace, "opal.mesh.v1.PolicyService/GetBundle", { "rpc.system": "connect_rpc", "rpc.service": "opal.mesh.v1.PolicyService", "rpc.method": "GetBundle" }, () =>
-        (this.options.measureFetch ?? unmeasured)(() => createClient(PolicyService, transport).getBundle(request, { signal, headers, timeoutMs: this.options.timeoutMs }), signal),
+        (this.options.measureFetch ?? unmeasured)(
+          () =>
+            fetchRetry === undefined
+              ? fetchBundle()
+              : retry(fetchBundle, {
+                  ...fetchRetry,
+                  signal,
+                  isRetryable: isTransient,
+                  onRetry: (error, attempt, delayMs) => logger.warn({ err: (error as Error).message, attempt, retryInMs: delayMs }, "could not fetch the policy bundle; retrying"),
+                }),
+          signal,
+        ),
       );
       if (bundle === undefined || bundle.hash === "") {
         // The server has no policy source: nothing to load, and nothing is missing.

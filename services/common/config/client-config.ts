@@ -55,6 +55,8 @@ export interface ClientConfig {
   /** Per attempt: time to response headers and between body chunks. */
   httpFetcherTimeoutMs: number;
   dataUpdaterRetry: RetryPolicy;
+  /** OPAL_POLICY_UPDATER_CONN_RETRY: fetching a bundle from the server. */
+  policyUpdaterRetry: RetryPolicy;
   policyStoreRetry: RetryPolicy;
   splitRootData: boolean;
   /** OPAL_OFFLINE_MODE_ENABLED: back the store up to disk, start from the backup. */
@@ -177,6 +179,7 @@ export function loadClientConfig(environment: Env): ClientConfig {
     fetchingWorkerCount: env.int("OPAL_FETCHING_WORKER_COUNT", 6, { min: 1, max: 256 }),
     httpFetcherTimeoutMs: env.number("OPAL_HTTP_FETCHER_TIMEOUT", 5, { min: 0.001 }) * 1000,
     dataUpdaterRetry: env.json("OPAL_DATA_UPDATER_CONN_RETRY", defaultRetryPolicy(retryDefaults), (value) => parseConnRetryOptions(value, retryDefaults)),
+    policyUpdaterRetry: env.json("OPAL_POLICY_UPDATER_CONN_RETRY", defaultRetryPolicy(retryDefaults), (value) => parseConnRetryOptions(value, retryDefaults)),
     policyStoreRetry: env.json("OPAL_POLICY_STORE_CONN_RETRY", defaultRetryPolicy(storeRetryDefaults), (value) => parseConnRetryOptions(value, storeRetryDefaults)),
     splitRootData: env.bool("OPAL_SPLIT_ROOT_DATA", false),
     offline: {
