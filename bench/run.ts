@@ -41,7 +41,14 @@ function parse(argv: string[]): { names: string[]; smoke: boolean; out: string |
 }
 
 async function main(): Promise<void> {
-  const options = parse(process.argv.slice(2));
+  let options: ReturnType<typeof parse>;
+  try {
+    options = parse(process.argv.slice(2));
+  } catch (error) {
+    process.stderr.write(`npm run bench: ${(error as Error).message}\n`);
+    process.exitCode = 64;
+    return;
+  }
   if (options.list) {
     for (const name of SCENARIOS) console.log(`${name.padEnd(16)} ${(await load(name)).about}`);
     return;
