@@ -34,34 +34,6 @@ export function rssOf(pid: number): number {
   return Number(resident) * PAGE_KB * 1024;
 }
 
-/** Samples a process's RSS every `everyMs` until stopped, keeping the peak (for children whose VmHWM we cannot reset). */
-export class RssSampler {
-  peak = 0;
-  private readonly timer: NodeJS.Timeout;
-
-  constructor(
-    private readonly pid: number,
-    everyMs = 20,
-  ) {
-    this.sample();
-    this.timer = setInterval(() => this.sample(), everyMs);
-  }
-
-  private sample(): void {
-    try {
-      this.peak = Math.max(this.peak, rssOf(this.pid));
-    } catch {
-      // The process ended; the peak so far stands.
-    }
-  }
-
-  stop(): number {
-    clearInterval(this.timer);
-    this.sample();
-    return this.peak;
-  }
-}
-
 /** The direct children of a process (e.g. the inline OPAs of a client host). */
 export function childPids(pid: number): number[] {
   const children = readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim();

@@ -20,9 +20,8 @@ export interface IpcReply {
 
 let nextId = 1;
 
-/** Sends a request and resolves with the child's reply to it (rejects on its error or exit). */
-export function ask<T extends IpcReply>(child: ChildProcess, type: string, fields: Record<string, unknown> = {}, timeoutMs = 120_000): Promise<T> {
-  const id = nextId++;
+/** The first message from `child` that `accept` answers (true: resolve, an Error: reject), or a rejection on its exit or after `timeoutMs`. */
+function awaitMessage<T extends IpcReply>(child: ChildProcess, accept: (message: IpcReply) => boolean | Error, timeoutMs: number, what: string): Promise<T> {
   return new Promise((resolve, reject) => {
     const cleanup = (): void => {
       clearTimeout(timer);
@@ -30,50 +29,36 @@ export function ask<T extends IpcReply>(child: ChildProcess, type: string, field
       child.off("exit", onExit);
     };
     const onMessage = (message: IpcReply): void => {
-      if (message.id !== id) return;
+      const verdict = accept(message);
+      if (verdict === false) return;
       cleanup();
-      if (message.error !== undefined) reject(new Error(`${type}: ${message.error}`));
+      if (verdict instanceof Error) reject(verdict);
       else resolve(message as T);
     };
     const onExit = (code: number | null): void => {
       cleanup();
-      reject(new Error(`${type}: the load process exited (${code})`));
+      reject(new Error(`the load process exited (${code}) before ${what}`));
     };
     const timer = setTimeout(() => {
       cleanup();
-      reject(new Error(`${type}: no answer in ${timeoutMs} ms`));
+      reject(new Error(`no ${what} in ${timeoutMs} ms`));
     }, timeoutMs);
     child.on("message", onMessage);
     child.once("exit", onExit);
-    child.send({ id, type, ...fields } satisfies IpcRequest);
   });
+}
+
+/** Sends a request and resolves with the child's reply to it (rejects on its error or exit). */
+export function ask<T extends IpcReply>(child: ChildProcess, type: string, fields: Record<string, unknown> = {}, timeoutMs = 120_000): Promise<T> {
+  const id = nextId++;
+  const reply = awaitMessage<T>(child, (message) => message.id === id && (message.error === undefined || new Error(`${type}: ${message.error}`)), timeoutMs, `the answer to "${type}"`);
+  child.send({ id, type, ...fields } satisfies IpcRequest);
+  return reply;
 }
 
 /** Waits for a message the child sends unasked (e.g. "ready"). */
 export function expectMessage<T extends IpcReply>(child: ChildProcess, type: string, timeoutMs = 180_000): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const cleanup = (): void => {
-      clearTimeout(timer);
-      child.off("message", onMessage);
-      child.off("exit", onExit);
-    };
-    const onMessage = (message: IpcReply): void => {
-      if (message.type !== type && message.type !== "failed") return;
-      cleanup();
-      if (message.type === "failed") reject(new Error(message.error ?? "the load process failed"));
-      else resolve(message as T);
-    };
-    const onExit = (code: number | null): void => {
-      cleanup();
-      reject(new Error(`the load process exited (${code}) before "${type}"`));
-    };
-    const timer = setTimeout(() => {
-      cleanup();
-      reject(new Error(`no "${type}" in ${timeoutMs} ms`));
-    }, timeoutMs);
-    child.on("message", onMessage);
-    child.once("exit", onExit);
-  });
+  return awaitMessage<T>(child, (message) => (message.type === "failed" ? new Error(message.error ?? "the load process failed") : message.type === type), timeoutMs, `"${type}"`);
 }
 
 /**
