@@ -310,7 +310,7 @@ export class ClientAgent {
       // Announcing what OPA already holds (a new publisher re-announces): only the position
       // moves. Decided when the job runs: a baseline queued ahead of it may load that version.
       const { hash } = event.payload.value;
-      this.enqueuePolicySync(`policy changed to ${hash}`, { logId, position: event.position }, () => hash !== "" && hash === this.policyHash, trace, hash);
+      this.enqueuePolicySync(`policy changed to ${hash}`, { logId, position: event.position }, trace, hash);
     } else if (event.payload.case === "scopeChanged") {
       trace?.end();
       // Our scope was (re)defined: its data sources may have changed (OPAL #779), and a
@@ -328,12 +328,13 @@ export class ClientAgent {
     }
   }
 
-  private enqueuePolicySync(reason: string, mark?: PositionMark, alreadyThere: () => boolean = () => false, trace?: UpdateTrace, announced?: string): void {
+  /** `announced`: the version a PolicyChanged names; when OPA holds it by the job's turn, only the position moves. */
+  private enqueuePolicySync(reason: string, mark?: PositionMark, trace?: UpdateTrace, announced?: string): void {
     const updater = this.policyUpdater;
     if (updater === undefined || this.pipeline === undefined) return;
     const task = async (signal: AbortSignal): Promise<void> => {
       try {
-        if (alreadyThere()) await updater.skip(signal, mark);
+        if (announced !== undefined && announced !== "" && announced === this.policyHash) await updater.skip(signal, mark);
         else await updater.sync(signal, reason, mark, trace, announced);
       } catch (error) {
         if (error instanceof StoreLostStateError) this.rehydrate();
