@@ -3,6 +3,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { mkdir, writeFile } from "node:fs/promises";
 import net from "node:net";
 import { fileURLToPath } from "node:url";
+import { terminate } from "../services/common/child-process.js";
 import type { Metric, Target } from "./scenario.js";
 
 export const root = fileURLToPath(new URL("..", import.meta.url));
@@ -54,13 +55,8 @@ export function metricOf(name: string, unit: string, samples: readonly number[],
 }
 
 /** Ends a child process and waits for it to be gone (SIGKILL after `graceMs`). */
-export async function stopProcess(child: ChildProcess, graceMs = 10_000): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-  child.kill("SIGTERM");
-  const timer = setTimeout(() => child.kill("SIGKILL"), graceMs);
-  await exited;
-  clearTimeout(timer);
+export function stopProcess(child: ChildProcess, graceMs = 10_000): Promise<void> {
+  return terminate(child, graceMs);
 }
 
 /** Runs a TypeScript module of bench/ in its own Node process (a load generator or a host of clients). */

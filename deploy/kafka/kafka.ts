@@ -17,6 +17,7 @@ import { homedir, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
+import { terminate } from "../../services/common/child-process.js";
 
 const run = promisify(execFile);
 const HERE = fileURLToPath(new URL(".", import.meta.url));
@@ -152,13 +153,7 @@ export async function startKafka(options: KafkaOptions): Promise<RunningKafka> {
     await waitForPort(options.port, broker, () => lines.join("\n"));
   };
   const stop = async (): Promise<void> => {
-    const broker = child;
-    if (broker === undefined || broker.exitCode !== null || broker.signalCode !== null) return;
-    const exited = new Promise((resolve) => broker.once("exit", resolve));
-    broker.kill("SIGTERM");
-    const timer = setTimeout(() => broker.kill("SIGKILL"), 15_000);
-    await exited;
-    clearTimeout(timer);
+    if (child !== undefined) await terminate(child, 15_000);
   };
   const killOnExit = (): void => void child?.kill("SIGKILL");
   process.once("exit", killOnExit);

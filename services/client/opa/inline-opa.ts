@@ -5,6 +5,7 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
+import { terminate } from "../../common/child-process.js";
 import { request } from "undici";
 import { backoffDelay, sleep } from "../../common/backoff.js";
 import type { InlineOpaConfig } from "../../common/config/client-config.js";
@@ -187,13 +188,4 @@ const SETPRIV = process.platform === "linux" ? ["/usr/bin/setpriv", "/bin/setpri
 
 function diesWithParent(binary: string, args: string[]): [string, string[]] {
   return SETPRIV === undefined ? [binary, args] : [SETPRIV, ["--pdeathsig", "SIGKILL", "--", binary, ...args]];
-}
-
-async function terminate(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-  child.kill("SIGTERM");
-  const timer = setTimeout(() => child.kill("SIGKILL"), 5_000);
-  await exited;
-  clearTimeout(timer);
 }
