@@ -1,3 +1,4 @@
 export { createTriggerService, type TriggerServiceOptions } from "./service.js";
 export { triggerRestRoutes, type TriggerRestOptions } from "./rest.js";
 export { DeliveryStatusReader, mergeStatuses } from "./delivery-status.js";
+export { EventBatcher } from "./event-batcher.js";

@@ -9,18 +9,13 @@ import type { BroadcasterService } from "../../gen/opal/mesh/v1/broadcaster_pb.j
 import type { DataUpdate } from "../../gen/opal/mesh/v1/data_pb.js";
 import { type Event, EventSchema } from "../../gen/opal/mesh/v1/event_pb.js";
 import { type Context, endSpan, SpanKind, type Tracing } from "../common/telemetry/tracing.js";
-import { EventBatcher } from "./event-batcher.js";
+import type { EventBatcher } from "./event-batcher.js";
 
-/** One batcher per broadcaster client: the REST route and the Connect service share it. */
-const batchers = new WeakMap<Client<typeof BroadcasterService>, EventBatcher>();
-
-function batcherFor(broadcaster: Client<typeof BroadcasterService>): EventBatcher {
-  let batcher = batchers.get(broadcaster);
-  if (batcher === undefined) {
-    batcher = new EventBatcher(broadcaster);
-    batchers.set(broadcaster, batcher);
-  }
-  return batcher;
+/** Where a trigger appends: batched appends, and the broadcaster itself for an event sent alone. */
+export interface EventSink {
+  broadcaster: Client<typeof BroadcasterService>;
+  /** One per process: the REST route and the Connect service share it. */
+  batcher: EventBatcher;
 }
 
 export interface Published {
@@ -36,7 +31,7 @@ export interface PublishTrace {
   destination: string;
 }
 
-export async function publishDataUpdate(broadcaster: Client<typeof BroadcasterService>, update: DataUpdate, signal?: AbortSignal, trace?: PublishTrace): Promise<Published> {
+export async function publishDataUpdate(sink: EventSink, update: DataUpdate, signal?: AbortSignal, trace?: PublishTrace): Promise<Published> {
   // OPAL's clients assign a uuid4 hex when the publisher gives none; we do it once, here,
   // so every client and every status report agree on the id.
   if (update.id === "") update.id = randomUUID().replaceAll("-", "");
@@ -54,7 +49,7 @@ export async function publishDataUpdate(broadcaster: Client<typeof BroadcasterSe
     // its own caller; the rest share batched appends. A batch is not cancelled with one
     // caller: once handed over, the event is logged whether or not that caller waits.
     signal?.throwIfAborted();
-    const position = topics.length === 0 ? await publishAlone(broadcaster, event, signal) : await batcherFor(broadcaster).append(event);
+    const position = topics.length === 0 ? await publishAlone(sink.broadcaster, event, signal) : await sink.batcher.append(event);
     span?.setAttribute("opal_mesh.position", Number(position));
     if (span !== undefined) endSpan(span);
     return { id: update.id, position };

@@ -1,8 +1,6 @@
 /** OPAL's REST route for publishing: POST /data/config with a DataUpdate body, unchanged. */
 import { toJson } from "@bufbuild/protobuf";
-import type { Client } from "@connectrpc/connect";
 import { type UpdateStatus, UpdateStatusSchema } from "../../gen/opal/mesh/v1/delivery_pb.js";
-import type { BroadcasterService } from "../../gen/opal/mesh/v1/broadcaster_pb.js";
 import type { Limits } from "../common/config/limits-config.js";
 import { parseDataUpdate, type UpdateLimits } from "../common/data-entries.js";
 import type { DataUpdate } from "../../gen/opal/mesh/v1/data_pb.js";
@@ -15,10 +13,11 @@ import { ValidationError, validationDetail } from "../common/validation-error.js
 import type { DeliveryStatusReader } from "./delivery-status.js";
 import { AuthError } from "../common/auth/tokens.js";
 import { endSpan, SpanKind, type Tracing } from "../common/telemetry/tracing.js";
-import { publishDataUpdate, type PublishTrace } from "./publish.js";
+import { type EventSink, publishDataUpdate, type PublishTrace } from "./publish.js";
 
 export interface TriggerRestOptions {
-  broadcaster: Client<typeof BroadcasterService>;
+  /** Where published events go (shared with the Connect service). */
+  sink: EventSink;
   delivery: DeliveryStatusReader;
   logger: Logger;
   dataConfigRoute: string;
@@ -81,7 +80,7 @@ async function publishTraced(options: TriggerRestOptions, request: HttpRequest, 
   }
   const wait = parseWait(context.url);
   await options.authorizeTopics(context.principal, update.entries.flatMap((entry) => entry.topics));
-  const published = await publishDataUpdate(options.broadcaster, update, undefined, trace);
+  const published = await publishDataUpdate(options.sink, update, undefined, trace);
   options.logger.info({ updateId: published.id, position: published.position.toString(), entries: update.entries.length, scope }, "data update published");
   const answer: Record<string, unknown> = { status: "ok", id: published.id, position: Number(published.position) };
   if (wait.wait) answer.delivery = statusJson(await options.delivery.status(published.id, { position: published.position, wait: true, timeoutMs: wait.timeoutMs }));

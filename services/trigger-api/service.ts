@@ -1,7 +1,6 @@
 /** TriggerService: the Connect/gRPC way to publish, with the same validation as OPAL's REST route. */
 import { create, toJson } from "@bufbuild/protobuf";
-import { Code, ConnectError, type Client, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
-import type { BroadcasterService } from "../../gen/opal/mesh/v1/broadcaster_pb.js";
+import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import {
   type GetUpdateStatusRequest,
   GetUpdateStatusResponseSchema,
@@ -20,10 +19,11 @@ import type { Logger } from "../common/logger.js";
 import { ValidationError } from "../common/validation-error.js";
 import type { DeliveryStatusReader } from "./delivery-status.js";
 import { endSpan, SpanKind, type Tracing } from "../common/telemetry/tracing.js";
-import { publishDataUpdate } from "./publish.js";
+import { type EventSink, publishDataUpdate } from "./publish.js";
 
 export interface TriggerServiceOptions {
-  broadcaster: Client<typeof BroadcasterService>;
+  /** Where published events go (shared with the REST routes). */
+  sink: EventSink;
   delivery: DeliveryStatusReader;
   logger: Logger;
   /** Throws (AuthError) when the caller may not publish to these topics. */
@@ -63,7 +63,7 @@ export function createTriggerService(options: TriggerServiceOptions): ServiceImp
         : undefined;
       let published;
       try {
-        published = await publishDataUpdate(options.broadcaster, update, context.signal, span === undefined || tracing === undefined ? undefined : { tracing, parent: tracing.under(span), destination: options.logName });
+        published = await publishDataUpdate(options.sink, update, context.signal, span === undefined || tracing === undefined ? undefined : { tracing, parent: tracing.under(span), destination: options.logName });
         if (span !== undefined) endSpan(span);
       } catch (error) {
         if (span !== undefined) endSpan(span, error);

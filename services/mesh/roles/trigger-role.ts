@@ -5,7 +5,7 @@ import { TriggerService } from "../../../gen/opal/mesh/v1/trigger_pb.js";
 import type { Security } from "../../common/auth/security.js";
 import type { Principal } from "../../common/auth/tokens.js";
 import type { Logger } from "../../common/logger.js";
-import { createTriggerService, type DeliveryStatusReader, triggerRestRoutes } from "../../trigger-api/index.js";
+import { createTriggerService, type DeliveryStatusReader, EventBatcher, triggerRestRoutes } from "../../trigger-api/index.js";
 import type { ServerConfig } from "../../common/config/server-config.js";
 import { UrlAllowlist } from "../../common/url-allowlist.js";
 import { HttpError } from "../../common/http/json-io.js";
@@ -42,8 +42,10 @@ export class TriggerRole implements Role {
     const updateLimits = { maxEntries: config.limits.maxEntriesPerUpdate, allowlist: new UrlAllowlist(config.fetchAllowlist) };
     const tracing = tracingFor(config.telemetry);
     const eventLog = logName(config.broadcast);
-    this.impl = createTriggerService({ broadcaster, delivery, logger: log, authorizeTopics, updateLimits, tracing, logName: eventLog });
-    this.routes = triggerRestRoutes({ broadcaster, delivery, logger: log, dataConfigRoute: "/data/config", limits: config.limits, updateLimits, authorizeTopics, checkScope, tracing, logName: eventLog });
+    // One batcher for both surfaces: concurrent publishes share the broadcaster appends.
+    const sink = { broadcaster, batcher: new EventBatcher(broadcaster) };
+    this.impl = createTriggerService({ sink, delivery, logger: log, authorizeTopics, updateLimits, tracing, logName: eventLog });
+    this.routes = triggerRestRoutes({ sink, delivery, logger: log, dataConfigRoute: "/data/config", limits: config.limits, updateLimits, authorizeTopics, checkScope, tracing, logName: eventLog });
     if (metrics !== undefined) {
       const measured = new TriggerMetrics(metrics);
       this.impl = measured.service(this.impl);
