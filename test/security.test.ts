@@ -20,6 +20,12 @@ import { GitRepo, tempDir } from "./helpers/git-repo.js";
 import { DataSource } from "./helpers/data-source.js";
 import { capturingLogger, type RunningClient, type RunningServer, startClient, startServer, waitForData, waitReady } from "./helpers/mesh.js";
 import { waitFor } from "./helpers/wait.js";
+import { deliveryStatusCases } from "./security/delivery-status.cases.js";
+import { fetchGuardCases } from "./security/fetch-guard.cases.js";
+import { healthTruthCases } from "./security/health-truth.cases.js";
+import { httpSurfaceCases } from "./security/http-surface.cases.js";
+import { reservedPathCases } from "./security/reserved-paths.cases.js";
+import { streamMemoryCases } from "./security/stream-memory.cases.js";
 
 const keys = rsaKeys();
 const stranger = rsaKeys();
@@ -388,3 +394,12 @@ describe("key rotation by kid", () => {
     }
   });
 });
+
+// Cases with servers and clients of their own (another configuration than the one above:
+// no fetch allow-list, as the attacks of the hardening issue were tried), one module each.
+fetchGuardCases(tally);
+reservedPathCases(tally);
+httpSurfaceCases(tally);
+streamMemoryCases(tally);
+deliveryStatusCases(tally);
+healthTruthCases(tally);
