@@ -6,7 +6,7 @@
  * policy publisher is killed; the checker then finds every client's OPA equal to an
  * ordered replay: nothing lost, nothing repeated, nothing out of order.
  */
-import { after, before, test } from "node:test";
+import { after, before, test, type TestContext } from "node:test";
 import assert from "node:assert/strict";
 import { fromJson } from "@bufbuild/protobuf";
 import { createClient } from "@connectrpc/connect";
@@ -64,6 +64,8 @@ before(async () => {
         OPAL_POLICY_REPO_MAIN_BRANCH: "main",
         OPAL_POLICY_REPO_POLLING_INTERVAL: "0.5",
         OPAL_POLICY_REPO_CLONE_PATH: tempDir("opal-mesh-clones-"),
+        // The test broker allows it (deploy/kafka lowers group.min.session.timeout.ms).
+        OPAL_MESH_LEADER_SESSION_TIMEOUT_MS: "2000",
       }),
     );
   }
@@ -112,7 +114,7 @@ before(async () => {
   await Promise.all(clients.map((client) => client.process.ready(120_000)));
   producer = new Kafka({ brokers: [kafka.bootstrap], logLevel: logLevel.NOTHING }).producer({ idempotent: true, maxInFlightRequests: 1 });
   await producer.connect();
-});
+}, { timeout: 240_000 });
 
 after(async () => {
   await producer?.disconnect().catch(() => undefined);
@@ -151,50 +153,90 @@ async function allConverged(): Promise<number> {
   return Date.now() - started;
 }
 
+/** Whether a client's OPA gives bob the admin decision (the commit of the fail-over phase). */
+async function hasBobCommit(opaUrl: string): Promise<boolean> {
+  const response = await request(`${opaUrl}/v1/data/app/rbac/allow`, { method: "POST", body: JSON.stringify({ input: { user: "bob" } }) });
+  return ((await response.body.json()) as { result?: boolean }).result === true;
+}
+
+async function electedPublisher(candidates: MeshProcess[]): Promise<MeshProcess | undefined> {
+  for (const watcher of candidates) {
+    const body = (await (await request(`${urlOf(watcher)}/healthcheck`)).body.json()) as { components: Array<{ message: string }> };
+    if (body.components.some((component) => component.message.includes("elected publisher"))) return watcher;
+  }
+  return undefined;
+}
+
+/**
+ * One phase of the run, with its own deadline: it reports how long it took, and a slow or
+ * failing phase fails the test with its name (not at the whole test's limit).
+ */
+async function phase(t: TestContext, name: string, budgetMs: number, run: () => Promise<string>): Promise<void> {
+  const started = Date.now();
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`phase "${name}" did not finish within ${budgetMs} ms`)), budgetMs);
+  });
+  try {
+    const detail = await Promise.race([run(), deadline]);
+    t.diagnostic(`${name}: ${Date.now() - started} ms in all; ${detail}`);
+  } catch (error) {
+    throw new Error(`phase "${name}" failed after ${Date.now() - started} ms: ${(error as Error).message}`, { cause: error });
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 test("5,000 updates under faults: every client equals an ordered replay", { timeout: 900_000 }, async (t) => {
-  await publish(1000);
-  t.diagnostic(`steady: converged ${await allConverged()} ms after the last publish`);
+  await phase(t, "steady", 120_000, async () => {
+    await publish(1000);
+    return `converged ${await allConverged()} ms after the last publish`;
+  });
 
   // A distributor dies mid-stream: its clients move to the others and resume.
-  await publish(300);
-  await distributors[0]!.kill("SIGKILL");
-  await publish(700);
-  t.diagnostic(`distributor killed: converged ${await allConverged()} ms after the last publish`);
+  await phase(t, "distributor killed", 150_000, async () => {
+    await publish(300);
+    await distributors[0]!.kill("SIGKILL");
+    await publish(700);
+    return `converged ${await allConverged()} ms after the last publish`;
+  });
 
   // A broadcaster dies: distributors and trigger-apis fail over to the other.
-  await publish(300);
-  await broadcasters[0]!.kill("SIGKILL");
-  await publish(700);
-  t.diagnostic(`broadcaster killed: converged ${await allConverged()} ms after the last publish`);
+  await phase(t, "broadcaster killed", 150_000, async () => {
+    await publish(300);
+    await broadcasters[0]!.kill("SIGKILL");
+    await publish(700);
+    return `converged ${await allConverged()} ms after the last publish`;
+  });
 
   // The broker is away for 10 s; publishers retry.
-  await publish(300);
-  await kafka.stop();
-  const outage = Date.now();
-  await new Promise((resolve) => setTimeout(resolve, 10_000));
-  await kafka.restart();
-  await publish(700);
-  t.diagnostic(`Kafka stopped for ${Date.now() - outage} ms: converged ${await allConverged()} ms after the last publish`);
+  await phase(t, "Kafka stopped", 180_000, async () => {
+    await publish(300);
+    await kafka.stop();
+    const outage = Date.now();
+    await new Promise((resolve) => setTimeout(resolve, 10_000));
+    await kafka.restart();
+    await publish(700);
+    return `broker away ${Date.now() - outage} ms; converged ${await allConverged()} ms after the last publish`;
+  });
 
-  // The policy publisher dies; the other watcher is elected and publishes the next commit.
-  const leader = await waitFor(async () => {
-    for (const watcher of watchers) {
-      const body = (await (await request(`${urlOf(watcher)}/healthcheck`)).body.json()) as { components: Array<{ message: string }> };
-      if (body.components.some((component) => component.message.includes("elected publisher"))) return watcher;
-    }
-    return undefined;
-  }, { timeoutMs: 30_000, message: "an elected policy publisher" });
-  await leader.kill("SIGKILL");
-  const sha = repo.commit({ "rbac/policy.rego": RBAC("bob") }, "bob is the admin now");
-  const policyStarted = Date.now();
-  await publish(1000);
-  for (const client of clients) {
-    await waitFor(async () => {
-      const response = await request(`${client.opaUrl}/v1/data/app/rbac/allow`, { method: "POST", body: JSON.stringify({ input: { user: "bob" } }) });
-      return ((await response.body.json()) as { result?: boolean }).result === true;
-    }, { timeoutMs: 60_000, message: `client ${client.opaUrl} to apply commit ${sha}` });
-  }
-  t.diagnostic(`policy publisher killed: every client had the next commit ${Date.now() - policyStarted} ms after it`);
-  t.diagnostic(`final: converged ${await allConverged()} ms`);
+  // The policy publisher dies; the other watcher is elected (after its 2 s session timeout)
+  // and publishes the next commit, while data updates go on flowing.
+  await phase(t, "policy publisher killed", 150_000, async () => {
+    const leader = await waitFor(() => electedPublisher(watchers), { timeoutMs: 30_000, message: "an elected policy publisher" });
+    await leader.kill("SIGKILL");
+    const killed = Date.now();
+    const sha = repo.commit({ "rbac/policy.rego": RBAC("bob") }, "bob is the admin now");
+    const publishing = publish(1000);
+    const survivors = watchers.filter((watcher) => watcher !== leader);
+    await waitFor(() => electedPublisher(survivors), { timeoutMs: 30_000, message: "the surviving watcher to be elected" });
+    const elected = Date.now() - killed;
+    await Promise.all(clients.map((client) => waitFor(() => hasBobCommit(client.opaUrl), { timeoutMs: 60_000, message: `client ${client.opaUrl} to apply commit ${sha}` })));
+    const applied = Date.now() - killed;
+    await publishing;
+    return `new publisher elected ${elected} ms after the kill; every client had the next commit ${applied} ms after it`;
+  });
+
+  await phase(t, "final", 150_000, async () => `converged ${await allConverged()} ms`);
   assert.equal(checker.count, 5000);
 });

@@ -96,6 +96,9 @@ function properties(options: KafkaOptions, controllerPort: number, internalPort:
     "share.coordinator.state.topic.min.isr=1",
     // Tests join consumer groups constantly; a production broker keeps its 3 s default.
     "group.initial.rebalance.delay.ms=0",
+    // Lets tests elect a new policy publisher in about 2 s (OPAL_MESH_LEADER_SESSION_TIMEOUT_MS);
+    // a production broker's 6 s minimum is the default there.
+    "group.min.session.timeout.ms=1000",
     "auto.create.topics.enable=false",
     ...(sasl
       ? [

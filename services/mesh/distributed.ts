@@ -44,7 +44,7 @@ export function policyWatcherProcess(config: ServerConfig, logger: Logger): Mesh
   const broadcaster = remote(config, security, config.broadcasterUrls);
   const kafka = config.broadcast.type === "kafka" ? config.broadcast : undefined;
   const election: LeaderElection =
-    kafka === undefined ? new SoleLeader() : new KafkaLeaderElection({ client: kafkaClientConfig(kafka, "opal-mesh-election"), topic: `${kafka.topic}-policy-leader`, group: `${kafka.topic}-policy-watchers`, logger });
+    kafka === undefined ? new SoleLeader() : new KafkaLeaderElection({ client: kafkaClientConfig(kafka, "opal-mesh-election"), topic: `${kafka.topic}-policy-leader`, group: `${kafka.topic}-policy-watchers`, sessionTimeoutMs: kafka.leaderSessionTimeoutMs, logger });
   const self: { process?: MeshProcess } = {};
   const members = membership(config, logger, () => ({ roles: ["policy-watcher", ...(election.isLeader ? ["policy-publisher"] : [])], url: config.advertisedUrl ?? self.process?.url ?? "" }));
   election.onChange(() => void members?.announce().catch(() => undefined));

@@ -38,7 +38,7 @@ export class EmbeddedServer implements Component {
     const security = new Security(config.auth);
     const kafka = config.broadcast.type === "kafka" ? config.broadcast : undefined;
     const election: LeaderElection =
-      kafka === undefined ? new SoleLeader() : new KafkaLeaderElection({ client: kafkaClientConfig(kafka, "opal-mesh-election"), topic: `${kafka.topic}-policy-leader`, group: `${kafka.topic}-policy-watchers`, logger });
+      kafka === undefined ? new SoleLeader() : new KafkaLeaderElection({ client: kafkaClientConfig(kafka, "opal-mesh-election"), topic: `${kafka.topic}-policy-leader`, group: `${kafka.topic}-policy-watchers`, sessionTimeoutMs: kafka.leaderSessionTimeoutMs, logger });
     this.membership = kafka === undefined ? undefined : createMembership(kafka, () => ({ roles: ["distributor", ...(election.isLeader ? ["policy-publisher"] : [])], url: config.advertisedUrl ?? this.url }), logger);
     election.onChange(() => void this.membership?.announce().catch(() => undefined));
 

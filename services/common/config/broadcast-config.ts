@@ -12,6 +12,8 @@ export interface KafkaBroadcastConfig {
   topic: string;
   retentionMs: number;
   replicationFactor: number;
+  /** The policy-watchers' election: a dead publisher is replaced after this. */
+  leaderSessionTimeoutMs: number;
   sasl: { mechanism: "plain" | "scram-sha-256" | "scram-sha-512"; username: string; password: string } | undefined;
   ssl: { ca?: string; cert?: string; key?: string; passphrase?: string } | boolean;
 }
@@ -64,6 +66,9 @@ export function readBroadcastConfig(env: EnvReader): BroadcastConfig {
     topic: env.string("OPAL_BROADCAST_CHANNEL_NAME", "opal-mesh-events"),
     retentionMs: env.int("OPAL_MESH_KAFKA_RETENTION_MS", 7 * 24 * 3_600_000, { min: 60_000 }),
     replicationFactor: env.int("OPAL_MESH_KAFKA_REPLICATION_FACTOR", -1, { min: -1, max: 32 }),
+    // How long a dead policy publisher keeps its place: the fail-over time. Kafka refuses a
+    // value below the broker's group.min.session.timeout.ms (6 s unless the broker lowers it).
+    leaderSessionTimeoutMs: env.int("OPAL_MESH_LEADER_SESSION_TIMEOUT_MS", 6_000, { min: 1_000, max: 300_000 }),
     sasl,
     ssl,
   };

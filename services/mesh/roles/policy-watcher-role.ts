@@ -83,8 +83,15 @@ export class PolicyWatcherRole implements Role {
     this.impl = createPolicyService(wiring.watcher, this.scopes);
     this.client = createClient(PolicyService, createRouterTransport((router) => router.service(PolicyService, this.impl)));
     election.onChange((leader) => {
-      // A new publisher cannot know what the old one announced: it announces what it has.
-      if (leader) void this.watcher?.announceCurrent().catch((error: unknown) => log.warn({ err: (error as Error).message }, "announcing the current policy failed"));
+      // A new publisher cannot know what the old one announced: it looks at the source at
+      // once (a commit may have landed while nobody published), then announces what it has.
+      if (leader) {
+        const watcher = this.watcher;
+        void watcher
+          ?.refresh()
+          .then(() => watcher.announceCurrent())
+          .catch((error: unknown) => log.warn({ err: (error as Error).message }, "announcing the current policy failed"));
+      }
       if (leader) void this.scopes?.announceAll();
     });
   }
