@@ -27,4 +27,14 @@ export default tseslint.config(
     files: ["**/*.js"],
     ...tseslint.configs.disableTypeChecked,
   },
+  {
+    // The dashboard's page script runs in the browser (tsc checks its types separately).
+    files: ["services/distributor/dashboard/page-script.js"],
+    languageOptions: {
+      sourceType: "script",
+      globals: Object.fromEntries(
+        ["window", "document", "location", "history", "sessionStorage", "fetch", "setInterval", "clearInterval", "AbortController", "TextDecoderStream", "URLSearchParams", "Element", "HTMLElement"].map((name) => [name, "readonly"]),
+      ),
+    },
+  },
 );

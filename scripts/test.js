@@ -11,6 +11,7 @@ const steps = [
   ["contracts", "buf", ["format", "--diff", "--exit-code"]],
   ["contracts", "node", ["scripts/gen.js", "--check"]],
   ["types", "tsc", ["--noEmit", "-p", "tsconfig.json"]],
+  ["types", "tsc", ["-p", "tsconfig.dashboard.json"]],
   ["lint", "eslint", ["--max-warnings", "0", "."]],
   ["unit", "node", ["--import", "tsx", "--test", "--test-reporter=spec", "services/**/*.spec.ts"]],
   ["integration", "node", ["--import", "tsx", "scripts/ensure-opa.ts"]],

@@ -1,0 +1,58 @@
+/**
+ * The dashboard's JSON, as the page reads it: types only, with no imports, so that the
+ * page's checked script (page-script.js, type-checked with the DOM library) can use them.
+ */
+export type Status = "ok" | "loading" | "unhealthy" | "unknown";
+
+export interface DashboardClient {
+  client_id: string;
+  session_id: string;
+  scope: string;
+  topics: string[];
+  peer: string;
+  connected_at: string;
+  acked_position: number;
+  sent_position: number;
+  /** Positions the client is behind the head, counting only events addressed to it. */
+  lag: number;
+  /** From the client's last report; null before its first (or from a client too old to report). */
+  healthy: boolean | null;
+  ready: boolean | null;
+  opa_reachable: boolean | null;
+  policy_hash: string;
+  applied_position: number | null;
+  /** Why the client is not healthy or ready, in its own words. */
+  message: string;
+  /** The last update the client ACKed as FAILED, and why. */
+  last_error: string;
+  last_failed_update_id: string;
+  status: Status;
+}
+
+export type DeliveryName = "applied" | "failed" | "pending";
+
+export interface DashboardUpdate {
+  update_id: string;
+  kind: "data" | "policy";
+  /** The new policy version, for a policy change. */
+  policy_hash: string;
+  reason: string;
+  scope: string;
+  position: number;
+  published_at: string;
+  applied: number;
+  failed: number;
+  pending: number;
+  complete: boolean;
+  trace_id: string;
+  trace_url: string;
+  clients: Array<{ client_id: string; state: DeliveryName; error: string; latency_ms: number }>;
+  /** How many addressed clients the list above leaves out. */
+  clients_omitted: number;
+}
+
+export interface DashboardState {
+  server: { head_position: number; log_id: string; started_at: string; uptime: number; client_count: number; clients_omitted: number; trace_links: boolean };
+  clients: DashboardClient[];
+  updates: DashboardUpdate[];
+}
