@@ -45,6 +45,9 @@ export class KafkaLog implements EventLog {
   private readonly readers = new Set<Consumer>();
   /** Messages skipped because they hold no event (counted, logged with their offset). */
   malformed = 0;
+  /** Periodic reads of the topic's offsets that failed (a metric), and the current failure. */
+  offsetRefreshFailures = 0;
+  private offsetRefreshError: string | undefined;
 
   constructor(private readonly options: KafkaLogOptions) {
     const logger = options.logger;
@@ -89,7 +92,7 @@ export class KafkaLog implements EventLog {
     const from = offsets.high - BigInt(this.options.window.maxEvents) > offsets.low ? offsets.high - BigInt(this.options.window.maxEvents) : offsets.low;
     await this.startTail(from);
     await this.waitForTail(offsets.high, signal);
-    this.refresher = setInterval(() => void this.refreshOffsets().catch(() => undefined), 5_000);
+    this.refresher = setInterval(() => void this.refreshOffsetsPeriodically(), 5_000);
     this.refresher.unref();
   }
 
@@ -159,6 +162,29 @@ export class KafkaLog implements EventLog {
       }
     }
     yield* this.window.read(cursor, signal);
+  }
+
+  /**
+   * Why the log is degraded, if it is: the topic's offsets (its retention start, and the
+   * high watermark behind the consumer-lag metric) could not be read lately.
+   */
+  problem(): string | undefined {
+    return this.offsetRefreshError === undefined ? undefined : `cannot read the offsets of ${this.options.topic}: ${this.offsetRefreshError}`;
+  }
+
+  /** The 5 s refresh: a failure is logged once per streak, counted, and shown in health. */
+  private async refreshOffsetsPeriodically(): Promise<void> {
+    try {
+      await this.refreshOffsets();
+      if (this.offsetRefreshError !== undefined) this.options.logger.info({ topic: this.options.topic }, "reading the topic's offsets works again");
+      this.offsetRefreshError = undefined;
+    } catch (error) {
+      if (this.controller.signal.aborted) return;
+      this.offsetRefreshFailures++;
+      const message = (error as Error).message;
+      if (this.offsetRefreshError === undefined) this.options.logger.warn({ topic: this.options.topic, err: message }, "cannot read the topic's offsets; retention and consumer lag are stale until it works again");
+      this.offsetRefreshError = message;
+    }
   }
 
   private async refreshOffsets(): Promise<{ low: bigint; high: bigint }> {

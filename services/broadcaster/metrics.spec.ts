@@ -31,3 +31,14 @@ test("with Kafka, the tail's lag is read at scrape time", async () => {
   lag = 0n;
   assert.match(await registry.metrics(), /opal_mesh_broadcaster_kafka_consumer_lag_messages 0/);
 });
+
+test("with Kafka, failed reads of the topic's offsets are counted, not swallowed", async () => {
+  const registry = new Registry();
+  let failures = 0;
+  new BroadcasterMetrics(registry, { backend: "kafka", offsetRefreshFailures: () => failures });
+  assert.match(await registry.metrics(), /opal_mesh_broadcaster_kafka_offset_refresh_failures_total 0/);
+  failures = 3;
+  assert.match(await registry.metrics(), /opal_mesh_broadcaster_kafka_offset_refresh_failures_total 3/);
+  failures = 4;
+  assert.match(await registry.metrics(), /opal_mesh_broadcaster_kafka_offset_refresh_failures_total 4/);
+});

@@ -12,6 +12,8 @@ export interface BroadcasterMetricsOptions {
   backend: LogBackendName;
   /** Kafka: messages in the topic the tail has not read yet. */
   consumerLag?: () => bigint;
+  /** Kafka: failed periodic reads of the topic's offsets. */
+  offsetRefreshFailures?: () => number;
 }
 
 export class BroadcasterMetrics {
@@ -32,6 +34,15 @@ export class BroadcasterMetrics {
     if (lag !== undefined) {
       new Gauge({ name: "opal_mesh_broadcaster_kafka_consumer_lag_messages", help: "Messages in the events topic the broadcaster's tailing consumer has not read yet (high watermark − consumed offset).", registers, collect() {
         this.set(Number(lag()));
+      } });
+    }
+    const refreshFailures = options.offsetRefreshFailures;
+    if (refreshFailures !== undefined) {
+      let counted = 0;
+      new Counter({ name: "opal_mesh_broadcaster_kafka_offset_refresh_failures_total", help: "Periodic reads of the events topic's offsets that failed (retention start and consumer lag go stale meanwhile).", registers, collect() {
+        const now = refreshFailures();
+        this.inc(Math.max(0, now - counted));
+        counted = now;
       } });
     }
   }

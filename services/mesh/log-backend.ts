@@ -13,13 +13,17 @@ export interface LogBackend {
   describe(): string;
   /** Kafka: messages in the topic the tail has not read yet. */
   consumerLag?: () => bigint;
+  /** Kafka: failed reads of the topic's offsets, for the metrics. */
+  offsetRefreshFailures?: () => number;
+  /** Why the log is degraded now, if it is (shown in the broadcaster's health). */
+  problem(): string | undefined;
 }
 
 export function createLogBackend(config: ServerConfig, logger: Logger, clientId: string): LogBackend {
   const broadcast = config.broadcast;
   if (broadcast.type === "memory") {
     const log = new MemoryLog(config.log);
-    return { log, start: () => Promise.resolve(), stop: () => Promise.resolve(), describe: () => "in-memory log" };
+    return { log, start: () => Promise.resolve(), stop: () => Promise.resolve(), describe: () => "in-memory log", problem: () => undefined };
   }
   const log = new KafkaLog({
     client: { ...kafkaClientConfig(broadcast, clientId), retry: { initialRetryTime: 300, retries: 8, maxRetryTime: 5_000 } },
@@ -30,5 +34,9 @@ export function createLogBackend(config: ServerConfig, logger: Logger, clientId:
     logger: logger.child({ component: "kafka" }),
     tracing: tracingFor(config.telemetry),
   });
-  return { log, start: (signal) => log.start(signal), stop: () => log.stop(), describe: () => `Kafka ${broadcast.brokers.join(",")} topic ${broadcast.topic}`, consumerLag: () => log.consumerLag() };
+  return { log, start: (signal) => log.start(signal), stop: () => log.stop(), describe: () => `Kafka ${broadcast.brokers.join(",")} topic ${broadcast.topic}`,
+    consumerLag: () => log.consumerLag(),
+    offsetRefreshFailures: () => log.offsetRefreshFailures,
+    problem: () => log.problem(),
+  };
 }

@@ -13,6 +13,7 @@ import type { ScopeStore } from "../common/scopes/scope-store.js";
 import { samePolicySource } from "../common/scopes/scope-json.js";
 import { BundleBuilder, inDirectories } from "./bundle/bundle-builder.js";
 import { GitSource } from "./git-source.js";
+import type { PolicySource } from "./types.js";
 import { type PolicyChange, PolicyWatcher } from "./watcher.js";
 
 export interface ScopeWatchersOptions {
@@ -26,6 +27,8 @@ export interface ScopeWatchersOptions {
   /** Publishes a scope's PolicyChanged; false when this process is not the publisher. */
   publish: (scope: string, change: PolicyChange) => Promise<boolean>;
   logger: Logger;
+  /** Wraps each scope's source so its checks and failed checks are counted (the metrics). */
+  measure?: (source: PolicySource) => PolicySource;
 }
 
 interface Watched {
@@ -73,7 +76,12 @@ export class ScopeWatchers {
   }
 
   async refreshAll(): Promise<void> {
-    await Promise.all([...this.watched.values()].map((watched) => watched.watcher.refresh().catch(() => undefined)));
+    // One scope's failure must not stop the others' refresh; it is in that scope's health.
+    await Promise.all(
+      [...this.watched.entries()].map(([scope, watched]) =>
+        watched.watcher.refresh().catch((error: unknown) => this.options.logger.warn({ scope, err: (error as Error).message }, "refreshing the scope's policy failed")),
+      ),
+    );
   }
 
   /** Scopes whose policy is not being served as it should, for the policy-watcher's health. */
@@ -86,7 +94,11 @@ export class ScopeWatchers {
   }
 
   announceAll(): Promise<void[]> {
-    return Promise.all([...this.watched.values()].map((watched) => watched.watcher.announceCurrent().catch(() => undefined)));
+    return Promise.all(
+      [...this.watched.entries()].map(([scope, watched]) =>
+        watched.watcher.announceCurrent().catch((error: unknown) => this.options.logger.error({ scope, err: (error as Error).message }, "announcing the scope's policy version failed; its clients learn it at the next change")),
+      ),
+    );
   }
 
   private watch(scope: Scope): void {
@@ -109,7 +121,7 @@ export class ScopeWatchers {
     const controller = new AbortController();
     signal.addEventListener("abort", () => controller.abort(), { once: true });
     const watcher = new PolicyWatcher({
-      source,
+      source: this.options.measure?.(source) ?? source,
       builder: new BundleBuilder({
         extensions: policy.extensions.length > 0 ? policy.extensions : [".rego", ".json"],
         policyExtensions: [".rego"],
@@ -130,8 +142,12 @@ export class ScopeWatchers {
     if (watched === undefined) return;
     this.watched.delete(id);
     watched.controller.abort();
-    await watched.source.stop().catch(() => undefined);
-    if (deleteClone) await rm(join(this.options.clonePath, id), { recursive: true, force: true }).catch(() => undefined);
+    const { logger, clonePath } = this.options;
+    await watched.source.stop().catch((error: unknown) => logger.warn({ scope: id, err: (error as Error).message }, "stopping the scope's policy source failed"));
+    if (deleteClone) {
+      const clone = join(clonePath, id);
+      await rm(clone, { recursive: true, force: true }).catch((error: unknown) => logger.warn({ scope: id, clone, err: (error as Error).message }, "removing the deleted scope's clone failed; remove it by hand"));
+    }
     this.options.logger.info({ scope: id }, deleteClone ? "scope deleted: its policy is no longer watched" : "stopped watching the scope's policy");
   }
 }

@@ -28,7 +28,7 @@ export class BroadcasterRole implements Role {
     metrics?: Registry,
   ) {
     this.backend = createLogBackend(config, logger.child({ service: "broadcaster" }), `opal-mesh-${this.name}`);
-    const measured = metrics === undefined ? undefined : new BroadcasterMetrics(metrics, { backend: config.broadcast.type, consumerLag: this.backend.consumerLag });
+    const measured = metrics === undefined ? undefined : new BroadcasterMetrics(metrics, { backend: config.broadcast.type, consumerLag: this.backend.consumerLag, offsetRefreshFailures: this.backend.offsetRefreshFailures });
     this.impl = createBroadcasterService(measured?.meter(this.backend.log) ?? this.backend.log);
     this.client = createClient(BroadcasterService, createRouterTransport((router) => router.service(BroadcasterService, this.impl)));
   }
@@ -39,7 +39,9 @@ export class BroadcasterRole implements Role {
 
   async health() {
     const head = this.backend.log.head();
-    return [create(ComponentHealthSchema, { component: "broadcaster", state: this.started ? HealthState.OK : HealthState.NOT_READY, message: `${this.backend.describe()}, head ${head.headPosition}` })];
+    const problem = this.backend.problem();
+    const state = !this.started ? HealthState.NOT_READY : problem === undefined ? HealthState.OK : HealthState.WARN;
+    return [create(ComponentHealthSchema, { component: "broadcaster", state, message: `${this.backend.describe()}, head ${head.headPosition}${problem === undefined ? "" : `; ${problem}`}` })];
   }
 
   async start(signal: AbortSignal): Promise<void> {

@@ -73,6 +73,7 @@ export class PolicyWatcherRole implements Role {
             cloneTimeoutMs: config.policy.type === "git" ? config.policy.cloneTimeoutMs : 0,
             environment: config.environment,
             logger: log,
+            measure: measured === undefined ? undefined : (source) => measured.source(source),
             publish: async (scope, { hash, oldHash, dirs }) => {
               if (!election.isLeader) return false;
               const { event, span } = policyChangedEvent({ hash, oldHash, dirs }, dirs.map((dir) => scopeTopic(scope, `policy:${dir}`)), scope, tracing);
