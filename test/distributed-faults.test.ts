@@ -216,8 +216,12 @@ test("5,000 updates under faults: every client equals an ordered replay", { time
     const outage = Date.now();
     await new Promise((resolve) => setTimeout(resolve, 10_000));
     await kafka.restart();
+    const back = Date.now();
     await publish(700);
-    return `broker away ${Date.now() - outage} ms; converged ${await allConverged()} ms after the last publish`;
+    const converged = await allConverged();
+    // The watchers' election group comes back too (their consumers reconnect with backoff).
+    await waitFor(() => electedPublisher(watchers), { timeoutMs: 60_000, message: "a policy publisher elected again after the broker came back" });
+    return `broker away ${back - outage} ms; converged ${converged} ms after the last publish; a publisher elected again ${Date.now() - back} ms after the broker was back`;
   });
 
   // The policy publisher dies; the other watcher is elected (after its 2 s session timeout)

@@ -72,7 +72,11 @@ export class KafkaLeaderElection implements LeaderElection {
       name: "election",
       logger: this.options.logger,
       onLost: () => this.set(false),
-      config: { groupId: this.options.group, sessionTimeout, heartbeatInterval: Math.max(500, Math.floor(sessionTimeout / 6)), rebalanceTimeout: sessionTimeout * 2 },
+      // The session timeout is how fast a dead leader is noticed. The rebalance timeout only
+      // bounds how long the coordinator waits for live members to rejoin (it ends as soon as
+      // they have): keep it generous, or members slow to reconnect after a broker outage are
+      // dropped from every round and nobody is elected.
+      config: { groupId: this.options.group, sessionTimeout, heartbeatInterval: Math.max(500, Math.floor(sessionTimeout / 6)), rebalanceTimeout: Math.max(30_000, sessionTimeout * 2) },
       setup: async (consumer) => {
         consumer.on(consumer.events.GROUP_JOIN, (event) => {
           const partitions = event.payload.memberAssignment[this.options.topic] ?? [];
