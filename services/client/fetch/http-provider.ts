@@ -1,6 +1,10 @@
-/** OPAL's HttpFetchProvider: method, headers, request body, is_json and process_data. */
+/**
+ * OPAL's HttpFetchProvider: method, headers, request body, is_json and process_data.
+ * Every request (and every redirect hop) goes through the FetchGuard first.
+ */
 import { request } from "undici";
 import { redactUrl } from "../../common/config/env-reader.js";
+import { closeWhenDone, FetchGuard } from "./fetch-guard.js";
 import { checkContentType, checkJsonStart, firstNonBlank } from "./json-check.js";
 import { FetchError, type FetchProvider, type FetchProviderContext, type FetchProviderPlugin, type FetchRequest, type OpenedBody } from "./types.js";
 
@@ -26,7 +30,28 @@ function readFailure(url: string, error: unknown): FetchError {
   return new FetchError(`reading ${redactUrl(url)} failed: ${(error as Error).message}`, true, { cause: error });
 }
 
-async function send({ url, config, signal }: FetchRequest, timeoutMs: number): Promise<Response> {
+const REDIRECTS = new Set([301, 302, 303, 307, 308]);
+const MAX_REDIRECTS = 5;
+/** Headers that carry the source's credentials: not sent on to another origin a redirect names. */
+const CREDENTIAL_HEADERS = ["authorization", "cookie", "proxy-authorization"];
+
+/** One request, to the addresses the guard checked (and only those). */
+async function sendOnce(guard: FetchGuard, url: string, method: string, headers: Record<string, string>, body: string | undefined, signal: AbortSignal, timeoutMs: number): Promise<Response> {
+  const target = await guard.check(url, method);
+  const dispatcher = guard.dispatcherFor(target);
+  try {
+    // Timeouts bound the wait for headers and each pause between body chunks, not the whole transfer.
+    const response = await request(url, { method: method as "GET", headers, body, signal, headersTimeout: timeoutMs, bodyTimeout: timeoutMs, dispatcher });
+    closeWhenDone(dispatcher);
+    return response;
+  } catch (error) {
+    void dispatcher.destroy().catch(() => undefined);
+    if (signal.aborted) throw error;
+    throw new FetchError(`could not fetch ${redactUrl(url)}: ${(error as Error).message}`, true, { cause: error });
+  }
+}
+
+async function send({ url, config, signal }: FetchRequest, timeoutMs: number, guard: FetchGuard): Promise<Response> {
   const method = typeof config.method === "string" ? config.method.toUpperCase() : "GET";
   if (!METHODS.has(method)) throw new FetchError(`config.method ${JSON.stringify(config.method)} is not an HTTP method`, false);
   const headers: Record<string, string> = {};
@@ -39,13 +64,23 @@ async function send({ url, config, signal }: FetchRequest, timeoutMs: number): P
     body = typeof config.data === "string" ? config.data : JSON.stringify(config.data);
     headers["content-type"] ??= "application/json";
   }
-  let response: Response;
-  try {
-    // Timeouts bound the wait for headers and each pause between body chunks, not the whole transfer.
-    response = await request(url, { method: method as "GET", headers, body, signal, headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
-  } catch (error) {
-    if (signal.aborted) throw error;
-    throw new FetchError(`could not fetch ${redactUrl(url)}: ${(error as Error).message}`, true, { cause: error });
+  let current = url;
+  let response = await sendOnce(guard, current, method, headers, body, signal, timeoutMs);
+  // Redirects of a GET are followed (as OPAL's aiohttp does), each hop checked by the guard
+  // as if published; a redirected write is not: its body would go where the source says.
+  for (let hop = 0; REDIRECTS.has(response.statusCode) && typeof response.headers.location === "string"; hop++) {
+    discard(response);
+    if (method !== "GET") throw new FetchError(`${redactUrl(current)} answered ${response.statusCode} (a redirect); redirects are followed for GET only`, false);
+    if (hop >= MAX_REDIRECTS) throw new FetchError(`${redactUrl(url)} redirected more than ${MAX_REDIRECTS} times`, false);
+    let next: URL;
+    try {
+      next = new URL(response.headers.location, current);
+    } catch {
+      throw new FetchError(`${redactUrl(current)} redirected to an invalid URL`, false);
+    }
+    if (next.origin !== new URL(current).origin) for (const name of CREDENTIAL_HEADERS) delete headers[name];
+    current = next.toString();
+    response = await sendOnce(guard, current, method, headers, undefined, signal, timeoutMs);
   }
   if (response.statusCode >= 400) {
     // Only the start of an error page: it may be as big as the document we wanted.
@@ -60,7 +95,7 @@ async function send({ url, config, signal }: FetchRequest, timeoutMs: number): P
     } finally {
       discard(response);
     }
-    throw new FetchError(`${redactUrl(url)} answered ${response.statusCode}: ${excerpt.slice(0, 200)}`, isRetryableStatus(response.statusCode));
+    throw new FetchError(`${redactUrl(current)} answered ${response.statusCode}: ${excerpt.slice(0, 200)}`, isRetryableStatus(response.statusCode));
   }
   return response;
 }
@@ -71,11 +106,12 @@ function declaredLength(response: Response): number | undefined {
 }
 
 export function createHttpFetchProvider(context: FetchProviderContext): FetchProvider {
+  const guard = context.guard ?? FetchGuard.withoutEndpoints();
   return {
     name: "HttpFetchProvider",
     async fetch(fetchRequest: FetchRequest): Promise<Uint8Array> {
       const { url, config } = fetchRequest;
-      const response = await send(fetchRequest, context.timeoutMs);
+      const response = await send(fetchRequest, context.timeoutMs, guard);
       let bytes: Uint8Array;
       try {
         bytes = new Uint8Array(await response.body.arrayBuffer());
@@ -93,7 +129,7 @@ export function createHttpFetchProvider(context: FetchProviderContext): FetchPro
       const { url, config, signal } = fetchRequest;
       // is_json=false wraps the text as a JSON string: a transformation, done in fetch().
       if (config.is_json === false) return undefined;
-      const response = await send(fetchRequest, context.timeoutMs);
+      const response = await send(fetchRequest, context.timeoutMs, guard);
       const length = declaredLength(response);
       const iterator = (response.body as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
       const head: Buffer[] = [];

@@ -5,6 +5,7 @@
  */
 import pg from "pg";
 import { redactUrl } from "../../common/config/env-reader.js";
+import { FetchGuard } from "./fetch-guard.js";
 import { FetchError, type FetchProvider, type FetchProviderContext, type FetchProviderPlugin, type FetchRequest } from "./types.js";
 
 // PostgreSQL error classes worth retrying: connection problems, resources, and operator intervention.
@@ -58,13 +59,34 @@ function connectionString(url: string, value: unknown): string {
   return parsed.href;
 }
 
+/**
+ * Where the connection goes (connection_params override the URL): checked by the guard,
+ * so no entry points the client at its own OPA or API. (node-postgres resolves the host
+ * itself; the wire protocol cannot carry an HTTP request, so a rebinding gains nothing.)
+ */
+async function checkTarget(guard: FetchGuard, url: string, value: unknown): Promise<void> {
+  const params = connectionParams(value);
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return;
+  }
+  const host = params.host ?? parsed.searchParams.get("host") ?? parsed.hostname;
+  if (host === "" || host.startsWith("/")) return;
+  const port = String(params.port ?? parsed.searchParams.get("port") ?? parsed.port);
+  await guard.check(`postgresql://${host.includes(":") && !host.startsWith("[") ? `[${host}]` : host}${port === "" ? "" : `:${port}`}/`);
+}
+
 export function createPostgresFetchProvider(context: FetchProviderContext): FetchProvider {
+  const guard = context.guard ?? FetchGuard.withoutEndpoints();
   return {
     name: "PostgresFetchProvider",
     async fetch({ url, config, signal }: FetchRequest): Promise<Uint8Array> {
       if (typeof config.query !== "string" || config.query.trim() === "") {
         throw new FetchError("config.query must be the SQL query to run", false);
       }
+      await checkTarget(guard, url, config.connection_params);
       const dictMode = config.dict_mode !== false;
       const fetchOne = config.fetch_one === true;
       const client = new pg.Client({

@@ -4,6 +4,7 @@
  * that export `fetchProviders` (or a default export) of FetchProviderPlugin.
  */
 import type { Logger } from "../../common/logger.js";
+import type { FetchGuard } from "./fetch-guard.js";
 
 export interface FetchRequest {
   url: string;
@@ -41,6 +42,12 @@ export interface FetchProviderContext {
   logger: Logger;
   /** Per attempt: time allowed for the source to answer. */
   timeoutMs: number;
+  /**
+   * Checks every URL before a connection (the client's own OPA and API, metadata and
+   * link-local addresses, methods other than GET); a provider that connects anywhere
+   * calls it. Absent: one that knows no own endpoints and has no allow-list.
+   */
+  guard?: FetchGuard;
 }
 
 export interface FetchProviderPlugin {
