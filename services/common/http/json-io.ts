@@ -1,33 +1,16 @@
 /** Small helpers for OPAL's JSON REST routes. */
+import type { ServerResponse } from "node:http";
 import { jsonDepth } from "../json-depth.js";
-import type { IncomingMessage, ServerResponse } from "node:http";
-import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
+import { requireJsonContentType } from "./content-type.js";
+import { HttpError, type HttpRequest, type HttpResponse } from "./http-error.js";
+import { readBody } from "./request-body.js";
 
-export type HttpRequest = IncomingMessage | Http2ServerRequest;
-export type HttpResponse = ServerResponse | Http2ServerResponse;
+export { HttpError, type HttpRequest, type HttpResponse } from "./http-error.js";
+export { readBody } from "./request-body.js";
 
-export class HttpError extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-    readonly body?: unknown,
-  ) {
-    super(message);
-  }
-}
-
-export async function readBody(request: HttpRequest, maxBytes: number): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of request as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > maxBytes) throw new HttpError(413, `request body exceeds ${maxBytes} bytes`);
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks);
-}
-
+/** The body as JSON: 415 unless it says it is JSON in UTF-8, 413 past `maxBytes`, 400/422 when it is not (deep) JSON. */
 export async function readJson(request: HttpRequest, maxBytes: number, maxDepth = 64): Promise<unknown> {
+  requireJsonContentType(request);
   const body = await readBody(request, maxBytes);
   if (body.length === 0) throw new HttpError(422, "the request body is empty; expected JSON");
   let value: unknown;

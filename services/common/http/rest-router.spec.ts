@@ -200,7 +200,7 @@ test("an error after the headers were sent aborts the response", async (t) => {
   const base = await serve(t, router());
   // Depending on timing the client sees the headers or not; it must never see a complete response.
   await assert.rejects(async () => {
-    const response = await request(`${base}/errors/after-headers`, { method: "POST", body: "{}" });
+    const response = await request(`${base}/errors/after-headers`, { method: "POST", body: "{}", headers: { "content-type": "application/json" } });
     await response.body.text();
   }, { code: "UND_ERR_SOCKET" });
 });
@@ -219,4 +219,38 @@ test("malformed request targets are answered, not thrown", async (t) => {
       assert.ok(response.status === 400 || response.status === 404, `got ${response.status}`);
     });
   }
+});
+
+test("a body that does not say it is JSON is 415 before any handler runs, whether or not the route reads it", async (t) => {
+  let ran = 0;
+  const rest = router().add({
+    method: "POST",
+    auth: "open",
+    path: "/ignores-body",
+    handle: (_request, response) => {
+      ran++;
+      sendJson(response, 200, { status: "ok" });
+    },
+  });
+  const base = await serve(t, rest);
+  const cases: Array<[string, string, Record<string, string>]> = [
+    ["text/plain to a route that reads JSON", "/echo", { "content-type": "text/plain" }],
+    ["no content type", "/echo", {}],
+    ["UTF-16", "/echo", { "content-type": "application/json; charset=utf-16" }],
+    ["a form to a route that ignores its body", "/ignores-body", { "content-type": "application/x-www-form-urlencoded" }],
+  ];
+  for (const [name, path, headers] of cases) {
+    await t.test(name, async () => {
+      const response = await request(`${base}${path}`, { method: "POST", headers, body: '{"a":1}' });
+      const json = (await response.body.json()) as { detail: string };
+      assert.equal(response.statusCode, 415);
+      assert.match(json.detail, /expected application\/json/);
+    });
+  }
+  assert.equal(ran, 0);
+  const without = await request(`${base}/ignores-body`, { method: "POST" });
+  assert.equal(without.statusCode, 200, "a POST without a body needs no content type");
+  await without.body.dump();
+  const merge = await request(`${base}/echo`, { method: "POST", headers: { "content-type": "application/merge-patch+json" }, body: '{"a":1}' });
+  assert.deepEqual([merge.statusCode, await merge.body.json()], [200, { a: 1 }]);
 });

@@ -4,7 +4,9 @@
  */
 import type { Security } from "../auth/security.js";
 import { AuthError, type PeerType, type Principal } from "../auth/tokens.js";
+import { hasBody, requireJsonContentType } from "./content-type.js";
 import { type HttpRequest, HttpError, type HttpResponse, sendError } from "./json-io.js";
+import { endUnreadBody } from "./request-body.js";
 
 export interface RestContext {
   params: Record<string, string>;
@@ -88,12 +90,15 @@ export class RestRouter {
       if (Array.isArray(route.auth) && this.security !== undefined) {
         context.principal = await (await this.security.authenticator()).authenticate(request.headers.authorization, route.auth as readonly PeerType[]);
       }
+      // Every REST body is JSON, whether or not the route reads it (webhooks included).
+      if (route.method !== "GET" && route.method !== "DELETE" && hasBody(request)) requireJsonContentType(request);
       await route.handle(request, response, context);
     } catch (error) {
       if (response.headersSent) {
         response.destroy();
         return;
       }
+      endUnreadBody(request, response);
       if (error instanceof AuthError) sendError(response, error.status, error.message);
       else if (error instanceof HttpError) sendError(response, error.status, error.body ?? error.message);
       else sendError(response, 500, "internal error");
