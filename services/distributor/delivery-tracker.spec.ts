@@ -395,3 +395,93 @@ test(
     assert.equal((await waiting.promise).known, false);
   },
 );
+
+function disconnectedCounts(status: UpdateStatus): { pending: number; disconnected: number; complete: boolean } {
+  return { pending: status.pending, disconnected: status.disconnected, complete: status.complete };
+}
+
+test("a client whose stream ended is disconnected for what it has not acknowledged, not pending", async (t) => {
+  const { DISCONNECTED } = DeliveryState;
+  await t.test("it leaves after the dispatch", () => {
+    const tracker = new DeliveryTracker({ maxUpdates: 10 });
+    tracker.dispatched(dataEvent(1n, "u1"), ["a", "b", "c"]);
+    tracker.acknowledged("c", applied(1n));
+    tracker.clientDisconnected("b");
+    tracker.clientDisconnected("c");
+    assert.deepEqual(clients(tracker.status("u1")), [["a", PENDING, ""], ["b", DISCONNECTED, ""], ["c", APPLIED, ""]], "an ACK before leaving still counts");
+    assert.deepEqual(disconnectedCounts(tracker.status("u1")), { pending: 1, disconnected: 1, complete: false });
+    tracker.acknowledged("a", applied(1n));
+    assert.deepEqual(disconnectedCounts(tracker.status("u1")), { pending: 0, disconnected: 1, complete: true });
+  });
+  await t.test("it had left before the dispatch (listed, as it may come back)", () => {
+    const tracker = new DeliveryTracker({ maxUpdates: 10 });
+    tracker.clientConnected("a", 0n);
+    tracker.clientDisconnected("a");
+    tracker.dispatched(dataEvent(2n, "u2"), ["a"]);
+    assert.deepEqual(clients(tracker.status("u2")), [["a", DISCONNECTED, ""]]);
+    assert.equal(tracker.status("u2").complete, true);
+  });
+  const resumeCases: Array<[string, bigint, DeliveryState]> = [
+    ["it resumes from before the update: pending again", 4n, PENDING],
+    ["it resumes from the update's position: that stream will not deliver it", 5n, DISCONNECTED],
+    ["it starts fresh at a later head", 9n, DISCONNECTED],
+  ];
+  for (const [name, deliversAfter, state] of resumeCases) {
+    await t.test(name, () => {
+      const tracker = new DeliveryTracker({ maxUpdates: 10 });
+      tracker.dispatched(dataEvent(5n, "u5"), ["a"]);
+      tracker.clientDisconnected("a");
+      tracker.clientConnected("a", deliversAfter);
+      assert.deepEqual(clients(tracker.status("u5")), [["a", state, ""]]);
+    });
+  }
+  await t.test("its ACK after resuming makes it applied", () => {
+    const tracker = new DeliveryTracker({ maxUpdates: 10 });
+    tracker.dispatched(dataEvent(5n, "u5"), ["a"]);
+    tracker.clientDisconnected("a");
+    tracker.acknowledged("a", applied(5n));
+    assert.deepEqual(clients(tracker.status("u5")), [["a", APPLIED, ""]]);
+    assert.deepEqual(disconnectedCounts(tracker.status("u5")), { pending: 0, disconnected: 0, complete: true });
+  });
+});
+
+test("wait() does not wait on a client that disconnects", LIMIT, async (t) => {
+  const tracker = new DeliveryTracker({ maxUpdates: 10 });
+  tracker.dispatched(dataEvent(1n, "u1"), ["a", "b"]);
+  const waiting = watch(tracker.wait("u1", 1n, LONG_WAIT_MS, testSignal(t).signal));
+  tracker.acknowledged("a", applied(1n));
+  await turn();
+  assert.equal(waiting.settled, false, "b is still pending");
+  tracker.clientDisconnected("b");
+  await turn();
+  assert.equal(waiting.settled, true, "answered as soon as b left");
+  const status = await waiting.promise;
+  assert.deepEqual(disconnectedCounts(status), { pending: 0, disconnected: 1, complete: true });
+  assert.deepEqual(clients(status), [["a", APPLIED, ""], ["b", DeliveryState.DISCONNECTED, ""]]);
+});
+
+test("wait() answers at once when every pending client has already left", LIMIT, async (t) => {
+  const tracker = new DeliveryTracker({ maxUpdates: 10 });
+  tracker.dispatched(dataEvent(1n, "u1"), ["a"]);
+  tracker.clientDisconnected("a");
+  const status = await tracker.wait("u1", 1n, LONG_WAIT_MS, testSignal(t).signal);
+  assert.deepEqual(disconnectedCounts(status), { pending: 0, disconnected: 1, complete: true });
+});
+
+test("wait() waits again on a client that resumes from before the update, until it ACKs", LIMIT, async (t) => {
+  const tracker = new DeliveryTracker({ maxUpdates: 10 });
+  tracker.dispatched(dataEvent(3n, "u3"), ["a", "b"]);
+  tracker.clientDisconnected("b");
+  const waiting = watch(tracker.wait("u3", 3n, LONG_WAIT_MS, testSignal(t).signal));
+  tracker.clientConnected("b", 2n);
+  tracker.acknowledged("a", applied(3n));
+  await turn();
+  assert.equal(waiting.settled, false, "b resumed before u3: its stream delivers it");
+  tracker.clientConnected("b", 2n);
+  await turn();
+  assert.equal(waiting.settled, false, "a second stream of b (replacing the first) counts once");
+  tracker.acknowledged("b", applied(3n));
+  await turn();
+  assert.equal(waiting.settled, true);
+  assert.deepEqual(counts(await waiting.promise), { applied: 2, failed: 0, pending: 0, complete: true });
+});

@@ -1,8 +1,14 @@
 /**
  * Fleet-wide delivery, as one distributor sees it: for every data update (and policy
  * change) dispatched, the clients it was addressed to and their ACKs. Answers "applied by
- * 97 clients, failed on 1 (error…), pending on 2", lets a publisher wait for "every
- * client", and lists the recent updates for the dashboard.
+ * 97 clients, failed on 1 (error…), pending on 2, disconnected 1", lets a publisher wait
+ * for "every client", and lists the recent updates for the dashboard.
+ *
+ * An update is addressed to the clients connected when it is dispatched (and to those that
+ * left shortly before: they may resume). A client whose stream has ended and that has not
+ * acknowledged it is *disconnected* for it, not pending: waiting never waits on it, so a
+ * client that left does not hold every `?wait=true` publish to its timeout. When it
+ * resumes from before the update it is pending again, and its ACK makes it applied.
  */
 import { create } from "@bufbuild/protobuf";
 import { AckStatus, type Ack } from "../../gen/opal/mesh/v1/distributor_pb.js";
@@ -10,6 +16,7 @@ import { ClientDeliverySchema, DeliveryState, type UpdateStatus, UpdateStatusSch
 import type { Event } from "../../gen/opal/mesh/v1/event_pb.js";
 import { scopeOfTopic } from "../common/scopes/scoped-topics.js";
 import { traceIdOf } from "../common/telemetry/tracing.js";
+import { ClientPresence } from "./client-presence.js";
 
 export { traceIdOf };
 
@@ -37,8 +44,11 @@ interface UpdateRecord {
   /** The scopes its topics belong to (one, unless the event was built by hand). */
   scopes: string[];
   clients: Map<string, ClientRecord>;
-  /** Clients in `clients` still pending, kept as ACKs come so waiting needs no scan per ACK. */
-  pending: number;
+  /**
+   * While someone waits on it: its clients still pending and reachable (connected), kept
+   * as ACKs and disconnects come so waiting needs no scan per ACK.
+   */
+  live: number;
   waiters: Set<() => void>;
 }
 
@@ -73,6 +83,9 @@ export class DeliveryTracker {
   private readonly dispatchWaiters = new Set<() => void>();
   private dispatchedHead = 0n;
   private clientRecords = 0;
+  private readonly presence = new ClientPresence();
+  /** Records someone waits on (few): the only ones whose `live` count is kept. */
+  private readonly watched = new Set<UpdateRecord>();
 
   constructor(private readonly options: DeliveryTrackerOptions) {}
 
@@ -94,11 +107,10 @@ export class DeliveryTracker {
         reason: payload.case === "dataUpdate" ? payload.value.reason : "",
         scopes: [...new Set(event.topics.map(scopeOfTopic))],
         clients: new Map(),
-        pending: 0,
+        live: 0,
         waiters: new Set(),
       };
       for (const clientId of addressed) record.clients.set(clientId, PENDING_RECORD);
-      record.pending = record.clients.size;
       // A position seen again (the log behind was replaced) replaces the older record and
       // moves to the newest end, so the listing stays in dispatch order.
       const previous = this.byPosition.get(record.position);
@@ -119,14 +131,27 @@ export class DeliveryTracker {
     const failed = ack.status === AckStatus.FAILED;
     const previous = record.clients.get(clientId);
     if (previous === undefined) this.clientRecords++;
-    else if (previous.state === DeliveryState.PENDING) record.pending--;
+    else if (this.watched.has(record) && this.isLive(clientId, record, previous)) record.live--;
     const latencyMs = Math.max(0, Date.now() - record.publishedAt);
     record.clients.set(clientId, { state: failed ? DeliveryState.FAILED : DeliveryState.APPLIED, error: failed ? ack.error : "", latencyMs });
     this.options.onAcknowledged?.(record.kind, latencyMs, failed);
     this.settle(record);
   }
 
-  /** A client whose updates are addressed but who left: it stays pending (it may resume). */
+  /**
+   * A client's stream opened: it delivers the events after `deliversAfter` (its resume
+   * position, or the head for a fresh client). Its unacknowledged updates after that
+   * position are pending again; those before stay disconnected.
+   */
+  clientConnected(clientId: string, deliversAfter: bigint): void {
+    this.changePresence(clientId, () => this.presence.connected(clientId, deliversAfter));
+  }
+
+  /** A client's last stream ended: what it has not acknowledged is disconnected, not pending. */
+  clientDisconnected(clientId: string): void {
+    this.changePresence(clientId, () => this.presence.disconnected(clientId));
+  }
+
   status(updateId: string): UpdateStatus {
     const record = this.byId.get(updateId);
     if (record === undefined) return create(UpdateStatusSchema, { updateId, known: false });
@@ -148,11 +173,17 @@ export class DeliveryTracker {
     let applied = 0;
     let failed = 0;
     let pending = 0;
+    let disconnected = 0;
     const clients = [...record.clients].map(([clientId, client]) => {
-      if (client.state === DeliveryState.APPLIED) applied++;
-      else if (client.state === DeliveryState.FAILED) failed++;
-      else pending++;
-      return create(ClientDeliverySchema, { clientId, state: client.state, error: client.error, latencyMs: BigInt(client.latencyMs) });
+      let state = client.state;
+      if (state === DeliveryState.APPLIED) applied++;
+      else if (state === DeliveryState.FAILED) failed++;
+      else if (this.presence.reaches(clientId, record.position)) pending++;
+      else {
+        state = DeliveryState.DISCONNECTED;
+        disconnected++;
+      }
+      return create(ClientDeliverySchema, { clientId, state, error: client.error, latencyMs: BigInt(client.latencyMs) });
     });
     clients.sort((a, b) => a.clientId.localeCompare(b.clientId));
     return create(UpdateStatusSchema, {
@@ -163,6 +194,7 @@ export class DeliveryTracker {
       applied,
       failed,
       pending,
+      disconnected,
       known: true,
       traceId: record.traceId,
       publishedAtUnixMs: BigInt(record.dispatchedAt),
@@ -171,7 +203,8 @@ export class DeliveryTracker {
 
   /**
    * Waits until the update is dispatched (its position reached) and no addressed client is
-   * pending, or until the deadline; then answers with its status.
+   * pending (each applied it, failed, or is disconnected), or until the deadline; then
+   * answers with its status.
    */
   async wait(updateId: string, position: bigint, timeoutMs: number, signal: AbortSignal): Promise<UpdateStatus> {
     const deadline = Date.now() + timeoutMs;
@@ -195,9 +228,45 @@ export class DeliveryTracker {
     };
     await until(() => this.byId.has(updateId) || (position > 0n && this.dispatchedHead >= position), this.dispatchWaiters);
     const record = this.byId.get(updateId);
-    // Done when nobody is pending, or when the record was forgotten (too old to follow).
-    if (record !== undefined) await until(() => !this.byId.has(updateId) || record.pending === 0, record.waiters);
+    // Done when nobody reachable is pending, or when the record was forgotten (too old to follow).
+    if (record !== undefined) {
+      this.watch(record);
+      try {
+        await until(() => !this.byId.has(updateId) || record.live === 0, record.waiters);
+      } finally {
+        if (record.waiters.size === 0) this.watched.delete(record);
+      }
+    }
     return this.status(updateId);
+  }
+
+  /** Pending, and its stream can still deliver it. */
+  private isLive(clientId: string, record: UpdateRecord, client: ClientRecord): boolean {
+    return client.state === DeliveryState.PENDING && this.presence.reaches(clientId, record.position);
+  }
+
+  private watch(record: UpdateRecord): void {
+    if (this.watched.has(record)) return;
+    let live = 0;
+    for (const [clientId, client] of record.clients) if (this.isLive(clientId, record, client)) live++;
+    record.live = live;
+    this.watched.add(record);
+  }
+
+  /** Applies a presence change and keeps the watched records' live counts (O(watched), not O(updates)). */
+  private changePresence(clientId: string, change: () => void): void {
+    const before = [...this.watched].map((record) => {
+      const client = record.clients.get(clientId);
+      return client !== undefined && this.isLive(clientId, record, client);
+    });
+    change();
+    [...this.watched].forEach((record, index) => {
+      const client = record.clients.get(clientId);
+      const now = client !== undefined && this.isLive(clientId, record, client);
+      if (now === before[index]) return;
+      record.live += now ? 1 : -1;
+      this.settle(record);
+    });
   }
 
   private settle(record: UpdateRecord): void {

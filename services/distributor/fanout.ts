@@ -48,8 +48,15 @@ export function encodeResync(reason: string, headPosition: bigint): Uint8Array {
 export interface FanoutOptions {
   /** Sees every dispatched event with the clients it was addressed to. */
   onDispatch?: (event: Event, addressed: string[]) => void;
-  /** How long a client that left still counts as addressed (it may resume and ACK). */
+  /**
+   * How long a client that left is still listed among an update's clients (as
+   * disconnected: nothing waits on it; it may resume and ACK).
+   */
   leftClientTtlMs?: number;
+  /** A client's stream opened; it delivers the events after `deliversAfter`. */
+  onClientConnected?: (clientId: string, deliversAfter: bigint) => void;
+  /** A client's last open stream ended. */
+  onClientDisconnected?: (clientId: string) => void;
   tracing?: Tracing;
   /** The log's name, for spans. */
   logName?: string;
@@ -64,7 +71,7 @@ function withTraceContext(event: Event, carrier: TraceCarrier | undefined): Even
 export class Fanout {
   private readonly sessions = new Set<ClientSession>();
   /** Open sessions per client id, so a disconnect needs no scan of every session (10,000 leaving at once was O(N²)). */
-  private readonly openByClient = new Map<string, number>();
+  private readonly openByClient = new Map<string, Set<ClientSession>>();
   /** Clients that disconnected recently: their topics, and when they left. */
   private readonly recentlyLeft = new Map<string, { topics: readonly string[]; leftAt: number }>();
   private headPosition = 0n;
@@ -117,22 +124,30 @@ export class Fanout {
     this.listeners.push(listener);
   }
 
-  register(session: ClientSession): void {
+  /** The client's open sessions (one, but for the moment a new stream replaces an old one). */
+  sessionsOf(clientId: string): ClientSession[] {
+    return [...(this.openByClient.get(clientId) ?? [])];
+  }
+
+  /** `deliversAfter`: the position after which this session sends events (its resume point, or the head). */
+  register(session: ClientSession, deliversAfter: bigint = session.sentPosition): void {
     if (this.sessions.has(session)) return;
     this.sessions.add(session);
-    this.openByClient.set(session.clientId, (this.openByClient.get(session.clientId) ?? 0) + 1);
+    const open = this.openByClient.get(session.clientId) ?? new Set<ClientSession>();
+    open.add(session);
+    this.openByClient.set(session.clientId, open);
     this.recentlyLeft.delete(session.clientId);
+    this.options.onClientConnected?.(session.clientId, deliversAfter);
   }
 
   unregister(session: ClientSession): void {
     if (!this.sessions.delete(session)) return;
-    const open = (this.openByClient.get(session.clientId) ?? 1) - 1;
-    if (open > 0) {
-      this.openByClient.set(session.clientId, open);
-      return;
-    }
+    const open = this.openByClient.get(session.clientId);
+    open?.delete(session);
+    if (open !== undefined && open.size > 0) return;
     this.openByClient.delete(session.clientId);
     this.recentlyLeft.set(session.clientId, { topics: session.topics, leftAt: Date.now() });
+    this.options.onClientDisconnected?.(session.clientId);
   }
 
   /** Resolves once the first subscription is live, so sessions get a meaningful head. */

@@ -8,20 +8,31 @@ import { ClientSession, type FrameSink } from "./session.js";
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
-/** Records what the session writes; `backlog` is how many frames the transport has not flushed. */
+/** Records what the session writes; `backlog` (`backlogBytes`) is what the transport has not flushed. */
 class FakeSink implements FrameSink {
   readonly frames: string[] = [];
   readonly failures: Array<[string, string]> = [];
   backlog = 0;
+  backlogBytes = 0;
 
   write(frame: Uint8Array): boolean {
     this.frames.push(decoder.decode(frame));
     this.backlog++;
+    this.backlogBytes += frame.byteLength;
     return true;
   }
 
   buffered(): number {
     return this.backlog;
+  }
+
+  bufferedBytes(): number {
+    return this.backlogBytes;
+  }
+
+  drained(): void {
+    this.backlog = 0;
+    this.backlogBytes = 0;
   }
 
   fail(code: "resource_exhausted" | "unavailable" | "data_loss", message: string): void {
@@ -42,9 +53,9 @@ function names(...positions: number[]): string[] {
   return positions.map((position) => `event-${position}`);
 }
 
-function newSession(maxBufferedFrames = 1000, topics: string[] = ["a"]) {
+function newSession(maxFrames = 1000, topics: string[] = ["a"], maxBytes = 1024 * 1024 * 1024) {
   const sink = new FakeSink();
-  const session = new ClientSession("client-1", topics, "127.0.0.1:5000", sink, maxBufferedFrames);
+  const session = new ClientSession("client-1", topics, "127.0.0.1:5000", sink, { maxFrames, maxBytes });
   return { sink, session };
 }
 
@@ -196,7 +207,7 @@ test("a client that does not read is terminated with resource_exhausted", async 
     const { sink, session } = newSession(2);
     for (let position = 1; position <= 10; position++) {
       deliver(session, position);
-      sink.backlog = 0;
+      sink.drained();
     }
     assert.equal(session.isClosed, false);
     assert.equal(sink.frames.length, 10);
@@ -212,6 +223,52 @@ test("a client that does not read is terminated with resource_exhausted", async 
     deliver(session, 4);
     session.sendCatchUp(frame(5n), 5n);
     assert.deepEqual(sink.frames, names(1, 2));
+  });
+});
+
+/** A frame of `bytes` bytes for position `position`, recognisable as "event-<position>…". */
+function sized(position: bigint, bytes: number): Uint8Array {
+  const name = encoder.encode(`event-${position}`);
+  const out = new Uint8Array(bytes);
+  out.set(name.subarray(0, bytes));
+  return out;
+}
+
+test("a client past the byte bound is terminated, naming the bound and where it resumes", async (t) => {
+  const cases: Array<{ name: string; sizes: number[]; maxBytes: number; closedAfter: number | undefined }> = [
+    { name: "under the bound", sizes: [100, 100], maxBytes: 250, closedAfter: undefined },
+    { name: "at the bound exactly", sizes: [100, 150], maxBytes: 250, closedAfter: undefined },
+    { name: "one byte over", sizes: [100, 151], maxBytes: 250, closedAfter: 2 },
+    { name: "a single frame larger than the bound still goes", sizes: [1000], maxBytes: 250, closedAfter: undefined },
+    { name: "but nothing may queue behind it", sizes: [1000, 10], maxBytes: 250, closedAfter: 2 },
+  ];
+  for (const { name, sizes, maxBytes, closedAfter } of cases) {
+    await t.test(name, () => {
+      const { sink, session } = newSession(1000, ["a"], maxBytes);
+      session.recordAck(create(AckSchema, { position: 0n, status: AckStatus.APPLIED }));
+      sizes.forEach((bytes, index) => session.deliver(sized(BigInt(index + 1), bytes), event(BigInt(index + 1))));
+      assert.equal(session.isClosed, closedAfter !== undefined);
+      if (closedAfter === undefined) return;
+      assert.equal(sink.frames.length, closedAfter, "the frame that crossed the bound was the last one written");
+      assert.deepEqual(sink.failures.map(([code]) => code), ["resource_exhausted"]);
+      assert.match(sink.failures[0]?.[1] ?? "", new RegExp(`send buffer over ${maxBytes} bytes \\(${closedAfter} events waiting\\); resume from position 0`));
+    });
+  }
+  await t.test("the message names the last position the client acknowledged", () => {
+    const { sink, session } = newSession(1000, ["a"], 150);
+    session.deliver(sized(1n, 100), event(1n));
+    session.recordAck(create(AckSchema, { position: 1n, status: AckStatus.APPLIED }));
+    session.deliver(sized(2n, 100), event(2n));
+    assert.match(sink.failures[0]?.[1] ?? "", /resume from position 1$/);
+  });
+  await t.test("a transport that drains is never terminated, however many bytes pass", () => {
+    const { sink, session } = newSession(1000, ["a"], 150);
+    for (let position = 1n; position <= 20n; position++) {
+      session.deliver(sized(position, 100), event(position));
+      sink.drained();
+    }
+    assert.equal(session.isClosed, false);
+    assert.equal(sink.frames.length, 20);
   });
 });
 

@@ -14,8 +14,16 @@ export interface FrameSink {
   write(frame: Uint8Array): boolean;
   /** Frames accepted but not yet flushed to the network. */
   buffered(): number;
+  /** The same, in encoded bytes. */
+  bufferedBytes(): number;
   /** Ends the stream with an error the client will see (it reconnects and resumes). */
-  fail(code: "resource_exhausted" | "unavailable" | "data_loss", message: string): void;
+  fail(code: "resource_exhausted" | "unavailable" | "data_loss" | "aborted", message: string): void;
+}
+
+/** How much may wait to be sent to one client before it is dropped (it resumes by itself). */
+export interface SendLimits {
+  maxFrames: number;
+  maxBytes: number;
 }
 
 interface PendingFrame {
@@ -43,7 +51,7 @@ export class ClientSession {
     readonly topics: readonly string[],
     readonly peer: string,
     private readonly sink: FrameSink,
-    private readonly maxBufferedFrames: number,
+    private readonly limits: SendLimits,
     /** The scope the client joined; its topics are already inside it. */
     readonly scope: string = DEFAULT_SCOPE,
   ) {}
@@ -111,6 +119,7 @@ export class ClientSession {
     return changed;
   }
 
+  /** Stops delivery and lets go of every frame held for the client. */
   close(): void {
     this.closed = true;
     this.pendingLive = [];
@@ -133,9 +142,14 @@ export class ClientSession {
     this.deliveredPosition = position;
     this.sink.write(frame);
     // A client that stops reading must not grow our memory without bound: drop it; it
-    // reconnects and resumes from its position.
-    if (this.sink.buffered() > this.maxBufferedFrames) {
-      this.terminate("resource_exhausted", `client is too slow: more than ${this.maxBufferedFrames} events waiting to be sent`);
+    // reconnects and resumes from the position it applied. One frame larger than the byte
+    // bound alone still goes (else that client could never get past it).
+    const frames = this.sink.buffered();
+    const bytes = this.sink.bufferedBytes();
+    if (frames > this.limits.maxFrames) {
+      this.terminate("resource_exhausted", `client is too slow: more than ${this.limits.maxFrames} events waiting to be sent; resume from position ${this.ackedPosition}`);
+    } else if (bytes > this.limits.maxBytes && frames > 1) {
+      this.terminate("resource_exhausted", `client is too slow: send buffer over ${this.limits.maxBytes} bytes (${frames} events waiting); resume from position ${this.ackedPosition}`);
     }
   }
 }

@@ -2,6 +2,7 @@
  * The client-stream listener: DistributorService.Connect on grpc-js, which measured
  * several times cheaper per connected client than connect-node (DESIGN.md §9).
  */
+import { constants as http2 } from "node:http2";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
@@ -12,6 +13,7 @@ import { grpcServiceDefinition } from "../common/grpc/service-definition.js";
 import type { Logger } from "../common/logger.js";
 import { DEFAULT_SCOPE, isDefaultScope, isScopedTopic, scopeIdProblem, scopeNoticeTopic, scopeTopic } from "../common/scopes/scoped-topics.js";
 import { encodeEventFor, encodeResync, type Fanout } from "./fanout.js";
+import { SendQueue } from "./send-queue.js";
 import { ClientSession, type FrameSink } from "./session.js";
 
 export interface StreamServerOptions {
@@ -20,7 +22,9 @@ export interface StreamServerOptions {
   fanout: Fanout;
   broadcaster: Client<typeof BroadcasterService>;
   logger: Logger;
+  /** A client's send buffer: past either bound it is dropped (it resumes by itself). */
   maxBufferedFrames: number;
+  maxBufferedBytes: number;
   /** TLS, and mTLS when a client CA is given. */
   tls?: { cert: Buffer; key: Buffer; clientCa?: Buffer | undefined };
   /** Largest message a client may send. */
@@ -46,7 +50,37 @@ const STATUS = {
   resource_exhausted: grpc.status.RESOURCE_EXHAUSTED,
   unavailable: grpc.status.UNAVAILABLE,
   data_loss: grpc.status.DATA_LOSS,
+  aborted: grpc.status.ABORTED,
 } as const;
+
+/**
+ * How long an ended stream may take to deliver its status before it is reset. The status
+ * travels behind the frames grpc-js already holds; a client that does not read never gets
+ * it, and its HTTP/2 stream (and those frames) would live as long as its connection.
+ */
+const END_GRACE_MS = 2_000;
+
+/**
+ * The HTTP/2 stream under a grpc-js server call. grpc-js has no API to reset a stream, so
+ * this walks its call objects (call → nextCall… → stream); undefined if they change shape.
+ */
+interface ResettableStream {
+  close(code: number): void;
+  closed: boolean;
+  destroyed: boolean;
+}
+
+function http2StreamOf(call: ConnectCall): ResettableStream | undefined {
+  let node: unknown = (call as unknown as { call?: unknown }).call;
+  for (let depth = 0; depth < 8 && typeof node === "object" && node !== null; depth++) {
+    const stream = (node as { stream?: unknown }).stream;
+    if (typeof stream === "object" && stream !== null && typeof (stream as { close?: unknown }).close === "function" && "rstCode" in stream) {
+      return stream as unknown as ResettableStream;
+    }
+    node = (node as { nextCall?: unknown }).nextCall;
+  }
+  return undefined;
+}
 
 export class StreamServer {
   private readonly server: grpc.Server;
@@ -95,14 +129,27 @@ export class StreamServer {
     let session: ClientSession | undefined;
     let helloSeen = false;
     let ended = false;
+    // Every frame (events, Welcome, pongs) goes through one queue, in order, counted in bytes.
+    const queue = new SendQueue(call);
+    let resetTimer: NodeJS.Timeout | undefined;
     const fail = (code: grpc.status, details: string): void => {
       if (ended) return;
       ended = true;
+      // What was not handed to grpc-js yet is let go at once; the status follows the rest.
+      queue.clear();
       call.emit("error", { code, details });
+      resetTimer = setTimeout(() => {
+        const stream = http2StreamOf(call);
+        if (stream !== undefined && !stream.closed && !stream.destroyed) stream.close(http2.NGHTTP2_ENHANCE_YOUR_CALM);
+        // grpc-js's own buffer of frames for this call goes with it.
+        call.destroy();
+      }, END_GRACE_MS);
+      resetTimer.unref();
     };
     const sink: FrameSink = {
-      write: (frame) => call.write(frame),
-      buffered: () => call.writableLength,
+      write: (frame) => queue.write(frame),
+      buffered: () => queue.frames,
+      bufferedBytes: () => queue.bytes,
       fail: (code, message) => fail(STATUS[code], message),
     };
     let cleanedUp = false;
@@ -112,6 +159,8 @@ export class StreamServer {
       if (cleanedUp) return;
       cleanedUp = true;
       clearTimeout(helloTimer);
+      clearTimeout(resetTimer);
+      queue.clear();
       abort.abort();
       this.calls.delete(call);
       if (session !== undefined) {
@@ -166,7 +215,7 @@ export class StreamServer {
           else if (session?.recordReport(message.message.value) === true) this.options.onSessionChange?.();
           return;
         case "ping":
-          call.write(toBinary(ConnectResponseSchema, create(ConnectResponseSchema, { message: { case: "pong", value: { nonce: message.message.value.nonce } } })));
+          queue.write(toBinary(ConnectResponseSchema, create(ConnectResponseSchema, { message: { case: "pong", value: { nonce: message.message.value.nonce } } })));
           return;
         default:
           return; // unknown message kinds from newer clients are ignored
@@ -199,14 +248,25 @@ export class StreamServer {
     return undefined;
   }
 
-  /** Registers the session synchronously so no live event can slip between Welcome and fan-out. */
+  /**
+   * Registers the session synchronously so no live event can slip between Welcome and fan-out.
+   *
+   * One stream per client id: a new stream with the id of an open one replaces it, and the
+   * old one ends with ABORTED saying so. This suits a client that restarts (or reconnects)
+   * while its old TCP connection is half-dead and not yet noticed: refusing the newcomer
+   * would lock it out until keepalive gives up on the old one; two at once would double its
+   * deliveries and ACKs. (Two live processes sharing an id thus take turns; each logs why.)
+   */
   private open(call: ConnectCall, hello: Hello, sink: FrameSink, signal: AbortSignal): ClientSession {
     const { fanout, logger } = this.options;
     const scope = isDefaultScope(hello.scope) ? DEFAULT_SCOPE : hello.scope;
     // A scoped client's topics live inside its scope (OPAL's `{scope}:data:{t}`), plus its scope's notices.
     const plain = hello.topics.filter((topic) => topic !== "");
     const topics = scope === DEFAULT_SCOPE ? plain : [...plain.map((topic) => scopeTopic(scope, topic)), scopeNoticeTopic(scope)];
-    const session = new ClientSession(hello.clientId || `anonymous-${call.getPeer()}`, topics, call.getPeer(), sink, this.options.maxBufferedFrames, scope);
+    const clientId = hello.clientId || `anonymous-${call.getPeer()}`;
+    const replaced = fanout.sessionsOf(clientId);
+    const limits = { maxFrames: this.options.maxBufferedFrames, maxBytes: this.options.maxBufferedBytes };
+    const session = new ClientSession(clientId, topics, call.getPeer(), sink, limits, scope);
     const head = fanout.head;
     session.sendControl(
       toBinary(ConnectResponseSchema, create(ConnectResponseSchema, { message: { case: "welcome", value: { sessionId: session.sessionId, headPosition: head, logId: fanout.logId } } })),
@@ -227,6 +287,12 @@ export class StreamServer {
       fanout.register(session);
       void this.catchUp(session, resume, signal);
     }
+    // Ended after the new one is registered, so the client never counts as gone meanwhile.
+    for (const old of replaced) {
+      logger.warn({ clientId, sessionId: old.sessionId, peer: old.peer, newSessionId: session.sessionId, newPeer: session.peer }, "a new stream with this client id replaces the open one");
+      fanout.unregister(old);
+      old.terminate("aborted", `replaced by a newer stream with the same client id ${JSON.stringify(clientId)} (from ${session.peer})`);
+    }
     this.options.onSessionChange?.();
     return session;
   }
@@ -245,7 +311,7 @@ export class StreamServer {
       const addressed = session.accepts(event);
       session.sendCatchUp(addressed ? (session.scope === DEFAULT_SCOPE ? frame : encodeEventFor(event, session.scope)) : undefined, event.position);
     }
-    fanout.register(session);
+    fanout.register(session, resume);
     return true;
   }
 

@@ -9,11 +9,13 @@ import type { DistributorService } from "../../gen/opal/mesh/v1/distributor_pb.j
 
 export const DEFAULT_WAIT_MS = 30_000;
 
+// A client disconnected from one distributor and connected to another counts as the latter says.
 const RANK: Record<DeliveryState, number> = {
   [DeliveryState.UNSPECIFIED]: 0,
-  [DeliveryState.PENDING]: 1,
-  [DeliveryState.FAILED]: 2,
-  [DeliveryState.APPLIED]: 3,
+  [DeliveryState.DISCONNECTED]: 1,
+  [DeliveryState.PENDING]: 2,
+  [DeliveryState.FAILED]: 3,
+  [DeliveryState.APPLIED]: 4,
 };
 
 export function mergeStatuses(updateId: string, statuses: readonly UpdateStatus[]): UpdateStatus {
@@ -45,6 +47,7 @@ export function mergeStatuses(updateId: string, statuses: readonly UpdateStatus[
     applied: count(DeliveryState.APPLIED),
     failed: count(DeliveryState.FAILED),
     pending,
+    disconnected: count(DeliveryState.DISCONNECTED),
     complete: known && pending === 0,
     traceId,
     publishedAtUnixMs: publishedAt,

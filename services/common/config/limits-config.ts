@@ -10,6 +10,8 @@ export interface Limits {
   maxEntriesPerUpdate: number;
   /** Events waiting for a client that does not read: past this, it is dropped (and resumes later). */
   streamMaxBufferedEvents: number;
+  /** The same bound in bytes (encoded frames queued for the client, ours and grpc-js's): large updates reach it first. */
+  streamMaxBufferedBytes: number;
   /** Largest message a client may send on its stream. */
   streamMaxMessageBytes: number;
 }
@@ -20,6 +22,7 @@ export function readLimits(env: EnvReader): Limits {
     maxJsonDepth: env.int("OPAL_MESH_MAX_JSON_DEPTH", 64, { min: 4, max: 10_000 }),
     maxEntriesPerUpdate: env.int("OPAL_MESH_MAX_ENTRIES_PER_UPDATE", 1_000, { min: 1 }),
     streamMaxBufferedEvents: env.int("OPAL_MESH_STREAM_MAX_BUFFERED_EVENTS", 10_000, { min: 10 }),
+    streamMaxBufferedBytes: env.int("OPAL_MESH_STREAM_MAX_BUFFERED_BYTES", 64 * 1024 * 1024, { min: 64 * 1024 }),
     streamMaxMessageBytes: env.int("OPAL_MESH_STREAM_MAX_MESSAGE_BYTES", 1024 * 1024, { min: 1024 }),
   };
 }

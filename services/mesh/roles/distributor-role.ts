@@ -55,7 +55,14 @@ export class DistributorRole implements Role {
     const eventLog = logName(config.broadcast);
     // Resuming clients replay from the distributor's memory, never further back than the log retains (beyond it they resync).
     const recentEvents = { maxEvents: Math.min(10_000, config.log.maxEvents), maxBytes: Math.min(64 * 1024 * 1024, Math.floor(config.log.maxBytes / 4)) };
-    this.fanout = new Fanout(broadcaster, log, { onDispatch: (event, addressed) => delivery.dispatched(event, addressed), tracing, logName: eventLog, recentEvents });
+    this.fanout = new Fanout(broadcaster, log, {
+      onDispatch: (event, addressed) => delivery.dispatched(event, addressed),
+      onClientConnected: (clientId, deliversAfter) => delivery.clientConnected(clientId, deliversAfter),
+      onClientDisconnected: (clientId) => delivery.clientDisconnected(clientId),
+      tracing,
+      logName: eventLog,
+      recentEvents,
+    });
     this.fanout.onEvent((event) => this.bundles.observe(event));
     this.fanout.onEvent(() => this.dashboardFeed.changed());
     const metrics = extras.metrics === undefined ? undefined : new DistributorMetrics(extras.metrics, this.fanout);
@@ -66,6 +73,7 @@ export class DistributorRole implements Role {
       broadcaster,
       logger: log,
       maxBufferedFrames: config.limits.streamMaxBufferedEvents,
+      maxBufferedBytes: config.limits.streamMaxBufferedBytes,
       tls: config.tls,
       maxMessageBytes: config.limits.streamMaxMessageBytes,
       helloTimeoutMs: 10_000,

@@ -10,7 +10,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file opal/mesh/v1/delivery.proto.
  */
 export const file_opal_mesh_v1_delivery: GenFile = /*@__PURE__*/
-  fileDesc("ChtvcGFsL21lc2gvdjEvZGVsaXZlcnkucHJvdG8SDG9wYWwubWVzaC52MSJyCg5DbGllbnREZWxpdmVyeRIRCgljbGllbnRfaWQYASABKAkSKgoFc3RhdGUYAiABKA4yGy5vcGFsLm1lc2gudjEuRGVsaXZlcnlTdGF0ZRINCgVlcnJvchgDIAEoCRISCgpsYXRlbmN5X21zGAQgASgDIuUBCgxVcGRhdGVTdGF0dXMSEQoJdXBkYXRlX2lkGAEgASgJEhAKCHBvc2l0aW9uGAIgASgEEhAKCGNvbXBsZXRlGAMgASgIEi0KB2NsaWVudHMYBCADKAsyHC5vcGFsLm1lc2gudjEuQ2xpZW50RGVsaXZlcnkSDwoHYXBwbGllZBgFIAEoDRIOCgZmYWlsZWQYBiABKA0SDwoHcGVuZGluZxgHIAEoDRINCgVrbm93bhgIIAEoCBIQCgh0cmFjZV9pZBgJIAEoCRIcChRwdWJsaXNoZWRfYXRfdW5peF9tcxgKIAEoAyqCAQoNRGVsaXZlcnlTdGF0ZRIeChpERUxJVkVSWV9TVEFURV9VTlNQRUNJRklFRBAAEhoKFkRFTElWRVJZX1NUQVRFX1BFTkRJTkcQARIaChZERUxJVkVSWV9TVEFURV9BUFBMSUVEEAISGQoVREVMSVZFUllfU1RBVEVfRkFJTEVEEANiBnByb3RvMw");
+  fileDesc("ChtvcGFsL21lc2gvdjEvZGVsaXZlcnkucHJvdG8SDG9wYWwubWVzaC52MSJyCg5DbGllbnREZWxpdmVyeRIRCgljbGllbnRfaWQYASABKAkSKgoFc3RhdGUYAiABKA4yGy5vcGFsLm1lc2gudjEuRGVsaXZlcnlTdGF0ZRINCgVlcnJvchgDIAEoCRISCgpsYXRlbmN5X21zGAQgASgDIvsBCgxVcGRhdGVTdGF0dXMSEQoJdXBkYXRlX2lkGAEgASgJEhAKCHBvc2l0aW9uGAIgASgEEhAKCGNvbXBsZXRlGAMgASgIEi0KB2NsaWVudHMYBCADKAsyHC5vcGFsLm1lc2gudjEuQ2xpZW50RGVsaXZlcnkSDwoHYXBwbGllZBgFIAEoDRIOCgZmYWlsZWQYBiABKA0SDwoHcGVuZGluZxgHIAEoDRINCgVrbm93bhgIIAEoCBIQCgh0cmFjZV9pZBgJIAEoCRIcChRwdWJsaXNoZWRfYXRfdW5peF9tcxgKIAEoAxIUCgxkaXNjb25uZWN0ZWQYCyABKA0qowEKDURlbGl2ZXJ5U3RhdGUSHgoaREVMSVZFUllfU1RBVEVfVU5TUEVDSUZJRUQQABIaChZERUxJVkVSWV9TVEFURV9QRU5ESU5HEAESGgoWREVMSVZFUllfU1RBVEVfQVBQTElFRBACEhkKFURFTElWRVJZX1NUQVRFX0ZBSUxFRBADEh8KG0RFTElWRVJZX1NUQVRFX0RJU0NPTk5FQ1RFRBAEYgZwcm90bzM");
 
 /**
  * @generated from message opal.mesh.v1.ClientDelivery
@@ -63,7 +63,9 @@ export type UpdateStatus = Message<"opal.mesh.v1.UpdateStatus"> & {
   position: bigint;
 
   /**
-   * No client is pending any more.
+   * No client is pending any more: every client connected when it was dispatched (or
+   * that resumed before it since) and still connected applied it or failed. Clients
+   * that are disconnected do not hold it back; they are counted in `disconnected`.
    *
    * @generated from field: bool complete = 3;
    */
@@ -109,6 +111,13 @@ export type UpdateStatus = Message<"opal.mesh.v1.UpdateStatus"> & {
    * @generated from field: int64 published_at_unix_ms = 10;
    */
   publishedAtUnixMs: bigint;
+
+  /**
+   * Clients it was addressed to whose streams have ended without acknowledging it.
+   *
+   * @generated from field: uint32 disconnected = 11;
+   */
+  disconnected: number;
 };
 
 /**
@@ -149,6 +158,15 @@ export enum DeliveryState {
    * @generated from enum value: DELIVERY_STATE_FAILED = 3;
    */
   FAILED = 3,
+
+  /**
+   * Not acknowledged, and the client's stream has ended (it left, or was dropped): nobody
+   * waits on it. It becomes pending again when it resumes before this update, applied
+   * or failed when it acknowledges it.
+   *
+   * @generated from enum value: DELIVERY_STATE_DISCONNECTED = 4;
+   */
+  DISCONNECTED = 4,
 }
 
 /**

@@ -1,0 +1,75 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { type FrameTransport, GRPC_FRAME_HEADER_BYTES, SendQueue } from "./send-queue.js";
+
+/** A transport that takes `capacity` frames before it asks to wait; the test decides when each one leaves. */
+class FakeTransport implements FrameTransport {
+  readonly written: number[] = [];
+  private readonly callbacks: Array<() => void> = [];
+  private drainListener: (() => void) | undefined;
+
+  constructor(private capacity: number) {}
+
+  write(frame: Uint8Array, callback: () => void): boolean {
+    this.written.push(frame.byteLength);
+    this.callbacks.push(callback);
+    return this.callbacks.length < this.capacity;
+  }
+
+  on(_event: "drain", listener: () => void): void {
+    this.drainListener = listener;
+  }
+
+  /** The oldest `count` frames left; then the transport drains. */
+  flush(count: number): void {
+    for (const callback of this.callbacks.splice(0, count)) callback();
+    this.drainListener?.();
+  }
+}
+
+const frame = (bytes: number): Uint8Array => new Uint8Array(bytes);
+const size = (bytes: number): number => bytes + GRPC_FRAME_HEADER_BYTES;
+
+test("frames are handed over while the transport takes them; the rest wait, counted", () => {
+  const transport = new FakeTransport(2);
+  const queue = new SendQueue(transport);
+  assert.equal(queue.write(frame(10)), true);
+  assert.equal(queue.write(frame(20)), true, "handed over (the transport now asks to wait)");
+  assert.equal(queue.write(frame(30)), false, "waits here");
+  assert.deepEqual(transport.written, [10, 20]);
+  assert.equal(queue.frames, 3);
+  assert.equal(queue.bytes, size(10) + size(20) + size(30), "frames in the transport count until their callback");
+  transport.flush(1);
+  assert.deepEqual(transport.written, [10, 20, 30], "in order, once the transport drains");
+  assert.equal(queue.frames, 2);
+  assert.equal(queue.bytes, size(20) + size(30));
+  transport.flush(2);
+  assert.equal(queue.frames, 0);
+  assert.equal(queue.bytes, 0);
+});
+
+test("clear() lets go of what waits and ignores later writes", () => {
+  const transport = new FakeTransport(1);
+  const queue = new SendQueue(transport);
+  queue.write(frame(10));
+  queue.write(frame(1_000));
+  queue.write(frame(2_000));
+  assert.equal(queue.bytes, size(10) + size(1_000) + size(2_000));
+  queue.clear();
+  assert.equal(queue.frames, 1, "only the frame the transport holds");
+  assert.equal(queue.bytes, size(10));
+  assert.equal(queue.write(frame(5)), false);
+  transport.flush(1);
+  assert.deepEqual(transport.written, [10], "nothing queued before or after clear() is written");
+  assert.equal(queue.bytes, 0);
+});
+
+test("a long backlog drains completely and in order", () => {
+  const transport = new FakeTransport(16);
+  const queue = new SendQueue(transport);
+  for (let index = 1; index <= 5_000; index++) queue.write(frame(index));
+  while (queue.frames > 0) transport.flush(16);
+  assert.equal(transport.written.length, 5_000);
+  assert.ok(transport.written.every((bytes, index) => bytes === index + 1));
+  assert.equal(queue.bytes, 0);
+});

@@ -1,0 +1,89 @@
+/**
+ * One stream's send buffer: the serialized frames waiting for a client, counted in frames
+ * and in bytes until the transport says each one left.
+ *
+ * grpc-js copies every frame it writes (5-byte header + message) into the HTTP/2 stream
+ * and holds the frames queued behind it in its own Duplex buffer; for a client that stops
+ * reading, neither ever drains. So frames are handed to the call only while it accepts
+ * more (`write()` true), the rest wait here, and a frame counts as sent only when its write
+ * callback fires. `clear()` lets go of everything not yet handed over, at once: a dropped
+ * client's frames are not kept alive by its stalled stream.
+ */
+
+/** What the queue writes to: a grpc-js server call, or a test's stand-in. */
+export interface FrameTransport {
+  /** false when the transport wants no more until "drain". */
+  write(frame: Uint8Array, callback: (error?: Error | null) => void): boolean;
+  on(event: "drain", listener: () => void): unknown;
+}
+
+/** gRPC's length-prefixed message framing adds these bytes to every frame. */
+export const GRPC_FRAME_HEADER_BYTES = 5;
+
+export class SendQueue {
+  // queue[head..] waits; head avoids O(n) shifts.
+  private queue: Array<Uint8Array | undefined> = [];
+  private head = 0;
+  private queuedBytes = 0;
+  private inFlightFrames = 0;
+  private inFlightBytes = 0;
+  private blocked = false;
+  private cleared = false;
+
+  constructor(private readonly transport: FrameTransport) {
+    transport.on("drain", () => {
+      this.blocked = false;
+      this.pump();
+    });
+  }
+
+  /** Frames not yet sent: waiting here or held by the transport. */
+  get frames(): number {
+    return this.queue.length - this.head + this.inFlightFrames;
+  }
+
+  /** Their encoded size, as the transport holds them. */
+  get bytes(): number {
+    return this.queuedBytes + this.inFlightBytes;
+  }
+
+  /** Queues a frame in order; false when it has to wait (the transport is backed up). */
+  write(frame: Uint8Array): boolean {
+    if (this.cleared) return false;
+    this.queue.push(frame);
+    this.queuedBytes += frame.byteLength + GRPC_FRAME_HEADER_BYTES;
+    this.pump();
+    return this.head === this.queue.length;
+  }
+
+  /** Drops every frame not handed to the transport yet; later writes are ignored. */
+  clear(): void {
+    this.cleared = true;
+    this.queue = [];
+    this.head = 0;
+    this.queuedBytes = 0;
+  }
+
+  private pump(): void {
+    while (!this.blocked && this.head < this.queue.length) {
+      const frame = this.queue[this.head] as Uint8Array;
+      this.queue[this.head] = undefined;
+      this.head++;
+      const size = frame.byteLength + GRPC_FRAME_HEADER_BYTES;
+      this.queuedBytes -= size;
+      this.inFlightFrames++;
+      this.inFlightBytes += size;
+      this.blocked = !this.transport.write(frame, () => {
+        this.inFlightFrames--;
+        this.inFlightBytes -= size;
+      });
+    }
+    if (this.head === this.queue.length) {
+      this.queue = [];
+      this.head = 0;
+    } else if (this.head > 1024 && this.head * 2 > this.queue.length) {
+      this.queue = this.queue.slice(this.head);
+      this.head = 0;
+    }
+  }
+}
