@@ -11,6 +11,8 @@ import {
   parseDataUpdate,
   parseJsonBytes,
 } from "./data-entries.js";
+import { ReservedPaths } from "./reserved-paths.js";
+import { UrlAllowlist } from "./url-allowlist.js";
 import { ValidationError } from "./validation-error.js";
 
 /** The field a ValidationError names, or fails the test when `parse` accepts its input. */
@@ -326,4 +328,56 @@ test("dataSourcesConfigToJson serves the entries as OPAL's DataSourceConfig", ()
     ],
   });
   assert.deepEqual(parseDataSourcesConfig({ config: dataSourcesConfigToJson(config) }), config);
+});
+
+const update = (entry: Record<string, unknown>): unknown => ({ entries: [{ topics: ["policy_data"], ...entry }] });
+
+test("publish refuses writes into OPA's system namespace, naming the field", async (t) => {
+  const cases: Array<[string, Record<string, unknown>, string]> = [
+    ["PUT /system", { data: 1, dst_path: "/system" }, "entries[0].dst_path"],
+    ["PUT system/opal", { data: 1, dst_path: "system/opal" }, "entries[0].dst_path"],
+    ["PATCH /system/opal_mesh/policy", { data: [{ op: "add", path: "/x", value: 1 }], save_method: "PATCH", dst_path: "/system/opal_mesh/policy" }, "entries[0].dst_path"],
+    ["PUT /system/version from a URL", { url: SOURCE, dst_path: "/system/version" }, "entries[0].dst_path"],
+    ["DELETE /system/opal_mesh", { save_method: "DELETE", dst_path: "/system/opal_mesh" }, "entries[0].dst_path"],
+    ["percent-encoded", { data: 1, dst_path: "/%73ystem/x" }, "entries[0].dst_path"],
+    ["encoded slash", { data: 1, dst_path: "/%2Fsystem" }, "entries[0].dst_path"],
+    ["PATCH op into system", { data: [{ op: "add", path: "/system/authz", value: 1 }], save_method: "PATCH", dst_path: "/" }, "entries[0].data"],
+    ["PATCH op climbing out", { data: [{ op: "remove", path: "/../system/opal" }], save_method: "PATCH", dst_path: "/users" }, "entries[0].data"],
+    ["PUT root with a system key", { data: { users: [], system: { authz: {} } }, dst_path: "/" }, "entries[0].data"],
+    ["PUT empty dst_path with a system key", { data: { system: 1 }, dst_path: "" }, "entries[0].data"],
+  ];
+  for (const [name, entry, field] of cases) {
+    await t.test(name, () => assert.equal(rejectedField(() => parseDataUpdate(update(entry))), field));
+  }
+  await t.test("a writable prefix opens its part, never the client's own documents", () => {
+    const reservedPaths = new ReservedPaths(["/system/authz"]);
+    assert.equal(parseDataUpdate(update({ data: 1, dst_path: "/system/authz/rules" }), { reservedPaths }).entries[0]?.dstPath, "/system/authz/rules");
+    assert.equal(rejectedField(() => parseDataUpdate(update({ data: 1, dst_path: "/system/opal" }), { reservedPaths })), "entries[0].dst_path");
+  });
+  await t.test("data sources configs too", () => {
+    assert.equal(rejectedField(() => parseDataSourcesConfig({ config: { entries: [{ data: 1, dst_path: "/system/x" }] } })), "config.entries[0].dst_path");
+  });
+});
+
+test("publish refuses what no client would fetch, naming the field", async (t) => {
+  const cases: Array<[string, Record<string, unknown>, string]> = [
+    ["cloud metadata", { url: "http://169.254.169.254/latest/meta-data/" }, "entries[0].url"],
+    ["metadata over IPv6", { url: "http://[fd00:ec2::254]/" }, "entries[0].url"],
+    ["metadata by name", { url: "http://metadata.google.internal/computeMetadata/v1/" }, "entries[0].url"],
+    ["IPv4-mapped metadata", { url: "http://[::ffff:169.254.169.254]/" }, "entries[0].url"],
+    ["link-local", { url: "http://169.254.1.1:8080/" }, "entries[0].url"],
+    ["unparsable", { url: "http://" }, "entries[0].url"],
+    ["not an HTTP method", { url: SOURCE, config: { method: "FETCH" } }, "entries[0].config.method"],
+  ];
+  for (const [name, entry, field] of cases) {
+    await t.test(name, () => assert.equal(rejectedField(() => parseDataUpdate(update(entry))), field));
+  }
+  await t.test("allowed when the server's allow-list names it", () => {
+    const allowlist = new UrlAllowlist(["http://169.254.169.254/latest/"]);
+    assert.equal(parseDataUpdate(update({ url: "http://169.254.169.254/latest/meta-data/" }), { allowlist }).entries.length, 1);
+  });
+  await t.test("a non-GET method is left to the client's allow-list (it may differ from the server's)", () => {
+    assert.equal(parseDataUpdate(update({ url: SOURCE, config: { method: "put", data: "x" } })).entries.length, 1);
+    assert.equal(parseDataUpdate(update({ url: "postgresql://db/x", config: { fetcher: "PostgresFetchProvider", method: 7 } })).entries.length, 1);
+  });
 });

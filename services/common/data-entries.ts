@@ -15,7 +15,9 @@ import {
   DataUpdateSchema,
   SaveMethod,
 } from "../../gen/opal/mesh/v1/data_pb.js";
+import { internalHostKind } from "./ip-addresses.js";
 import { jsonPatchProblem } from "./json-patch.js";
+import { ReservedPaths } from "./reserved-paths.js";
 import { scopeOfTopic } from "./scopes/scoped-topics.js";
 import type { UrlAllowlist } from "./url-allowlist.js";
 import { ValidationError } from "./validation-error.js";
@@ -169,10 +171,50 @@ export function parseCallbacks(value: unknown): CallbackTarget[] {
   });
 }
 
-export interface UpdateLimits {
-  maxEntries?: number;
-  /** Only sources this allows may be named (OPAL_FETCH_URL_ALLOWLIST). */
+/** What a server checks of each entry it is given, beyond its syntax. */
+export interface EntryChecks {
+  /** Only sources this allows may be named (OPAL_FETCH_URL_ALLOWLIST); absent or empty: any. */
   allowlist?: UrlAllowlist;
+  /** OPAL_MESH_WRITABLE_SYSTEM_PATHS; absent: nothing in data.system is writable. */
+  reservedPaths?: ReservedPaths;
+}
+
+export interface UpdateLimits extends EntryChecks {
+  maxEntries?: number;
+}
+
+const HTTP_METHODS = new Set(["GET", "POST", "PUT", "PATCH", "HEAD", "DELETE"]);
+const HTTP_FETCHER = "HttpFetchProvider";
+
+/**
+ * What is certain about an entry without asking DNS, refused at publish as every client
+ * would refuse it: a write into OPA's system namespace; a source whose literal host is a
+ * cloud-metadata or link-local address the allow-list does not name (a client's
+ * allow-list may name it; then so must the server's); an HTTP method that is none.
+ */
+export function checkEntry(entry: DataSourceEntry, field: string, checks: EntryChecks = {}): void {
+  const reserved = checks.reservedPaths ?? ReservedPaths.NONE;
+  const pathProblem = reserved.pathProblem(entry.dstPath, "");
+  if (pathProblem !== undefined) throw new ValidationError(`${field}.dst_path`, pathProblem);
+  if (entry.dataJson !== undefined) {
+    const method = saveMethodName(entry.saveMethod);
+    const dataProblem = reserved.writeProblem({ path: entry.dstPath, method, data: parseJsonBytes(entry.dataJson) });
+    if (dataProblem !== undefined) throw new ValidationError(`${field}.data`, dataProblem);
+    return;
+  }
+  if (entry.url === "") return;
+  const allowlist = checks.allowlist;
+  if (allowlist !== undefined && !allowlist.allows(entry.url)) throw new ValidationError(`${field}.url`, "is not allowed by OPAL_FETCH_URL_ALLOWLIST");
+  const listed = allowlist !== undefined && !allowlist.isEmpty;
+  const kind = internalHostKind(new URL(entry.url).hostname);
+  if (kind !== undefined && !listed) {
+    throw new ValidationError(`${field}.url`, `names ${kind} (${new URL(entry.url).hostname}); clients fetch it only when OPAL_FETCH_URL_ALLOWLIST allows the URL, on the server as on the client`);
+  }
+  const config = entry.configJson.length > 0 ? (parseJsonBytes(entry.configJson) as Record<string, unknown>) : {};
+  const fetcher = typeof config.fetcher === "string" && config.fetcher !== "" ? config.fetcher : HTTP_FETCHER;
+  if (fetcher === HTTP_FETCHER && config.method !== undefined && config.method !== null && (typeof config.method !== "string" || !HTTP_METHODS.has(config.method.toUpperCase()))) {
+    throw new ValidationError(`${field}.config.method`, `must be one of ${[...HTTP_METHODS].join(", ")}, got ${JSON.stringify(config.method)}`);
+  }
 }
 
 /** OPAL's DataUpdate JSON (the body of POST /data/config). The id stays empty when not given. */
@@ -185,9 +227,7 @@ export function parseDataUpdate(json: unknown, limits: UpdateLimits = {}): DataU
   if (entries.length === 0) throw new ValidationError("entries", "must hold at least one entry");
   let updateScope: string | undefined;
   entries.forEach((entry, index) => {
-    if (entry.url !== "" && entry.dataJson === undefined && limits.allowlist !== undefined && !limits.allowlist.allows(entry.url)) {
-      throw new ValidationError(`entries[${index}].url`, "is not allowed by OPAL_FETCH_URL_ALLOWLIST");
-    }
+    checkEntry(entry, `entries[${index}]`, limits);
     // One update lives in one scope, so no client ever receives another tenant's entries beside its own.
     for (const topic of entry.topics) {
       const scope = scopeOfTopic(topic);
@@ -203,8 +243,11 @@ export function parseDataUpdate(json: unknown, limits: UpdateLimits = {}): DataU
   });
 }
 
-/** OPAL's ServerDataSourceConfig: {"config": {"entries": [...]}} or {"external_source_url": url}. */
-export function parseDataSourcesConfig(json: unknown): DataSourcesConfig {
+/**
+ * OPAL's ServerDataSourceConfig: {"config": {"entries": [...]}} or {"external_source_url": url}.
+ * Its entries are checked as published ones are (`checks`: the server's configuration).
+ */
+export function parseDataSourcesConfig(json: unknown, checks: EntryChecks = {}): DataSourcesConfig {
   if (!isObject(json)) throw new ValidationError("", 'must be an object like {"config": {"entries": [...]}}');
   const hasConfig = json.config !== undefined && json.config !== null;
   const external = json.external_source_url;
@@ -223,9 +266,9 @@ export function parseDataSourcesConfig(json: unknown): DataSourcesConfig {
     return create(DataSourcesConfigSchema, { externalSourceUrl: external });
   }
   if (!isObject(json.config)) throw new ValidationError("config", 'must be an object like {"entries": [...]}');
-  return create(DataSourcesConfigSchema, {
-    entries: parseEntries(json.config.entries ?? [], "config.entries", { allowPeriodic: true }),
-  });
+  const entries = parseEntries(json.config.entries ?? [], "config.entries", { allowPeriodic: true });
+  entries.forEach((entry, index) => checkEntry(entry, `config.entries[${index}]`, checks));
+  return create(DataSourcesConfigSchema, { entries });
 }
 
 /** An entry as OPAL's JSON, for GET /data/config and logs (config is left out of logs by callers). */

@@ -81,16 +81,17 @@ export class ReservedPaths {
     return undefined;
   }
 
-  /** Why a write (PUT, PATCH or DELETE) at this data path is refused, or undefined. */
+  /** Why a write (PUT, PATCH or DELETE) at this data path is refused, or undefined; `field` names the path in the message ("" for none). */
   pathProblem(path: string, field = "dst_path"): string | undefined {
+    const subject = `${field === "" ? "" : `${field} `}${JSON.stringify(path)}`;
     for (const spelling of spellings(path)) {
       const segments = resolveSegments(spelling);
       if (segments[0] !== SYSTEM) continue;
-      if (segments.length === 1) return `${field} ${JSON.stringify(path)} is OPA's reserved system namespace (data.system) itself, which holds OPA's configuration and the client's own documents`;
+      if (segments.length === 1) return `${subject} is OPA's reserved system namespace (data.system) itself, which holds OPA's configuration and the client's own documents`;
       const own = CLIENT_OWN_PATHS.find((ownPath) => isUnder(segments, resolveSegments(ownPath)));
-      if (own !== undefined) return `${field} ${JSON.stringify(path)} is the client's own document ${own}, which is never writable`;
+      if (own !== undefined) return `${subject} is the client's own document ${own}, which is never writable`;
       if (this.writable.some((prefix) => isUnder(segments, prefix))) continue;
-      return `${field} ${JSON.stringify(path)} is in OPA's reserved system namespace (data.system); list the part you manage in OPAL_MESH_WRITABLE_SYSTEM_PATHS to write there`;
+      return `${subject} is in OPA's reserved system namespace (data.system); list the part you manage in OPAL_MESH_WRITABLE_SYSTEM_PATHS to write there`;
     }
     return undefined;
   }
