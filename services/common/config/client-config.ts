@@ -13,6 +13,8 @@ import { scopeIdProblem } from "../scopes/scoped-topics.js";
 import { type AuthConfig, readAuthConfig } from "./auth-config.js";
 import { type Env, EnvReader } from "./env-reader.js";
 import { readFetchAllowlist } from "./limits-config.js";
+import { readWritableSystemPaths } from "./reserved-paths-config.js";
+import { type ListenerLimits, readAllowedOrigins, readListenerLimits } from "./listener-config.js";
 import { type ClientTls, readClientTls, readServerTls, type ServerTls } from "./tls-config.js";
 import { readTelemetryConfig, type TelemetryConfig } from "./telemetry-config.js";
 import { readLoggingConfig } from "./logging-config.js";
@@ -72,8 +74,14 @@ export interface ClientConfig {
   telemetry: TelemetryConfig;
   /** TLS (and mTLS) on the client's own API (OPAL_MESH_TLS_*, as on every opal-mesh listener). */
   apiTls: ServerTls | undefined;
+  /** Timeouts and the connection cap of the client's API port. */
+  apiListener: ListenerLimits;
+  /** OPAL_ALLOWED_ORIGINS on the client's API: empty means no CORS headers (closed). */
+  allowedOrigins: string[];
   /** OPAL_FETCH_URL_ALLOWLIST: sources the client refuses to fetch from otherwise. */
   fetchAllowlist: string[];
+  /** OPAL_MESH_WRITABLE_SYSTEM_PATHS: parts of OPA's data.system updates may write (none by default). */
+  writableSystemPaths: string[];
   /** How often the store is probed (reachable, and still holding our status). */
   livenessProbeIntervalMs: number;
   /** Where downloaded and built tools (OPA) are cached, outside the repo. */
@@ -197,9 +205,12 @@ export function loadClientConfig(environment: Env): ClientConfig {
     },
     auth: readAuthConfig(env, "client"),
     fetchAllowlist: readFetchAllowlist(env),
+    writableSystemPaths: readWritableSystemPaths(env),
     serverTls: readClientTls(env, { ca: "OPAL_CLIENT_SSL_CONTEXT_TRUSTED_CA_FILE", cert: "OPAL_MESH_CLIENT_TLS_CERT_FILE", key: "OPAL_MESH_CLIENT_TLS_KEY_FILE" }),
     storeTls,
     apiTls: readServerTls(env),
+    apiListener: readListenerLimits(env),
+    allowedOrigins: readAllowedOrigins(env),
     telemetry: readTelemetryConfig(env, "opal-mesh-client"),
     livenessProbeIntervalMs: env.number("OPAL_POLICY_STORE_LIVENESS_PROBE_INTERVAL_SECONDS", 10, { min: 0.05 }) * 1000,
     cacheDir: cacheDirFrom(environment),

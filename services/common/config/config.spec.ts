@@ -92,3 +92,13 @@ test("opaUrlFromAddr reaches wildcard binds on loopback", () => {
   assert.equal(opaUrlFromAddr(":9000"), "http://127.0.0.1:9000");
   assert.equal(opaUrlFromAddr("10.0.0.5:8181"), "http://10.0.0.5:8181");
 });
+
+test("OPAL_MESH_WRITABLE_SYSTEM_PATHS: parts of data.system, never the client's own documents", () => {
+  assert.deepEqual(loadServerConfig({}).writableSystemPaths, []);
+  assert.deepEqual(loadClientConfig({ OPAL_MESH_WRITABLE_SYSTEM_PATHS: "/system/authz,/system/log/" }).writableSystemPaths, ["/system/authz", "/system/log"]);
+  for (const bad of ["/system/opal", "/system/opal_mesh/policy", "/system", "/users", "system/authz"]) {
+    assert.throws(() => loadServerConfig({ OPAL_MESH_WRITABLE_SYSTEM_PATHS: bad }), /OPAL_MESH_WRITABLE_SYSTEM_PATHS/, bad);
+    assert.throws(() => loadClientConfig({ OPAL_MESH_WRITABLE_SYSTEM_PATHS: bad }), /OPAL_MESH_WRITABLE_SYSTEM_PATHS/, bad);
+  }
+  assert.throws(() => loadServerConfig({ OPAL_DATA_CONFIG_SOURCES: JSON.stringify({ config: { entries: [{ url: "", data: 1, dst_path: "/system/x" }] } }) }), /OPAL_DATA_CONFIG_SOURCES.*config\.entries\[0\]\.dst_path/);
+});

@@ -11,6 +11,10 @@ import { type AuthConfig, readAuthConfig } from "./auth-config.js";
 import { type BroadcastConfig, readBroadcastConfig } from "./broadcast-config.js";
 import { type DashboardConfig, readDashboardConfig } from "./dashboard-config.js";
 import { type Limits, readFetchAllowlist, readLimits } from "./limits-config.js";
+import { readWritableSystemPaths } from "./reserved-paths-config.js";
+import { ReservedPaths } from "../reserved-paths.js";
+import { UrlAllowlist } from "../url-allowlist.js";
+import { type ListenerLimits, readAllowedOrigins, readListenerLimits } from "./listener-config.js";
 import { type ClientTls, readClientTls, readServerTls, type ServerTls } from "./tls-config.js";
 import { type PolicySourceConfig, readPolicySourceConfig } from "./policy-source-config.js";
 import { readLoggingConfig } from "./logging-config.js";
@@ -42,12 +46,18 @@ export interface ServerConfig {
   broadcast: BroadcastConfig;
   auth: AuthConfig;
   limits: Limits;
+  /** Timeouts and the connection cap of every port this process listens on. */
+  listener: ListenerLimits;
+  /** OPAL_ALLOWED_ORIGINS: empty means no CORS headers (closed). */
+  allowedOrigins: string[];
   /** TLS (and mTLS) on every listener of this process. */
   tls: ServerTls | undefined;
   /** How this process reaches other opal-mesh processes over https (and its mTLS certificate). */
   serviceTls: ClientTls;
   /** OPAL_FETCH_URL_ALLOWLIST: updates naming other sources are refused at publish. */
   fetchAllowlist: string[];
+  /** OPAL_MESH_WRITABLE_SYSTEM_PATHS: parts of OPA's data.system updates may write (none by default). */
+  writableSystemPaths: string[];
   policy: PolicySourceConfig;
   scopes: ScopesConfig;
   /** The distributor's web dashboard (OPAL_MESH_TRACE_UI_URL). */
@@ -95,13 +105,16 @@ export function loadServerConfig(environment: Env, role: ServerRole = "server"):
   if (streamPort !== 0 && streamPort === port) {
     env.problem("OPAL_MESH_STREAM_PORT", `must differ from the server port ${port}`);
   }
+  // Read first: the entries of OPAL_DATA_CONFIG_SOURCES are checked against them.
+  const fetchAllowlist = readFetchAllowlist(env);
+  const writableSystemPaths = readWritableSystemPaths(env);
   const config: ServerConfig = {
     host: env.string("OPAL_SERVER_HOST", "127.0.0.1"),
     port,
     streamPort,
     advertisedUrl: env.has("OPAL_MESH_ADVERTISED_URL") ? env.url("OPAL_MESH_ADVERTISED_URL", "") : undefined,
     streamPublicUrl: env.has("OPAL_MESH_STREAM_PUBLIC_URL") ? env.url("OPAL_MESH_STREAM_PUBLIC_URL", "", ["http:", "https:"]) : undefined,
-    dataConfigSources: env.json<DataSourcesConfig | undefined>("OPAL_DATA_CONFIG_SOURCES", undefined, parseDataSourcesConfig),
+    dataConfigSources: env.json<DataSourcesConfig | undefined>("OPAL_DATA_CONFIG_SOURCES", undefined, (value) => parseDataSourcesConfig(value, { allowlist: new UrlAllowlist(fetchAllowlist), reservedPaths: new ReservedPaths(writableSystemPaths) })),
     allDataTopic: env.string("OPAL_ALL_DATA_TOPIC", "policy_data"),
     allDataRoute: env.string("OPAL_ALL_DATA_ROUTE", "/policy-data"),
     allDataUrl: env.optionalString("OPAL_ALL_DATA_URL"),
@@ -115,10 +128,13 @@ export function loadServerConfig(environment: Env, role: ServerRole = "server"):
     broadcast: readBroadcastConfig(env),
     auth: readAuthConfig(env, "server"),
     limits: readLimits(env),
+    listener: readListenerLimits(env),
+    allowedOrigins: readAllowedOrigins(env),
     tls: readServerTls(env),
     // By default a process shows its own server certificate when it calls another (mTLS).
     serviceTls: readClientTls(env, { ca: "OPAL_MESH_SERVICE_CA_FILE", cert: env.has("OPAL_MESH_SERVICE_TLS_CERT_FILE") ? "OPAL_MESH_SERVICE_TLS_CERT_FILE" : "OPAL_MESH_TLS_CERT_FILE", key: env.has("OPAL_MESH_SERVICE_TLS_KEY_FILE") ? "OPAL_MESH_SERVICE_TLS_KEY_FILE" : "OPAL_MESH_TLS_KEY_FILE" }),
-    fetchAllowlist: readFetchAllowlist(env),
+    fetchAllowlist,
+    writableSystemPaths,
     policy: readPolicySourceConfig(env, cacheDirFrom(environment)),
     scopes: readScopesConfig(env, environment),
     dashboard: readDashboardConfig(env),

@@ -8,6 +8,7 @@ import type { Logger } from "../../common/logger.js";
 import { createTriggerService, type DeliveryStatusReader, EventBatcher, triggerRestRoutes } from "../../trigger-api/index.js";
 import type { ServerConfig } from "../../common/config/server-config.js";
 import { UrlAllowlist } from "../../common/url-allowlist.js";
+import { ReservedPaths } from "../../common/reserved-paths.js";
 import { HttpError } from "../../common/http/json-io.js";
 import type { ScopeStore } from "../../common/scopes/scope-store.js";
 import { DEFAULT_SCOPE, isDefaultScope, scopeIdProblem, scopeOfTopic, unscopeTopic } from "../../common/scopes/scoped-topics.js";
@@ -39,7 +40,7 @@ export class TriggerRole implements Role {
       if (problem !== undefined) throw new HttpError(422, `scope ${JSON.stringify(scope)}: ${problem}`);
       if (scopes.get(scope) === undefined) throw new HttpError(404, `no such scope: ${scope}`);
     };
-    const updateLimits = { maxEntries: config.limits.maxEntriesPerUpdate, allowlist: new UrlAllowlist(config.fetchAllowlist) };
+    const updateLimits = { maxEntries: config.limits.maxEntriesPerUpdate, allowlist: new UrlAllowlist(config.fetchAllowlist), reservedPaths: new ReservedPaths(config.writableSystemPaths) };
     const tracing = tracingFor(config.telemetry);
     const eventLog = logName(config.broadcast);
     // One batcher for both surfaces: concurrent publishes share the broadcaster appends.
