@@ -6,7 +6,7 @@ import type { AddressInfo } from "node:net";
 import { request } from "undici";
 import { silentLogger } from "../../common/logger.js";
 import { UrlAllowlist } from "../../common/url-allowlist.js";
-import { FetchGuard, FetchRefusedError } from "./fetch-guard.js";
+import { FetchGuard, FetchRefusedError, type OwnEndpoint } from "./fetch-guard.js";
 import { createHttpFetchProvider } from "./http-provider.js";
 
 const OPA = "http://127.0.0.1:8181";
@@ -36,7 +36,7 @@ const dns = table({
   "lan.example": ["192.168.1.20"],
 });
 
-function guard(allow: string[] = [], endpoints = [{ name: "the client's own OPA", url: () => OPA }, { name: "the client's own API", url: () => API }]): FetchGuard {
+function guard(allow: string[] = [], endpoints: OwnEndpoint[] = [{ name: "the client's own OPA", url: () => OPA }, { name: "the client's own API", url: () => API }]): FetchGuard {
   return new FetchGuard({ endpoints, allowlist: new UrlAllowlist(allow), lookup: dns.lookup, localAddresses: () => ["192.168.1.20", "fe80::1"] });
 }
 
