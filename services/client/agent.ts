@@ -28,7 +28,8 @@ import { OpaStore } from "./opa/opa-store.js";
 import { type PositionMark, readStatus, STATUS_PATH, StatusDocument } from "./opa-status.js";
 import { UpdateReporter } from "./reporter.js";
 import { StoreBackup } from "./store-backup.js";
-import { startBackups, startLivenessProbe, waitForStore } from "./store-watch.js";
+import { noteJob } from "./store-state.js";
+import { enqueueStatusRefresh, readStatusDocument, STATUS_REFRESH, startBackups, startLivenessProbe, waitForStore } from "./store-watch.js";
 import { PolicyUpdater } from "./policy/policy-updater.js";
 import { type ResumePoint, StreamSession } from "./stream-session.js";
 import { UpdateTrace } from "./update-trace.js";
@@ -146,9 +147,14 @@ export class ClientAgent {
     const plugins = await loadProviderPlugins(config.fetchProviderModules, this.options.moduleBaseDir);
     await this.startStore(ownSignal);
     if (config.offline.enabled) {
-      this.backup = new StoreBackup(config.offline.backupPath, this.store, logger.child({ component: "backup" }));
+      this.backup = new StoreBackup(config.offline.backupPath, this.store, logger.child({ component: "backup" }), (ok) => this.metrics.backupSaved(ok));
+      this.health.backup = this.backup.health;
       // An empty store (a fresh or restarted OPA) starts from the backup, server or not.
-      if (!(await this.store.exists(STATUS_PATH, ownSignal))) await this.backup.restore(ownSignal);
+      if (!(await this.store.exists(STATUS_PATH, ownSignal))) {
+        const restored = await this.backup.restore(ownSignal);
+        // Not used: claim nothing until the server's policy and baseline are loaded.
+        if (restored.problem !== undefined) this.health.storeState.lose(restored.problem);
+      }
     }
     this.reporter = new UpdateReporter({ ...config.reporting, allowlist: new UrlAllowlist(config.fetchAllowlist), logger: logger.child({ component: "reporter" }) });
 
@@ -156,7 +162,7 @@ export class ClientAgent {
     const serverUrl = (): string => this.stream?.serverUrl ?? (config.serverUrls[0] as string);
     const pipeline = new UpdatePipeline({
       applier: this.metrics.applier(new EntryApplier({
-        onStoreLost: () => this.rehydrate(),
+        onStoreLost: () => this.rehydrate("a write found the client's status document gone from OPA"),
         registry: this.registry,
         transactions: this.transactions,
         status: this.status,
@@ -224,7 +230,7 @@ export class ClientAgent {
     this.healthReports = new HealthReports({ snapshot: () => healthReport(this.health), send: (report) => this.stream?.sendReport(report) });
     this.healthReports.start(ownSignal);
     await this.stream.start(ownSignal);
-    this.livenessTimer = startLivenessProbe({ store: this.store, health: this.health, status: this.status, pipeline, intervalMs: config.livenessProbeIntervalMs, onLost: () => this.rehydrate(), signal: ownSignal });
+    this.livenessTimer = startLivenessProbe({ store: this.store, health: this.health, status: this.status, pipeline, intervalMs: config.livenessProbeIntervalMs, onLost: () => this.rehydrate("OPA answers without the client's status document"), signal: ownSignal });
   }
 
   private async startStore(signal: AbortSignal): Promise<void> {
@@ -239,7 +245,7 @@ export class ClientAgent {
       config: config.inlineOpa,
       url: config.policyStore.url,
       logger: logger.child({ component: "inline-opa" }),
-      onRestart: () => this.rehydrate(),
+      onRestart: () => this.rehydrate("the inline OPA restarted"),
     });
     await this.inlineOpa.start(signal);
     logger.info({ url: config.policyStore.url }, "inline OPA is up");
@@ -337,7 +343,7 @@ export class ClientAgent {
         if (announced !== undefined && announced !== "" && announced === this.policyHash) await updater.skip(signal, mark);
         else await updater.sync(signal, reason, mark, trace, announced);
       } catch (error) {
-        if (error instanceof StoreLostStateError) this.rehydrate();
+        if (error instanceof StoreLostStateError) this.rehydrate("a policy write found the client's status document gone from OPA");
         throw error;
       }
     };
@@ -346,12 +352,8 @@ export class ClientAgent {
 
   /** What OPA says it holds: policy version, position, whether the baseline completed. */
   private async restoreStatus(signal: AbortSignal): Promise<void> {
-    let snapshot;
-    try {
-      snapshot = readStatus(await this.store.readData(STATUS_PATH, signal));
-    } catch {
-      snapshot = undefined;
-    }
+    // An error reading it (401, 500…) is not an empty OPA: start-up fails rather than overwrite what it holds.
+    const snapshot = readStatus(await readStatusDocument(this.store, this.options.logger, signal));
     if (snapshot === undefined) return;
     this.status.restore(snapshot);
     this.health.policyHash = snapshot.policyHash;
@@ -362,20 +364,30 @@ export class ClientAgent {
       this.health.baselineLoaded = snapshot.baselineLoaded;
       this.health.policyLoaded = snapshot.ready;
     }
+    if (snapshot.lost !== undefined) {
+      // An earlier run knew OPA had lost state it did not hold again: it still does not.
+      const { lost } = snapshot;
+      this.health.storeState.lose(`${lost.reason} (recorded by an earlier run)`, lost.complete ? lost.notHeld : ["/"], lost.at);
+      this.baselineIncomplete = snapshot.mark !== undefined;
+    }
     if (snapshot.mark !== undefined) this.options.logger.info({ position: snapshot.mark.position.toString(), policy: snapshot.policyHash }, "OPA holds state from an earlier run: resuming from its position");
   }
 
   private onResult(result: JobResult): void {
     this.metrics.jobDone(result);
     if (result.job.kind === "backup") {
-      if (!result.ok) this.options.logger.warn({ err: result.error }, "store backup failed");
+      if (!result.ok && result.job.updateId === STATUS_REFRESH) this.options.logger.warn({ err: result.error }, "could not record in OPA that it holds its state again");
+      else if (!result.ok) this.options.logger.error({ err: result.error, path: this.options.config.offline.backupPath }, "store backup failed; the earlier backup is kept");
       return;
     }
+    noteJob(this.health.storeState, result);
     if (result.job.kind === "event" || result.job.kind === "policy") this.reporter?.report(result, this.policyHash);
     if (result.job.kind !== "policy") {
       this.dataUpdater?.onResult(result);
+      this.settleStoreState();
       return;
     }
+    this.settleStoreState();
     const { position } = result.job;
     if (position !== undefined) {
       this.health.appliedPosition = position;
@@ -385,9 +397,20 @@ export class ClientAgent {
     result.job.trace?.end(result.ok ? undefined : result.error);
   }
 
+  /** After a loss, once policy and baseline are back and nothing else is missing: say so in OPA too. */
+  private settleStoreState(): void {
+    const { health, pipeline } = this;
+    if (!health.storeState.settle(health.loaded(), health.dataEnabled) || pipeline === undefined) return;
+    this.options.logger.info("OPA holds the client's state again");
+    enqueueStatusRefresh(pipeline, this.transactions, this.status, () => this.rehydrate("a write found the client's status document gone from OPA"));
+  }
+
   /** OPA came back empty: forget position and policy so the next session loads everything. */
-  private rehydrate(): void {
-    this.options.logger.warn("OPA lost its state (restarted empty): reloading policy and data");
+  private rehydrate(reason: string): void {
+    this.options.logger.warn({ reason }, "OPA lost its state: reloading policy and data; not ready until it holds it again");
+    // Claim nothing from now on: not ready, not healthy, no position, until OPA holds it again.
+    this.health.storeState.lose(reason);
+    this.health.appliedPosition = 0n;
     this.lastReceived = undefined;
     this.status.forget();
     this.transactions.forget();

@@ -10,24 +10,14 @@ export type ClientReportFields = Omit<ClientReport, "$typeName">;
 
 /** What the health says, in the report's terms; `message` says why it is not healthy or ready. */
 export function healthReport(health: ClientHealth): ClientReportFields {
-  const report = health.report();
-  const failure = [report.policy.lastTransaction, report.data.lastTransaction].find((transaction) => transaction?.ok === false);
-  let message = "";
-  if (!report.engine.reachable) message = "the policy store (OPA) does not answer";
-  else if (failure !== undefined) {
-    const what = failure.kind === "policy" ? "policy" : failure.kind === "event" ? "data update" : failure.kind === "baseline" ? "baseline data" : "data refresh";
-    // The error first: the id is long, and the dashboard shows the last failed update's id anyway.
-    message = `${what} failed: ${failure.error ?? "unknown error"}`;
-  }
-  else if (report.policy.enabled && !report.policy.loaded) message = "loading the policy";
-  else if (report.data.enabled && !report.data.baselineLoaded) message = "loading the baseline data";
   return {
-    healthy: report.status === "ok",
-    ready: report.ready,
-    opaReachable: report.engine.reachable,
-    policyHash: report.policy.hash,
-    appliedPosition: health.appliedPosition,
-    message,
+    healthy: health.isHealthy(),
+    ready: health.isReady(),
+    opaReachable: health.engineReachable,
+    policyHash: health.policyHash,
+    // Positions whose effects OPA no longer holds are not claimed: 0 until it holds them again.
+    appliedPosition: health.storeState.held ? health.appliedPosition : 0n,
+    message: health.message() ?? "",
   };
 }
 

@@ -1,8 +1,12 @@
 /**
  * The client's health, as OPAL reports it and a little more: /healthy means the last
- * policy and data transactions succeeded and the engine answers; /ready means the policy
- * and every baseline data source were loaded (OPAL #801 asks for exactly that).
+ * policy and data transactions succeeded, the engine answers, OPA holds the state the
+ * client claims, and (offline mode) the last backup was written; /ready means the policy
+ * and every baseline data source were loaded (OPAL #801 asks for exactly that) and OPA
+ * still holds them.
  */
+import { StoreState, type StoreStateReport } from "./store-state.js";
+
 export interface Transaction {
   ok: boolean;
   kind: string;
@@ -11,14 +15,33 @@ export interface Transaction {
   at: string;
 }
 
+/** Offline mode's backups, as the backup records them. */
+export interface BackupHealth {
+  path: string;
+  /** The last attempt wrote the backup (true before the first attempt). */
+  ok: boolean;
+  lastSuccessAt?: string;
+  lastFailureAt?: string;
+  /** The last failure's error (file-system errors name the path, never a secret). */
+  lastError?: string;
+  failures: number;
+}
+
 export interface HealthReport {
-  status: "ok" | "unavailable";
+  /** "degraded": OPA holds what the client claims, but the offline backup is failing. */
+  status: "ok" | "degraded" | "unavailable";
+  /** Why it is not ok or not ready. */
+  message?: string;
   online: boolean;
   ready: boolean;
   engine: { reachable: boolean };
   stream: { connected: boolean; error?: string };
-  data: { enabled: boolean; baselineLoaded: boolean; lastTransaction?: Transaction; appliedPosition: string; pending: number };
+  /** `appliedPositionHeld` false: OPA no longer holds everything up to `appliedPosition` (see `state`). */
+  data: { enabled: boolean; baselineLoaded: boolean; lastTransaction?: Transaction; appliedPosition: string; appliedPositionHeld: boolean; pending: number };
   policy: { enabled: boolean; loaded: boolean; hash: string; lastTransaction?: Transaction };
+  /** Whether OPA holds the state the client had (false from a loss until it is back). */
+  state: StoreStateReport;
+  backup?: BackupHealth;
   recentFailures: Transaction[];
 }
 
@@ -30,6 +53,10 @@ export class ClientHealth {
   policyLoaded = false;
   policyHash = "";
   appliedPosition = 0n;
+  /** Whether OPA holds the state the client claims (lost, reloaded, held again). */
+  readonly storeState = new StoreState();
+  /** Offline mode's backups; undefined when off. */
+  backup: BackupHealth | undefined;
   /** How many updates wait to be written. */
   pending: () => number = () => 0;
   private lastData: Transaction | undefined;
@@ -51,19 +78,48 @@ export class ClientHealth {
     if (!transaction.ok) this.remember(this.lastPolicy);
   }
 
-  isHealthy(): boolean {
+  /** The data in OPA can be trusted: it answers, the last transactions succeeded, nothing was lost. */
+  isServing(): boolean {
     const dataOk = !this.dataEnabled || this.lastData?.ok !== false;
     const policyOk = !this.policyEnabled || this.lastPolicy?.ok !== false;
-    return this.engineReachable && dataOk && policyOk;
+    return this.engineReachable && dataOk && policyOk && this.storeState.held;
   }
 
-  isReady(): boolean {
+  isHealthy(): boolean {
+    return this.isServing() && this.backup?.ok !== false;
+  }
+
+  /** Policy and every baseline source were loaded (into the OPA there is now). */
+  loaded(): boolean {
     return (!this.policyEnabled || this.policyLoaded) && (!this.dataEnabled || this.baselineLoaded);
   }
 
+  isReady(): boolean {
+    return this.loaded() && this.storeState.held;
+  }
+
+  /** Why the client is not healthy or not ready (the first reason that applies); undefined when it is both. */
+  message(): string | undefined {
+    if (!this.engineReachable) return "the policy store (OPA) does not answer";
+    const lost = this.storeState.message();
+    if (lost !== undefined) return lost;
+    const failure = [this.lastPolicy, this.lastData].find((transaction) => transaction?.ok === false);
+    if (failure !== undefined) {
+      const what = failure.kind === "policy" ? "policy" : failure.kind === "event" ? "data update" : failure.kind === "baseline" ? "baseline data" : "data refresh";
+      // The error first: the id is long, and the dashboard shows the last failed update's id anyway.
+      return `${what} failed: ${failure.error ?? "unknown error"}`;
+    }
+    if (this.backup?.ok === false) return `the store backup to ${this.backup.path} failed: ${this.backup.lastError ?? "unknown error"}`;
+    if (this.policyEnabled && !this.policyLoaded) return "loading the policy";
+    if (this.dataEnabled && !this.baselineLoaded) return "loading the baseline data";
+    return undefined;
+  }
+
   report(): HealthReport {
+    const message = this.message();
     return {
-      status: this.isHealthy() ? "ok" : "unavailable",
+      status: this.isHealthy() ? "ok" : this.isServing() ? "degraded" : "unavailable",
+      ...(message === undefined ? {} : { message }),
       online: this.streamConnected,
       ready: this.isReady(),
       engine: { reachable: this.engineReachable },
@@ -73,9 +129,12 @@ export class ClientHealth {
         baselineLoaded: this.baselineLoaded,
         ...(this.lastData === undefined ? {} : { lastTransaction: this.lastData }),
         appliedPosition: this.appliedPosition.toString(),
+        appliedPositionHeld: this.storeState.held,
         pending: this.pending(),
       },
       policy: { enabled: this.policyEnabled, loaded: this.policyLoaded, hash: this.policyHash, ...(this.lastPolicy === undefined ? {} : { lastTransaction: this.lastPolicy }) },
+      state: this.storeState.report(),
+      ...(this.backup === undefined ? {} : { backup: { ...this.backup } }),
       recentFailures: [...this.failures],
     };
   }

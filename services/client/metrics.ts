@@ -41,6 +41,7 @@ export class ClientMetrics {
   private readonly applied: Counter<"kind">;
   private readonly failed: Counter<"kind">;
   private readonly reconnects: Counter;
+  private readonly backupFailures: Counter;
   private everConnected = false;
   private connected = false;
 
@@ -57,12 +58,21 @@ export class ClientMetrics {
     this.applied = new Counter({ name: "opal_mesh_client_updates_applied_total", help: "Jobs written to OPA, by kind (event, baseline, periodic, manual, policy).", labelNames: ["kind"], registers });
     this.failed = new Counter({ name: "opal_mesh_client_updates_failed_total", help: "Jobs that failed (entirely or in part), by kind.", labelNames: ["kind"], registers });
     this.reconnects = new Counter({ name: "opal_mesh_client_reconnects_total", help: "Streams to a server opened again after the first one.", registers });
-    new Gauge({ name: "opal_mesh_client_applied_position", help: "The last log position applied to OPA.", registers, collect() {
-      this.set(Number(health.appliedPosition));
+    new Gauge({ name: "opal_mesh_client_applied_position", help: "The last log position applied to OPA (0 while OPA does not hold the state up to it).", registers, collect() {
+      this.set(health.storeState.held ? Number(health.appliedPosition) : 0);
+    } });
+    this.backupFailures = new Counter({ name: "opal_mesh_client_backup_failures_total", help: "Offline-mode store backups that could not be written (the earlier backup is kept).", registers });
+    new Gauge({ name: "opal_mesh_client_backup_last_success_timestamp_seconds", help: "When the last offline-mode store backup was written (Unix seconds; 0 before the first, or with offline mode off).", registers, collect() {
+      const at = health.backup?.lastSuccessAt;
+      this.set(at === undefined ? 0 : Date.parse(at) / 1000);
+    } });
+    new Gauge({ name: "opal_mesh_client_state_held", help: "1 while OPA holds the state the client claims; 0 from the moment it lost it until it holds it again.", registers, collect() {
+      this.set(health.storeState.held ? 1 : 0);
     } });
     new Gauge({ name: "opal_mesh_client_stream_connected", help: "1 while the stream to a server is up.", registers, collect() {
       this.set(health.streamConnected ? 1 : 0);
     } });
+    this.backupFailures.inc(0);
     for (const operation of ["data", "policy"]) {
       this.writeDuration.zero({ operation });
       this.writeErrors.inc({ operation }, 0);
@@ -94,6 +104,11 @@ export class ClientMetrics {
   jobDone(result: JobResult): void {
     if (result.job.kind === "backup") return;
     (result.ok ? this.applied : this.failed).inc({ kind: result.job.kind });
+  }
+
+  /** An offline-mode backup was written (or failed). */
+  backupSaved(ok: boolean): void {
+    if (!ok) this.backupFailures.inc();
   }
 
   streamConnection(connected: boolean): void {

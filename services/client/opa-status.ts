@@ -3,6 +3,8 @@
  * puts `ready` and `healthy`, so Rego can refuse decisions while stale, plus the log
  * position the data in OPA corresponds to. It is written in the same transaction as each
  * data update, so position and data never disagree; if it is missing, OPA lost its state.
+ * After a loss, `ready` and `healthy` stay false and `state` says what is missing, until
+ * OPA holds again what the client had: Rego never sees a claim the store does not back.
  */
 import type { ClientHealth, Transaction } from "./health.js";
 
@@ -20,7 +22,12 @@ export interface StatusSnapshot {
   baselineLoaded: boolean;
   /** The client that wrote it was ready: policy and every baseline source loaded. */
   ready: boolean;
+  /** The client that wrote it knew OPA had lost state it did not hold again. */
+  lost?: { at: string | undefined; reason: string; notHeld: string[]; complete: boolean };
 }
+
+/** How many not-held paths the status document lists (a loss with more is carried on as "everything"). */
+export const NOT_HELD_LISTED = 100;
 
 /** What a status document found in OPA says. */
 export function readStatus(document: unknown): StatusSnapshot | undefined {
@@ -35,6 +42,21 @@ export function readStatus(document: unknown): StatusSnapshot | undefined {
     rootDataKeys: Array.isArray(policy.root_data_keys) ? policy.root_data_keys.filter((key): key is string => typeof key === "string") : [],
     baselineLoaded: record.baseline_loaded === true,
     ready: record.ready === true,
+    ...readLoss(record.state),
+  };
+}
+
+function readLoss(state: unknown): Pick<StatusSnapshot, "lost"> {
+  if (typeof state !== "object" || state === null || (state as { held?: unknown }).held !== false) return {};
+  const record = state as Record<string, unknown>;
+  const notHeld = Array.isArray(record.not_held) ? record.not_held.filter((path): path is string => typeof path === "string") : [];
+  return {
+    lost: {
+      at: typeof record.lost_at === "string" ? record.lost_at : undefined,
+      reason: typeof record.reason === "string" ? record.reason : "recorded in OPA's status document",
+      notHeld,
+      complete: typeof record.not_held_count === "number" && record.not_held_count <= notHeld.length,
+    },
   };
 }
 
@@ -71,9 +93,11 @@ export class StatusDocument {
    */
   render(mark: PositionMark | undefined = this.mark, transaction?: Transaction, baselineLoaded = this.health.baselineLoaded): Uint8Array {
     const report = this.health.report();
-    const ready = (!this.health.policyEnabled || this.health.policyLoaded) && (!this.health.dataEnabled || baselineLoaded);
+    const held = report.state.held;
+    const ready = (!this.health.policyEnabled || this.health.policyLoaded) && (!this.health.dataEnabled || baselineLoaded) && held;
     const lastData = transaction ?? report.data.lastTransaction ?? null;
-    const healthy = report.engine.reachable && (lastData === null || lastData.ok) && report.policy.lastTransaction?.ok !== false;
+    // A failing backup does not make OPA's data stale: it shows in /healthy and under `backup`.
+    const healthy = report.engine.reachable && (lastData === null || lastData.ok) && report.policy.lastTransaction?.ok !== false && held;
     return Buffer.from(
       JSON.stringify({
         ready,
@@ -85,6 +109,18 @@ export class StatusDocument {
         policy: { hash: this.policyHash, root_data_keys: this.rootDataKeys },
         last_data_transaction: lastData,
         last_policy_transaction: report.policy.lastTransaction ?? null,
+        state: held
+          ? { held: true }
+          : {
+              held: false,
+              lost_at: report.state.lostAt,
+              reason: report.state.reason,
+              message: report.state.message,
+              rebuilt_from: report.state.rebuiltFrom === undefined ? null : Number(report.state.rebuiltFrom),
+              not_held: this.health.storeState.notHeld(NOT_HELD_LISTED),
+              not_held_count: this.health.storeState.notHeldCount,
+            },
+        ...(report.backup === undefined ? {} : { backup: { ok: report.backup.ok, last_success_at: report.backup.lastSuccessAt ?? null, last_error: report.backup.lastError ?? null } }),
         updated_at: new Date().toISOString(),
       }),
     );

@@ -193,7 +193,7 @@ test("restore() loads a saved backup into an empty store", async (t) => {
   await new StoreBackup(path, source, silentLogger()).save();
 
   const target = new MemoryStore();
-  assert.equal(await new StoreBackup(path, target, silentLogger()).restore(), true);
+  assert.deepEqual(await new StoreBackup(path, target, silentLogger()).restore(), { used: true });
   assert.deepEqual([...target.policies], POLICIES);
   assert.deepEqual(target.data, source.data);
   assert.deepEqual(await target.readData("/system/opal"), STATUS);
@@ -217,7 +217,11 @@ test("restore() without a usable backup returns false and leaves the store alone
       const path = join(directory, "backup.json");
       if (content !== undefined) await writeFile(path, content);
       const store = new MemoryStore();
-      assert.equal(await new StoreBackup(path, store, silentLogger()).restore(), false);
+      const outcome = await new StoreBackup(path, store, silentLogger()).restore();
+      assert.equal(outcome.used, false);
+      // A backup that is there but unusable is named (health shows it); no file is nothing to say.
+      if (content === undefined) assert.equal(outcome.problem, undefined);
+      else assert.match(outcome.problem ?? "", /the store backup at .*backup\.json is unreadable/);
       assert.deepEqual(store.writes, []);
       assert.deepEqual(store.data, {});
     });
@@ -228,7 +232,7 @@ test("restore() without a usable backup returns false and leaves the store alone
     const path = join(directory, "backup.json");
     await mkdir(path);
     const store = new MemoryStore();
-    assert.equal(await new StoreBackup(path, store, silentLogger()).restore(), false);
+    assert.equal((await new StoreBackup(path, store, silentLogger()).restore()).used, false);
     assert.deepEqual(store.writes, []);
   });
 
@@ -241,8 +245,129 @@ test("restore() without a usable backup returns false and leaves the store alone
       const path = join(directory, "backup.json");
       await writeFile(path, JSON.stringify({ version: 1, saved_at: "", policies: [] }));
       const store = new MemoryStore();
-      assert.equal(await new StoreBackup(path, store, silentLogger()).restore(), false);
+      assert.equal((await new StoreBackup(path, store, silentLogger()).restore()).used, false);
       assert.deepEqual(store.writes, []);
     },
   );
+});
+
+test("save() that fails leaves no temporary file, keeps the earlier backup, and says why", async (t) => {
+  const cases: Array<[string, (directory: string) => Promise<string>]> = [
+    // chmod does not stop root: these fail for every user.
+    ["the backup's directory is a regular file", async (directory) => {
+      await writeFile(join(directory, "file"), "");
+      return join(directory, "file", "backup.json");
+    }],
+    ["a directory where the backup should be", async (directory) => {
+      await mkdir(join(directory, "backup.json"));
+      return join(directory, "backup.json");
+    }],
+  ];
+  for (const [name, prepare] of cases) {
+    await t.test(name, async (t) => {
+      const directory = await temporaryDirectory(t);
+      const path = await prepare(directory);
+      const outcomes: boolean[] = [];
+      const backup = new StoreBackup(path, populatedStore(), silentLogger(), (ok) => outcomes.push(ok));
+      await assert.rejects(backup.save());
+      assert.deepEqual(outcomes, [false]);
+      assert.equal(backup.health.ok, false);
+      assert.equal(backup.health.failures, 1);
+      assert.match(backup.health.lastError ?? "", /E[A-Z]+/, "the file system's error");
+      const left = (await readdir(directory, { recursive: true })).filter((entry) => String(entry).endsWith(".tmp"));
+      assert.deepEqual(left, [], "no temporary file left behind");
+    });
+  }
+
+  await t.test("the next backup that succeeds clears it", async (t) => {
+    const directory = await temporaryDirectory(t);
+    const path = join(directory, "backup.json");
+    await mkdir(path);
+    const outcomes: boolean[] = [];
+    const backup = new StoreBackup(path, populatedStore(), silentLogger(), (ok) => outcomes.push(ok));
+    await assert.rejects(backup.save());
+    await rm(path, { recursive: true });
+    await backup.save();
+    assert.deepEqual(outcomes, [false, true]);
+    assert.equal(backup.health.ok, true);
+    assert.equal(backup.health.failures, 1, "failures are counted, not forgotten");
+    assert.equal(backup.health.lastError, undefined);
+    assert.ok(backup.health.lastSuccessAt !== undefined);
+    assert.deepEqual((await readBackup(path)).status, STATUS);
+  });
+
+  await t.test("a temporary name taken by someone else's directory is left alone", async (t) => {
+    const directory = await temporaryDirectory(t);
+    const path = join(directory, "backup.json");
+    await mkdir(`${path}.${process.pid}.tmp`);
+    await assert.rejects(new StoreBackup(path, populatedStore(), silentLogger()).save());
+    assert.ok((await stat(`${path}.${process.pid}.tmp`)).isDirectory());
+  });
+});
+
+test("restore() uses a backup only when OPA, read back, holds what it says", async (t) => {
+  const saved = async (t: TestContext): Promise<string> => {
+    const path = join(await temporaryDirectory(t), "backup.json");
+    await new StoreBackup(path, populatedStore(), silentLogger()).save();
+    return path;
+  };
+
+  await t.test("data changed after it was saved: not used, OPA's data emptied again", async (t) => {
+    const path = await saved(t);
+    const file = await readBackup(path);
+    (file.data as { users: Record<string, unknown> }).users = {};
+    await writeFile(path, JSON.stringify(file));
+    const store = new MemoryStore();
+    const outcome = await new StoreBackup(path, store, silentLogger()).restore();
+    assert.equal(outcome.used, false);
+    assert.match(outcome.problem ?? "", /was not used: its data does not match the checksum/);
+    assert.deepEqual(store.data, {}, "no status claims the backup's position");
+  });
+
+  await t.test("OPA does not keep what was written", async (t) => {
+    const path = await saved(t);
+    const store = new MemoryStore();
+    const write = store.writeData.bind(store);
+    // An OPA that drops part of the root document it was given.
+    store.writeData = async (data) => {
+      await write(data);
+      if (data.path === "/" && isObject(store.data)) delete store.data.users;
+    };
+    const outcome = await new StoreBackup(path, store, silentLogger()).restore();
+    assert.equal(outcome.used, false);
+    assert.match(outcome.problem ?? "", /does not hold the data the backup's position says/);
+    assert.deepEqual(store.data, {});
+  });
+
+  await t.test("OPA does not keep a policy", async (t) => {
+    const path = await saved(t);
+    const store = new MemoryStore();
+    store.putPolicy = async () => undefined;
+    const outcome = await new StoreBackup(path, store, silentLogger()).restore();
+    assert.equal(outcome.used, false);
+    assert.match(outcome.problem ?? "", /does not hold 2 of its policies/);
+    assert.equal(await store.readData("/system/opal"), undefined);
+  });
+
+  await t.test("OPA refuses the data", async (t) => {
+    const path = await saved(t);
+    const store = new MemoryStore();
+    const write = store.writeData.bind(store);
+    store.writeData = async (data) => {
+      if (data.path === "/" && data.body !== undefined && data.body.byteLength > 2) throw new Error("request body too large");
+      await write(data);
+    };
+    const outcome = await new StoreBackup(path, store, silentLogger()).restore();
+    assert.equal(outcome.used, false);
+    assert.match(outcome.problem ?? "", /OPA refused it: request body too large/);
+    assert.equal(await store.readData("/system/opal"), undefined);
+  });
+
+  await t.test("a backup of an earlier version (no checksum) is checked against its own data and status", async (t) => {
+    const path = await saved(t);
+    const file = await readBackup(path);
+    delete (file as { data_sha256?: string }).data_sha256;
+    await writeFile(path, JSON.stringify(file));
+    assert.deepEqual(await new StoreBackup(path, new MemoryStore(), silentLogger()).restore(), { used: true });
+  });
 });
