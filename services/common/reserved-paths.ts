@@ -50,6 +50,11 @@ function pointerAsPath(pointer: string): string {
   return pointer.replaceAll("~1", "/").replaceAll("~0", "~");
 }
 
+/** Whether a path lands at the data root in some spelling ("", "/", "//", "/a/..", "%2F"). */
+export function landsAtRoot(path: string): boolean {
+  return spellings(path).some((spelling) => resolveSegments(spelling).length === 0);
+}
+
 function isUnder(segments: readonly string[], prefix: readonly string[]): boolean {
   return prefix.length <= segments.length && prefix.every((part, index) => segments[index] === part);
 }
@@ -98,7 +103,7 @@ export class ReservedPaths {
 
   /** A document written at the root replaces data.system with its `system` key: refused when it has one (in any spelling). */
   rootDocumentProblem(path: string, document: unknown): string | undefined {
-    if (!spellings(path).some((spelling) => resolveSegments(spelling).length === 0) || !isObject(document)) return undefined;
+    if (!landsAtRoot(path) || !isObject(document)) return undefined;
     for (const key of Object.keys(document)) {
       if (this.pathProblem(`/${key}`) !== undefined) return `a document written at the data root (dst_path ${JSON.stringify(path)}) has the key ${JSON.stringify(key)}, which would replace OPA's reserved system namespace (data.system)`;
     }

@@ -5,6 +5,7 @@ import type { AddressInfo } from "node:net";
 import { create } from "@bufbuild/protobuf";
 import { DataSourceEntrySchema, SaveMethod } from "../../../gen/opal/mesh/v1/data_pb.js";
 import { silentLogger } from "../../common/logger.js";
+import { ReservedPaths } from "../../common/reserved-paths.js";
 import { UrlAllowlist } from "../../common/url-allowlist.js";
 import { StreamedSource } from "../fetch/streamed-source.js";
 import { FetchProviderRegistry } from "../fetch/registry.js";
@@ -71,7 +72,7 @@ class RecordingStore implements PolicyStore {
   async close(): Promise<void> {}
 }
 
-function applier(store: PolicyStore, splitRootData = false): { applier: EntryApplier; status: StatusDocument } {
+function applier(store: PolicyStore, splitRootData = false, reservedPaths?: ReservedPaths): { applier: EntryApplier; status: StatusDocument } {
   const status = new StatusDocument(new ClientHealth(true, false), "client-1");
   const noRetry = { attempts: 1, backoff: { initialMs: 1, maxMs: 1 } };
   const applier = new EntryApplier({
@@ -85,6 +86,7 @@ function applier(store: PolicyStore, splitRootData = false): { applier: EntryApp
     allowlist: new UrlAllowlist([]),
     logger: silentLogger(),
     streamAbove: 1024,
+    ...(reservedPaths === undefined ? {} : { reservedPaths }),
   });
   return { applier, status };
 }
@@ -144,4 +146,52 @@ test("a streamed document is committed with the position; a source that breaks o
   const written = JSON.parse(store.documents.get("/system/opal") ?? "{}") as { position: number; last_data_transaction: { ok: boolean; error: string } };
   assert.equal(written.position, 8);
   assert.equal(written.last_data_transaction.ok, false);
+});
+
+const inline = (dstPath: string, data: unknown, saveMethod = SaveMethod.PUT) =>
+  create(DataSourceEntrySchema, { dstPath, saveMethod, ...(data === undefined ? {} : { dataJson: Buffer.from(JSON.stringify(data)) }) });
+
+test("a write into OPA's system namespace is refused before anything is fetched", async (t) => {
+  const url = await serve(t);
+  const { applier: subject } = applier(new RecordingStore());
+  for (const dst of ["/system/opal", "system/version", "/%73ystem/x", "/users/../system"]) {
+    await assert.rejects(subject.fetch(entry(url("/big"), dst), signal), (error: Error & { stage?: string }) => error.stage === "fetch" && /refused to write PUT .* reserved system namespace|client's own document|namespace \(data.system\) itself/.test(error.message), dst);
+  }
+});
+
+test("refused writes fail alone, naming the rule; the others and the status are committed", async () => {
+  const store = new RecordingStore();
+  const { applier: subject } = applier(store);
+  const job: UpdateJob = { kind: "event", position: 3n, logId: "log", updateId: "u-sys", reason: "", entries: [] };
+  const writes = [
+    { entry: inline("/system/opal", { ready: true }), data: Buffer.from('{"ready":true}') },
+    { entry: inline("/system/opal_mesh", undefined, SaveMethod.DELETE), data: undefined },
+    { entry: inline("/", [{ op: "add", path: "/system/authz", value: 1 }], SaveMethod.PATCH), data: Buffer.from('[{"op":"add","path":"/system/authz","value":1}]') },
+    { entry: inline("/", { users: 1, system: {} }), data: Buffer.from('{"users":1,"system":{}}') },
+    { entry: inline("/users", [1]), data: Buffer.from("[1]") },
+  ];
+  const outcomes = await subject.commit(job, writes, [], signal);
+  assert.deepEqual(outcomes.map((outcome) => outcome.ok), [false, false, false, false, true]);
+  assert.match(outcomes[0]?.error ?? "", /refused to write PUT \/system\/opal .*client's own document/);
+  assert.match(outcomes[1]?.error ?? "", /refused to write DELETE \/system\/opal_mesh/);
+  assert.match(outcomes[2]?.error ?? "", /operation 0 path/);
+  assert.match(outcomes[3]?.error ?? "", /data root .* "system"/);
+  assert.equal(store.documents.get("/users"), "[1]");
+  assert.deepEqual([...store.documents.keys()].sort(), ["/system/opal", "/users"], "nothing but the data and the status was written");
+  const statusDoc = JSON.parse(store.documents.get("/system/opal") ?? "{}") as { position: number; ready?: unknown; last_transaction?: { ok: boolean; error?: string } };
+  assert.equal(statusDoc.position, 3);
+  assert.ok(JSON.stringify(statusDoc).includes("refused to write"), "the status names the refusal");
+
+  // In a batch, too.
+  const many = await subject.commitMany([{ job: { ...job, position: 4n, updateId: "u-a" }, writes: [{ entry: inline("/a", 1), data: Buffer.from("1") }], fetchErrors: [] }, { job: { ...job, position: 5n, updateId: "u-b" }, writes: [writes[0] as (typeof writes)[number]], fetchErrors: [] }], signal);
+  assert.deepEqual(many.map((outcomes) => outcomes.map((outcome) => outcome.ok)), [[true], [false]]);
+});
+
+test("OPAL_MESH_WRITABLE_SYSTEM_PATHS opens its part of data.system on the client", async () => {
+  const store = new RecordingStore();
+  const { applier: subject } = applier(store, false, new ReservedPaths(["/system/authz"]));
+  const job: UpdateJob = { kind: "event", position: 1n, logId: "log", updateId: "u", reason: "", entries: [] };
+  const outcomes = await subject.commit(job, [{ entry: inline("/system/authz", { allow: true }), data: Buffer.from('{"allow":true}') }, { entry: inline("/system/opal_mesh/x", 1), data: Buffer.from("1") }], [], signal);
+  assert.deepEqual(outcomes.map((outcome) => outcome.ok), [true, false]);
+  assert.equal(store.documents.get("/system/authz"), '{"allow":true}');
 });

@@ -10,6 +10,7 @@ import type { RetryPolicy } from "../../common/config/retry-options.js";
 import { redactUrl } from "../../common/config/env-reader.js";
 import { parseJsonBytes, saveMethodName } from "../../common/data-entries.js";
 import type { Logger } from "../../common/logger.js";
+import { landsAtRoot, ReservedPaths } from "../../common/reserved-paths.js";
 import type { UrlAllowlist } from "../../common/url-allowlist.js";
 import { FetchError, type FetchProvider } from "../fetch/types.js";
 import type { FetchProviderRegistry } from "../fetch/registry.js";
@@ -32,6 +33,11 @@ export interface EntryApplierOptions {
   splitRootData: boolean;
   /** OPAL_FETCH_URL_ALLOWLIST: sources outside it are refused, whoever published the update. */
   allowlist: UrlAllowlist;
+  /**
+   * OPA's system namespace: writes there are refused (each entry alone), whatever the
+   * server let through (OPAL_MESH_WRITABLE_SYSTEM_PATHS opens parts). Default: none open.
+   */
+  reservedPaths?: ReservedPaths;
   logger: Logger;
   /** The policy store's URL, for the spans of writes to it. */
   storeUrl?: string;
@@ -63,10 +69,37 @@ export function describeEntry(entry: DataSourceEntry): string {
 }
 
 export class EntryApplier implements JobApplier {
-  constructor(private readonly options: EntryApplierOptions) {}
+  private readonly reserved: ReservedPaths;
+
+  constructor(private readonly options: EntryApplierOptions) {
+    this.reserved = options.reservedPaths ?? ReservedPaths.NONE;
+  }
+
+  /**
+   * Why this write may not reach the store (it lands in OPA's system namespace: by its
+   * dst_path, a JSON Patch operation's path, or a `system` key of a root document).
+   */
+  private refusal({ entry, data }: EntryWrite): string | undefined {
+    const method = saveMethodName(entry.saveMethod);
+    let document: unknown;
+    if (data instanceof Uint8Array && (method === "PATCH" || landsAtRoot(entry.dstPath))) {
+      try {
+        document = parseJsonBytes(data);
+      } catch {
+        // not JSON: the store refuses it, entry by entry
+      }
+    } else if (data instanceof StreamedSource && landsAtRoot(entry.dstPath)) {
+      return `refused to write ${describeEntry(entry)}: a document at the data root is checked for a "system" key, and this one was not read whole`;
+    }
+    const problem = this.reserved.writeProblem({ path: entry.dstPath, method, data: document });
+    return problem === undefined ? undefined : `refused to write ${describeEntry(entry)}: ${problem}`;
+  }
 
   /** The entry's data (JSON bytes, or a big document left on the wire); undefined for DELETE. */
   async fetch(entry: DataSourceEntry, signal: AbortSignal, trace?: UpdateTrace): Promise<EntryData | undefined> {
+    // Nothing is fetched for a write that would be refused anyway.
+    const refused = this.reserved.pathProblem(entry.dstPath);
+    if (refused !== undefined) throw new EntryError("fetch", `refused to write ${describeEntry(entry)}: ${refused}`);
     if (entry.saveMethod === SaveMethod.DELETE) return undefined;
     if (entry.dataJson !== undefined) return entry.dataJson;
     if (trace === undefined) return this.fetchSource(entry, signal);
@@ -113,8 +146,8 @@ export class EntryApplier implements JobApplier {
    */
   private async fetchOnce(provider: FetchProvider, entry: DataSourceEntry, config: Record<string, unknown>, signal: AbortSignal): Promise<EntryData> {
     const open = provider.open?.bind(provider);
-    // SPLIT_ROOT_DATA must parse a root document to split it.
-    const untransformed = entry.saveMethod === SaveMethod.PUT && !(this.options.splitRootData && entry.dstPath.split("/").every((part) => part === ""));
+    // A root document is read whole: SPLIT_ROOT_DATA splits it, and its keys are checked for `system`.
+    const untransformed = entry.saveMethod === SaveMethod.PUT && !landsAtRoot(entry.dstPath);
     if (open === undefined || !untransformed) return provider.fetch({ url: entry.url, config, signal });
     const opened = await open({ url: entry.url, config, signal }, this.options.streamAbove ?? DEFAULT_STREAM_ABOVE);
     if (opened === undefined) return provider.fetch({ url: entry.url, config, signal });
@@ -159,7 +192,17 @@ export class EntryApplier implements JobApplier {
     }
   }
 
+  /** Refused writes fail alone, with the rule in their error; the others are committed. */
   private async commitJob(job: UpdateJob, writes: readonly EntryWrite[], fetchErrors: readonly string[], signal: AbortSignal): Promise<Array<{ ok: boolean; error?: string }>> {
+    const refusals = writes.map((write) => this.refusal(write));
+    if (refusals.every((refusal) => refusal === undefined)) return this.commitScreened(job, writes, fetchErrors, signal);
+    const accepted = writes.filter((_, index) => refusals[index] === undefined);
+    const outcomes = await this.commitScreened(job, accepted, [...fetchErrors, ...refusals.filter((refusal) => refusal !== undefined)], signal);
+    let next = 0;
+    return refusals.map((refusal) => (refusal === undefined ? (outcomes[next++] ?? { ok: false, error: "internal: no outcome" }) : { ok: false, error: refusal }));
+  }
+
+  private async commitScreened(job: UpdateJob, writes: readonly EntryWrite[], fetchErrors: readonly string[], signal: AbortSignal): Promise<Array<{ ok: boolean; error?: string }>> {
     const { status, transactions } = this.options;
     // Log events (and a baseline, at its head) move the position; periodic refetches do not.
     const mark: PositionMark | undefined = job.position !== undefined && job.logId !== undefined ? { logId: job.logId, position: job.position } : status.mark;
@@ -203,6 +246,12 @@ export class EntryApplier implements JobApplier {
   private async commitJobs(items: ReadonlyArray<{ job: UpdateJob; writes: readonly EntryWrite[]; fetchErrors: readonly string[] }>, signal: AbortSignal): Promise<Array<Array<{ ok: boolean; error?: string }>>> {
     const last = items.at(-1);
     if (last === undefined) return [];
+    // A refused write fails alone: the jobs go one by one, as when the store refuses one.
+    if (items.some((item) => item.writes.some((write) => this.refusal(write) !== undefined))) {
+      const outcomes: Array<Array<{ ok: boolean; error?: string }>> = [];
+      for (const item of items) outcomes.push(await this.commitJob(item.job, item.writes, item.fetchErrors, signal));
+      return outcomes;
+    }
     const { status, transactions } = this.options;
     const mark: PositionMark | undefined = last.job.position !== undefined && last.job.logId !== undefined ? { logId: last.job.logId, position: last.job.position } : status.mark;
     const fetchError = items.flatMap((item) => item.fetchErrors).filter((error) => error !== "").join("; ");
