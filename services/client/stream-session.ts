@@ -4,7 +4,7 @@
  * the agent, send ACKs; on failure, back off and try the next server URL.
  */
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
-import { ConnectError, createClient } from "@connectrpc/connect";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport, type Http2SessionManager } from "@connectrpc/connect-node";
 import {
   type AckSchema,
@@ -22,6 +22,13 @@ import type { Logger } from "../common/logger.js";
 import type { ClientTls } from "../common/config/tls-config.js";
 import { Outbox } from "./outbox.js";
 import { callTransport, streamSessions } from "./server-transports.js";
+
+/**
+ * The distributor keeps one stream per client id: a newer one replaces ours with ABORTED.
+ * Two live clients sharing an id would replace each other at once, forever; waiting this
+ * long before coming back makes that a slow, visible turn-taking instead.
+ */
+const REPLACED_RETRY_MS = 10_000;
 
 export interface ResumePoint {
   logId: string;
@@ -103,6 +110,7 @@ export class StreamSession {
       const onAbort = (): void => connection.abort();
       signal.addEventListener("abort", onAbort, { once: true });
       let receivedWelcome = false;
+      let replaced = false;
       try {
         const streamUrl = await this.discover(serverUrl, connection.signal);
         receivedWelcome = await this.stream(streamUrl, connection.signal);
@@ -111,7 +119,13 @@ export class StreamSession {
         if (signal.aborted) break;
         const message = error instanceof ConnectError ? error.rawMessage : (error as Error).message;
         this.options.handlers.onConnectionChange(false, message);
-        if (!connection.signal.aborted) this.options.logger.warn({ server: redactUrl(serverUrl), err: message }, "stream to the server failed");
+        replaced = error instanceof ConnectError && error.code === Code.Aborted;
+        if (replaced) {
+          this.options.logger.error({ server: redactUrl(serverUrl), clientId: this.options.clientId, err: message }, `the server replaced this stream with a newer one with the same client id; is another client running with it? retrying in ${REPLACED_RETRY_MS / 1000} s`);
+        } else if (!connection.signal.aborted) {
+          // Dropped for being slow (RESOURCE_EXHAUSTED) or cut off: the next stream resumes from what was applied.
+          this.options.logger.warn({ server: redactUrl(serverUrl), err: message }, "stream to the server failed");
+        }
       } finally {
         signal.removeEventListener("abort", onAbort);
         this.outbox?.close();
@@ -122,7 +136,8 @@ export class StreamSession {
       failures = receivedWelcome ? 1 : failures + 1;
       if (!receivedWelcome) this.serverIndex++;
       const reconnectRequested = connection.signal.aborted;
-      if (!reconnectRequested) await sleep(backoffDelay(failures, { initialMs: 100, maxMs: 10_000, jitter: 0.5 }), signal).catch(() => undefined);
+      const delay = replaced ? REPLACED_RETRY_MS : backoffDelay(failures, { initialMs: 100, maxMs: 10_000, jitter: 0.5 });
+      if (!reconnectRequested) await sleep(delay, signal).catch(() => undefined);
     }
     this.options.handlers.onConnectionChange(false, "stopped");
   }

@@ -8,7 +8,7 @@
 /** @typedef {import("./state-types.js").DashboardState} DashboardState */
 /** @typedef {import("./state-types.js").DashboardClient} DashboardClient */
 /** @typedef {import("./state-types.js").DashboardUpdate} DashboardUpdate */
-/** @typedef {"applied" | "failed" | "pending"} DeliveryCount */
+/** @typedef {"applied" | "failed" | "pending" | "disconnected"} DeliveryCount */
 (function () {
   "use strict";
   var TOKEN_KEY = "opal-mesh-dashboard-token";
@@ -196,12 +196,12 @@
   /** @type {Set<string>} */
   var expanded = new Set();
   /** @type {DeliveryCount[]} */
-  var COUNTS = ["applied", "failed", "pending"];
+  var COUNTS = ["applied", "failed", "pending", "disconnected"];
 
   /** @param {DashboardUpdate} update */
   function deliveryCell(update) {
     var td = el("td");
-    var total = update.applied + update.failed + update.pending;
+    var total = update.applied + update.failed + update.pending + update.disconnected;
     if (total === 0) {
       td.append(el("span", "badge none", "no clients addressed"));
       return td;
@@ -236,7 +236,7 @@
       var row = el("tr");
       var badge = el("td");
       badge.append(el("span", "badge " + client.state, client.state));
-      row.append(badge, el("td", "client-id", client.client_id), el("td", "muted num", client.state === "pending" ? "" : client.latency_ms + " ms"), el("td", "error-text", client.error));
+      row.append(badge, el("td", "client-id", client.client_id), el("td", "muted num", client.state === "pending" || client.state === "disconnected" ? "" : client.latency_ms + " ms"), el("td", "error-text", client.error));
       table.append(row);
     });
     if (update.clients_omitted) {

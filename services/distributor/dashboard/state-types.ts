@@ -29,7 +29,7 @@ export interface DashboardClient {
   status: Status;
 }
 
-export type DeliveryName = "applied" | "failed" | "pending";
+export type DeliveryName = "applied" | "failed" | "pending" | "disconnected";
 
 export interface DashboardUpdate {
   update_id: string;
@@ -43,6 +43,8 @@ export interface DashboardUpdate {
   applied: number;
   failed: number;
   pending: number;
+  /** Addressed clients whose stream ended before they acknowledged it (nothing waits on them). */
+  disconnected: number;
   complete: boolean;
   trace_id: string;
   trace_url: string;

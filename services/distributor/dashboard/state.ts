@@ -35,11 +35,12 @@ export interface DashboardInput {
 }
 
 const STATUS_ORDER: Record<Status, number> = { unhealthy: 0, loading: 1, unknown: 2, ok: 3 };
-const STATE_ORDER: Record<DeliveryName, number> = { failed: 0, pending: 1, applied: 2 };
+const STATE_ORDER: Record<DeliveryName, number> = { failed: 0, pending: 1, disconnected: 2, applied: 3 };
 
 function deliveryName(state: DeliveryState): DeliveryName {
   if (state === DeliveryState.APPLIED) return "applied";
   if (state === DeliveryState.FAILED) return "failed";
+  if (state === DeliveryState.DISCONNECTED) return "disconnected";
   return "pending";
 }
 
@@ -98,6 +99,7 @@ function updateOf(update: RecentUpdate, input: DashboardInput): DashboardUpdate 
     applied: status.applied,
     failed: status.failed,
     pending: status.pending,
+    disconnected: status.disconnected,
     complete: status.complete,
     trace_id: status.traceId,
     trace_url: traceUrl(input.traceUiUrl, status.traceId),

@@ -10,7 +10,7 @@ import { ExitCode, RefusedError, type ServerConnection, type Terminal, detailOf 
 /** One client in GET /updates/{id} (the UpdateStatus message as JSON, proto field names). */
 export interface ClientDeliveryJson {
   client_id: string;
-  /** DELIVERY_STATE_PENDING | _APPLIED | _FAILED */
+  /** DELIVERY_STATE_PENDING | _APPLIED | _FAILED | _DISCONNECTED */
   state: string;
   error?: string;
   latency_ms?: string | number;
@@ -23,14 +23,16 @@ export interface DeliveryJson {
   applied: number;
   failed: number;
   pending: number;
+  /** Clients whose stream ended before they acknowledged it (nothing waits on them); absent from older servers. */
+  disconnected?: number;
   clients: ClientDeliveryJson[];
 }
 
-export type ClientState = "APPLIED" | "FAILED" | "PENDING";
+export type ClientState = "APPLIED" | "FAILED" | "PENDING" | "DISCONNECTED";
 
 export function clientState(client: ClientDeliveryJson): ClientState {
   const state = client.state.replace(/^DELIVERY_STATE_/, "");
-  return state === "APPLIED" || state === "FAILED" ? state : "PENDING";
+  return state === "APPLIED" || state === "FAILED" || state === "DISCONNECTED" ? state : "PENDING";
 }
 
 /** GET /updates/{id}: the status, or undefined when no distributor knows the update (404). */
@@ -116,7 +118,7 @@ export function deliveryExitCode(delivery: DeliveryJson | undefined): number {
   return ExitCode.ok;
 }
 
-const STATE_COLORS = { APPLIED: "green", FAILED: "red", PENDING: "yellow" } as const;
+const STATE_COLORS = { APPLIED: "green", FAILED: "red", PENDING: "yellow", DISCONNECTED: "yellow" } as const;
 
 /** "update u1 at position 17: 2/3 applied, 1 failed, 0 pending" */
 export function summaryLine(terminal: Terminal, updateId: string, delivery: DeliveryJson): string {
@@ -130,6 +132,7 @@ export function summaryLine(terminal: Terminal, updateId: string, delivery: Deli
     delivery.failed > 0 ? terminal.paint(terminal.stdout, "red", failed) : failed,
     ", ",
     delivery.pending > 0 ? terminal.paint(terminal.stdout, "yellow", pending) : pending,
+    (delivery.disconnected ?? 0) > 0 ? `, ${delivery.disconnected} disconnected` : "",
     total === 0 ? " (no client is subscribed to its topics)" : "",
   ].join("");
 }
@@ -140,11 +143,11 @@ export function printDelivery(terminal: Terminal, updateId: string, delivery: De
   const rows = delivery.clients.filter((client) => options.everyClient || clientState(client) !== "APPLIED");
   if (rows.length === 0) return;
   const width = Math.max(6, ...rows.map((client) => client.client_id.length));
-  if (options.everyClient) terminal.out(terminal.paint(terminal.stdout, "bold", `${"CLIENT".padEnd(width)}  STATE     LATENCY   ERROR`));
+  if (options.everyClient) terminal.out(terminal.paint(terminal.stdout, "bold", `${"CLIENT".padEnd(width)}  STATE         LATENCY   ERROR`));
   for (const client of rows) {
     const state = clientState(client);
-    const latency = state === "PENDING" || client.latency_ms === undefined ? "-" : `${client.latency_ms} ms`;
+    const latency = state === "PENDING" || state === "DISCONNECTED" || client.latency_ms === undefined ? "-" : `${client.latency_ms} ms`;
     const error = client.error ?? "";
-    terminal.out(`${client.client_id.padEnd(width)}  ${terminal.paint(terminal.stdout, STATE_COLORS[state], state.padEnd(8))}  ${latency.padEnd(8)}  ${error}`.trimEnd());
+    terminal.out(`${client.client_id.padEnd(width)}  ${terminal.paint(terminal.stdout, STATE_COLORS[state], state.padEnd(12))}  ${latency.padEnd(8)}  ${error}`.trimEnd());
   }
 }
