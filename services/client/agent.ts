@@ -9,6 +9,7 @@ import { Security } from "../common/auth/security.js";
 import type { ClientConfig } from "../common/config/client-config.js";
 import { GlobSet } from "../common/globs.js";
 import { UrlAllowlist } from "../common/url-allowlist.js";
+import { ReservedPaths } from "../common/reserved-paths.js";
 import type { HttpListener } from "../common/http/listener.js";
 import type { Logger } from "../common/logger.js";
 import { createClientApi } from "./api-server.js";
@@ -17,6 +18,7 @@ import { DataTransactions, StoreLostStateError } from "./data/data-transaction.j
 import { DataUpdater } from "./data/data-updater.js";
 import { EntryApplier } from "./data/entry-applier.js";
 import { type JobResult, UpdatePipeline } from "./data/update-pipeline.js";
+import { FetchGuard } from "./fetch/fetch-guard.js";
 import { FetchProviderRegistry, loadProviderPlugins } from "./fetch/registry.js";
 import { ClientHealth } from "./health.js";
 import { ClientMetrics } from "./metrics.js";
@@ -156,9 +158,11 @@ export class ClientAgent {
         if (restored.problem !== undefined) this.health.storeState.lose(restored.problem);
       }
     }
-    this.reporter = new UpdateReporter({ ...config.reporting, allowlist: new UrlAllowlist(config.fetchAllowlist), logger: logger.child({ component: "reporter" }) });
+    const allowlist = new UrlAllowlist(config.fetchAllowlist);
+    const guard = this.fetchGuard(allowlist);
+    this.reporter = new UpdateReporter({ ...config.reporting, allowlist, guard, logger: logger.child({ component: "reporter" }) });
 
-    this.registry = new FetchProviderRegistry(plugins, { logger: logger.child({ component: "fetch" }), timeoutMs: config.httpFetcherTimeoutMs });
+    this.registry = new FetchProviderRegistry(plugins, { logger: logger.child({ component: "fetch" }), timeoutMs: config.httpFetcherTimeoutMs, guard });
     const serverUrl = (): string => this.stream?.serverUrl ?? (config.serverUrls[0] as string);
     const pipeline = new UpdatePipeline({
       applier: this.metrics.applier(new EntryApplier({
@@ -169,7 +173,8 @@ export class ClientAgent {
         fetchRetry: config.dataUpdaterRetry,
         storeRetry: config.policyStoreRetry,
         splitRootData: config.splitRootData,
-        allowlist: new UrlAllowlist(config.fetchAllowlist),
+        allowlist,
+        reservedPaths: new ReservedPaths(config.writableSystemPaths),
         logger: logger.child({ component: "data" }),
         storeUrl: config.policyStore.url,
       }), () => this.registry?.names() ?? []),
@@ -231,6 +236,20 @@ export class ClientAgent {
     this.healthReports.start(ownSignal);
     await this.stream.start(ownSignal);
     this.livenessTimer = startLivenessProbe({ store: this.store, health: this.health, status: this.status, pipeline, intervalMs: config.livenessProbeIntervalMs, onLost: () => this.rehydrate("OPA answers without the client's status document"), signal: ownSignal });
+  }
+
+  /** What no fetch or report may reach: this client's OPA, and its API (its port is known once it listens). */
+  private fetchGuard(allowlist: UrlAllowlist): FetchGuard {
+    const { config } = this.options;
+    const apiHost = config.apiHost.includes(":") ? `[${config.apiHost}]` : config.apiHost;
+    const apiPort = (): number | undefined => this.api?.port ?? (config.apiPort === 0 ? undefined : config.apiPort);
+    return new FetchGuard({
+      allowlist,
+      endpoints: [
+        { name: "the client's own OPA", url: () => config.policyStore.url },
+        { name: "the client's own API", url: () => (apiPort() === undefined ? undefined : `http://${apiHost}:${apiPort()}`) },
+      ],
+    });
   }
 
   private async startStore(signal: AbortSignal): Promise<void> {

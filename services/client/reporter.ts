@@ -3,6 +3,8 @@
  * POSTed to the default callbacks and the update's own `callback.callbacks` after every
  * data update. Unlike OPAL, each is retried with backoff; none delays the next update.
  * Entry configs (which may hold credentials) and data are not repeated in the report.
+ * Every callback, the operator's too, goes through the FetchGuard: a report is never
+ * sent into the client's own OPA or API, nor to a metadata address not allow-listed.
  */
 import { request } from "undici";
 import type { CallbackTarget } from "../../gen/opal/mesh/v1/data_pb.js";
@@ -12,11 +14,14 @@ import { parseJsonBytes, saveMethodName } from "../common/data-entries.js";
 import type { Logger } from "../common/logger.js";
 import type { UrlAllowlist } from "../common/url-allowlist.js";
 import type { JobResult } from "./data/update-pipeline.js";
+import { closeWhenDone, type FetchGuard, FetchRefusedError } from "./fetch/fetch-guard.js";
 
 export interface UpdateReporterOptions {
   enabled: boolean;
   /** A publisher's own callbacks are held to OPAL_FETCH_URL_ALLOWLIST (the operator's defaults are not). */
   allowlist: UrlAllowlist;
+  /** Where a report may go (the callback's method is the report's, not held to the method rule). */
+  guard: FetchGuard;
   callbacks: readonly CallbackTarget[];
   defaultConfig: Record<string, unknown>;
   logger: Logger;
@@ -74,11 +79,16 @@ export class UpdateReporter {
     try {
       await retry(
         async () => {
-          const response = await request(target.url, { method: method as "POST", headers, body, signal: this.controller.signal, headersTimeout: 10_000, bodyTimeout: 10_000 });
-          await response.body.dump();
-          if (response.statusCode >= 300) throw new Error(`answered ${response.statusCode}`);
+          const dispatcher = this.options.guard.dispatcherFor(await this.options.guard.check(target.url, method, false));
+          try {
+            const response = await request(target.url, { method: method as "POST", headers, body, signal: this.controller.signal, headersTimeout: 10_000, bodyTimeout: 10_000, dispatcher });
+            await response.body.dump();
+            if (response.statusCode >= 300) throw new Error(`answered ${response.statusCode}`);
+          } finally {
+            closeWhenDone(dispatcher);
+          }
         },
-        { attempts: this.options.attempts ?? 4, backoff: { initialMs: 200, maxMs: 5_000 }, signal: this.controller.signal },
+        { attempts: this.options.attempts ?? 4, backoff: { initialMs: 200, maxMs: 5_000 }, signal: this.controller.signal, isRetryable: (error) => !(error instanceof FetchRefusedError) },
       );
       this.delivered++;
     } catch (error) {
