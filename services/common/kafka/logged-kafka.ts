@@ -1,6 +1,7 @@
 /** A kafkajs client whose warnings and errors go to our logger (kafkajs logs to stdout otherwise). */
 import { Kafka, type KafkaConfig, logLevel as kafkaLogLevel } from "kafkajs";
 import type { Logger } from "../logger.js";
+import "./request-queue-timer.js";
 
 export function loggedKafka(client: Omit<KafkaConfig, "logLevel" | "logCreator">, logger: Logger): Kafka {
   return new Kafka({
