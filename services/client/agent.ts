@@ -242,7 +242,8 @@ export class ClientAgent {
   private fetchGuard(allowlist: UrlAllowlist): FetchGuard {
     const { config } = this.options;
     const apiHost = config.apiHost.includes(":") ? `[${config.apiHost}]` : config.apiHost;
-    const apiPort = (): number | undefined => this.api?.port ?? (config.apiPort === 0 ? undefined : config.apiPort);
+    // Until the API listens, the configured port (0: not known yet).
+    const apiPort = (): number | undefined => (this.api !== undefined && this.api.port !== 0 ? this.api.port : config.apiPort === 0 ? undefined : config.apiPort);
     return new FetchGuard({
       allowlist,
       endpoints: [
