@@ -90,10 +90,10 @@ export class StoreBackup {
   }
 
   private async write(signal?: AbortSignal): Promise<boolean> {
-    if ((await this.store.readData(STATUS_PATH, signal)) === undefined) return false; // nothing consistent to save yet
+    const status = await this.store.readData(STATUS_PATH, signal);
+    if (status === undefined) return false; // nothing consistent to save yet
+    // OPA leaves its `system` namespace out of a root read: the status is saved beside the data.
     const data = (await this.store.readData("/", signal)) ?? {};
-    // The status as the data holds it: the checksum covers both, so they must not differ.
-    const status = ((data as { system?: { opal?: unknown } }).system?.opal ?? null) as unknown;
     const backup: BackupFile = {
       version: 1,
       saved_at: this.now().toISOString(),
@@ -157,6 +157,7 @@ export class StoreBackup {
     this.logger.error({ path: this.path, problem }, "the store backup does not verify; loading from the server instead");
     // What got in must not pass for the backup's state: the status (and data) go again.
     await this.store.writeData({ method: "PUT", path: "/", body: Buffer.from("{}") }, activeSignal);
+    await this.store.writeData({ method: "DELETE", path: STATUS_PATH }, activeSignal);
     return { used: false, problem: message };
   }
 
@@ -176,18 +177,13 @@ export class StoreBackup {
     const held = new Map((await this.store.listPolicies(signal)).map((policy) => [policy.id, policy.raw]));
     const missing = backup.policies.filter((policy) => held.get(policy.id) !== policy.raw).map((policy) => policy.id);
     if (missing.length > 0) return `OPA does not hold ${missing.length} of its policies (${missing.slice(0, 5).join(", ")})`;
-    const expected = backup.data_sha256 ?? dataDigest(withStatus(backup.data, backup.status));
+    const status = await this.store.readData(STATUS_PATH, signal);
+    if (canonicalJson(status) !== canonicalJson(backup.status)) return "OPA, read back, does not hold the backup's status document";
+    const expected = backup.data_sha256 ?? dataDigest(backup.data);
     const data = await this.store.readData("/", signal);
     if (dataDigest(data) !== expected) return "OPA, read back, does not hold the data the backup's position says";
     return undefined;
   }
-}
-
-/** The data as it is once the status is written over it (backups of earlier versions). */
-function withStatus(data: unknown, status: unknown): unknown {
-  const root = typeof data === "object" && data !== null && !Array.isArray(data) ? (data as Record<string, unknown>) : {};
-  const system = typeof root.system === "object" && root.system !== null ? (root.system as Record<string, unknown>) : {};
-  return { ...root, system: { ...system, opal: status } };
 }
 
 /** Flushes a directory entry (the rename) to disk; some file systems refuse, which is harmless. */
