@@ -118,7 +118,8 @@ export class ReservedPaths {
       for (const key of ["path", "from"] as const) {
         const pointer = operation[key];
         if (typeof pointer !== "string") continue;
-        const target = `${path}/${pointerAsPath(pointer)}`;
+        const relative = pointerAsPath(pointer);
+        const target = `${path.replace(/\/+$/, "")}${relative.startsWith("/") ? "" : "/"}${relative}`;
         const problem = this.pathProblem(target, `operation ${index} ${key} (joined with dst_path ${JSON.stringify(path)})`);
         if (problem !== undefined) return problem;
         if (key === "path") {
