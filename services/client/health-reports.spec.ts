@@ -26,6 +26,16 @@ test("healthReport(): the health in the report's terms, and why it is not fine",
     ["a later success clears it", (health) => (health.recordData({ ok: false, kind: "event", id: "u1", error: "x" }), health.recordData({ ok: true, kind: "event", id: "u2" })), { healthy: true, message: "" }],
     ["loading the policy", (health) => (health.policyLoaded = false), { healthy: true, ready: false, message: "loading the policy" }],
     ["loading the data", (health) => (health.baselineLoaded = false), { ready: false, message: "loading the baseline data" }],
+    [
+      "OPA lost its state: nothing claimed, not even the position",
+      (health) => (health.storeState.eventWrote(["/a"]), health.storeState.lose("the inline OPA restarted")),
+      { healthy: false, ready: false, appliedPosition: 0n },
+    ],
+    [
+      "the backup fails: not healthy, still ready, the path named",
+      (health) => (health.backup = { path: "/var/opal/opa.json", ok: false, failures: 1, lastError: "ENOSPC: no space left on device" }),
+      { healthy: false, ready: true, appliedPosition: 7n, message: "the store backup to /var/opal/opa.json failed: ENOSPC: no space left on device" },
+    ],
   ];
   for (const [name, change, expected] of cases) {
     await t.test(name, () => {
@@ -86,4 +96,34 @@ test("HealthReports.sendNow() always sends (a new session knows nothing yet)", (
   s.reports.sendNow();
   s.reports.sendNow();
   assert.equal(s.sent.length, 2);
+});
+
+test("health report: /healthy's status and message say what is wrong", async (t) => {
+  await t.test("lost state is unavailable, with the reason and what is not held", () => {
+    const health = loaded();
+    health.storeState.eventWrote(["/truth/k1"]);
+    health.storeState.lose("the inline OPA restarted");
+    health.storeState.baselineWrote([], 9n);
+    const report = health.report();
+    assert.equal(report.status, "unavailable");
+    assert.equal(report.ready, false);
+    assert.equal(report.data.appliedPositionHeld, false);
+    assert.match(report.message ?? "", /OPA lost its state at .* \(the inline OPA restarted\); holds the baseline only \(rebuilt from position 9/);
+    assert.deepEqual(report.state.notHeld, ["/truth/k1"]);
+  });
+  await t.test("a failing backup is degraded: OPA's data is fine, offline mode is not", () => {
+    const health = loaded();
+    health.backup = { path: "/b/opa.json", ok: false, failures: 2, lastError: "EROFS: read-only file system" };
+    const report = health.report();
+    assert.equal(report.status, "degraded");
+    assert.equal(health.isHealthy(), false);
+    assert.equal(health.isServing(), true);
+    assert.equal(report.backup?.failures, 2);
+  });
+  await t.test("all well: ok, no message", () => {
+    const report = loaded().report();
+    assert.equal(report.status, "ok");
+    assert.equal(report.message, undefined);
+    assert.deepEqual(report.state, { held: true });
+  });
 });

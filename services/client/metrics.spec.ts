@@ -60,3 +60,24 @@ test("reconnects count streams opened after the first", async () => {
   for (const connected of [false, true, true, false, false, true, false, true]) metrics.streamConnection(connected);
   assert.match(await registry.metrics(), /opal_mesh_client_reconnects_total 2/);
 });
+
+test("backups: failures are counted, the last success is a timestamp; positions OPA no longer holds are not reported", async () => {
+  const registry = new Registry();
+  const health = new ClientHealth(true, true);
+  health.appliedPosition = 42n;
+  const metrics = new ClientMetrics(registry, health, unusedStore());
+  assert.match(await registry.metrics(), /opal_mesh_client_backup_failures_total 0/);
+  metrics.backupSaved(false);
+  metrics.backupSaved(true);
+  metrics.backupSaved(false);
+  health.backup = { path: "/b", ok: false, failures: 2, lastSuccessAt: "2026-01-01T00:00:00.000Z" };
+  let text = await registry.metrics();
+  assert.match(text, /opal_mesh_client_backup_failures_total 2/);
+  assert.match(text, /opal_mesh_client_backup_last_success_timestamp_seconds 1767225600/);
+  assert.match(text, /opal_mesh_client_applied_position 42/);
+  assert.match(text, /opal_mesh_client_state_held 1/);
+  health.storeState.lose("the inline OPA restarted");
+  text = await registry.metrics();
+  assert.match(text, /opal_mesh_client_applied_position 0/);
+  assert.match(text, /opal_mesh_client_state_held 0/);
+});

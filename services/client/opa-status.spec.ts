@@ -190,3 +190,23 @@ test("a rendered document reads back as what was rendered", () => {
   const snapshot = readStatus(parse(status.render()));
   assert.deepEqual(snapshot, { mark: { logId: "log-1", position: 12n }, policyHash: "abc", rootDataKeys: ["a", "b"], baselineLoaded: true, ready: true });
 });
+
+test("the status document claims nothing while OPA does not hold the client's state", () => {
+  const h = health({ policyLoaded: true, baselineLoaded: true });
+  h.storeState.eventWrote(["/truth/k1"]);
+  h.storeState.lose("the inline OPA restarted");
+  const document = new StatusDocument(h, "client-1");
+  const rendered = JSON.parse(Buffer.from(document.render({ logId: "log-1", position: 5n })).toString("utf8")) as Rendered & { state: Record<string, unknown> };
+  assert.equal(rendered.ready, false);
+  assert.equal(rendered.healthy, false);
+  assert.equal(rendered.state.held, false);
+  assert.deepEqual(rendered.state.not_held, ["/truth/k1"]);
+  // A later run reading it carries the loss on.
+  const snapshot = readStatus(rendered);
+  assert.deepEqual(snapshot?.lost, { at: h.storeState.lostAt, reason: "the inline OPA restarted", notHeld: ["/truth/k1"], complete: true });
+  h.storeState.restored();
+  const back = JSON.parse(Buffer.from(document.render()).toString("utf8")) as Rendered & { state: Record<string, unknown> };
+  assert.equal(back.ready, true);
+  assert.deepEqual(back.state, { held: true });
+  assert.equal(readStatus(back)?.lost, undefined);
+});

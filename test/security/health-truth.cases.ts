@@ -187,7 +187,7 @@ export function healthTruthCases(tally: Tally): void {
         if (s.healthy !== 200) return;
         // Healthy: every update up to the position it reports must be in OPA.
         const position = BigInt(s.body.data.appliedPosition);
-        const items = ((await checker.read(c)).items ?? {}) as Record<string, number>;
+        const items = (await checker.read(c)).items ?? {};
         const missing = checker.positions.filter((at, index) => at <= position && items[String(index)] !== index).length;
         if (missing > 0 || !s.body.data.appliedPositionHeld) violations.push(`healthy at ${position} with ${missing} update(s) missing`);
       });
