@@ -228,6 +228,8 @@ export class ClientAgent {
       security: new Security(config.auth),
       tls: config.apiTls,
       metrics: this.metrics.registry,
+      limits: config.apiListener,
+      allowedOrigins: config.allowedOrigins,
     });
     await this.api.start();
 

@@ -1,6 +1,8 @@
 /** The client's own HTTP API (OPAL's port 7000): health, readiness and manual triggers. */
 import type { Security } from "../common/auth/security.js";
 import type { ServerTls } from "../common/config/tls-config.js";
+import type { ListenerLimits } from "../common/config/listener-config.js";
+import { withCors } from "../common/http/cors.js";
 import { sendJson } from "../common/http/json-io.js";
 import { HttpListener } from "../common/http/listener.js";
 import { RestRouter } from "../common/http/rest-router.js";
@@ -21,6 +23,10 @@ export interface ClientApiOptions {
   tls?: ServerTls;
   /** The client's metrics, served at /metrics. */
   metrics?: Registry;
+  /** Timeouts and the connection cap of the API port. */
+  limits?: ListenerLimits;
+  /** OPAL_ALLOWED_ORIGINS: none means no CORS headers. */
+  allowedOrigins?: readonly string[];
 }
 
 export function createClientApi(options: ClientApiOptions): HttpListener {
@@ -70,8 +76,9 @@ export function createClientApi(options: ClientApiOptions): HttpListener {
     host: options.host,
     port: options.port,
     tls: options.tls,
-    handler: (request, response) => {
+    limits: options.limits,
+    handler: withCors(options.allowedOrigins ?? [], (request, response) => {
       if (!router.handle(request, response)) sendJson(response, 404, { detail: "Not Found" });
-    },
+    }),
   });
 }

@@ -7,6 +7,7 @@ import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { type ComponentHealth, HealthState } from "../../gen/opal/mesh/v1/health_pb.js";
 import type { ServerConfig } from "../common/config/server-config.js";
 import { type HttpResponse, sendJson } from "../common/http/json-io.js";
+import { withCors } from "../common/http/cors.js";
 import { HttpListener } from "../common/http/listener.js";
 import { RestRouter } from "../common/http/rest-router.js";
 import type { Component } from "../common/lifecycle.js";
@@ -84,7 +85,7 @@ export class MeshProcess implements Component {
         if (!rest.handle(request, response)) sendJson(response, 404, { detail: "Not Found" });
       },
     });
-    this.http = new HttpListener({ host: config.host, port: config.port, handler, tls: config.tls });
+    this.http = new HttpListener({ host: config.host, port: config.port, handler: withCors(config.allowedOrigins, handler), tls: config.tls, limits: config.listener });
   }
 
   get port(): number {

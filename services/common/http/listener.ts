@@ -2,10 +2,15 @@
  * One TCP port for HTTP/1.1 (curl, OPAL's REST routes, Connect) and cleartext HTTP/2
  * (gRPC and Connect clients with prior knowledge). Node's plain http2 server cannot
  * fall back to HTTP/1.1, so the first bytes of each connection pick the server.
+ * Every connection is held to the listener's limits: a first byte and a request start
+ * in time, headers in time, closed when idle, and no more than so many at once.
  */
 import http, { type IncomingMessage, type ServerResponse } from "node:http";
 import http2, { type Http2ServerRequest, type Http2ServerResponse, type Http2Session } from "node:http2";
 import net, { type AddressInfo, type Socket } from "node:net";
+import type { TLSSocket } from "node:tls";
+import { DEFAULT_LISTENER_LIMITS, type ListenerLimits } from "../config/listener-config.js";
+import { closeWhenIdle, guardConnectionStart, lingerBeforeClose } from "./connection-guard.js";
 
 export type RequestHandler = (
   request: IncomingMessage | Http2ServerRequest,
@@ -20,6 +25,8 @@ export interface HttpListenerOptions {
   handler: RequestHandler;
   /** HTTPS (HTTP/1.1 and HTTP/2 by ALPN); with a client CA, clients must present certificates (mTLS). */
   tls?: { cert: Buffer; key: Buffer; clientCa?: Buffer | undefined };
+  /** Timeouts and the connection cap (OPAL_MESH_HTTP_*, OPAL_MESH_MAX_CONNECTIONS). */
+  limits?: ListenerLimits;
 }
 
 export class HttpListener {
@@ -28,15 +35,21 @@ export class HttpListener {
   private readonly http2: http2.Http2Server;
   private readonly sockets = new Set<Socket>();
   private readonly sessions = new Set<Http2Session>();
+  private readonly limits: ListenerLimits;
   private boundPort = 0;
 
   constructor(private readonly options: HttpListenerOptions) {
-    this.http1 = http.createServer({ keepAliveTimeout: 5_000 }, options.handler);
+    const limits = (this.limits = options.limits ?? DEFAULT_LISTENER_LIMITS);
+    const http1Options = {
+      keepAliveTimeout: limits.idleTimeoutMs,
+      headersTimeout: limits.headersTimeoutMs,
+      requestTimeout: Math.max(300_000, limits.headersTimeoutMs),
+      // Node checks the headers timeout on this interval (30 s by default).
+      connectionsCheckingInterval: Math.max(50, Math.min(1_000, Math.floor(limits.headersTimeoutMs / 4))),
+    };
+    this.http1 = http.createServer(http1Options, options.handler);
     this.http2 = http2.createServer({}, options.handler);
-    this.http2.on("session", (session: Http2Session) => {
-      this.sessions.add(session);
-      session.once("close", () => this.sessions.delete(session));
-    });
+    this.http2.on("session", (session: Http2Session) => this.track(session));
     if (options.tls === undefined) {
       this.tcp = net.createServer((socket) => this.route(socket));
     } else {
@@ -49,19 +62,23 @@ export class HttpListener {
           requestCert: options.tls.clientCa !== undefined,
           rejectUnauthorized: options.tls.clientCa !== undefined,
           allowHTTP1: true,
+          handshakeTimeout: limits.headersTimeoutMs,
+          http1Options,
         },
         options.handler,
       );
-      secure.on("secureConnection", (socket: Socket) => {
+      // resOnFinish reads it off the server; the HTTP/2 server has none of its own.
+      (secure as unknown as { keepAliveTimeout: number }).keepAliveTimeout = limits.idleTimeoutMs;
+      secure.on("connection", (socket: Socket) => guardConnectionStart(socket, limits.firstByteTimeoutMs, limits.headersTimeoutMs));
+      secure.on("secureConnection", (socket: TLSSocket) => {
         this.sockets.add(socket);
         socket.once("close", () => this.sockets.delete(socket));
+        if (socket.alpnProtocol !== "h2") lingerBeforeClose(socket);
       });
-      secure.on("session", (session: Http2Session) => {
-        this.sessions.add(session);
-        session.once("close", () => this.sessions.delete(session));
-      });
+      secure.on("session", (session: Http2Session) => this.track(session));
       this.tcp = secure;
     }
+    this.tcp.maxConnections = limits.maxConnections;
   }
 
   get port(): number {
@@ -77,6 +94,9 @@ export class HttpListener {
       });
     });
     this.boundPort = (this.tcp.address() as AddressInfo).port;
+    // The HTTP/1.1 server only tracks connections (headers timeout, closeAllConnections)
+    // once it is listening, and it never listens itself: it is handed sockets.
+    this.http1.emit("listening");
   }
 
   /** Stops accepting, then destroys open connections: `close()` alone waits for idle sessions forever. */
@@ -85,13 +105,21 @@ export class HttpListener {
     for (const session of this.sessions) session.destroy();
     for (const socket of this.sockets) socket.destroy();
     this.http1.closeAllConnections();
+    this.http1.close(() => undefined);
     await closed;
+  }
+
+  private track(session: Http2Session): void {
+    this.sessions.add(session);
+    session.once("close", () => this.sessions.delete(session));
+    closeWhenIdle(session, this.limits.idleTimeoutMs);
   }
 
   private route(socket: Socket): void {
     this.sockets.add(socket);
     socket.once("close", () => this.sockets.delete(socket));
     socket.on("error", () => socket.destroy());
+    guardConnectionStart(socket, this.limits.firstByteTimeoutMs, this.limits.headersTimeoutMs);
     // Read in paused mode so that, once the sniffed bytes are put back, the chosen server
     // starts the socket the way it would a fresh one (http2 drains the buffer natively).
     let head = Buffer.alloc(0);
@@ -104,6 +132,7 @@ export class HttpListener {
       if (couldBeHttp2 && head.length < PREFACE.length) return; // need more bytes to decide
       socket.off("readable", onReadable);
       socket.unshift(head);
+      if (!couldBeHttp2) lingerBeforeClose(socket);
       (couldBeHttp2 ? this.http2 : this.http1).emit("connection", socket);
     };
     socket.on("readable", onReadable);
