@@ -122,7 +122,8 @@ describe("fetch providers", () => {
         },
       }),
     });
-    client = await startClient(server.url, { OPAL_DATA_TOPICS: "policy_data", OPAL_CLIENT_STAT_ID: "fetch-client" });
+    // Methods other than GET go only to allow-listed sources (the local data source; PostgreSQL, reached through connection_params from db.invalid).
+    client = await startClient(server.url, { OPAL_DATA_TOPICS: "policy_data", OPAL_CLIENT_STAT_ID: "fetch-client", OPAL_FETCH_URL_ALLOWLIST: "127.0.0.1,db.invalid" });
     pluginClient = await startClient(
       server.url,
       { OPAL_DATA_TOPICS: "plugins", OPAL_CLIENT_STAT_ID: "plugin-client", OPAL_FETCH_PROVIDER_MODULES: '["opal-fetcher-echo"]' },
