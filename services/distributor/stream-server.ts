@@ -9,6 +9,8 @@ import * as grpc from "@grpc/grpc-js";
 import type { BroadcasterService } from "../../gen/opal/mesh/v1/broadcaster_pb.js";
 import { type Ack, type ConnectRequest, ConnectResponseSchema, DistributorService, type Hello } from "../../gen/opal/mesh/v1/distributor_pb.js";
 import { AuthError } from "../common/auth/tokens.js";
+import { DEFAULT_LISTENER_LIMITS, type ListenerLimits } from "../common/config/listener-config.js";
+import { bindGuarded, type GuardedPort } from "../common/grpc/guarded-port.js";
 import { grpcServiceDefinition } from "../common/grpc/service-definition.js";
 import type { Logger } from "../common/logger.js";
 import { DEFAULT_SCOPE, isDefaultScope, isScopedTopic, scopeIdProblem, scopeNoticeTopic, scopeTopic } from "../common/scopes/scoped-topics.js";
@@ -29,6 +31,8 @@ export interface StreamServerOptions {
   tls?: { cert: Buffer; key: Buffer; clientCa?: Buffer | undefined };
   /** Largest message a client may send. */
   maxMessageBytes?: number;
+  /** First-byte and start deadlines, idle connections, the connection cap (OPAL_MESH_HTTP_*, OPAL_MESH_MAX_CONNECTIONS). */
+  limits?: ListenerLimits;
   helloTimeoutMs: number;
   /** OPAL_SCOPES: whether clients may join a scope other than the default. */
   scopes: boolean;
@@ -86,6 +90,7 @@ export class StreamServer {
   private readonly server: grpc.Server;
   private readonly calls = new Set<ConnectCall>();
   private boundPort = 0;
+  private listener: GuardedPort | undefined;
 
   constructor(private readonly options: StreamServerOptions) {
     this.server = new grpc.Server({
@@ -94,6 +99,8 @@ export class StreamServer {
       "grpc.keepalive_permit_without_calls": 1,
       "grpc.http2.min_ping_interval_without_data_ms": 5_000,
       "grpc.max_receive_message_length": options.maxMessageBytes ?? 1024 * 1024,
+      // A connection with no call open (never opened one, or its stream ended) is closed.
+      "grpc.max_connection_idle_ms": (options.limits ?? DEFAULT_LISTENER_LIMITS).idleTimeoutMs,
     });
     this.server.addService(grpcServiceDefinition(DistributorService), {
       connect: (call: ConnectCall) => this.handle(call),
@@ -105,19 +112,16 @@ export class StreamServer {
   }
 
   async start(): Promise<void> {
-    this.boundPort = await new Promise<number>((resolve, reject) => {
-      const tls = this.options.tls;
-      const credentials =
-        tls === undefined ? grpc.ServerCredentials.createInsecure() : grpc.ServerCredentials.createSsl(tls.clientCa ?? null, [{ cert_chain: tls.cert, private_key: tls.key }], tls.clientCa !== undefined);
-      this.server.bindAsync(`${this.options.host}:${this.options.port}`, credentials, (error, port) => {
-        if (error) reject(error);
-        else resolve(port);
-      });
-    });
+    const tls = this.options.tls;
+    const credentials =
+      tls === undefined ? grpc.ServerCredentials.createInsecure() : grpc.ServerCredentials.createSsl(tls.clientCa ?? null, [{ cert_chain: tls.cert, private_key: tls.key }], tls.clientCa !== undefined);
+    this.listener = await bindGuarded(this.server, this.options.host, this.options.port, credentials, this.options.limits ?? DEFAULT_LISTENER_LIMITS);
+    this.boundPort = this.listener.port;
   }
 
   async stop(): Promise<void> {
     for (const call of this.calls) call.emit("error", { code: grpc.status.UNAVAILABLE, details: "server shutting down" });
+    this.listener?.close();
     this.server.forceShutdown();
     return Promise.resolve();
   }
@@ -150,6 +154,7 @@ export class StreamServer {
       write: (frame) => queue.write(frame),
       buffered: () => queue.frames,
       bufferedBytes: () => queue.bytes,
+      whenBelow: (frames, bytes) => queue.whenBelow(frames, bytes),
       fail: (code, message) => fail(STATUS[code], message),
     };
     let cleanedUp = false;
@@ -306,6 +311,7 @@ export class StreamServer {
     const { fanout } = this.options;
     const missed = fanout.replayFrom(resume);
     if (missed === undefined || missed.length > this.options.maxBufferedFrames / 2) return false;
+    if (missed.reduce((bytes, { frame }) => bytes + frame.byteLength, 0) > this.options.maxBufferedBytes / 2) return false;
     session.sentPosition = resume;
     for (const { event, frame } of missed) {
       const addressed = session.accepts(event);
@@ -337,6 +343,7 @@ export class StreamServer {
         if (next.done === true) throw new Error("the catch-up stream ended early");
         if (next.value.message.case !== "event") continue;
         const event = next.value.message.value;
+        await session.roomForCatchUp();
         session.sendCatchUp(session.accepts(event) ? encodeEventFor(event, session.scope) : undefined, event.position);
       }
       session.endCatchUp();

@@ -76,6 +76,7 @@ export class DistributorRole implements Role {
       maxBufferedBytes: config.limits.streamMaxBufferedBytes,
       tls: config.tls,
       maxMessageBytes: config.limits.streamMaxMessageBytes,
+      limits: config.listener,
       helloTimeoutMs: 10_000,
       onSessionChange: () => this.dashboardFeed.changed(),
       scopes: scopes !== undefined,
