@@ -3,7 +3,10 @@
  * consumer group on a single-partition control topic, and the member the group
  * coordinator assigns that partition to is the leader. When the leader dies (or leaves),
  * the group rebalances after its session timeout and another member gets the partition.
- * A watcher that cannot tell (between a rebalance and the next assignment) is not leader.
+ * A watcher that cannot tell (between a rebalance and the next assignment) is not leader,
+ * nor is one whose last heartbeat is older than the session timeout: by then the
+ * coordinator may have given the partition to another member, and a leader cut off from
+ * the broker must not go on claiming it (two publishers after an outage).
  */
 import { Kafka, type KafkaConfig, logLevel } from "kafkajs";
 import { SupervisedConsumer } from "../common/kafka/supervised-consumer.js";
@@ -38,6 +41,10 @@ export interface KafkaLeaderElectionOptions {
 
 export class KafkaLeaderElection implements LeaderElection {
   private leader = false;
+  /** Partition 0 was in this member's last assignment. */
+  private assigned = false;
+  private lastHeartbeat = 0;
+  private leaseTimer: NodeJS.Timeout | undefined;
   private readonly listeners: Array<(leader: boolean) => void> = [];
   private readonly kafka: Kafka;
   private consumer: SupervisedConsumer | undefined;
@@ -67,23 +74,44 @@ export class KafkaLeaderElection implements LeaderElection {
       await admin.disconnect();
     }
     const sessionTimeout = this.options.sessionTimeoutMs ?? 6_000;
+    const heartbeatInterval = Math.max(500, Math.floor(sessionTimeout / 6));
+    const lost = () => {
+      this.assigned = false;
+      this.set(false);
+    };
+    // The lease: leadership lapses when heartbeats stop reaching the coordinator.
+    this.leaseTimer = setInterval(() => {
+      if (this.leader && Date.now() - this.lastHeartbeat >= sessionTimeout) {
+        this.options.logger.warn({ sinceHeartbeatMs: Date.now() - this.lastHeartbeat }, "no heartbeat within the session timeout; not claiming leadership");
+        this.set(false);
+      }
+    }, heartbeatInterval);
+    this.leaseTimer.unref();
     this.consumer = new SupervisedConsumer({
       kafka: this.kafka,
       name: "election",
       logger: this.options.logger,
-      onLost: () => this.set(false),
+      onLost: lost,
       // The session timeout is how fast a dead leader is noticed. The rebalance timeout only
       // bounds how long the coordinator waits for live members to rejoin (it ends as soon as
       // they have): keep it generous, or members slow to reconnect after a broker outage are
-      // dropped from every round and nobody is elected.
-      config: { groupId: this.options.group, sessionTimeout, heartbeatInterval: Math.max(500, Math.floor(sessionTimeout / 6)), rebalanceTimeout: Math.max(30_000, sessionTimeout * 2) },
+      // dropped from every round and nobody is elected. kafkajs heartbeats between fetches,
+      // so a fetch must not wait (5 s by default) longer than the heartbeat interval, or an
+      // idle member misses its session and the group churns every few seconds.
+      config: { groupId: this.options.group, sessionTimeout, heartbeatInterval, rebalanceTimeout: Math.max(30_000, sessionTimeout * 2), maxWaitTimeInMs: heartbeatInterval },
       setup: async (consumer) => {
         consumer.on(consumer.events.GROUP_JOIN, (event) => {
           const partitions = event.payload.memberAssignment[this.options.topic] ?? [];
-          this.set(partitions.includes(0));
+          this.assigned = partitions.includes(0);
+          this.lastHeartbeat = Date.now();
+          this.set(this.assigned);
         });
-        consumer.on(consumer.events.REBALANCING, () => this.set(false));
-        consumer.on(consumer.events.STOP, () => this.set(false));
+        consumer.on(consumer.events.HEARTBEAT, () => {
+          this.lastHeartbeat = Date.now();
+          if (this.assigned) this.set(true);
+        });
+        consumer.on(consumer.events.REBALANCING, lost);
+        consumer.on(consumer.events.STOP, lost);
         await consumer.subscribe({ topic: this.options.topic });
         // Running keeps the membership alive (heartbeats); the topic itself carries nothing.
         await consumer.run({ eachMessage: async () => undefined });
@@ -93,6 +121,8 @@ export class KafkaLeaderElection implements LeaderElection {
   }
 
   async stop(): Promise<void> {
+    clearInterval(this.leaseTimer);
+    this.assigned = false;
     this.set(false);
     await this.consumer?.stop();
   }
