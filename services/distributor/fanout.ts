@@ -64,6 +64,15 @@ export interface FanoutOptions {
   recentEvents?: RecentEventsLimits;
 }
 
+/**
+ * A subscription is renewed (from the head, so nothing is missed) after this many bytes of
+ * events. @connectrpc/connect 2.3's run-call races every read of a stream against one
+ * promise that settles only when the call ends, and each race keeps its result: a
+ * subscription holds every event it ever received (2,500 updates of 150 KB: 375 MB) until
+ * it ends (connect-es #1524). Ending it lets go of them.
+ */
+const RESUBSCRIBE_AFTER_BYTES = 16 * 1024 * 1024;
+
 function withTraceContext(event: Event, carrier: TraceCarrier | undefined): Event {
   return carrier === undefined ? event : { ...event, traceContext: create(TraceContextSchema, carrier) };
 }
@@ -167,9 +176,13 @@ export class Fanout {
   private async run(signal: AbortSignal): Promise<void> {
     let failures = 0;
     while (!signal.aborted) {
+      const subscription = new AbortController();
+      const onAbort = (): void => subscription.abort();
+      signal.addEventListener("abort", onAbort, { once: true });
+      let received = 0;
       try {
         const request = this.subscribed ? { afterPosition: this.headPosition } : { fromHead: true };
-        for await (const message of this.broadcaster.subscribe(request, { signal })) {
+        for await (const message of this.broadcaster.subscribe(request, { signal: subscription.signal })) {
           failures = 0;
           if (message.message.case === "started") {
             const started = message.message.value;
@@ -190,7 +203,8 @@ export class Fanout {
               this.resyncAll(started.headPosition, "the distributor fell behind the log's retention");
             }
           } else if (message.message.case === "event") {
-            this.dispatch(message.message.value);
+            received += this.dispatch(message.message.value);
+            if (received > RESUBSCRIBE_AFTER_BYTES) break;
           }
         }
       } catch (error) {
@@ -199,11 +213,15 @@ export class Fanout {
         const delay = backoffDelay(failures, { initialMs: 100, maxMs: 5_000 });
         this.logger.warn({ err: error, retryInMs: delay }, "log subscription lost; resubscribing");
         await sleep(delay, signal).catch(() => undefined);
+      } finally {
+        signal.removeEventListener("abort", onAbort);
+        subscription.abort();
       }
     }
   }
 
-  private dispatch(event: Event): void {
+  /** Returns the size of the event's frame. */
+  private dispatch(event: Event): number {
     for (const listener of this.listeners) listener(event);
     const span = this.startProcessSpan(event);
     // Clients continue the trace from this span: the frames carry its context.
@@ -235,12 +253,13 @@ export class Fanout {
     }
     this.headPosition = event.position;
     // The default-scope frame is the one replays need, unless it carries this span's context.
-    const frame = span === undefined ? frames.get(DEFAULT_SCOPE) : undefined;
-    this.recent.append(event, frame ?? encodeEventFor(event, DEFAULT_SCOPE));
+    const frame = (span === undefined ? frames.get(DEFAULT_SCOPE) : undefined) ?? encodeEventFor(event, DEFAULT_SCOPE);
+    this.recent.append(event, frame);
     if (span !== undefined) {
       span.setAttribute("opal_mesh.clients", addressed.length);
       endSpan(span);
     }
+    return frame.byteLength;
   }
 
   /** The distributor's span of a traced event: a consumer of the log, parent of each client's. */

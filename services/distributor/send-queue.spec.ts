@@ -64,6 +64,23 @@ test("clear() lets go of what waits and ignores later writes", () => {
   assert.equal(queue.bytes, 0);
 });
 
+test("whenBelow() resolves as frames leave, or when the queue is cleared", async () => {
+  const transport = new FakeTransport(1);
+  const queue = new SendQueue(transport);
+  for (let index = 0; index < 4; index++) queue.write(frame(95));
+  const woken: string[] = [];
+  await queue.whenBelow(10, 1_000).then(() => woken.push("at once"));
+  const half = queue.whenBelow(2, 1_000).then(() => woken.push("two left"));
+  const never = queue.whenBelow(0, 0).then(() => woken.push("cleared"));
+  transport.flush(1);
+  transport.flush(1);
+  await half;
+  assert.deepEqual(woken, ["at once", "two left"]);
+  queue.clear();
+  await never;
+  assert.deepEqual(woken, ["at once", "two left", "cleared"]);
+});
+
 test("a long backlog drains completely and in order", () => {
   const transport = new FakeTransport(16);
   const queue = new SendQueue(transport);

@@ -29,6 +29,7 @@ export class SendQueue {
   private inFlightBytes = 0;
   private blocked = false;
   private cleared = false;
+  private roomWaiters: Array<{ frames: number; bytes: number; wake: () => void }> = [];
 
   constructor(private readonly transport: FrameTransport) {
     transport.on("drain", () => {
@@ -56,12 +57,29 @@ export class SendQueue {
     return this.head === this.queue.length;
   }
 
+  /** Resolves once no more than `frames` frames and `bytes` bytes wait (or the queue is cleared). */
+  whenBelow(frames: number, bytes: number): Promise<void> {
+    if (this.cleared || (this.frames <= frames && this.bytes <= bytes)) return Promise.resolve();
+    return new Promise((wake) => this.roomWaiters.push({ frames, bytes, wake }));
+  }
+
   /** Drops every frame not handed to the transport yet; later writes are ignored. */
   clear(): void {
     this.cleared = true;
     this.queue = [];
     this.head = 0;
     this.queuedBytes = 0;
+    this.wakeRoomWaiters();
+  }
+
+  private wakeRoomWaiters(): void {
+    if (this.roomWaiters.length === 0) return;
+    const waiting = this.roomWaiters;
+    this.roomWaiters = [];
+    for (const waiter of waiting) {
+      if (this.cleared || (this.frames <= waiter.frames && this.bytes <= waiter.bytes)) waiter.wake();
+      else this.roomWaiters.push(waiter);
+    }
   }
 
   private pump(): void {
@@ -76,6 +94,7 @@ export class SendQueue {
       this.blocked = !this.transport.write(frame, () => {
         this.inFlightFrames--;
         this.inFlightBytes -= size;
+        this.wakeRoomWaiters();
       });
     }
     if (this.head === this.queue.length) {

@@ -33,6 +33,16 @@ class FakeSink implements FrameSink {
   drained(): void {
     this.backlog = 0;
     this.backlogBytes = 0;
+    for (const wake of this.roomWaiters.splice(0)) wake();
+  }
+
+  readonly roomAskedFor: Array<[number, number]> = [];
+  private readonly roomWaiters: Array<() => void> = [];
+
+  whenBelow(frames: number, bytes: number): Promise<void> {
+    this.roomAskedFor.push([frames, bytes]);
+    if (this.backlog <= frames && this.backlogBytes <= bytes) return Promise.resolve();
+    return new Promise((resolve) => this.roomWaiters.push(resolve));
   }
 
   fail(code: "resource_exhausted" | "unavailable" | "data_loss", message: string): void {
@@ -214,9 +224,10 @@ test("a client that does not read is terminated with resource_exhausted", async 
     assert.deepEqual(sink.failures, []);
   });
   await t.test("while flushing held-back frames", () => {
-    const { sink, session } = newSession(1);
+    const { sink, session } = newSession(2);
     session.beginCatchUp(0n);
-    deliver(session, 1, 2, 3);
+    deliver(session, 1, 2);
+    sink.backlog = 1; // the replay's last frame is still on its way
     session.endCatchUp();
     assert.deepEqual(sink.frames, names(1, 2), "the flush stops at termination");
     assert.deepEqual(sink.failures.map(([code]) => code), ["resource_exhausted"]);
@@ -270,6 +281,42 @@ test("a client past the byte bound is terminated, naming the bound and where it 
     assert.equal(session.isClosed, false);
     assert.equal(sink.frames.length, 20);
   });
+});
+
+test("live events held back during a catch-up are bounded too", async (t) => {
+  await t.test("in bytes", () => {
+    const { sink, session } = newSession(1000, ["a"], 250);
+    session.beginCatchUp(0n);
+    session.deliver(sized(1n, 100), event(1n));
+    session.deliver(sized(2n, 100), event(2n));
+    assert.equal(session.isClosed, false);
+    session.deliver(sized(3n, 100), event(3n));
+    assert.equal(session.isClosed, true);
+    assert.match(sink.failures[0]?.[1] ?? "", /cannot catch up \(over 250 bytes or 1000 live events held back\)/);
+    session.endCatchUp();
+    assert.deepEqual(sink.frames, [], "nothing held back is flushed after termination");
+  });
+  await t.test("in events", () => {
+    const { sink, session } = newSession(2);
+    session.beginCatchUp(0n);
+    deliver(session, 1, 2, 3);
+    assert.deepEqual(sink.failures.map(([code]) => code), ["resource_exhausted"]);
+  });
+});
+
+test("roomForCatchUp() waits until the client took half of what may wait for it", async () => {
+  const { sink, session } = newSession(10, ["a"], 1000);
+  let ready = false;
+  session.sendCatchUp(sized(1n, 600), 1n);
+  const room = session.roomForCatchUp().then(() => {
+    ready = true;
+  });
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.deepEqual(sink.roomAskedFor, [[5, 500]]);
+  assert.equal(ready, false, "600 bytes wait, more than half of 1000");
+  sink.drained();
+  await room;
+  assert.equal(ready, true);
 });
 
 test("close() drops held-back frames and stops delivery", () => {

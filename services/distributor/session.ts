@@ -16,6 +16,8 @@ export interface FrameSink {
   buffered(): number;
   /** The same, in encoded bytes. */
   bufferedBytes(): number;
+  /** Resolves once no more than this many frames and bytes wait (at once if the stream ended). */
+  whenBelow(frames: number, bytes: number): Promise<void>;
   /** Ends the stream with an error the client will see (it reconnects and resumes). */
   fail(code: "resource_exhausted" | "unavailable" | "data_loss" | "aborted", message: string): void;
 }
@@ -44,6 +46,7 @@ export class ClientSession {
   lastReport: { report: ClientReport; receivedAt: number } | undefined;
   private catchingUp = false;
   private pendingLive: PendingFrame[] = [];
+  private pendingLiveBytes = 0;
   private closed = false;
 
   constructor(
@@ -65,6 +68,11 @@ export class ClientSession {
     if (this.closed || event.position <= this.sentPosition) return;
     if (this.catchingUp) {
       this.pendingLive.push({ frame, position: event.position });
+      this.pendingLiveBytes += frame.byteLength;
+      // Live events outpacing the replay are held here: the same bounds apply.
+      if (this.pendingLive.length > this.limits.maxFrames || (this.pendingLiveBytes > this.limits.maxBytes && this.pendingLive.length > 1)) {
+        this.terminate("resource_exhausted", `client is too slow: it cannot catch up (over ${this.limits.maxBytes} bytes or ${this.limits.maxFrames} live events held back); resume from position ${this.ackedPosition}`);
+      }
       return;
     }
     this.send(frame, event.position);
@@ -87,6 +95,14 @@ export class ClientSession {
     else this.send(frame, position);
   }
 
+  /**
+   * Catch-up's back-pressure: resolves once the client has taken half of what may wait for
+   * it, so a long replay follows the client's pace instead of overrunning its send buffer.
+   */
+  roomForCatchUp(): Promise<void> {
+    return this.sink.whenBelow(Math.floor(this.limits.maxFrames / 2), Math.floor(this.limits.maxBytes / 2));
+  }
+
   /** The first held-back live event, if any: catch-up may stop once it reaches it. */
   firstPendingPosition(): bigint | undefined {
     return this.pendingLive[0]?.position;
@@ -95,6 +111,7 @@ export class ClientSession {
   endCatchUp(): void {
     const pending = this.pendingLive;
     this.pendingLive = [];
+    this.pendingLiveBytes = 0;
     this.catchingUp = false;
     for (const { frame, position } of pending) {
       if (position > this.sentPosition) this.send(frame, position);
@@ -123,6 +140,7 @@ export class ClientSession {
   close(): void {
     this.closed = true;
     this.pendingLive = [];
+    this.pendingLiveBytes = 0;
   }
 
   /** Ends the stream with an error; the client reconnects and resumes. */

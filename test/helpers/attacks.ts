@@ -52,9 +52,9 @@ export async function connectOutcome(run: () => Promise<unknown>): Promise<strin
 
 type ConnectStream = grpc.ClientDuplexStream<ReturnType<typeof create<typeof ConnectRequestSchema>>, ConnectResponse>;
 
-export function streamClient(target: string): { open(token: string | undefined): ConnectStream; close(): void } {
+export function streamClient(target: string, channelOptions: grpc.ChannelOptions = {}): { open(token: string | undefined): ConnectStream; close(): void } {
   const Client = grpc.makeGenericClientConstructor(grpcServiceDefinition(DistributorService), "DistributorService");
-  const client = new Client(target, grpc.credentials.createInsecure(), { "grpc.max_receive_message_length": 64 * 1024 * 1024 });
+  const client = new Client(target, grpc.credentials.createInsecure(), { "grpc.max_receive_message_length": 64 * 1024 * 1024, ...channelOptions });
   return {
     open(token) {
       const metadata = new grpc.Metadata();

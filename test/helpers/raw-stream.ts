@@ -22,6 +22,8 @@ export interface RawStreamOptions {
   /** "ack": read every event and ACK it applied; "stall": stop reading after Welcome. */
   mode: "ack" | "stall";
   onEvent?: (event: Event) => void;
+  /** grpc-js channel options (e.g. a larger HTTP/2 flow-control window for a reader of large updates). */
+  channelOptions?: grpc.ChannelOptions;
 }
 
 export class RawStream {
@@ -32,7 +34,7 @@ export class RawStream {
   private hasEnded = false;
 
   constructor(target: string, hello: Partial<Omit<Hello, "$typeName" | "$unknown">>, private readonly options: RawStreamOptions) {
-    this.client = streamClient(target);
+    this.client = streamClient(target, options.channelOptions);
     this.stream = this.client.open(options.token);
     const stream = this.stream;
     this.welcome = new Promise((resolve, reject) => {
