@@ -267,6 +267,8 @@ export class ClientAgent {
       config: config.inlineOpa,
       url: config.policyStore.url,
       logger: logger.child({ component: "inline-opa" }),
+      // Not healthy from the exit on, not only once the empty OPA is back and answering.
+      onExit: () => this.health.storeState.lose("the inline OPA exited"),
       onRestart: () => this.rehydrate("the inline OPA restarted"),
     });
     await this.inlineOpa.start(signal);

@@ -170,7 +170,7 @@ export function healthTruthCases(tally: Tally): void {
         // OPA really lacks earlier keys, and the client says so: position not held, baseline only.
         if (held >= 35) return `OPA holds all ${held} keys`;
         if (last.body.data.appliedPositionHeld) return "claims its position is held";
-        if (!/OPA lost its state at .* \(the inline OPA restarted\); holds the baseline only/.test(last.body.message ?? "")) return `message: ${last.body.message}`;
+        if (!/OPA lost its state at .* \(the inline OPA (exited|restarted)\); holds the baseline only/.test(last.body.message ?? "")) return `message: ${last.body.message}`;
         return (last.body.state.notHeldCount ?? 0) > 0 ? "honest" : "no path named as not held";
       });
       await c.stop();

@@ -17,6 +17,8 @@ export interface InlineOpaOptions {
   /** Where OPA answers (derived from its addr). */
   url: string;
   logger: Logger;
+  /** Called as soon as OPA exits unexpectedly: what it held is gone from this moment. */
+  onExit?: () => void;
   /** Called after OPA came back from an unexpected exit: it is empty now. */
   onRestart: () => void;
   startTimeoutMs?: number;
@@ -161,6 +163,7 @@ export class InlineOpa {
           // The reload could not bring OPA back: restart it as after a crash.
         }
       }
+      this.options.onExit?.();
       restarts++;
       const delay = backoffDelay(restarts, { initialMs: 500, maxMs: 10_000, jitter: 0.2 });
       this.options.logger.error({ code, restartInMs: delay, output: this.recentOutput.slice(-5) }, "inline OPA exited; restarting");
