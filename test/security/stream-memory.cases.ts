@@ -22,8 +22,13 @@ const MAX_BUFFERED_BYTES = 16 * MiB;
 const RECENT_EVENTS_BYTES = 2 * Math.min(64 * MiB, LOG_RETENTION_BYTES / 4);
 /** What the distributor's log subscription holds before it is renewed (connect-es #1524; see fanout.ts). */
 const SUBSCRIPTION_BYTES = 16 * MiB;
-/** V8's heap slack and the garbage of 2,500 bodies of 150 KB (each copied ~10 times) before the collector returns it. */
-const MARGIN_BYTES = 160 * MiB;
+/**
+ * V8's heap slack and the garbage of 2,500 bodies of 150 KB (each copied ~10 times) before
+ * the collector returns it. Runs peaked 257–271 MiB over the baseline; without the byte
+ * bound and the subscription renewal they reached 635 MiB and stayed there, so this margin
+ * still fails that.
+ */
+const MARGIN_BYTES = 200 * MiB;
 const PUBLISHERS = 4;
 
 /** Resident memory of a process and its descendants (the launcher may run the server as its child). */
