@@ -6,6 +6,7 @@
 import { AckStatus } from "../../gen/opal/mesh/v1/distributor_pb.js";
 import type { Event } from "../../gen/opal/mesh/v1/event_pb.js";
 import { Security } from "../common/auth/security.js";
+import { type Closed, Closing } from "../common/lifecycle.js";
 import type { ClientConfig } from "../common/config/client-config.js";
 import { GlobSet } from "../common/globs.js";
 import { UrlAllowlist } from "../common/url-allowlist.js";
@@ -70,6 +71,8 @@ export class ClientAgent {
   private healthReports: HealthReports | undefined;
   private lastReceived: ResumePoint | undefined;
   private readonly controller = new AbortController();
+  private readonly closing = new Closing();
+  private stopping: Promise<void> | undefined;
   private readonly tracing: Tracing;
   private readonly baselineListeners: Array<(done: number, total: number) => void> = [];
   readonly metrics: ClientMetrics;
@@ -112,7 +115,16 @@ export class ClientAgent {
     }
   }
 
-  async stop(): Promise<void> {
+  stop(): Promise<void> {
+    this.stopping ??= this.stopParts().finally(() => this.closing.stopped());
+    return this.stopping;
+  }
+
+  get closed(): Promise<Closed> {
+    return this.closing.closed;
+  }
+
+  private async stopParts(): Promise<void> {
     this.controller.abort();
     this.healthReports?.stop();
     clearInterval(this.livenessTimer);

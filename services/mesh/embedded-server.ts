@@ -93,4 +93,8 @@ export class EmbeddedServer implements Component {
   stop(): Promise<void> {
     return this.process.stop();
   }
+
+  get closed() {
+    return this.process.closed;
+  }
 }

@@ -2,6 +2,7 @@
  * `npm start`: the embedded server, one client with inline OPA, and the example policy
  * and data, in one process; prints what to try once the first decision is possible.
  */
+import { type Component, component } from "../common/lifecycle.js";
 import { execFileSync } from "node:child_process";
 import { cpSync, existsSync, mkdirSync } from "node:fs";
 import { readFile } from "node:fs/promises";
@@ -82,7 +83,7 @@ export async function runExample(environment: Env): Promise<void> {
   }
   const logger = createLogger(serverConfig.logging);
   const agent: ClientAgent = await createClientAgent(clientConfig, logger.child({ part: "client" }), env);
-  await runUntilSignal([{ name: "example-data", ...lifecycleOf(exampleDataService(dataPort)) }, new EmbeddedServer(serverConfig, logger.child({ part: "server" })), agent], logger);
+  await runUntilSignal([lifecycleOf(exampleDataService(dataPort)), new EmbeddedServer(serverConfig, logger.child({ part: "server" })), agent], logger);
 
   const opa = agent.storeUrl;
   const decide = async (): Promise<unknown> => {
@@ -121,6 +122,6 @@ Ctrl-C stops everything.
 `);
 }
 
-function lifecycleOf(listener: HttpListener): { start: () => Promise<void>; stop: () => Promise<void> } {
-  return { start: () => listener.start(), stop: () => listener.stop() };
+function lifecycleOf(listener: HttpListener): Component {
+  return component("example-data", { start: () => listener.start(), stop: () => listener.stop() });
 }

@@ -10,7 +10,7 @@ import { type HttpResponse, sendJson } from "../common/http/json-io.js";
 import { withCors } from "../common/http/cors.js";
 import { HttpListener } from "../common/http/listener.js";
 import { RestRouter } from "../common/http/rest-router.js";
-import type { Component } from "../common/lifecycle.js";
+import { type Closed, Closing, type Component } from "../common/lifecycle.js";
 import type { Logger } from "../common/logger.js";
 import { create } from "@bufbuild/protobuf";
 import { ComponentHealthSchema } from "../../gen/opal/mesh/v1/health_pb.js";
@@ -41,6 +41,8 @@ export interface MeshProcessHooks {
 export class MeshProcess implements Component {
   private readonly http: HttpListener;
   private readonly controller = new AbortController();
+  private readonly closing = new Closing();
+  private stopping: Promise<void> | undefined;
   private readonly started: Role[] = [];
   readonly metrics: Registry;
 
@@ -111,7 +113,16 @@ export class MeshProcess implements Component {
     this.logger.info({ url: this.url, roles: this.roles.map((role) => role.name), ...Object.assign({}, ...this.roles.map((role) => role.describe())) as object }, "opal-mesh listening");
   }
 
-  async stop(): Promise<void> {
+  stop(): Promise<void> {
+    this.stopping ??= this.stopAll().finally(() => this.closing.stopped());
+    return this.stopping;
+  }
+
+  get closed(): Promise<Closed> {
+    return this.closing.closed;
+  }
+
+  private async stopAll(): Promise<void> {
     this.controller.abort();
     await this.hooks.beforeStop?.().catch(() => undefined);
     await this.http.stop();

@@ -17,6 +17,10 @@ export async function runUntilSignal(components: Component[], logger: Logger): P
   };
   process.on("SIGINT", () => shutdown("SIGINT"));
   process.on("SIGTERM", () => shutdown("SIGTERM"));
+  // A part that ended by itself has taken the others down: the process ends, failing if it failed.
+  void supervisor.closed.then((closed) => {
+    if (!stopping) process.exit(closed.reason === "failed" ? 1 : 0);
+  });
   await supervisor.start();
 }
 
