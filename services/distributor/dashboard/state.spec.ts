@@ -170,6 +170,7 @@ test("updates: counts, clients (failed first), trace link", () => {
       applied: 1,
       failed: 1,
       pending: 1,
+      disconnected: 0,
       complete: false,
       trace_id: "4bf92f3577b34da6a3ce929d0e0e4736",
       trace_url: "http://jaeger:16686/trace/4bf92f3577b34da6a3ce929d0e0e4736?uiEmbed=v0",
