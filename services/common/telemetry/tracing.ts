@@ -126,9 +126,20 @@ export function traceIdOf(traceparent: string | undefined): string {
   return traceId;
 }
 
+/**
+ * The tracing of one process: the composition root calls this once, passes the result to
+ * every part, and shuts it down in one place when the process stops.
+ */
+export function createTracing(config: TelemetryConfig): Tracing {
+  return Tracing.create(config);
+}
+
 const instances = new WeakMap<TelemetryConfig, Tracing>();
 
-/** The tracing of one process configuration: created once, shared by all its parts. */
+/**
+ * @deprecated Pass a `Tracing` from `createTracing` down from the composition root. This
+ * cache remains only while callers outside the server processes still look tracing up.
+ */
 export function tracingFor(config: TelemetryConfig): Tracing {
   let tracing = instances.get(config);
   if (tracing === undefined) {
