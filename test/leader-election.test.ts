@@ -7,7 +7,7 @@
  */
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { KafkaLeaderElection } from "../services/mesh/leader-election.js";
+import { KafkaLeaderElection } from "../services/policy-watcher/leader-election.js";
 import { createLogger } from "../services/common/logger.js";
 import { type RunningKafka, startTestKafka } from "./helpers/kafka.js";
 import { waitFor } from "./helpers/wait.js";

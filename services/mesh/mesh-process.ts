@@ -19,7 +19,7 @@ import type { Security } from "../common/auth/security.js";
 import { createMetricsRegistry, metricsRoute, type Registry } from "../common/telemetry/metrics.js";
 import { METHOD_RULES } from "./access-rules.js";
 import type { Role } from "./roles/role.js";
-import { securityRoutes } from "./security-routes.js";
+import { securityRoutes } from "../common/auth/security-routes.js";
 import { tracingFor } from "../common/telemetry/tracing.js";
 
 function authHealth(security: Security): ComponentHealth {

@@ -7,7 +7,7 @@ import type { Security } from "../common/auth/security.js";
 import type { ClientTls } from "../common/config/tls-config.js";
 import type { KafkaBroadcastConfig } from "../common/config/broadcast-config.js";
 import type { Logger } from "../common/logger.js";
-import { KafkaMembership } from "./membership.js";
+import { KafkaMembership } from "../common/kafka/membership.js";
 
 export { KafkaMembership };
 

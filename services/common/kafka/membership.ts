@@ -5,8 +5,8 @@
  */
 import { randomUUID } from "node:crypto";
 import { Kafka, type KafkaConfig, logLevel, type Producer } from "kafkajs";
-import { SupervisedConsumer } from "../common/kafka/supervised-consumer.js";
-import type { Logger } from "../common/logger.js";
+import { SupervisedConsumer } from "./supervised-consumer.js";
+import type { Logger } from "../logger.js";
 
 export interface Member {
   id: string;

@@ -1,11 +1,11 @@
 /** OPAL's `POST /token` (master token) and `/.well-known/jwks.json`. */
 import { randomUUID } from "node:crypto";
-import type { Security } from "../common/auth/security.js";
-import { PEER_TYPES, type PeerType } from "../common/auth/tokens.js";
-import { HttpError, readJson, sendJson } from "../common/http/json-io.js";
-import type { RestRoute } from "../common/http/rest-router.js";
-import type { Limits } from "../common/config/limits-config.js";
-import type { Logger } from "../common/logger.js";
+import type { Security } from "./security.js";
+import { PEER_TYPES, type PeerType } from "./tokens.js";
+import { HttpError, readJson, sendJson } from "../http/json-io.js";
+import type { RestRoute } from "../http/rest-router.js";
+import type { Limits } from "../config/limits-config.js";
+import type { Logger } from "../logger.js";
 
 const ISSUABLE: readonly PeerType[] = ["client", "datasource", "listener"];
 const DEFAULT_TTL_SECONDS = 365 * 24 * 3_600;
