@@ -5,7 +5,6 @@
  */
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
-import { createGrpcTransport, type Http2SessionManager } from "@connectrpc/connect-node";
 import {
   type AckSchema,
   type ClientReport,
@@ -20,8 +19,9 @@ import { backoffDelay, sleep } from "../common/backoff.js";
 import { redactUrl } from "../common/config/env-reader.js";
 import type { Logger } from "../common/logger.js";
 import type { ClientTls } from "../common/config/tls-config.js";
+import { distributorStream } from "./grpc-stream.js";
 import { Outbox } from "./outbox.js";
-import { callTransport, streamSessions } from "./server-transports.js";
+import { callTransport } from "./server-transports.js";
 
 /**
  * The distributor keeps one stream per client id: a newer one replaces ours with ABORTED.
@@ -62,7 +62,6 @@ export class StreamSession {
   private outbox: Outbox<ConnectRequest> | undefined;
   private connection: AbortController | undefined;
   private loop: Promise<void> | undefined;
-  private sessionManagers: Http2SessionManager[] = [];
   private serverIndex = 0;
 
   constructor(private readonly options: StreamSessionOptions) {}
@@ -80,7 +79,6 @@ export class StreamSession {
   async stop(): Promise<void> {
     this.connection?.abort();
     await this.loop;
-    for (const manager of this.sessionManagers) manager.abort();
   }
 
   sendAck(ack: MessageInitShape<typeof AckSchema>): void {
@@ -152,10 +150,6 @@ export class StreamSession {
 
   /** Returns whether the server welcomed us (a healthy session), once the stream ends. */
   private async stream(streamUrl: string, signal: AbortSignal): Promise<boolean> {
-    const manager = streamSessions(streamUrl, this.options.tls);
-    this.sessionManagers.push(manager);
-    const transport = createGrpcTransport({ baseUrl: streamUrl, sessionManager: manager });
-    const client = createClient(DistributorService, transport);
     const outbox = new Outbox<ConnectRequest>();
     this.outbox = outbox;
     const resume = this.options.resumePoint();
@@ -175,31 +169,27 @@ export class StreamSession {
       }),
     );
     let welcomed = false;
-    try {
-      for await (const response of client.connect(outbox.drain(), { signal, headers: this.headers() })) {
-        switch (response.message.case) {
-          case "welcome": {
-            welcomed = true;
-            const welcome = response.message.value;
-            const resumed = resume !== undefined && resume.logId === welcome.logId;
-            this.options.logger.info({ stream: streamUrl, head: welcome.headPosition.toString(), resumed }, "connected to the distributor");
-            this.options.handlers.onConnectionChange(true);
-            this.options.handlers.onWelcome(welcome, resumed);
-            break;
-          }
-          case "event":
-            this.options.handlers.onEvent(response.message.value);
-            break;
-          case "resync":
-            this.options.handlers.onResync(response.message.value);
-            break;
-          default:
-            break;
+    // On grpc-js, not connect-es: a connect-es stream keeps every message it received until it ends (see grpc-stream.ts).
+    for await (const response of distributorStream(outbox.drain(), { url: streamUrl, tls: this.options.tls, headers: this.headers(), signal })) {
+      switch (response.message.case) {
+        case "welcome": {
+          welcomed = true;
+          const welcome = response.message.value;
+          const resumed = resume !== undefined && resume.logId === welcome.logId;
+          this.options.logger.info({ stream: streamUrl, head: welcome.headPosition.toString(), resumed }, "connected to the distributor");
+          this.options.handlers.onConnectionChange(true);
+          this.options.handlers.onWelcome(welcome, resumed);
+          break;
         }
+        case "event":
+          this.options.handlers.onEvent(response.message.value);
+          break;
+        case "resync":
+          this.options.handlers.onResync(response.message.value);
+          break;
+        default:
+          break;
       }
-    } finally {
-      manager.abort();
-      this.sessionManagers = this.sessionManagers.filter((candidate) => candidate !== manager);
     }
     return welcomed;
   }
