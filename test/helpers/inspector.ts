@@ -38,8 +38,8 @@ export class InspectedProcess {
       socket.addEventListener("open", () => resolve(), { once: true });
       socket.addEventListener("error", () => reject(new Error(`inspector on port ${this.inspectorPort} refused the connection`)), { once: true });
     });
-    socket.addEventListener("message", (message: MessageEvent<string>) => {
-      const reply = JSON.parse(message.data) as Reply;
+    socket.addEventListener("message", (message: { data: unknown }) => {
+      const reply = JSON.parse(String(message.data)) as Reply;
       this.pending.get(reply.id)?.(reply);
       this.pending.delete(reply.id);
     });

@@ -103,7 +103,8 @@ export function clientMemoryCases(tally: Tally): void {
         );
         // The last one alone, after every other is in the log: OPA must end on it.
         await publish(valueOf(UPDATES - 1));
-        await waitFor(async () => (await appliedEvents()) - appliedBefore >= UPDATES, { timeoutMs: 60_000, message: async () => `the client to apply ${UPDATES} events (applied ${(await appliedEvents()) - appliedBefore})` });
+        let applied = 0;
+        await waitFor(async () => (applied = (await appliedEvents()) - appliedBefore) >= UPDATES, { timeoutMs: 60_000, message: () => `the client to apply ${UPDATES} events (applied ${applied})` });
       } finally {
         clearInterval(sampler);
       }
