@@ -4,6 +4,7 @@
  * most every `minIntervalMs`), and every `refreshMs` regardless.
  */
 import type { ClientReport } from "../../gen/opal/mesh/v1/distributor_pb.js";
+import { type Closed, Closing, type Component } from "../common/lifecycle.js";
 import type { ClientHealth } from "./health.js";
 
 export type ClientReportFields = Omit<ClientReport, "$typeName">;
@@ -37,7 +38,9 @@ export interface HealthReportsOptions {
  * the liveness probe, the stream): comparing a snapshot on a short timer sees every change
  * without a hook in each writer.
  */
-export class HealthReports {
+export class HealthReports implements Component {
+  readonly name = "health-reports";
+  private readonly closing = new Closing();
   private timer: NodeJS.Timeout | undefined;
   private lastKey = "";
   private lastSentAt = Number.NEGATIVE_INFINITY;
@@ -51,15 +54,22 @@ export class HealthReports {
     this.now = options.now ?? Date.now;
   }
 
-  start(signal: AbortSignal): void {
-    if (this.timer !== undefined || signal.aborted) return;
-    this.timer = setInterval(() => this.check(), this.options.checkIntervalMs ?? 250);
-    this.timer.unref();
-    signal.addEventListener("abort", () => this.stop(), { once: true });
+  get closed(): Promise<Closed> {
+    return this.closing.closed;
   }
 
-  stop(): void {
+  start(signal: AbortSignal): Promise<void> {
+    if (this.timer !== undefined || signal.aborted || this.closing.isClosed) return Promise.resolve();
+    this.timer = setInterval(() => this.check(), this.options.checkIntervalMs ?? 250);
+    this.timer.unref();
+    signal.addEventListener("abort", () => void this.stop(), { once: true });
+    return Promise.resolve();
+  }
+
+  stop(): Promise<void> {
     clearInterval(this.timer);
+    this.closing.stopped();
+    return Promise.resolve();
   }
 
   /** A new session: the distributor knows nothing of us yet. */

@@ -34,7 +34,7 @@ export interface HealthReport {
   message?: string;
   online: boolean;
   ready: boolean;
-  engine: { reachable: boolean };
+  engine: { reachable: boolean; problem?: string };
   stream: { connected: boolean; error?: string };
   /** `appliedPositionHeld` false: OPA no longer holds everything up to `appliedPosition` (see `state`). */
   data: { enabled: boolean; baselineLoaded: boolean; lastTransaction?: Transaction; appliedPosition: string; appliedPositionHeld: boolean; pending: number };
@@ -47,6 +47,11 @@ export interface HealthReport {
 
 export class ClientHealth {
   engineReachable = true;
+  /**
+   * The engine answers but refuses the client's requests (401/403) or its reads fail: what
+   * it holds cannot be checked, nor kept current. Set by the liveness probe; undefined when fine.
+   */
+  engineProblem: string | undefined;
   streamConnected = false;
   streamError: string | undefined;
   baselineLoaded = false;
@@ -82,7 +87,7 @@ export class ClientHealth {
   isServing(): boolean {
     const dataOk = !this.dataEnabled || this.lastData?.ok !== false;
     const policyOk = !this.policyEnabled || this.lastPolicy?.ok !== false;
-    return this.engineReachable && dataOk && policyOk && this.storeState.held;
+    return this.engineReachable && this.engineProblem === undefined && dataOk && policyOk && this.storeState.held;
   }
 
   isHealthy(): boolean {
@@ -101,6 +106,7 @@ export class ClientHealth {
   /** Why the client is not healthy or not ready (the first reason that applies); undefined when it is both. */
   message(): string | undefined {
     if (!this.engineReachable) return "the policy store (OPA) does not answer";
+    if (this.engineProblem !== undefined) return this.engineProblem;
     const lost = this.storeState.message();
     if (lost !== undefined) return lost;
     const failure = [this.lastPolicy, this.lastData].find((transaction) => transaction?.ok === false);
@@ -122,7 +128,7 @@ export class ClientHealth {
       ...(message === undefined ? {} : { message }),
       online: this.streamConnected,
       ready: this.isReady(),
-      engine: { reachable: this.engineReachable },
+      engine: this.engineProblem === undefined ? { reachable: this.engineReachable } : { reachable: this.engineReachable, problem: this.engineProblem },
       stream: this.streamError === undefined || this.streamConnected ? { connected: this.streamConnected } : { connected: false, error: this.streamError },
       data: {
         enabled: this.dataEnabled,

@@ -87,7 +87,7 @@ test("render() writes the mark it is given, else its own", async (t) => {
   for (const [name, mark, argument, expected] of cases) {
     await t.test(name, () => {
       const status = new StatusDocument(health(), "c");
-      status.mark = mark;
+      status.committed(mark);
       const rendered = parse(status.render(argument));
       assert.deepEqual([rendered.log_id, rendered.position], expected);
       assert.equal(status.mark, mark, "render does not move the mark");
@@ -145,8 +145,7 @@ test("render() computes healthy from the engine and the last transactions", asyn
 
 test("render() writes the policy hash and root data keys", () => {
   const status = new StatusDocument(health(), "c");
-  status.policyHash = "abc";
-  status.rootDataKeys = ["users"];
+  status.policyApplied("abc", ["users"]);
   assert.deepEqual(parse(status.render()).policy, { hash: "abc", root_data_keys: ["users"] });
 });
 
@@ -168,7 +167,7 @@ test("restore() and forget()", async (t) => {
 
   await t.test("restore() of a snapshot without a mark clears the mark", () => {
     const status = new StatusDocument(health(), "c");
-    status.mark = { logId: "old", position: 1n };
+    status.committed({ logId: "old", position: 1n });
     status.restore(EMPTY);
     assert.deepEqual([status.written, status.mark], [true, undefined]);
   });
@@ -184,9 +183,8 @@ test("restore() and forget()", async (t) => {
 
 test("a rendered document reads back as what was rendered", () => {
   const status = new StatusDocument(health({ policyLoaded: true, baselineLoaded: true }), "c");
-  status.mark = { logId: "log-1", position: 12n };
-  status.policyHash = "abc";
-  status.rootDataKeys = ["a", "b"];
+  status.committed({ logId: "log-1", position: 12n });
+  status.policyApplied("abc", ["a", "b"]);
   const snapshot = readStatus(parse(status.render()));
   assert.deepEqual(snapshot, { mark: { logId: "log-1", position: 12n }, policyHash: "abc", rootDataKeys: ["a", "b"], baselineLoaded: true, ready: true });
 });

@@ -60,31 +60,63 @@ function readLoss(state: unknown): Pick<StatusSnapshot, "lost"> {
   };
 }
 
+/**
+ * What the status document in OPA says, and its rendering. Only the sync state (its owner,
+ * sync-state.ts) changes it, after the transaction that wrote it committed.
+ */
 export class StatusDocument {
-  /** The position the data in OPA corresponds to (advanced only in the transaction that gets it there). */
-  mark: PositionMark | undefined;
-  policyHash = "";
-  rootDataKeys: string[] = [];
-  /** The document is in the store (we wrote it, or found it there). */
-  written = false;
+  private committedMark: PositionMark | undefined;
+  private hash = "";
+  private keys: readonly string[] = [];
+  private inStore = false;
 
   constructor(
     private readonly health: ClientHealth,
     private readonly clientId: string,
   ) {}
 
+  /** The position the data in OPA corresponds to (advanced only in the transaction that gets it there). */
+  get mark(): PositionMark | undefined {
+    return this.committedMark;
+  }
+
+  get policyHash(): string {
+    return this.hash;
+  }
+
+  get rootDataKeys(): readonly string[] {
+    return this.keys;
+  }
+
+  /** The document is in the store (we wrote it, or found it there). */
+  get written(): boolean {
+    return this.inStore;
+  }
+
   restore(snapshot: StatusSnapshot): void {
-    this.written = true;
-    this.mark = snapshot.mark;
-    this.policyHash = snapshot.policyHash;
-    this.rootDataKeys = snapshot.rootDataKeys;
+    this.inStore = true;
+    this.committedMark = snapshot.mark;
+    this.hash = snapshot.policyHash;
+    this.keys = snapshot.rootDataKeys;
   }
 
   forget(): void {
-    this.written = false;
-    this.mark = undefined;
-    this.policyHash = "";
-    this.rootDataKeys = [];
+    this.inStore = false;
+    this.committedMark = undefined;
+    this.hash = "";
+    this.keys = [];
+  }
+
+  /** A transaction that wrote the document (rendered at `mark`) committed. */
+  committed(mark: PositionMark | undefined): void {
+    this.committedMark = mark;
+    this.inStore = true;
+  }
+
+  /** A policy bundle was applied: the next write records its version. */
+  policyApplied(hash: string, rootDataKeys: readonly string[]): void {
+    this.hash = hash;
+    this.keys = rootDataKeys;
   }
 
   /**

@@ -27,6 +27,26 @@ export class PolicyStoreError extends Error {
   get isRejection(): boolean {
     return this.status !== undefined && this.status >= 400 && this.status < 500;
   }
+
+  /** The engine refused the client's credentials (OPAL_POLICY_STORE_AUTH_TOKEN, a client certificate). */
+  get isAuthFailure(): boolean {
+    return this.status === 401 || this.status === 403;
+  }
+}
+
+/**
+ * Why a read of the engine failed, in the terms health reports: only an answer saying the
+ * document is missing means the engine lost the client's state; a refusal of our
+ * credentials and an engine that does not answer (or fails, 5xx) are problems of their own
+ * and say nothing about what it holds.
+ */
+export type StoreReadProblem = { kind: "refused"; message: string } | { kind: "unavailable"; message: string } | { kind: "rejected"; message: string };
+
+export function classifyStoreError(error: unknown): StoreReadProblem {
+  const message = error instanceof Error ? error.message : String(error);
+  if (error instanceof PolicyStoreError && error.isAuthFailure) return { kind: "refused", message: `OPA refuses the client's credentials (check OPAL_POLICY_STORE_AUTH_TOKEN): ${message}` };
+  if (error instanceof PolicyStoreError && error.isRejection) return { kind: "rejected", message };
+  return { kind: "unavailable", message };
 }
 
 /** A value too big to hold: its JSON bytes are read from the source as the write is sent. */

@@ -11,6 +11,7 @@ import type { CallbackTarget } from "../../gen/opal/mesh/v1/data_pb.js";
 import { retry } from "../common/backoff.js";
 import { redactUrl } from "../common/config/env-reader.js";
 import { parseJsonBytes, saveMethodName } from "../common/data-entries.js";
+import { type Closed, Closing, type Component } from "../common/lifecycle.js";
 import type { Logger } from "../common/logger.js";
 import type { UrlAllowlist } from "../common/url-allowlist.js";
 import type { JobResult } from "./data/update-pipeline.js";
@@ -28,7 +29,11 @@ export interface UpdateReporterOptions {
   attempts?: number;
 }
 
-export class UpdateReporter {
+/** A lifecycle part: reports under way are given a moment at stop, then dropped. */
+export class UpdateReporter implements Component {
+  readonly name = "update-reporter";
+  private readonly closing = new Closing();
+  private stopping: Promise<void> | undefined;
   private readonly inFlight = new Set<Promise<void>>();
   private readonly controller = new AbortController();
   /** Reports delivered, for tests and metrics. */
@@ -61,12 +66,25 @@ export class UpdateReporter {
     }
   }
 
+  get closed(): Promise<Closed> {
+    return this.closing.closed;
+  }
+
+  start(): Promise<void> {
+    return Promise.resolve();
+  }
+
   /** Waits (briefly) for reports under way, then drops the rest. */
-  async stop(timeoutMs = 2_000): Promise<void> {
-    const timer = setTimeout(() => this.controller.abort(), timeoutMs);
-    await Promise.allSettled([...this.inFlight]);
-    clearTimeout(timer);
-    this.controller.abort();
+  stop(timeoutMs = 2_000): Promise<void> {
+    this.stopping ??= (async () => {
+      const timer = setTimeout(() => this.controller.abort(), timeoutMs);
+      // Each send catches and logs its own failure: settled is all there is to wait for.
+      await Promise.allSettled([...this.inFlight]);
+      clearTimeout(timer);
+      this.controller.abort();
+      this.closing.stopped();
+    })();
+    return this.stopping;
   }
 
   private async send(target: CallbackTarget, body: string): Promise<void> {

@@ -4,7 +4,8 @@ import { loadClientConfig } from "../common/config/client-config.js";
 import { loadServerConfig } from "../common/config/server-config.js";
 import { createLogger } from "../common/logger.js";
 import { generateSecretCommand, obtainTokenCommand, printConfigCommand, publishDataUpdateCommand, statusCommand } from "./cli/index.js";
-import { createClientAgent } from "./client-command.js";
+import { createClientAgent } from "../client/agent.js";
+import { clientAgentOptions } from "./client-command.js";
 import { broadcasterProcess, distributorProcess, policyWatcherProcess, triggerApiProcess } from "./distributed.js";
 import { EmbeddedServer } from "./embedded-server.js";
 import { runExample } from "./example.js";
@@ -73,7 +74,8 @@ program
       }
     })();
     const logger = createLogger(config.logging);
-    const agent = await createClientAgent(config, logger, process.env);
+    // The process exits once the agent stopped, its spans flushed by then.
+    const agent = await createClientAgent(await clientAgentOptions(config, logger, process.env));
     if (process.stderr.isTTY) showBaselineProgress(agent);
     await runUntilSignal([agent], logger);
   });

@@ -1,12 +1,18 @@
-/** `opal-mesh client`: one agent beside one OPA. */
-import { ClientAgent } from "../client/agent.js";
+/**
+ * `opal-mesh client`: one agent beside one OPA. The composition root of a client: it finds
+ * (or builds) the OPA binary, makes the process's metrics registry and tracing, and hands
+ * them to `createClientAgent` (services/client/agent.ts), the one way to build an agent.
+ */
+import type { ClientAgentOptions } from "../client/agent.js";
 import { locateOpa } from "../client/opa/opa-binary.js";
 import type { ClientConfig } from "../common/config/client-config.js";
 import type { Env } from "../common/config/env-reader.js";
 import type { Logger } from "../common/logger.js";
 import { createMetricsRegistry } from "../common/telemetry/metrics.js";
+import { createTracing } from "../common/telemetry/tracing.js";
 
-export async function createClientAgent(config: ClientConfig, logger: Logger, environment: Env, moduleBaseDir = process.cwd()): Promise<ClientAgent> {
+/** What `createClientAgent` needs for this configuration; the caller shuts `tracing` down when the agent has stopped. */
+export async function clientAgentOptions(config: ClientConfig, logger: Logger, environment: Env, moduleBaseDir = process.cwd()): Promise<ClientAgentOptions> {
   const opaBinary = config.inlineOpa.enabled
     ? await locateOpa({
         execPath: config.inlineOpa.execPath,
@@ -17,5 +23,5 @@ export async function createClientAgent(config: ClientConfig, logger: Logger, en
         onProgress: (message) => logger.info(message),
       })
     : undefined;
-  return new ClientAgent({ config, logger, opaBinary, moduleBaseDir, registry: createMetricsRegistry() });
+  return { config, logger, opaBinary, moduleBaseDir, registry: createMetricsRegistry(), tracing: createTracing(config.telemetry) };
 }

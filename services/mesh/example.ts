@@ -9,7 +9,7 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { request } from "undici";
-import { type ClientAgent } from "../client/agent.js";
+import { type ClientAgent, createClientAgent } from "../client/agent.js";
 import { loadClientConfig } from "../common/config/client-config.js";
 import type { Env } from "../common/config/env-reader.js";
 import { loadServerConfig } from "../common/config/server-config.js";
@@ -17,7 +17,7 @@ import { sendJson } from "../common/http/json-io.js";
 import { HttpListener } from "../common/http/listener.js";
 import { createLogger } from "../common/logger.js";
 import { sleep } from "../common/backoff.js";
-import { createClientAgent } from "./client-command.js";
+import { clientAgentOptions } from "./client-command.js";
 import { EmbeddedServer } from "./embedded-server.js";
 import { exitOnConfigError, runUntilSignal } from "./run.js";
 
@@ -82,7 +82,7 @@ export async function runExample(environment: Env): Promise<void> {
     exitOnConfigError(error);
   }
   const logger = createLogger(serverConfig.logging);
-  const agent: ClientAgent = await createClientAgent(clientConfig, logger.child({ part: "client" }), env);
+  const agent: ClientAgent = await createClientAgent(await clientAgentOptions(clientConfig, logger.child({ part: "client" }), env));
   await runUntilSignal([lifecycleOf(exampleDataService(dataPort)), new EmbeddedServer(serverConfig, logger.child({ part: "server" })), agent], logger);
 
   const opa = agent.storeUrl;

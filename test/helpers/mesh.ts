@@ -14,7 +14,8 @@ import { loadClientConfig } from "../../services/common/config/client-config.js"
 import type { Env } from "../../services/common/config/env-reader.js";
 import { loadServerConfig } from "../../services/common/config/server-config.js";
 import { createLogger, type Logger } from "../../services/common/logger.js";
-import { createClientAgent } from "../../services/mesh/client-command.js";
+import { createClientAgent } from "../../services/client/agent.js";
+import { clientAgentOptions } from "../../services/mesh/client-command.js";
 import { EmbeddedServer } from "../../services/mesh/embedded-server.js";
 import { opaBinary } from "./opa.js";
 import { freePort } from "./ports.js";
@@ -78,7 +79,8 @@ export async function startClient(serverUrl: string, env: Env = {}, moduleBaseDi
     PATH: process.env.PATH,
     ...env,
   });
-  const agent = await createClientAgent(config, logger ?? testLogger(config.clientId), process.env, moduleBaseDir);
+  const options = await clientAgentOptions(config, logger ?? testLogger(config.clientId), process.env, moduleBaseDir);
+  const agent = await createClientAgent(options);
   const controller = new AbortController();
   await agent.start(controller.signal);
   const opaUrl = agent.storeUrl;
@@ -93,6 +95,7 @@ export async function startClient(serverUrl: string, env: Env = {}, moduleBaseDi
     async stop() {
       controller.abort();
       await agent.stop();
+      await options.tracing.shutdown();
     },
   };
 }

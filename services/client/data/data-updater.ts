@@ -1,13 +1,14 @@
 /**
- * Turns what the stream delivers into ordered jobs: the baseline after a fresh Welcome or
- * a Resync, every addressed data update event, and the periodic refetches of baseline
- * entries that ask for them. Results become ACKs and health.
+ * Turns what the stream delivers into ordered data jobs: the baseline after a fresh Welcome
+ * or a Resync, every addressed data update event, and the periodic refetches of baseline
+ * entries that ask for them. Results become data health (and a failed baseline's retry);
+ * the sync state acknowledges them.
  */
-import { AckStatus } from "../../../gen/opal/mesh/v1/distributor_pb.js";
 import type { DataSourceEntry } from "../../../gen/opal/mesh/v1/data_pb.js";
 import type { Event } from "../../../gen/opal/mesh/v1/event_pb.js";
 import { backoffDelay } from "../../common/backoff.js";
 import { redactUrl } from "../../common/config/env-reader.js";
+import { type Closed, Closing, type Component } from "../../common/lifecycle.js";
 import type { Logger } from "../../common/logger.js";
 import { anyTopicCovered } from "../../common/topics.js";
 import type { ClientHealth } from "../health.js";
@@ -15,7 +16,6 @@ import type { PositionMark } from "../opa-status.js";
 import type { BaselineSource } from "./baseline-source.js";
 import type { JobResult, UpdatePipeline } from "./update-pipeline.js";
 import type { UpdateTrace } from "../update-trace.js";
-import type { TraceCarrier } from "../../common/telemetry/tracing.js";
 
 export interface DataUpdaterOptions {
   topics: readonly string[];
@@ -23,22 +23,38 @@ export interface DataUpdaterOptions {
   baseline: BaselineSource;
   health: ClientHealth;
   logger: Logger;
-  sendAck: (ack: { position: bigint; updateId: string; status: AckStatus; error: string; traceContext?: TraceCarrier }) => void;
 }
 
-export class DataUpdater {
+/** A lifecycle part: its timers (periodic refetches, baseline retries) run from start to stop. */
+export class DataUpdater implements Component {
+  readonly name = "data-updater";
   private periodicTimers: NodeJS.Timeout[] = [];
   private readonly seenIds = new Set<string>();
   private retryTimer: NodeJS.Timeout | undefined;
   private retryAttempt = 0;
-  private signal: AbortSignal | undefined;
+  private readonly controller = new AbortController();
+  private readonly closing = new Closing();
+  private started = false;
   private baselineGeneration = 0;
 
   constructor(private readonly options: DataUpdaterOptions) {}
 
-  start(signal: AbortSignal): void {
-    this.signal = signal;
-    signal.addEventListener("abort", () => this.stopPeriodic(), { once: true });
+  get closed(): Promise<Closed> {
+    return this.closing.closed;
+  }
+
+  start(signal: AbortSignal): Promise<void> {
+    if (this.closing.isClosed) return Promise.resolve();
+    this.started = true;
+    signal.addEventListener("abort", () => void this.stop(), { once: true });
+    return Promise.resolve();
+  }
+
+  stop(): Promise<void> {
+    this.controller.abort();
+    this.stopPeriodic();
+    this.closing.stopped();
+    return Promise.resolve();
   }
 
   applies(entry: DataSourceEntry): boolean {
@@ -50,8 +66,9 @@ export class DataUpdater {
    * refetches. `mark` is the head the baseline was taken at: committed with it.
    */
   loadBaseline(reason: string, mark?: PositionMark): void {
-    const signal = this.signal;
-    if (signal === undefined) return;
+    // Nothing to load into before start, nor after stop.
+    if (!this.started || this.controller.signal.aborted) return;
+    const signal = this.controller.signal;
     this.stopPeriodic();
     const generation = ++this.baselineGeneration;
     this.options.health.baselineLoaded = false;
@@ -60,7 +77,8 @@ export class DataUpdater {
       if (generation === this.baselineGeneration) this.schedulePeriodic(mine);
       return mine;
     });
-    // The job waits for the list; events queued behind it wait for the job.
+    // Handled where it matters: the job awaits the list and reports its failure (health,
+    // retry); this only keeps the rejection from counting as unhandled until then.
     entries.catch(() => undefined);
     this.options.pipeline.enqueue({ kind: "baseline", updateId: `baseline-${generation}`, reason, entries, position: mark?.position, logId: mark?.logId });
   }
@@ -91,14 +109,6 @@ export class DataUpdater {
     }
     if (result.ok) this.options.logger.debug({ kind: job.kind, updateId: job.updateId, position: job.position?.toString() }, "data update applied");
     else this.options.logger.error({ kind: job.kind, updateId: job.updateId, position: job.position?.toString(), error }, "data update failed");
-    // A baseline loaded at a log position (after Welcome, or for ScopeChanged) is
-    // acknowledged too: the distributor then knows the client is there.
-    if ((job.kind === "event" || job.kind === "baseline") && job.position !== undefined) {
-      this.options.health.appliedPosition = job.position;
-      const traceContext = job.trace?.ack(result.ok ? undefined : error);
-      this.options.sendAck({ position: job.position, updateId: job.updateId, status: result.ok ? AckStatus.APPLIED : AckStatus.FAILED, error, ...(traceContext === undefined ? {} : { traceContext }) });
-    }
-    job.trace?.end(result.ok ? undefined : error);
   }
 
   /**
@@ -113,7 +123,7 @@ export class DataUpdater {
     const delay = backoffDelay(this.retryAttempt, { initialMs: 1_000, maxMs: 60_000 });
     clearTimeout(this.retryTimer);
     this.retryTimer = setTimeout(() => {
-      if (generation !== this.baselineGeneration || this.signal?.aborted === true) return;
+      if (generation !== this.baselineGeneration || this.controller.signal.aborted) return;
       if (failed.length === 0) {
         this.loadBaseline(`retrying the baseline (attempt ${this.retryAttempt + 1})`);
         return;

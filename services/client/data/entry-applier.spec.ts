@@ -10,7 +10,7 @@ import { UrlAllowlist } from "../../common/url-allowlist.js";
 import { StreamedSource } from "../fetch/streamed-source.js";
 import { FetchProviderRegistry } from "../fetch/registry.js";
 import { ClientHealth } from "../health.js";
-import { StatusDocument } from "../opa-status.js";
+import { SyncState } from "../sync-state.js";
 import { type DataWrite, type PatchOperation, type PolicyStore, PolicyStoreError } from "../policy-store.js";
 import { DataTransactions } from "./data-transaction.js";
 import { EntryApplier } from "./entry-applier.js";
@@ -72,13 +72,11 @@ class RecordingStore implements PolicyStore {
   async close(): Promise<void> {}
 }
 
-function applier(store: PolicyStore, splitRootData = false, reservedPaths?: ReservedPaths): { applier: EntryApplier; status: StatusDocument } {
-  const status = new StatusDocument(new ClientHealth(true, false), "client-1");
+function applier(store: PolicyStore, splitRootData = false, reservedPaths?: ReservedPaths): { applier: EntryApplier; status: SyncState } {
+  const status = new SyncState({ health: new ClientHealth(true, false), clientId: "client-1", transactions: new DataTransactions(store), sendAck: () => undefined, onLost: () => undefined });
   const noRetry = { attempts: 1, backoff: { initialMs: 1, maxMs: 1 } };
   const applier = new EntryApplier({
-    onStoreLost: () => undefined,
     registry: new FetchProviderRegistry([], { logger: silentLogger(), timeoutMs: 2_000 }),
-    transactions: new DataTransactions(store),
     status,
     fetchRetry: noRetry,
     storeRetry: noRetry,
@@ -118,7 +116,7 @@ test("a streamed document is committed with the position; a source that breaks o
   const outcomes = await subject.commit(job, [{ entry: big, data }], [], signal);
   assert.deepEqual(outcomes, [{ ok: true }]);
   assert.equal(store.documents.get("/users"), BIG);
-  assert.equal(status.mark?.position, 7n);
+  assert.equal(status.position?.position, 7n);
   assert.equal((JSON.parse(store.documents.get("/system/opal") ?? "{}") as { position: number }).position, 7);
 
   // /flaky is whole at fetch time, and breaks off when the store's write is retried entry by entry.

@@ -15,19 +15,18 @@ import type { UrlAllowlist } from "../../common/url-allowlist.js";
 import { FetchError, type FetchProvider } from "../fetch/types.js";
 import type { FetchProviderRegistry } from "../fetch/registry.js";
 import { StreamedSource } from "../fetch/streamed-source.js";
-import type { PositionMark, StatusDocument } from "../opa-status.js";
+import type { PositionMark } from "../opa-status.js";
 import { PolicyStoreError } from "../policy-store.js";
-import { type DataTransactions, type EntryData, type EntryWrite, StoreLostStateError } from "./data-transaction.js";
+import type { StatusWriter } from "../sync-state.js";
+import { type EntryData, type EntryWrite, StoreLostStateError } from "./data-transaction.js";
 import type { JobApplier, UpdateJob } from "./update-pipeline.js";
 import { endSpan, SpanKind } from "../../common/telemetry/tracing.js";
 import { httpClientAttributes, type UpdateTrace } from "../update-trace.js";
 
 export interface EntryApplierOptions {
-  /** Called when the store turns out to have lost its state (restarted empty). */
-  onStoreLost: () => void;
   registry: FetchProviderRegistry;
-  transactions: DataTransactions;
-  status: StatusDocument;
+  /** Where writes are committed with the status document (the sync state: it moves the position, and notices a lost OPA). */
+  status: StatusWriter;
   fetchRetry: RetryPolicy;
   storeRetry: RetryPolicy;
   splitRootData: boolean;
@@ -203,24 +202,23 @@ export class EntryApplier implements JobApplier {
   }
 
   private async commitScreened(job: UpdateJob, writes: readonly EntryWrite[], fetchErrors: readonly string[], signal: AbortSignal): Promise<Array<{ ok: boolean; error?: string }>> {
-    const { status, transactions } = this.options;
+    const { status } = this.options;
     // Log events (and a baseline, at its head) move the position; periodic refetches do not.
-    const mark: PositionMark | undefined = job.position !== undefined && job.logId !== undefined ? { logId: job.logId, position: job.position } : status.mark;
+    const mark = markOf(job);
     const expanded = writes.flatMap((write) => this.expand(write));
     // A baseline's own transaction says whether the baseline is now loaded.
-    const render = (ok: boolean, error?: string): Uint8Array =>
-      status.render(mark, { ok, kind: job.kind, id: job.updateId, ...(error === undefined ? {} : { error }), at: new Date().toISOString() }, job.kind === "baseline" ? ok : undefined);
+    const record = (ok: boolean, error?: string) => ({
+      mark,
+      transaction: { ok, kind: job.kind, id: job.updateId, ...(error === undefined ? {} : { error }), at: new Date().toISOString() },
+      ...(job.kind === "baseline" ? { baselineLoaded: ok } : {}),
+    });
     const fetchError = fetchErrors.filter((error) => error !== "").join("; ");
     try {
-      await this.withStoreRetry(() => transactions.commit(expanded, render(fetchError === "", fetchError || undefined), signal, status.written), signal);
-      status.mark = mark;
-      status.written = true;
+      await this.withStoreRetry(() => status.commit(expanded, signal, record(fetchError === "", fetchError || undefined)), signal);
       return writes.map(() => ({ ok: true }));
     } catch (error) {
-      if (error instanceof StoreLostStateError) {
-        this.options.onStoreLost();
-        throw error;
-      }
+      // The sync state has started the reload: this job is over.
+      if (error instanceof StoreLostStateError) throw error;
       if (signal.aborted || !refusedOrSourceFailed(error)) {
         throw new EntryError("save", `failed to save to the policy store: ${(error as Error).message}`, { cause: error });
       }
@@ -229,17 +227,15 @@ export class EntryApplier implements JobApplier {
     const outcomes: Array<{ ok: boolean; error?: string }> = [];
     for (const write of writes) {
       try {
-        await this.withStoreRetry(() => transactions.commit(this.expand(write), status.render(status.mark), signal, status.written), signal);
+        await this.withStoreRetry(() => status.commit(this.expand(write), signal), signal);
         outcomes.push({ ok: true });
       } catch (error) {
-        if (signal.aborted) throw error;
+        if (signal.aborted || error instanceof StoreLostStateError) throw error;
         outcomes.push({ ok: false, error: `failed to save data to the policy store for ${describeEntry(write.entry)}: ${(error as Error).message}` });
       }
     }
     const errors = [fetchError, ...outcomes.map((outcome) => outcome.error ?? "")].filter((error) => error !== "").join("; ");
-    await this.withStoreRetry(() => transactions.commit([], render(false, errors), signal, status.written), signal);
-    status.mark = mark;
-    status.written = true;
+    await this.withStoreRetry(() => status.commit([], signal, record(false, errors)), signal);
     return outcomes;
   }
 
@@ -252,21 +248,16 @@ export class EntryApplier implements JobApplier {
       for (const item of items) outcomes.push(await this.commitJob(item.job, item.writes, item.fetchErrors, signal));
       return outcomes;
     }
-    const { status, transactions } = this.options;
-    const mark: PositionMark | undefined = last.job.position !== undefined && last.job.logId !== undefined ? { logId: last.job.logId, position: last.job.position } : status.mark;
+    const { status } = this.options;
+    const mark = markOf(last.job);
     const fetchError = items.flatMap((item) => item.fetchErrors).filter((error) => error !== "").join("; ");
     const transaction = { ok: fetchError === "", kind: last.job.kind, id: last.job.updateId, ...(fetchError === "" ? {} : { error: fetchError }), at: new Date().toISOString() };
     try {
       const writes = items.flatMap((item) => item.writes.flatMap((write) => this.expand(write)));
-      await this.withStoreRetry(() => transactions.commit(writes, status.render(mark, transaction), signal, status.written), signal);
-      status.mark = mark;
-      status.written = true;
+      await this.withStoreRetry(() => status.commit(writes, signal, { mark, transaction }), signal);
       return items.map((item) => item.writes.map(() => ({ ok: true })));
     } catch (error) {
-      if (error instanceof StoreLostStateError) {
-        this.options.onStoreLost();
-        throw error;
-      }
+      if (error instanceof StoreLostStateError) throw error;
       if (signal.aborted || !refusedOrSourceFailed(error)) {
         throw new EntryError("save", `failed to save to the policy store: ${(error as Error).message}`, { cause: error });
       }
@@ -289,9 +280,19 @@ export class EntryApplier implements JobApplier {
     }));
   }
 
+  /** A lost OPA is not retried: the sync state has started the reload, and a retry would write into the empty OPA. */
   private withStoreRetry<T>(operation: () => Promise<T>, signal: AbortSignal): Promise<T> {
-    return retry(operation, { ...this.options.storeRetry, signal, isRetryable: (error) => (error instanceof FetchError ? error.retryable : !(error instanceof PolicyStoreError) || !error.isRejection) });
+    return retry(operation, {
+      ...this.options.storeRetry,
+      signal,
+      isRetryable: (error) => (error instanceof FetchError ? error.retryable : !(error instanceof StoreLostStateError) && (!(error instanceof PolicyStoreError) || !error.isRejection)),
+    });
   }
+}
+
+/** The position a job moves OPA to: a log event's, a baseline's head; none for a refetch. */
+function markOf(job: UpdateJob): PositionMark | undefined {
+  return job.position !== undefined && job.logId !== undefined ? { logId: job.logId, position: job.position } : undefined;
 }
 
 /**

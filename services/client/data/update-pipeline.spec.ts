@@ -160,7 +160,7 @@ function startPipeline(t: TestContext, concurrency: number) {
     logger: silentLogger(),
     onResult: (result) => results.push(result),
   });
-  pipeline.start(controller.signal);
+  void pipeline.start(controller.signal);
   t.after(async () => {
     controller.abort();
     await pipeline.stopped();
@@ -392,7 +392,7 @@ test("progress: each settled fetch of a job is counted, failures included", LIMI
     onResult: () => undefined,
     onFetched: (job, done, total) => progress.push([job.updateId, done, total]),
   });
-  pipeline.start(controller.signal);
+  void pipeline.start(controller.signal);
   t.after(async () => {
     controller.abort();
     await pipeline.stopped();
@@ -439,7 +439,7 @@ test("a backlog of inline-data events is written in order, in batches, without f
     logger: silentLogger(),
     onResult: (result) => results.push(result),
   });
-  pipeline.start(controller.signal);
+  void pipeline.start(controller.signal);
   t.after(async () => {
     controller.abort();
     await pipeline.stopped();

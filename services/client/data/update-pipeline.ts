@@ -4,6 +4,7 @@
  * bounded concurrency, so a slow source delays but never reorders writes.
  */
 import { type CallbackTarget, type DataSourceEntry, SaveMethod } from "../../../gen/opal/mesh/v1/data_pb.js";
+import { type Closed, Closing, type Component } from "../../common/lifecycle.js";
 import type { Logger } from "../../common/logger.js";
 import type { EntryData, EntryWrite } from "./data-transaction.js";
 import { documentHash } from "../fetch/streamed-source.js";
@@ -152,8 +153,13 @@ class Semaphore {
   }
 }
 
-export class UpdatePipeline {
+/** A lifecycle part: its writer loop runs from start until stop (or its owner's signal). */
+export class UpdatePipeline implements Component {
+  readonly name = "update-pipeline";
   private readonly queue = new JobQueue();
+  private readonly controller = new AbortController();
+  private readonly closing = new Closing();
+  private stopping: Promise<void> | undefined;
   private readonly semaphore: Semaphore;
   private wake: (() => void) | undefined;
   private idleWaiters: Array<() => void> = [];
@@ -169,11 +175,31 @@ export class UpdatePipeline {
     return this.queue.length + (this.busy ? 1 : 0);
   }
 
-  start(signal: AbortSignal): void {
-    this.signal = signal;
-    this.running = this.run(signal);
+  get closed(): Promise<Closed> {
+    return this.closing.closed;
   }
 
+  start(signal: AbortSignal): Promise<void> {
+    if (this.running !== undefined || this.stopping !== undefined) return Promise.resolve();
+    const own = this.controller.signal;
+    signal.addEventListener("abort", () => this.controller.abort(), { once: true });
+    if (signal.aborted) this.controller.abort();
+    this.signal = own;
+    this.running = this.run(own);
+    return Promise.resolve();
+  }
+
+  /** Ends the writer loop once the job being written is done (queued jobs are not written). */
+  stop(): Promise<void> {
+    this.stopping ??= (async () => {
+      this.controller.abort();
+      await this.stopped();
+      this.closing.stopped();
+    })();
+    return this.stopping;
+  }
+
+  /** Resolves once the writer loop has ended (its signal aborted). */
   async stopped(): Promise<void> {
     this.wake?.();
     await this.running;

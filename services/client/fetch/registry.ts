@@ -5,6 +5,7 @@
 import { createRequire } from "node:module";
 import { isAbsolute, join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
+import { type Closed, Closing, type Component } from "../../common/lifecycle.js";
 import { httpFetchProviderPlugin } from "./http-provider.js";
 import { postgresFetchProviderPlugin } from "./postgres-provider.js";
 import { FetchError, type FetchProvider, type FetchProviderContext, type FetchProviderPlugin } from "./types.js";
@@ -48,8 +49,12 @@ export async function loadProviderPlugins(modules: readonly string[], baseDir: s
   return plugins;
 }
 
-export class FetchProviderRegistry {
+/** A lifecycle part: stopping it closes every provider (their pools, their database connections). */
+export class FetchProviderRegistry implements Component {
+  readonly name = "fetch-providers";
   private readonly providers = new Map<string, FetchProvider>();
+  private readonly closing = new Closing();
+  private stopping: Promise<void> | undefined;
 
   constructor(plugins: readonly FetchProviderPlugin[], context: FetchProviderContext) {
     for (const plugin of [httpFetchProviderPlugin, postgresFetchProviderPlugin, ...plugins]) {
@@ -68,6 +73,19 @@ export class FetchProviderRegistry {
       throw new FetchError(`no fetch provider named "${name}" (known: ${this.names().join(", ")}); list its module in OPAL_FETCH_PROVIDER_MODULES`, false);
     }
     return provider;
+  }
+
+  get closed(): Promise<Closed> {
+    return this.closing.closed;
+  }
+
+  start(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  stop(): Promise<void> {
+    this.stopping ??= this.close().finally(() => this.closing.stopped());
+    return this.stopping;
   }
 
   async close(): Promise<void> {

@@ -9,6 +9,7 @@ import { terminate } from "../../common/child-process.js";
 import { request } from "undici";
 import { backoffDelay, sleep } from "../../common/backoff.js";
 import type { InlineOpaConfig } from "../../common/config/client-config.js";
+import { type Closed, Closing, type Component } from "../../common/lifecycle.js";
 import type { Logger } from "../../common/logger.js";
 
 export interface InlineOpaOptions {
@@ -24,8 +25,10 @@ export interface InlineOpaOptions {
   startTimeoutMs?: number;
 }
 
-export class InlineOpa {
+export class InlineOpa implements Component {
   readonly name = "inline-opa";
+  private readonly closing = new Closing();
+  private stopped: Promise<void> | undefined;
   private child: ChildProcess | undefined;
   private stopping = false;
   private recentOutput: string[] = [];
@@ -49,11 +52,18 @@ export class InlineOpa {
     this.supervising = this.supervise(child, signal);
   }
 
-  async stop(): Promise<void> {
-    this.stopping = true;
-    process.off("exit", this.killOnExit);
-    if (this.child !== undefined) await terminate(this.child);
-    await this.supervising;
+  get closed(): Promise<Closed> {
+    return this.closing.closed;
+  }
+
+  stop(): Promise<void> {
+    this.stopped ??= (async () => {
+      this.stopping = true;
+      process.off("exit", this.killOnExit);
+      if (this.child !== undefined) await terminate(this.child);
+      await this.supervising;
+    })().finally(() => this.closing.stopped());
+    return this.stopped;
   }
 
   /** OPAL_INLINE_OPA_CONFIG lists files to load at start (then a reload would drop them). */

@@ -16,7 +16,8 @@ import { GetBundleResponseSchema, PolicyBundleSchema, PolicyService } from "../.
 import { GlobSet } from "../../common/globs.js";
 import { createLogger } from "../../common/logger.js";
 import { ClientHealth } from "../health.js";
-import { StatusDocument } from "../opa-status.js";
+import { DataTransactions } from "../data/data-transaction.js";
+import { SyncState } from "../sync-state.js";
 import type { PolicyStore } from "../policy-store.js";
 import { PolicyUpdater } from "./policy-updater.js";
 
@@ -58,7 +59,12 @@ async function policyServer(answer: (call: number) => { hash: string } | Connect
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, calls: () => calls, close: () => server.close() };
 }
 
-function updater(url: string, store: PolicyStore, status: StatusDocument, health: ClientHealth): PolicyUpdater {
+/** The sync state the agent gives the updater: its status writes go through the data transactions. */
+function syncState(health: ClientHealth, store: PolicyStore): SyncState {
+  return new SyncState({ health, clientId: "c", transactions: new DataTransactions(store), sendAck: () => undefined, onLost: () => undefined });
+}
+
+function updater(url: string, store: PolicyStore, status: SyncState, health: ClientHealth): PolicyUpdater {
   return new PolicyUpdater({
     serverUrl: () => url,
     token: undefined,
@@ -78,8 +84,8 @@ test("a bundle fetch the server cannot answer yet is retried, and then applied",
   const server = await policyServer((call) => (call < 3 ? new ConnectError("the policy source is not ready", Code.Unavailable) : { hash: "v1" }));
   t.after(server.close);
   const health = new ClientHealth(false, true);
-  const status = new StatusDocument(health, "c");
   const store = memoryStore();
+  const status = syncState(health, store);
   await updater(server.url, store, status, health).sync(new AbortController().signal, "test");
   assert.equal(server.calls(), 3);
   assert.equal(status.policyHash, "v1");
@@ -90,8 +96,9 @@ test("a refusal is not retried", async (t) => {
   const server = await policyServer(() => new ConnectError("no", Code.PermissionDenied));
   t.after(server.close);
   const health = new ClientHealth(false, true);
-  const status = new StatusDocument(health, "c");
-  await assert.rejects(updater(server.url, memoryStore(), status, health).sync(new AbortController().signal, "test"), /no/);
+  const store = memoryStore();
+  const status = syncState(health, store);
+  await assert.rejects(updater(server.url, store, status, health).sync(new AbortController().signal, "test"), /no/);
   assert.equal(server.calls(), 1);
 });
 
@@ -100,8 +107,8 @@ test("an announced version answered with the one held is asked for again; never 
   const server = await policyServer(() => ({ hash: latest }));
   t.after(server.close);
   const health = new ClientHealth(false, true);
-  const status = new StatusDocument(health, "c");
   const store = memoryStore();
+  const status = syncState(health, store);
   const policy = updater(server.url, store, status, health);
   await policy.sync(new AbortController().signal, "baseline");
   assert.equal(status.policyHash, "v1");

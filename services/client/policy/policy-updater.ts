@@ -13,9 +13,9 @@ import type { GlobSet } from "../../common/globs.js";
 import { callTransport } from "../server-transports.js";
 import type { Logger } from "../../common/logger.js";
 import type { ClientHealth } from "../health.js";
-import { type PositionMark, STATUS_PATH, type StatusDocument } from "../opa-status.js";
-import { type PolicyStore, PolicyStoreError } from "../policy-store.js";
-import { StoreLostStateError } from "../data/data-transaction.js";
+import type { PositionMark } from "../opa-status.js";
+import type { PolicyStore } from "../policy-store.js";
+import type { StatusWriter } from "../sync-state.js";
 import { applyPolicyBundle } from "./policy-applier.js";
 import { PRELOAD_MIN_MODULES, type Preloader } from "./policy-preload.js";
 import { endSpan, SpanKind } from "../../common/telemetry/tracing.js";
@@ -28,7 +28,8 @@ export interface PolicyUpdaterOptions {
   /** OPAL_SCOPE_ID: the scope whose bundle this client loads ("default": the server's policy). */
   scope: string;
   store: PolicyStore;
-  status: StatusDocument;
+  /** The sync state: the policy version and position are recorded through its status write. */
+  status: StatusWriter;
   ignore: GlobSet;
   health: ClientHealth;
   logger: Logger;
@@ -79,7 +80,7 @@ export class PolicyUpdater {
    * log position of the event that asked for it) in OPA. A failure keeps the last good
    * policy, is reported, and still moves the position: the event is definitively failed.
    */
-  async sync(signal: AbortSignal, reason: string, mark: PositionMark | undefined = this.options.status.mark, trace?: UpdateTrace, announced?: string): Promise<void> {
+  async sync(signal: AbortSignal, reason: string, mark: PositionMark | undefined = this.options.status.position, trace?: UpdateTrace, announced?: string): Promise<void> {
     const { health, logger, status, store } = this.options;
     let failure: Error | undefined;
     try {
@@ -120,9 +121,7 @@ export class PolicyUpdater {
         const outcome = await step(trace, "PUT", { ...httpClientAttributes("PUT", `${this.options.storeUrl}/v1/policies`), "opal_mesh.policy.modules": bundle.policyModules.length }, () =>
           applyPolicyBundle(store, bundle, this.options.ignore, signal, status.rootDataKeys),
         );
-        status.policyHash = bundle.hash;
-        status.rootDataKeys = outcome.rootDataKeys;
-        health.policyHash = bundle.hash;
+        status.policyApplied(bundle.hash, outcome.rootDataKeys);
         health.policyLoaded = true;
         health.recordPolicy({ ok: true, kind: "policy", id: bundle.hash });
         logger.info({ hash: bundle.hash, oldHash: bundle.oldHash, reason, ...outcome }, bundle.oldHash === "" ? "policy loaded (full bundle)" : "policy updated (delta bundle)");
@@ -158,17 +157,8 @@ export class PolicyUpdater {
     await this.recordStatus(mark, signal);
   }
 
+  /** Through the data transactions: a status found gone means OPA lost the policy too, and the sync state starts the reload. */
   private async recordStatus(mark: PositionMark | undefined, signal: AbortSignal): Promise<void> {
-    const { status, store } = this.options;
-    if (status.written) {
-      // `replace` fails if OPA lost our status: then it lost the policy too, and the agent reloads.
-      await store.patch([{ op: "replace", path: STATUS_PATH, value: status.render(mark) }], signal).catch((error: unknown) => {
-        throw error instanceof PolicyStoreError && error.status === 404 ? new StoreLostStateError() : error;
-      });
-    } else {
-      await store.writeData({ method: "PUT", path: STATUS_PATH, body: status.render(mark) }, signal);
-    }
-    status.mark = mark;
-    status.written = true;
+    await this.options.status.commit([], signal, { mark });
   }
 }
