@@ -14,7 +14,7 @@ import { SupervisedConsumer } from "../common/kafka/supervised-consumer.js";
 import type { Logger } from "../common/logger.js";
 import { type EventLog, type LogHead, LogTruncatedError } from "./event-log.js";
 import { decodeRecord, encodeEvent, type KafkaRecord, MalformedMessageError, placeholder } from "./kafka-codec.js";
-import { RetainedWindow, type WindowOptions } from "./retained-window.js";
+import { type EventWindow, type EventWindowLimits, logEventWindow } from "../common/event-window.js";
 import { loggedKafka } from "../common/kafka/logged-kafka.js";
 import { endSpan, type Span, SpanKind, type Tracing } from "../common/telemetry/tracing.js";
 
@@ -24,7 +24,7 @@ export interface KafkaLogOptions {
   /** retention.ms for a topic this service creates; an existing topic keeps its own. */
   retentionMs: number;
   replicationFactor: number;
-  window: WindowOptions;
+  window: EventWindowLimits;
   logger: Logger;
   /** Traced events get a Kafka producer span, whose context travels in the message headers. */
   tracing?: Tracing;
@@ -32,7 +32,7 @@ export interface KafkaLogOptions {
 
 export class KafkaLog implements EventLog {
   private readonly kafka: Kafka;
-  private readonly window: RetainedWindow;
+  private readonly window: EventWindow<Event>;
   private admin: Admin | undefined;
   private producer: Producer | undefined;
   private tail: SupervisedConsumer | undefined;
@@ -52,17 +52,17 @@ export class KafkaLog implements EventLog {
   constructor(private readonly options: KafkaLogOptions) {
     const logger = options.logger;
     this.kafka = loggedKafka(options.client, logger);
-    this.window = new RetainedWindow(options.window);
+    this.window = logEventWindow(options.window, (after, first) => new LogTruncatedError(after, first));
   }
 
   head(): LogHead {
     const first = this.logStart + 1n > this.window.firstRetained ? this.window.firstRetained : this.logStart + 1n;
-    return { headPosition: this.window.head, firstRetainedPosition: first, logId: this.id };
+    return { headPosition: this.window.end, firstRetainedPosition: first, logId: this.id };
   }
 
   /** Messages in the topic the tail has not read yet: high watermark − consumed offset. */
   consumerLag(): bigint {
-    return this.highWatermark > this.window.head ? this.highWatermark - this.window.head : 0n;
+    return this.highWatermark > this.window.end ? this.highWatermark - this.window.end : 0n;
   }
 
   private sawHighWatermark(high: bigint): void {
@@ -216,7 +216,7 @@ export class KafkaLog implements EventLog {
       config: { groupId: `opal-mesh-tail-${randomUUID()}`, allowAutoTopicCreation: false, maxWaitTimeInMs: 100 },
       setup: async (consumer) => {
         // After a restart, go on from the newest event held (its position is the next offset).
-        const offset = this.window.head > 0n ? this.window.head : from;
+        const offset = this.window.end > 0n ? this.window.end : from;
         await consumer.subscribe({ topic: this.options.topic, fromBeginning: true });
         await consumer.run({
           autoCommit: false,
@@ -224,8 +224,8 @@ export class KafkaLog implements EventLog {
             this.sawHighWatermark(BigInt(batch.highWatermark));
             for (const message of batch.messages) {
               const event = this.record(message);
-              if (event.position <= this.window.head && this.window.head !== 0n) continue;
-              this.window.put(event);
+              if (event.position <= this.window.end && this.window.end !== 0n) continue;
+              this.window.append(event);
             }
           },
         });
@@ -236,7 +236,7 @@ export class KafkaLog implements EventLog {
   }
 
   private async waitForTail(high: bigint, signal: AbortSignal): Promise<void> {
-    while (this.window.head < high && !signal.aborted) await this.window.waitForPut(AbortSignal.any([signal, AbortSignal.timeout(1_000)]));
+    while (this.window.end < high && !signal.aborted) await this.window.waitForAppend(AbortSignal.any([signal, AbortSignal.timeout(1_000)]));
   }
 
   /** Events after `after`, read from the topic by a consumer of its own, until `until()`. */

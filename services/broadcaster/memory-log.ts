@@ -5,23 +5,23 @@
  */
 import { randomUUID } from "node:crypto";
 import type { Event } from "../../gen/opal/mesh/v1/event_pb.js";
-import type { EventLog, LogHead } from "./event-log.js";
-import { RetainedWindow, type WindowOptions } from "./retained-window.js";
+import { type EventWindow, type EventWindowLimits, logEventWindow } from "../common/event-window.js";
+import { type EventLog, type LogHead, LogTruncatedError } from "./event-log.js";
 
 export { LogTruncatedError } from "./event-log.js";
-export type MemoryLogOptions = WindowOptions;
+export type MemoryLogOptions = EventWindowLimits;
 
 export class MemoryLog implements EventLog {
   /** A new id per process: positions do not survive a restart of an in-memory log. */
   readonly logId = `memory:${randomUUID()}`;
-  private readonly window: RetainedWindow;
+  private readonly window: EventWindow<Event>;
 
   constructor(options: MemoryLogOptions) {
-    this.window = new RetainedWindow(options);
+    this.window = logEventWindow(options, (after, first) => new LogTruncatedError(after, first));
   }
 
   head(): LogHead {
-    return { headPosition: this.window.head, firstRetainedPosition: this.window.firstRetained, logId: this.logId };
+    return { headPosition: this.window.end, firstRetainedPosition: this.window.firstRetained, logId: this.logId };
   }
 
   /** Stamps positions and publish time on the events (in place) and appends them. */
@@ -32,15 +32,16 @@ export class MemoryLog implements EventLog {
   appendNow(events: readonly Event[]): bigint[] {
     const now = BigInt(Date.now());
     return events.map((event) => {
-      event.position = this.window.head + 1n;
+      event.position = this.window.end + 1n;
       event.publishedAtUnixMs = now;
-      this.window.put(event);
+      this.window.append(event);
       return event.position;
     });
   }
 
   eventsAfter(after: bigint, limit = 1024): Event[] {
-    return this.window.eventsAfter(after, limit);
+    if (after < this.window.start) throw new LogTruncatedError(after, this.window.firstRetained);
+    return this.window.after(after, limit) ?? [];
   }
 
   read(after: bigint, signal: AbortSignal): AsyncGenerator<Event> {

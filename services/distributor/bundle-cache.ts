@@ -10,10 +10,11 @@ import { PRINCIPAL } from "../common/auth/security.js";
 import { AuthError, type Principal } from "../common/auth/tokens.js";
 import { DEFAULT_SCOPE, isDefaultScope } from "../common/scopes/scoped-topics.js";
 import type { Event } from "../../gen/opal/mesh/v1/event_pb.js";
+import type { DistributorObserver } from "./observer.js";
 
 const MAX_ENTRIES = 64;
 
-export class BundleCache {
+export class BundleCache implements DistributorObserver {
   private readonly entries = new Map<string, { response: Promise<GetBundleResponse>; hash?: string; scope: string }>();
   /** The newest version announced on the log, per scope. */
   private readonly latestHash = new Map<string, string>();
@@ -26,8 +27,8 @@ export class BundleCache {
     private readonly authorizeScope: (principal: Principal | undefined, scope: string) => Promise<void> = () => Promise.resolve(),
   ) {}
 
-  /** Feed it every log event; bundles of any other version than the announced one go. */
-  observe(event: Event): void {
+  /** Told of every log event; bundles of any other version than the announced one go. */
+  onEvent(event: Event): void {
     if (event.payload.case !== "policyChanged") return;
     const scope = scopeName(event.payload.value.scope);
     const latest = event.payload.value.hash;

@@ -14,6 +14,7 @@ import { create } from "@bufbuild/protobuf";
 import { AckStatus, type Ack } from "../../gen/opal/mesh/v1/distributor_pb.js";
 import { ClientDeliverySchema, DeliveryState, type UpdateStatus, UpdateStatusSchema } from "../../gen/opal/mesh/v1/delivery_pb.js";
 import type { Event } from "../../gen/opal/mesh/v1/event_pb.js";
+import { Closing, type Closed, type Component } from "../common/lifecycle.js";
 import { scopeOfTopic } from "../common/scopes/scoped-topics.js";
 import { traceIdOf } from "../common/telemetry/tracing.js";
 import { ClientPresence } from "./client-presence.js";
@@ -77,7 +78,9 @@ export interface DeliveryTrackerOptions {
   onAcknowledged?: (kind: UpdateKind, latencyMs: number, failed: boolean) => void;
 }
 
-export class DeliveryTracker {
+export class DeliveryTracker implements Component {
+  readonly name = "delivery tracker";
+  private readonly closing = new Closing();
   private readonly byId = new Map<string, UpdateRecord>();
   private readonly byPosition = new Map<bigint, UpdateRecord>();
   private readonly dispatchWaiters = new Set<() => void>();
@@ -88,6 +91,23 @@ export class DeliveryTracker {
   private readonly watched = new Set<UpdateRecord>();
 
   constructor(private readonly options: DeliveryTrackerOptions) {}
+
+  get closed(): Promise<Closed> {
+    return this.closing.closed;
+  }
+
+  /** Nothing to start: it follows what it is told. */
+  async start(): Promise<void> {}
+
+  /** Wakes every waiter (each answers with the status as it is) and ends later waits at once. */
+  stop(): Promise<void> {
+    if (!this.closing.isClosed) {
+      this.closing.stopped();
+      for (const wake of [...this.dispatchWaiters]) wake();
+      for (const record of [...this.watched]) this.settle(record);
+    }
+    return Promise.resolve();
+  }
 
   /** Called as fan-out sends an event: `addressed` are the clients it goes to. */
   dispatched(event: Event, addressed: Iterable<string>): void {
@@ -211,7 +231,7 @@ export class DeliveryTracker {
     const until = async (ready: () => boolean, waiters: Set<() => void>): Promise<boolean> => {
       while (!ready()) {
         const remaining = deadline - Date.now();
-        if (remaining <= 0 || signal.aborted) return false;
+        if (remaining <= 0 || signal.aborted || this.closing.isClosed) return false;
         await new Promise<void>((resolve) => {
           const done = (): void => {
             clearTimeout(timer);

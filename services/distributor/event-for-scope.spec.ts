@@ -2,7 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { create } from "@bufbuild/protobuf";
 import { EventSchema } from "../../gen/opal/mesh/v1/event_pb.js";
-import { eventForScope } from "./fanout.js";
+import { eventForScope } from "./frames.js";
 
 function dataEvent(entries: Array<{ path: string; topics: string[] }>) {
   return create(EventSchema, {

@@ -1,7 +1,9 @@
+export { createDistributor, type Distributor, type DistributorOptions } from "./distributor.js";
+export type { DistributorObserver, DistributorFault } from "./observer.js";
 export { createDistributorService, type DistributorServiceOptions } from "./service.js";
 export { distributorRestRoutes, type DistributorRestOptions } from "./rest.js";
 export { Fanout } from "./fanout.js";
-export { StreamServer, type StreamServerOptions } from "./stream-server.js";
+export { StreamServer, type StreamServerOptions, type StreamHandoff } from "./stream-server.js";
 export type { DataSourcesOptions } from "./data-sources.js";
 export { BundleCache } from "./bundle-cache.js";
 export { DeliveryTracker } from "./delivery-tracker.js";

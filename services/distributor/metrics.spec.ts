@@ -31,8 +31,8 @@ test("the lag gauge has a series per connected client only, rebuilt at each scra
   sessions.pop();
   assert.deepEqual(await lag(), { a: 0 });
 
-  metrics.acknowledged("data", 1500, false);
-  metrics.acknowledged("data", 20, true);
+  metrics.onDelivered("data", 1500, false);
+  metrics.onDelivered("data", 20, true);
   const text = await registry.metrics();
   assert.match(text, /opal_mesh_distributor_events_delivered_total\{kind="data"\} 2/);
   assert.match(text, /opal_mesh_distributor_events_delivered_total\{kind="policy"\} 0/);

@@ -6,6 +6,7 @@
 import { Counter, Gauge, Histogram, LATENCY_BUCKETS, type Registry } from "../common/telemetry/metrics.js";
 import { clientLag } from "./dashboard/state.js";
 import type { UpdateKind } from "./delivery-tracker.js";
+import type { DistributorFault, DistributorObserver } from "./observer.js";
 import type { ClientSession } from "./session.js";
 
 export type LagSource = Pick<ClientSession, "clientId" | "ackedPosition" | "sentPosition" | "deliveredPosition">;
@@ -28,7 +29,8 @@ export interface DistributorMetricsSource {
   listSessions(): LagSource[];
 }
 
-export class DistributorMetrics {
+export class DistributorMetrics implements DistributorObserver {
+  private readonly faults: Counter<"part">;
   private readonly delivered: Counter<"kind">;
   private readonly ackFailures: Counter<"kind">;
   private readonly latency: Histogram<"kind">;
@@ -49,6 +51,8 @@ export class DistributorMetrics {
     this.delivered = new Counter({ name: "opal_mesh_distributor_events_delivered_total", help: "Updates a client acknowledged (applied or failed), by kind.", labelNames: ["kind"], registers });
     this.ackFailures = new Counter({ name: "opal_mesh_distributor_ack_failures_total", help: "Updates a client acknowledged as failed, by kind.", labelNames: ["kind"], registers });
     this.latency = new Histogram({ name: "opal_mesh_distributor_delivery_latency_seconds", help: "From publish (the broadcaster accepting the update) to the client's ACK, by kind.", labelNames: ["kind"], buckets: [...LATENCY_BUCKETS], registers });
+    this.faults = new Counter({ name: "opal_mesh_distributor_faults_total", help: "Failures the distributor logged and recovered from (the part retries or the client resumes), by part.", labelNames: ["part"], registers });
+    for (const part of ["log subscription", "recent events", "catch-up"] satisfies DistributorFault[]) this.faults.inc({ part }, 0);
     for (const kind of ["data", "policy"] as const) {
       // Present from the start, so rates and deltas have a zero to start from.
       this.delivered.inc({ kind }, 0);
@@ -57,8 +61,12 @@ export class DistributorMetrics {
     }
   }
 
-  /** One client's ACK of a tracked update (DeliveryTracker's onAcknowledged). */
-  acknowledged(kind: UpdateKind, latencyMs: number, failed: boolean): void {
+  onFault(fault: DistributorFault): void {
+    this.faults.inc({ part: fault });
+  }
+
+  /** One client's ACK of a tracked update (told by the delivery tracker). */
+  onDelivered(kind: UpdateKind, latencyMs: number, failed: boolean): void {
     this.delivered.inc({ kind });
     if (failed) this.ackFailures.inc({ kind });
     this.latency.observe({ kind }, latencyMs / 1000);

@@ -100,9 +100,15 @@ export function createDistributorService(options: DistributorServiceOptions): Se
     },
 
     getDistributorStatus() {
-      const state = fanout.isSubscribed ? HealthState.OK : HealthState.NOT_READY;
+      const problem = fanout.subscriptionProblem;
+      // Clients get nothing new while the subscription is down; those connected keep what they hold.
+      const [state, message] = !fanout.isSubscribed
+        ? [HealthState.NOT_READY, "not subscribed to the log yet"]
+        : problem !== undefined
+          ? [HealthState.WARN, `log subscription lost, resubscribing: ${problem}`]
+          : [HealthState.OK, "subscribed to the log"];
       return create(GetDistributorStatusResponseSchema, {
-        health: { component: "distributor", state, message: fanout.isSubscribed ? "subscribed to the log" : "not subscribed to the log yet" },
+        health: { component: "distributor", state, message },
         headPosition: fanout.head,
         connectedClients: fanout.sessionCount,
       });

@@ -1,6 +1,10 @@
 /**
  * One connected client: its subscription, what was sent to it, what it acknowledged.
  * Transport-agnostic: the stream server hands it a sink that writes serialized frames.
+ *
+ * Its cursor (`sentPosition`) moves only through the transitions below: catch-up
+ * (catch-up.ts) starts it at the head or the resume point and replays, fan-out
+ * (fanout.ts) delivers, skips and resyncs.
  */
 import { randomUUID } from "node:crypto";
 import { equals } from "@bufbuild/protobuf";
@@ -37,7 +41,7 @@ export class ClientSession {
   readonly sessionId = randomUUID();
   readonly connectedAt = Date.now();
   /** Everything up to this position was sent or deliberately skipped (not addressed to the client). */
-  sentPosition = 0n;
+  private sent = 0n;
   ackedPosition = 0n;
   /** The last event actually sent (not skipped): a client that ACKed it is caught up to sentPosition. */
   deliveredPosition = 0n;
@@ -59,13 +63,31 @@ export class ClientSession {
     readonly scope: string = DEFAULT_SCOPE,
   ) {}
 
+  get sentPosition(): bigint {
+    return this.sent;
+  }
+
   accepts(event: Event): boolean {
     return anyTopicCovered(this.topics, event.topics);
   }
 
+  /** The client delivers what comes after `position` (the head for a fresh client, or its resume point). */
+  startAt(position: bigint): void {
+    this.sent = position;
+  }
+
+  /**
+   * The client's position means nothing any more (a new log, or one past the retention):
+   * it is told so with `frame` (a Resync) and goes on after `head`.
+   */
+  resync(frame: Uint8Array, head: bigint): void {
+    this.sent = head;
+    this.sendControl(frame);
+  }
+
   /** Live fan-out entry point: the same bytes for every session. */
   deliver(frame: Uint8Array, event: Event): void {
-    if (this.closed || event.position <= this.sentPosition) return;
+    if (this.closed || event.position <= this.sent) return;
     if (this.catchingUp) {
       this.pendingLive.push({ frame, position: event.position });
       this.pendingLiveBytes += frame.byteLength;
@@ -80,18 +102,18 @@ export class ClientSession {
 
   /** Advances past an event not addressed to this client, so progress stays exact. */
   skip(position: bigint): void {
-    if (!this.catchingUp && position > this.sentPosition) this.sentPosition = position;
+    if (!this.catchingUp && position > this.sent) this.sent = position;
   }
 
   /** While replaying missed events, live ones are held back and flushed afterwards in order. */
   beginCatchUp(after: bigint): void {
     this.catchingUp = true;
-    this.sentPosition = after;
+    this.sent = after;
   }
 
   sendCatchUp(frame: Uint8Array | undefined, position: bigint): void {
-    if (position <= this.sentPosition) return;
-    if (frame === undefined) this.sentPosition = position;
+    if (position <= this.sent) return;
+    if (frame === undefined) this.sent = position;
     else this.send(frame, position);
   }
 
@@ -114,7 +136,7 @@ export class ClientSession {
     this.pendingLiveBytes = 0;
     this.catchingUp = false;
     for (const { frame, position } of pending) {
-      if (position > this.sentPosition) this.send(frame, position);
+      if (position > this.sent) this.send(frame, position);
     }
   }
 
@@ -156,7 +178,7 @@ export class ClientSession {
 
   private send(frame: Uint8Array, position: bigint): void {
     if (this.closed) return;
-    this.sentPosition = position;
+    this.sent = position;
     this.deliveredPosition = position;
     this.sink.write(frame);
     // A client that stops reading must not grow our memory without bound: drop it; it

@@ -7,6 +7,8 @@
  */
 import type { ServerResponse } from "node:http";
 import type { HttpRequest, HttpResponse } from "../../common/http/json-io.js";
+import { Closing, type Closed, type Component } from "../../common/lifecycle.js";
+import type { DistributorObserver } from "../observer.js";
 
 export interface ChangeFeedOptions {
   minIntervalMs?: number;
@@ -18,19 +20,54 @@ interface Viewer {
   close: () => void;
 }
 
-export class ChangeFeed {
+/** Every dispatch, ACK, session and new report changes what the dashboard shows. */
+export class ChangeFeed implements Component, DistributorObserver {
+  readonly name = "dashboard change feed";
+  private readonly closing = new Closing();
   private readonly viewers = new Set<Viewer>();
   private revision = 0;
   private lastSentAt = 0;
   private tick: NodeJS.Timeout | undefined;
   private heartbeat: NodeJS.Timeout | undefined;
-  private closed = false;
+  private ended = false;
   private readonly minIntervalMs: number;
   private readonly heartbeatMs: number;
 
   constructor(options: ChangeFeedOptions = {}) {
     this.minIntervalMs = options.minIntervalMs ?? 250;
     this.heartbeatMs = options.heartbeatMs ?? 15_000;
+  }
+
+  get closed(): Promise<Closed> {
+    return this.closing.closed;
+  }
+
+  /** Nothing to start: viewers open streams as they come. */
+  async start(): Promise<void> {}
+
+  stop(): Promise<void> {
+    this.close();
+    return Promise.resolve();
+  }
+
+  onDispatched(): void {
+    this.changed();
+  }
+
+  onAck(): void {
+    this.changed();
+  }
+
+  onSessionOpened(): void {
+    this.changed();
+  }
+
+  onSessionClosed(): void {
+    this.changed();
+  }
+
+  onReport(): void {
+    this.changed();
   }
 
   get viewerCount(): number {
@@ -52,7 +89,7 @@ export class ChangeFeed {
 
   /** Holds the response open as an event stream until the viewer goes or the feed closes. */
   open(request: HttpRequest, response: HttpResponse): void {
-    if (this.closed) {
+    if (this.ended) {
       response.destroy();
       return;
     }
@@ -82,7 +119,8 @@ export class ChangeFeed {
 
   /** Ends every stream (the process is stopping). */
   close(): void {
-    this.closed = true;
+    this.ended = true;
+    this.closing.stopped();
     clearTimeout(this.tick);
     this.tick = undefined;
     for (const viewer of [...this.viewers]) viewer.close();
