@@ -36,8 +36,11 @@ const CHANNEL_OPTIONS: grpc.ChannelOptions = {
   "grpc.keepalive_permit_without_calls": 1,
   // Events are as large as the server lets a publisher make them (OPAL_MESH_MAX_BODY_BYTES there).
   "grpc.max_receive_message_length": -1,
-  // One stream per channel, opened afresh by each attempt: grpc-js must not retry it by itself.
+  // One stream per channel, opened afresh by each attempt: grpc-js must not retry it by itself,
+  // nor share a connection between channels (its global pool would put every client in a process, and
+  // the next attempt after a failure, on the same connection).
   "grpc.enable_retries": 0,
+  "grpc.use_local_subchannel_pool": 1,
 };
 
 const toBuffer = (bytes: Uint8Array): Buffer => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
