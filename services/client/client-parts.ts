@@ -29,6 +29,7 @@ import { jobResults } from "./job-results.js";
 import { ClientMetrics } from "./metrics.js";
 import { InlineOpa } from "./opa/inline-opa.js";
 import { OpaStore } from "./opa/opa-store.js";
+import type { PolicyStore } from "./policy-store.js";
 import { StoreProcess } from "./opa/store-process.js";
 import { inlinePreloader } from "./policy/policy-preload.js";
 import { PolicyUpdater } from "./policy/policy-updater.js";
@@ -46,6 +47,8 @@ export interface ClientPartsOptions {
   plugins: readonly FetchProviderPlugin[];
   registry: Registry;
   tracing: Tracing;
+  /** A stand-in for OPA's REST API, for unit tests of the wiring only; OPA itself when absent. */
+  store?: PolicyStore;
 }
 
 export interface ClientParts {
@@ -53,6 +56,7 @@ export interface ClientParts {
   metrics: ClientMetrics;
   storeProcess: StoreProcess;
   api: HttpListener;
+  stream: StreamSession;
   pipeline: UpdatePipeline;
   router: EventRouter;
   sync: SyncState;
@@ -65,7 +69,7 @@ export interface ClientParts {
 export function buildClientParts(options: ClientPartsOptions): ClientParts {
   const { config, logger, tracing } = options;
   const health = new ClientHealth(config.dataUpdaterEnabled, config.policyUpdaterEnabled);
-  const opa = new OpaStore({ url: config.policyStore.url, authToken: config.policyStore.authToken, tls: config.storeTls });
+  const opa = options.store ?? new OpaStore({ url: config.policyStore.url, authToken: config.policyStore.authToken, tls: config.storeTls });
   const metrics = new ClientMetrics(options.registry, health, opa);
   const store = metrics.store;
 
@@ -201,7 +205,7 @@ export function buildClientParts(options: ClientPartsOptions): ClientParts {
     component("stream-session", { start: (signal) => stream.start(signal), stop: () => stream.stop() }),
     liveness,
   ];
-  return { health, metrics, storeProcess, api, pipeline, router, sync, baselineListeners, components };
+  return { health, metrics, storeProcess, api, stream, pipeline, router, sync, baselineListeners, components };
 
   function inlineOpa(): InlineOpa {
     if (options.opaBinary === undefined) throw new Error("inline OPA is enabled but no OPA binary was given");

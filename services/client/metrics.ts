@@ -25,6 +25,7 @@ export function providerLabel(entry: DataSourceEntry, known: readonly string[]):
       const config = parseJsonBytes(entry.configJson) as { fetcher?: unknown } | null;
       if (typeof config?.fetcher === "string" && config.fetcher !== "") name = config.fetcher;
     } catch {
+      // An unreadable config fails its fetch (and says why); as a label it is "unknown".
       return "unknown";
     }
   }

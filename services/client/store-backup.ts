@@ -108,7 +108,7 @@ export class StoreBackup {
     let created = false;
     try {
       // "wx": never write through a file (or link) already at the temporary name.
-      await unlink(temporary).catch(() => undefined);
+      await unlink(temporary).catch(() => undefined); // usually not there: "wx" below fails if it still is
       file = await open(temporary, "wx", 0o600);
       created = true;
       await file.writeFile(JSON.stringify(backup));
@@ -119,6 +119,7 @@ export class StoreBackup {
       created = false;
       await syncDirectory(dirname(this.path));
     } catch (error) {
+      // Cleaning up after the error that is thrown (and recorded in health): theirs would add nothing.
       await file?.close().catch(() => undefined);
       if (created) await unlink(temporary).catch(() => undefined);
       throw error;
@@ -195,6 +196,6 @@ async function syncDirectory(directory: string): Promise<void> {
   } catch {
     // EISDIR/EINVAL/EPERM on some platforms: the rename itself is atomic either way.
   } finally {
-    await handle?.close().catch(() => undefined);
+    await handle?.close().catch(() => undefined); // a read-only handle: nothing is lost
   }
 }

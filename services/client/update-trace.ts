@@ -62,6 +62,7 @@ export function httpClientAttributes(method: string, url: string): Record<string
     const parsed = new URL(url);
     return { "http.request.method": method, "server.address": parsed.hostname, "server.port": Number(parsed.port || (parsed.protocol === "https:" ? 443 : 80)), "url.full": `${parsed.protocol}//${parsed.host}${parsed.pathname}` };
   } catch {
+    // Not a URL: the span names the method only (the fetch reports the bad URL).
     return { "http.request.method": method };
   }
 }

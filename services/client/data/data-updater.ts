@@ -19,8 +19,8 @@ import type { UpdateTrace } from "../update-trace.js";
 
 export interface DataUpdaterOptions {
   topics: readonly string[];
-  pipeline: UpdatePipeline;
-  baseline: BaselineSource;
+  pipeline: Pick<UpdatePipeline, "enqueue">;
+  baseline: Pick<BaselineSource, "entries">;
   health: ClientHealth;
   logger: Logger;
 }

@@ -23,6 +23,7 @@ function collector(): Collect | null {
       const gc: unknown = vm.runInNewContext("gc");
       collect = typeof gc === "function" ? (gc as Collect) : null;
     } catch {
+      // No collector to call: buffers are freed by V8's own schedule.
       collect = null;
     }
   }

@@ -154,7 +154,7 @@ export class FetchGuard {
       try {
         own = new URL(listening);
       } catch {
-        continue;
+        continue; // an endpoint without a valid URL cannot be the one asked for
       }
       if (portOf(own) !== port) continue;
       const ownHost = bareHost(own);
@@ -176,5 +176,6 @@ export class FetchGuard {
 /** Sends through a dispatcher pinned to the checked addresses, closing it once the response is done. */
 export function closeWhenDone(dispatcher: Dispatcher): void {
   // close() waits for the request under way (its body read to the end or dropped) before it closes.
+  // Its request's outcome is reported by the caller; a failed close leaves nothing to do.
   void dispatcher.close().catch(() => undefined);
 }

@@ -45,6 +45,7 @@ async function sendOnce(guard: FetchGuard, url: string, method: string, headers:
     closeWhenDone(dispatcher);
     return response;
   } catch (error) {
+    // The fetch's own error is the one to report; a dispatcher failing to close adds nothing.
     void dispatcher.destroy().catch(() => undefined);
     if (signal.aborted) throw error;
     throw new FetchError(`could not fetch ${redactUrl(url)}: ${(error as Error).message}`, true, { cause: error });

@@ -70,7 +70,7 @@ async function checkTarget(guard: FetchGuard, url: string, value: unknown): Prom
   try {
     parsed = new URL(url);
   } catch {
-    return;
+    return; // not a URL: the fetch itself refuses it, naming the entry
   }
   const host = params.host ?? parsed.searchParams.get("host") ?? parsed.hostname;
   if (host === "" || host.startsWith("/")) return;
@@ -94,6 +94,7 @@ export function createPostgresFetchProvider(context: FetchProviderContext): Fetc
         connectionTimeoutMillis: context.timeoutMs,
         query_timeout: context.timeoutMs,
       });
+      // Ending the connection is how the query is abandoned; the abort is what the caller sees.
       const onAbort = (): void => void client.end().catch(() => undefined);
       signal.addEventListener("abort", onAbort, { once: true });
       try {
@@ -109,6 +110,7 @@ export function createPostgresFetchProvider(context: FetchProviderContext): Fetc
         throw new FetchError(`PostgreSQL ${redactUrl(url)}: ${(error as Error).message}`, retryable, { cause: error });
       } finally {
         signal.removeEventListener("abort", onAbort);
+        // The query's outcome is reported; a connection that fails to end is gone either way.
         await client.end().catch(() => undefined);
       }
     },

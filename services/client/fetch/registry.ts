@@ -25,6 +25,7 @@ async function importModule(specifier: string, baseDir: string): Promise<Record<
     const resolved = createRequire(join(baseDir, "noop.js")).resolve(specifier);
     return (await import(pathToFileURL(resolved).href)) as Record<string, unknown>;
   } catch {
+    // Not installed beside the user's files: a package Node resolves itself (its error, if any, is reported).
     return (await import(specifier)) as Record<string, unknown>;
   }
 }

@@ -38,6 +38,7 @@ async function isExecutable(path: string): Promise<boolean> {
     await access(path, constants.X_OK);
     return (await stat(path)).isFile();
   } catch {
+    // Missing or not executable: another candidate is tried.
     return false;
   }
 }
@@ -47,6 +48,7 @@ async function opaVersion(path: string): Promise<string | undefined> {
     const { stdout } = await run(path, ["version"], { timeout: 10_000 });
     return /^Version:\s*v?(\S+)/m.exec(stdout)?.[1];
   } catch {
+    // Does not run: not a usable OPA (the caller says which it tried).
     return undefined;
   }
 }
@@ -112,6 +114,7 @@ async function buildOpa(go: string, target: string, environment: LocateOpaOption
       await lock.close();
       break;
     } catch {
+      // The lock is held: another process builds OPA.
       if (await isExecutable(target)) return; // another process finished the build
       const lockAge = Date.now() - (await stat(lockPath).then((s) => s.mtimeMs).catch(() => Date.now()));
       if (lockAge > 15 * 60_000) await rm(lockPath, { force: true }); // abandoned by a killed build

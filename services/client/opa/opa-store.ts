@@ -71,6 +71,7 @@ export class OpaStore implements PolicyStore {
       const { statusCode } = await this.call("GET", "/health", undefined, undefined, signal);
       return statusCode === 200;
     } catch {
+      // `call` fails only when OPA cannot be reached: that is the answer.
       return false;
     }
   }

@@ -80,7 +80,9 @@ export async function applyPolicyBundle(store: PolicyStore, bundle: PolicyBundle
       throw new PolicyApplyError(`OPA refused policy ${bundle.hash}: ${[...errors.values()].join("; ")}`);
     }
   } catch (error) {
-    await restore(store, touched, signal);
+    const unrestored = await restore(store, touched, signal);
+    // Said in the failure (health, logs, the ACK): OPA then holds neither version whole.
+    if (unrestored.length > 0) throw new PolicyApplyError(`${(error as Error).message}; and OPA refused to put back ${unrestored.length} module(s) as they were (${unrestored.slice(0, 5).join(", ")})`, { cause: error });
     throw error;
   }
 
@@ -119,8 +121,8 @@ async function writeRootData(store: PolicyStore, json: Uint8Array | undefined, p
   return keys;
 }
 
-/** Puts back every touched module (several passes, since modules may depend on each other). */
-async function restore(store: PolicyStore, touched: Map<string, string | undefined>, signal: AbortSignal): Promise<void> {
+/** Puts back every touched module (several passes, since modules may depend on each other); returns the ids it could not. */
+async function restore(store: PolicyStore, touched: Map<string, string | undefined>, signal: AbortSignal): Promise<string[]> {
   let pending = [...touched.entries()].reverse();
   for (let pass = 0; pass < 3 && pending.length > 0; pass++) {
     const failed: typeof pending = [];
@@ -129,9 +131,11 @@ async function restore(store: PolicyStore, touched: Map<string, string | undefin
         if (previous === undefined) await store.deletePolicy(id, signal);
         else await store.putPolicy(id, previous, signal);
       } catch {
+        // Tried again in the next pass (it may depend on a module put back later); reported if it never goes in.
         failed.push([id, previous]);
       }
     }
     pending = failed;
   }
+  return pending.map(([id]) => id);
 }
