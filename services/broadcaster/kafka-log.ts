@@ -11,6 +11,7 @@ import type { Admin, Consumer, Kafka, KafkaConfig, Producer } from "kafkajs";
 import { create } from "@bufbuild/protobuf";
 import { type Event, TraceContextSchema } from "../../gen/opal/mesh/v1/event_pb.js";
 import { SupervisedConsumer } from "../common/kafka/supervised-consumer.js";
+import { type Closed, Closing, type Component } from "../common/lifecycle.js";
 import type { Logger } from "../common/logger.js";
 import { type EventLog, type LogHead, LogTruncatedError } from "./event-log.js";
 import { decodeRecord, encodeEvent, type KafkaRecord, MalformedMessageError, placeholder } from "./kafka-codec.js";
@@ -30,7 +31,10 @@ export interface KafkaLogOptions {
   tracing?: Tracing;
 }
 
-export class KafkaLog implements EventLog {
+export class KafkaLog implements EventLog, Component {
+  readonly name = "kafka-log";
+  private readonly closing = new Closing();
+  private stopping: Promise<void> | undefined;
   private readonly kafka: Kafka;
   private readonly window: EventWindow<Event>;
   private admin: Admin | undefined;
@@ -96,13 +100,24 @@ export class KafkaLog implements EventLog {
     this.refresher.unref();
   }
 
-  async stop(): Promise<void> {
+  get closed(): Promise<Closed> {
+    return this.closing.closed;
+  }
+
+  stop(): Promise<void> {
+    this.stopping ??= this.stopAll().finally(() => this.closing.stopped());
+    return this.stopping;
+  }
+
+  private async stopAll(): Promise<void> {
     this.controller.abort();
     clearInterval(this.refresher);
-    for (const reader of this.readers) await reader.disconnect().catch(() => undefined);
+    // Going away: a connection that fails to close cleanly is dropped with the process; say so and go on.
+    const disconnected = (what: string) => (error: unknown) => this.options.logger.warn({ topic: this.options.topic, err: (error as Error).message }, `disconnecting the ${what} failed`);
+    for (const reader of this.readers) await reader.disconnect().catch(disconnected("replay consumer"));
     await this.tail?.stop();
-    await this.producer?.disconnect().catch(() => undefined);
-    await this.admin?.disconnect().catch(() => undefined);
+    await this.producer?.disconnect().catch(disconnected("producer"));
+    await this.admin?.disconnect().catch(disconnected("admin client"));
   }
 
   async append(events: readonly Event[]): Promise<bigint[]> {
@@ -280,7 +295,8 @@ export class KafkaLog implements EventLog {
       }
     } finally {
       this.readers.delete(consumer);
-      await consumer.disconnect().catch(() => undefined);
+      // The replay is over either way; a failed close only leaks a connection the broker times out.
+      await consumer.disconnect().catch((error: unknown) => this.options.logger.warn({ topic: this.options.topic, err: (error as Error).message }, "disconnecting a replay consumer failed"));
     }
   }
 }

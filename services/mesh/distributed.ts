@@ -24,10 +24,17 @@ import { scopeAdminRoutes } from "../policy-watcher/scope-admin-routes.js";
 import { createScopeStore } from "./scope-store-factory.js";
 import { UrlAllowlist } from "../common/url-allowlist.js";
 import { createMetricsRegistry } from "../common/telemetry/metrics.js";
+import { createTracing } from "../common/telemetry/tracing.js";
+import { type Component, component } from "../common/lifecycle.js";
 import { remoteDistributor } from "../distributor/statistics.js";
 
 function remote(config: ServerConfig, security: Security, urls: readonly string[]) {
   return createFailoverTransport({ urls, tls: config.serviceTls, interceptors: [security.serviceInterceptor()] });
+}
+
+/** Connections to peers, closed once the roles that use them have stopped. */
+function transports(...remotes: Array<{ close(): void }>): Component {
+  return component("peer-transports", { stop: () => remotes.forEach((transport) => transport.close()) });
 }
 
 function membership(config: ServerConfig, logger: Logger, self: () => { roles: string[]; url: string } | undefined): KafkaMembership | undefined {
@@ -36,7 +43,8 @@ function membership(config: ServerConfig, logger: Logger, self: () => { roles: s
 
 export function broadcasterProcess(config: ServerConfig, logger: Logger): MeshProcess {
   const metrics = createMetricsRegistry();
-  return new MeshProcess("broadcaster", config, logger, [new BroadcasterRole(config, logger, true, metrics)], new Security(config.auth), { metrics });
+  const tracing = createTracing(config.telemetry);
+  return new MeshProcess({ name: "broadcaster", config, logger, roles: [new BroadcasterRole({ config, logger, expose: true, tracing, metrics })], security: new Security(config.auth), tracing, metrics });
 }
 
 export function policyWatcherProcess(config: ServerConfig, logger: Logger): MeshProcess {
@@ -47,20 +55,24 @@ export function policyWatcherProcess(config: ServerConfig, logger: Logger): Mesh
     kafka === undefined ? new SoleLeader() : new KafkaLeaderElection({ client: kafkaClientConfig(kafka, "opal-mesh-election"), topic: `${kafka.topic}-policy-leader`, group: `${kafka.topic}-policy-watchers`, sessionTimeoutMs: kafka.leaderSessionTimeoutMs, logger });
   const self: { process?: MeshProcess } = {};
   const members = membership(config, logger, () => ({ roles: ["policy-watcher", ...(election.isLeader ? ["policy-publisher"] : [])], url: config.advertisedUrl ?? self.process?.url ?? "" }));
-  election.onChange(() => void members?.announce().catch(() => undefined));
+  election.onChange(() => members?.announceSoon("election"));
   const broadcasterClient = createClient(BroadcasterService, broadcaster);
   const scopeStore = createScopeStore(config, logger, "distributed");
   const metrics = createMetricsRegistry();
-  const role = new PolicyWatcherRole(config, logger, broadcasterClient, election, members, security, scopeStore, metrics);
+  const tracing = createTracing(config.telemetry);
+  const role = new PolicyWatcherRole({ config, logger, broadcaster: broadcasterClient, election, membership: members, security, tracing, scopes: scopeStore, metrics });
   // The scopes admin API lives with the scopes' repositories.
   const scopes = scopeStore === undefined ? [] : [new ScopesRole(scopeStore, scopeAdminRoutes({ store: scopeStore, broadcaster: broadcasterClient, refresh: (request) => role.refresh(request), authorizeScope: security.authorizeScope, allowlist: new UrlAllowlist(config.fetchAllowlist), limits: config.limits, logger }))];
-  self.process = new MeshProcess("policy-watcher", config, logger, [...scopes, role], security, {
+  self.process = new MeshProcess({
+    name: "policy-watcher",
+    config,
+    logger,
+    roles: [...scopes, role],
+    security,
+    tracing,
     metrics,
-    afterStart: async () => members?.start(),
-    beforeStop: async () => {
-      await members?.stop();
-      broadcaster.close();
-    },
+    before: [transports(broadcaster)],
+    after: members === undefined ? [] : [members],
   });
   return self.process;
 }
@@ -71,22 +83,26 @@ export function distributorProcess(config: ServerConfig, logger: Logger): MeshPr
   const policy = remote(config, security, config.policyWatcherUrls);
   const scopeStore = createScopeStore(config, logger, "distributed");
   const metrics = createMetricsRegistry();
+  const tracing = createTracing(config.telemetry);
   const peers = new PeerClients(security, config.serviceTls);
   const self: { process?: MeshProcess } = {};
   const members = membership(config, logger, () => ({ roles: ["distributor"], url: config.advertisedUrl ?? self.process?.url ?? "" }));
   const role = new DistributorRole(config, logger, createClient(BroadcasterService, broadcaster), createClient(PolicyService, policy), security, scopeStore, {
     metrics,
+    tracing,
     serverId: members?.id,
     peers: () => members?.members("distributor").filter((member) => member.id !== members.id).map((member) => remoteDistributor(member.id, peers.distributor(member.url))) ?? [],
   });
-  self.process = new MeshProcess("distributor", config, logger, [...(scopeStore === undefined ? [] : [new ScopesRole(scopeStore)]), role], security, {
+  self.process = new MeshProcess({
+    name: "distributor",
+    config,
+    logger,
+    roles: [...(scopeStore === undefined ? [] : [new ScopesRole(scopeStore)]), role],
+    security,
+    tracing,
     metrics,
-    afterStart: async () => members?.start(),
-    beforeStop: async () => {
-      await members?.stop();
-      broadcaster.close();
-      policy.close();
-    },
+    before: [transports(broadcaster, policy)],
+    after: members === undefined ? [] : [members],
     summary: async () => {
       const status = await role.client.getDistributorStatus({});
       return { head_position: Number(status.headPosition), connected_clients: status.connectedClients };
@@ -107,13 +123,17 @@ export function triggerApiProcess(config: ServerConfig, logger: Logger): MeshPro
   });
   const scopeStore = createScopeStore(config, logger, "distributed");
   const metrics = createMetricsRegistry();
-  const trigger = new TriggerRole(config, logger, createClient(BroadcasterService, broadcaster), delivery, security, scopeStore, metrics);
-  return new MeshProcess("trigger-api", config, logger, [...(scopeStore === undefined ? [] : [new ScopesRole(scopeStore)]), trigger], security, {
+  const tracing = createTracing(config.telemetry);
+  const trigger = new TriggerRole({ config, logger, broadcaster: createClient(BroadcasterService, broadcaster), delivery, security, tracing, scopes: scopeStore, metrics });
+  return new MeshProcess({
+    name: "trigger-api",
+    config,
+    logger,
+    roles: [...(scopeStore === undefined ? [] : [new ScopesRole(scopeStore)]), trigger],
+    security,
+    tracing,
     metrics,
-    afterStart: async () => members?.start(),
-    beforeStop: async () => {
-      await members?.stop();
-      broadcaster.close();
-    },
+    before: [transports(broadcaster)],
+    after: members === undefined ? [] : [members],
   });
 }

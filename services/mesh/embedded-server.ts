@@ -23,6 +23,7 @@ import { scopeAdminRoutes } from "../policy-watcher/scope-admin-routes.js";
 import { createScopeStore } from "./scope-store-factory.js";
 import { UrlAllowlist } from "../common/url-allowlist.js";
 import { createMetricsRegistry } from "../common/telemetry/metrics.js";
+import { createTracing } from "../common/telemetry/tracing.js";
 import { remoteDistributor } from "../distributor/statistics.js";
 
 export class EmbeddedServer implements Component {
@@ -35,20 +36,23 @@ export class EmbeddedServer implements Component {
   private readonly membership: KafkaMembership | undefined;
 
   constructor(config: ServerConfig, logger: Logger) {
+    // This process's one tracing: every role gets it, the process shuts it down last.
+    const tracing = createTracing(config.telemetry);
     const security = new Security(config.auth);
     const kafka = config.broadcast.type === "kafka" ? config.broadcast : undefined;
     const election: LeaderElection =
       kafka === undefined ? new SoleLeader() : new KafkaLeaderElection({ client: kafkaClientConfig(kafka, "opal-mesh-election"), topic: `${kafka.topic}-policy-leader`, group: `${kafka.topic}-policy-watchers`, sessionTimeoutMs: kafka.leaderSessionTimeoutMs, logger });
     this.membership = kafka === undefined ? undefined : createMembership(kafka, () => ({ roles: ["distributor", ...(election.isLeader ? ["policy-publisher"] : [])], url: config.advertisedUrl ?? this.url }), logger);
-    election.onChange(() => void this.membership?.announce().catch(() => undefined));
+    election.onChange(() => this.membership?.announceSoon("election"));
 
     // One registry for the whole process, at /metrics.
     const metrics = createMetricsRegistry();
-    const broadcaster = new BroadcasterRole(config, logger, false, metrics);
+    const broadcaster = new BroadcasterRole({ config, logger, expose: false, tracing, metrics });
     const scopeStore = createScopeStore(config, logger, "embedded");
-    const policy = new PolicyWatcherRole(config, logger, broadcaster.client, election, this.membership, security, scopeStore, metrics);
+    const policy = new PolicyWatcherRole({ config, logger, broadcaster: broadcaster.client, election, membership: this.membership, security, tracing, scopes: scopeStore, metrics });
     this.distributor = new DistributorRole(config, logger, broadcaster.client, policy.client, security, scopeStore, {
       metrics,
+      tracing,
       serverId: this.membership?.id,
       peers: () => this.membership?.members("distributor").filter((member) => member.id !== this.membership?.id).map((member) => remoteDistributor(member.id, peers.distributor(member.url))) ?? [],
     });
@@ -58,15 +62,21 @@ export class EmbeddedServer implements Component {
       this.distributor.client,
       ...(this.membership?.members("distributor").filter((member) => member.id !== this.membership?.id).map((member) => peers.distributor(member.url)) ?? []),
     ]);
-    const trigger = new TriggerRole(config, logger, broadcaster.client, delivery, security, scopeStore, metrics);
+    const trigger = new TriggerRole({ config, logger, broadcaster: broadcaster.client, delivery, security, tracing, scopes: scopeStore, metrics });
     // Loaded before the roles that read them start.
     const scopes = scopeStore === undefined ? [] : [new ScopesRole(scopeStore, scopeAdminRoutes({ store: scopeStore, broadcaster: broadcaster.client, refresh: (request) => policy.refresh(request), authorizeScope: security.authorizeScope, allowlist: new UrlAllowlist(config.fetchAllowlist), limits: config.limits, logger }))];
     this.watcher = policy.watcher;
     this.bundles = this.distributor.bundles;
-    this.process = new MeshProcess("server", config, logger, [...scopes, broadcaster, policy, this.distributor, trigger], security, {
+    this.process = new MeshProcess({
+      name: "server",
+      config,
+      logger,
+      roles: [...scopes, broadcaster, policy, this.distributor, trigger],
+      security,
+      tracing,
       metrics,
-      afterStart: async () => this.membership?.start(),
-      beforeStop: async () => this.membership?.stop(),
+      // Announced once the listener is up; gone from the fleet before it stops.
+      after: this.membership === undefined ? [] : [this.membership],
       summary: async () => {
         const status = await this.distributor.client.getDistributorStatus({});
         return { head_position: Number(status.headPosition), connected_clients: status.connectedClients };

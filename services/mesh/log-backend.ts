@@ -2,14 +2,15 @@
 import { type EventLog, MemoryLog } from "../broadcaster/index.js";
 import { KafkaLog } from "../broadcaster/kafka-log.js";
 import type { ServerConfig } from "../common/config/server-config.js";
+import { type Component, component } from "../common/lifecycle.js";
 import type { Logger } from "../common/logger.js";
 import { kafkaClientConfig } from "./peers.js";
-import { tracingFor } from "../common/telemetry/tracing.js";
+import type { Tracing } from "../common/telemetry/tracing.js";
 
 export interface LogBackend {
   log: EventLog;
-  start(signal: AbortSignal): Promise<void>;
-  stop(): Promise<void>;
+  /** The log's lifecycle (the Kafka log connects and tails; the memory log holds nothing to let go). */
+  part: Component;
   describe(): string;
   /** Kafka: messages in the topic the tail has not read yet. */
   consumerLag?: () => bigint;
@@ -19,11 +20,11 @@ export interface LogBackend {
   problem(): string | undefined;
 }
 
-export function createLogBackend(config: ServerConfig, logger: Logger, clientId: string): LogBackend {
+export function createLogBackend(config: ServerConfig, logger: Logger, clientId: string, tracing: Tracing): LogBackend {
   const broadcast = config.broadcast;
   if (broadcast.type === "memory") {
     const log = new MemoryLog(config.log);
-    return { log, start: () => Promise.resolve(), stop: () => Promise.resolve(), describe: () => "in-memory log", problem: () => undefined };
+    return { log, part: component("memory-log", {}), describe: () => "in-memory log", problem: () => undefined };
   }
   const log = new KafkaLog({
     client: { ...kafkaClientConfig(broadcast, clientId), retry: { initialRetryTime: 300, retries: 8, maxRetryTime: 5_000 } },
@@ -32,9 +33,9 @@ export function createLogBackend(config: ServerConfig, logger: Logger, clientId:
     replicationFactor: broadcast.replicationFactor,
     window: config.log,
     logger: logger.child({ component: "kafka" }),
-    tracing: tracingFor(config.telemetry),
+    tracing,
   });
-  return { log, start: (signal) => log.start(signal), stop: () => log.stop(), describe: () => `Kafka ${broadcast.brokers.join(",")} topic ${broadcast.topic}`,
+  return { log, part: log, describe: () => `Kafka ${broadcast.brokers.join(",")} topic ${broadcast.topic}`,
     consumerLag: () => log.consumerLag(),
     offsetRefreshFailures: () => log.offsetRefreshFailures,
     problem: () => log.problem(),

@@ -10,23 +10,28 @@
  */
 import { Kafka, type KafkaConfig, logLevel } from "kafkajs";
 import { SupervisedConsumer } from "../common/kafka/supervised-consumer.js";
+import { type Closed, Closing, type Component } from "../common/lifecycle.js";
 import type { Logger } from "../common/logger.js";
 
-export interface LeaderElection {
+export interface LeaderElection extends Component {
   readonly isLeader: boolean;
   onChange(listener: (leader: boolean) => void): void;
-  start(): Promise<void>;
-  stop(): Promise<void>;
+  /** The signal is optional here: an election is also run on its own (its test). */
+  start(signal?: AbortSignal): Promise<void>;
 }
 
 /** Without Kafka there is one process: it leads. */
 export class SoleLeader implements LeaderElection {
+  readonly name = "leader-election";
   readonly isLeader = true;
+  private readonly closing = new Closing();
+  readonly closed = this.closing.closed;
   onChange(): void {}
   start(): Promise<void> {
     return Promise.resolve();
   }
   stop(): Promise<void> {
+    this.closing.stopped();
     return Promise.resolve();
   }
 }
@@ -40,6 +45,9 @@ export interface KafkaLeaderElectionOptions {
 }
 
 export class KafkaLeaderElection implements LeaderElection {
+  readonly name = "leader-election";
+  private readonly closing = new Closing();
+  private stopping: Promise<void> | undefined;
   private leader = false;
   /** Partition 0 was in this member's last assignment. */
   private assigned = false;
@@ -55,6 +63,10 @@ export class KafkaLeaderElection implements LeaderElection {
 
   get isLeader(): boolean {
     return this.leader;
+  }
+
+  get closed(): Promise<Closed> {
+    return this.closing.closed;
   }
 
   onChange(listener: (leader: boolean) => void): void {
@@ -120,11 +132,18 @@ export class KafkaLeaderElection implements LeaderElection {
     await this.consumer.start();
   }
 
-  async stop(): Promise<void> {
-    clearInterval(this.leaseTimer);
-    this.assigned = false;
-    this.set(false);
-    await this.consumer?.stop();
+  stop(): Promise<void> {
+    this.stopping ??= (async () => {
+      clearInterval(this.leaseTimer);
+      this.assigned = false;
+      this.set(false);
+      try {
+        await this.consumer?.stop();
+      } finally {
+        this.closing.stopped();
+      }
+    })();
+    return this.stopping;
   }
 
   private set(leader: boolean): void {

@@ -8,6 +8,7 @@ import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { GitAuth, Scope } from "../../gen/opal/mesh/v1/scope_pb.js";
 import { HealthState } from "../../gen/opal/mesh/v1/health_pb.js";
+import { type Closed, Closing, type Component } from "../common/lifecycle.js";
 import type { Logger } from "../common/logger.js";
 import type { ScopeStore } from "../common/scopes/scope-store.js";
 import { samePolicySource } from "../common/scopes/scope-json.js";
@@ -38,22 +39,41 @@ interface Watched {
   directories: string[];
 }
 
-export class ScopeWatchers {
+export class ScopeWatchers implements Component {
+  readonly name = "scope-policies";
   private readonly watched = new Map<string, Watched>();
-  private signal: AbortSignal | undefined;
+  private readonly controller = new AbortController();
+  private readonly closing = new Closing();
+  private stopping: Promise<void> | undefined;
+  /** Removals in flight (a scope deleted or replaced), awaited by stop(). */
+  private readonly removals = new Set<Promise<void>>();
 
   constructor(private readonly options: ScopeWatchersOptions) {}
 
-  start(signal: AbortSignal): void {
-    this.signal = signal;
+  get closed(): Promise<Closed> {
+    return this.closing.closed;
+  }
+
+  /** Watches every scope the store holds, and follows its changes until stopped. */
+  start(signal: AbortSignal): Promise<void> {
+    signal.addEventListener("abort", () => this.controller.abort(), { once: true });
     this.options.store.onChange((id, scope, previous) => {
-      if (scope === undefined) void this.remove(id, true);
+      if (this.controller.signal.aborted) return;
+      if (scope === undefined) this.removeLater(id, true);
       else if (!this.watched.has(id) || !samePolicySource(scope, previous)) this.watch(scope);
     });
     for (const scope of this.options.store.list()) this.watch(scope);
-    signal.addEventListener("abort", () => {
-      for (const id of [...this.watched.keys()]) void this.remove(id, false);
-    });
+    return Promise.resolve();
+  }
+
+  stop(): Promise<void> {
+    this.stopping ??= (async () => {
+      this.controller.abort();
+      for (const id of [...this.watched.keys()]) this.removeLater(id, false);
+      await Promise.all(this.removals);
+      this.closing.stopped();
+    })();
+    return this.stopping;
   }
 
   get(scope: string): { watcher: PolicyWatcher; directories: string[] } | undefined {
@@ -102,11 +122,11 @@ export class ScopeWatchers {
   }
 
   private watch(scope: Scope): void {
-    const signal = this.signal;
-    if (signal === undefined || signal.aborted) return;
+    const signal = this.controller.signal;
+    if (signal.aborted) return;
     const id = scope.scopeId;
     const policy = scope.policy;
-    void this.remove(id, false);
+    this.removeLater(id, false);
     if (policy === undefined) return;
     const { logger } = this.options;
     const source = new GitSource({
@@ -133,8 +153,16 @@ export class ScopeWatchers {
       publish: (change) => this.options.publish(id, change),
     });
     this.watched.set(id, { watcher, source, controller, directories: policy.directories.length > 0 ? policy.directories : ["."] });
-    watcher.start(controller.signal);
+    // Resolves at once (the watcher's loop runs in the background); a loop that fails by itself shows in the scope's health.
+    void watcher.start(controller.signal);
     logger.info({ scope: id, source: source.description }, "watching the scope's policy");
+  }
+
+  /** Stops watching a scope; stop() waits for it (removal never rejects: failures are logged). */
+  private removeLater(id: string, deleteClone: boolean): void {
+    const removal = this.remove(id, deleteClone);
+    this.removals.add(removal);
+    void removal.finally(() => this.removals.delete(removal));
   }
 
   private async remove(id: string, deleteClone: boolean): Promise<void> {
@@ -143,7 +171,8 @@ export class ScopeWatchers {
     this.watched.delete(id);
     watched.controller.abort();
     const { logger, clonePath } = this.options;
-    await watched.source.stop().catch((error: unknown) => logger.warn({ scope: id, err: (error as Error).message }, "stopping the scope's policy source failed"));
+    // The watcher stops its source (the clone's key file, the source's connections).
+    await watched.watcher.stop().catch((error: unknown) => logger.warn({ scope: id, err: (error as Error).message }, "stopping the scope's policy source failed"));
     if (deleteClone) {
       const clone = join(clonePath, id);
       await rm(clone, { recursive: true, force: true }).catch((error: unknown) => logger.warn({ scope: id, clone, err: (error as Error).message }, "removing the deleted scope's clone failed; remove it by hand"));

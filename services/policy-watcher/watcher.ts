@@ -8,6 +8,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import type { PolicyBundle } from "../../gen/opal/mesh/v1/policy_pb.js";
 import { HealthState } from "../../gen/opal/mesh/v1/health_pb.js";
 import { backoffDelay, sleep } from "../common/backoff.js";
+import { type Closed, Closing, type Component } from "../common/lifecycle.js";
 import type { Logger } from "../common/logger.js";
 import { type BundleBuilder, changedDirectories } from "./bundle/bundle-builder.js";
 import type { PolicySource } from "./types.js";
@@ -34,7 +35,12 @@ export interface WatcherStatus {
   hash: string;
 }
 
-export class PolicyWatcher {
+export class PolicyWatcher implements Component {
+  readonly name = "policy-watcher";
+  private readonly closing = new Closing();
+  private readonly controller = new AbortController();
+  private running: Promise<void> | undefined;
+  private stopping: Promise<void> | undefined;
   private current = "";
   private status: WatcherStatus = { state: HealthState.NOT_READY, message: "cloning the policy source", hash: "" };
   private refreshing: Promise<string> | undefined;
@@ -61,10 +67,34 @@ export class PolicyWatcher {
     return { ...this.status, hash: this.current };
   }
 
-  /** Returns at once; cloning and polling go on in the background until the signal aborts. */
-  start(signal: AbortSignal): void {
-    this.signal = signal;
-    void this.run(signal);
+  get closed(): Promise<Closed> {
+    return this.closing.closed;
+  }
+
+  /** Resolves at once; cloning and polling go on in the background until stopped (or the signal aborts). */
+  start(signal: AbortSignal): Promise<void> {
+    signal.addEventListener("abort", () => this.controller.abort(), { once: true });
+    this.signal = this.controller.signal;
+    // run() handles every failure of the source itself (health shows it); anything else is a bug that ends the part.
+    this.running = this.run(this.controller.signal).catch((error: unknown) => {
+      this.options.logger.error({ err: error, source: this.options.source.description }, "the policy watcher's loop failed");
+      this.closing.failed(error);
+    });
+    return Promise.resolve();
+  }
+
+  /** Ends the loop, then lets go of the source (its clone's credentials, its connections). */
+  stop(): Promise<void> {
+    this.stopping ??= (async () => {
+      this.controller.abort();
+      await this.running;
+      try {
+        await this.options.source.stop();
+      } finally {
+        this.closing.stopped();
+      }
+    })();
+    return this.stopping;
   }
 
   /** Resolves once a first version is known (or the signal aborts). */
@@ -137,12 +167,12 @@ export class PolicyWatcher {
         const delay = backoffDelay(attempt, { initialMs: 500, maxMs: 30_000 });
         this.status = { state: HealthState.ERROR, message: `cannot reach ${this.options.source.description}: ${(error as Error).message}; retrying`, hash: "" };
         this.options.logger.error({ source: this.options.source.description, err: (error as Error).message, retryInMs: delay }, "policy source unavailable");
-        await sleep(delay, signal).catch(() => undefined);
+        await sleep(delay, signal).catch(() => undefined); // aborted: the loop ends on the signal
       }
     }
     if (this.options.pollIntervalMs <= 0) return;
     while (!signal.aborted) {
-      await sleep(this.options.pollIntervalMs, signal).catch(() => undefined);
+      await sleep(this.options.pollIntervalMs, signal).catch(() => undefined); // aborted: the loop ends on the signal
       if (signal.aborted) return;
       await this.refresh().catch(() => undefined); // reported in health by checkOnce
     }

@@ -44,7 +44,7 @@ test("only the publishing routes are measured", async () => {
     ],
     ["/data/config"],
   );
-  for (const route of routes) await route.handle({} as never, {} as never, { params: {}, url: new URL("http://localhost/") });
+  for (const route of routes) await route.handle({} as never, {} as never, { params: {}, url: new URL("http://localhost/"), signal: new AbortController().signal });
   assert.deepEqual(handled, ["publish", "status"]);
   assert.match(await registry.metrics(), /opal_mesh_trigger_updates_published_total\{route="rest",outcome="ok"\} 1/);
 });

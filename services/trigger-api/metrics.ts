@@ -7,6 +7,7 @@ import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@conn
 import type { PublishDataUpdateRequest, TriggerService } from "../../gen/opal/mesh/v1/trigger_pb.js";
 import { AuthError } from "../common/auth/tokens.js";
 import { HttpError } from "../common/http/json-io.js";
+import { ValidationError } from "../common/validation-error.js";
 import type { RestRoute } from "../common/http/rest-router.js";
 import { Counter, Histogram, LATENCY_BUCKETS, type Registry, secondsSince } from "../common/telemetry/metrics.js";
 
@@ -18,7 +19,7 @@ const REFUSED_CODES = new Set([Code.InvalidArgument, Code.PermissionDenied, Code
 
 /** What a failed publish says about who was at fault. */
 export function publishOutcome(error: unknown): Exclude<PublishOutcome, "ok"> {
-  if (error instanceof AuthError) return "refused";
+  if (error instanceof AuthError || error instanceof ValidationError) return "refused";
   if (error instanceof HttpError) return error.status < 500 ? "refused" : "error";
   if (error instanceof ConnectError) return REFUSED_CODES.has(error.code) ? "refused" : "error";
   return "error";

@@ -9,10 +9,10 @@ import type { RestContext, RestRoute } from "../common/http/rest-router.js";
 import { isScopedTopic, scopeTopic } from "../common/scopes/scoped-topics.js";
 import type { Principal } from "../common/auth/tokens.js";
 import type { Logger } from "../common/logger.js";
-import { ValidationError, validationDetail } from "../common/validation-error.js";
+import { ValidationError } from "../common/validation-error.js";
 import type { DeliveryStatusReader } from "./delivery-status.js";
-import { AuthError } from "../common/auth/tokens.js";
-import { endSpan, SpanKind, type Tracing } from "../common/telemetry/tracing.js";
+import type { Tracing } from "../common/telemetry/tracing.js";
+import { logPublished, publishTraceUnder, tracedPublish } from "./interceptors.js";
 import { type EventSink, publishDataUpdate, type PublishTrace } from "./publish.js";
 
 export interface TriggerRestOptions {
@@ -46,44 +46,26 @@ function statusJson(status: UpdateStatus): unknown {
 }
 
 
-/** The trigger's server span: the update's trace starts here, or continues the caller's `traceparent`. */
-async function publishFromRest(options: TriggerRestOptions, request: HttpRequest, response: HttpResponse, context: RestContext, scope: string | undefined): Promise<void> {
-  const tracing = options.tracing;
-  if (tracing === undefined || !tracing.enabled) return publishTraced(options, request, response, context, scope, undefined);
+/** The trigger's server span (interceptors.ts): the update's trace starts here, or continues the caller's `traceparent`. */
+function publishFromRest(options: TriggerRestOptions, request: HttpRequest, response: HttpResponse, context: RestContext, scope: string | undefined): Promise<void> {
   const route = scope === undefined ? options.dataConfigRoute : "/scopes/{id}/data/update";
-  const span = tracing.start(`POST ${route}`, {
-    kind: SpanKind.SERVER,
-    parent: tracing.extract(request.headers),
-    attributes: { "http.request.method": "POST", "http.route": route, "url.path": context.url.pathname, "url.scheme": "http" },
-  });
-  try {
-    await publishTraced(options, request, response, context, scope, { tracing, parent: tracing.under(span), destination: options.logName });
-    span.setAttribute("http.response.status_code", 200);
-    endSpan(span);
-  } catch (error) {
-    span.setAttribute("http.response.status_code", error instanceof HttpError || error instanceof AuthError ? error.status : 500);
-    endSpan(span, error);
-    throw error;
-  }
+  return tracedPublish(options.tracing, route, request, context, (span) => publish(options, request, response, context, scope, publishTraceUnder(options.tracing, span, options.logName)));
 }
 
-async function publishTraced(options: TriggerRestOptions, request: HttpRequest, response: HttpResponse, context: RestContext, scope: string | undefined, trace: PublishTrace | undefined): Promise<void> {
+/** Validation errors reach the router as they are: it answers 422 with the field errors (error-mapping.ts). */
+async function publish(options: TriggerRestOptions, request: HttpRequest, response: HttpResponse, context: RestContext, scope: string | undefined, trace: PublishTrace | undefined): Promise<void> {
   if (scope !== undefined) options.checkScope(scope);
   const body = await readJson(request, options.limits.maxBodyBytes, options.limits.maxJsonDepth);
-  let update;
-  try {
-    update = parseDataUpdate(body, options.updateLimits);
-    if (scope !== undefined) scopeEntries(update, scope);
-  } catch (error) {
-    if (error instanceof ValidationError) throw new HttpError(422, error.message, validationDetail(error));
-    throw error;
-  }
+  const update = parseDataUpdate(body, options.updateLimits);
+  if (scope !== undefined) scopeEntries(update, scope);
   const wait = parseWait(context.url);
   await options.authorizeTopics(context.principal, update.entries.flatMap((entry) => entry.topics));
+  // Not cancelled with the caller: once accepted, an update is logged whether or not its caller stays.
   const published = await publishDataUpdate(options.sink, update, undefined, trace);
-  options.logger.info({ updateId: published.id, position: published.position.toString(), entries: update.entries.length, scope }, "data update published");
+  logPublished(options.logger, published, update.entries.length, scope);
   const answer: Record<string, unknown> = { status: "ok", id: published.id, position: Number(published.position) };
-  if (wait.wait) answer.delivery = statusJson(await options.delivery.status(published.id, { position: published.position, wait: true, timeoutMs: wait.timeoutMs }));
+  // A caller that leaves stops the wait (context.signal): nobody is left to answer.
+  if (wait.wait) answer.delivery = statusJson(await options.delivery.status(published.id, { position: published.position, wait: true, timeoutMs: wait.timeoutMs }, context.signal));
   sendJson(response, 200, answer);
 }
 
@@ -129,7 +111,7 @@ export function triggerRestRoutes(options: TriggerRestOptions): RestRoute[] {
       path: "/updates/{id}",
       async handle(_request, response, context) {
         const wait = parseWait(context.url);
-        const status = await options.delivery.status(context.params.id ?? "", { wait: wait.wait, timeoutMs: wait.timeoutMs });
+        const status = await options.delivery.status(context.params.id ?? "", { wait: wait.wait, timeoutMs: wait.timeoutMs }, context.signal);
         if (!status.known) throw new HttpError(404, `no distributor knows update ${JSON.stringify(context.params.id)} (unknown, or too old to be remembered)`);
         sendJson(response, 200, statusJson(status));
       },

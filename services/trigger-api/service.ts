@@ -1,4 +1,7 @@
-/** TriggerService: the Connect/gRPC way to publish, with the same validation as OPAL's REST route. */
+/**
+ * TriggerService: the Connect/gRPC way to publish, with the same validation as OPAL's REST
+ * route. Register it with `triggerInterceptors` (span, error mapping, log line).
+ */
 import { create, toJson } from "@bufbuild/protobuf";
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import {
@@ -12,13 +15,12 @@ import {
   type TriggerService,
 } from "../../gen/opal/mesh/v1/trigger_pb.js";
 import { parseDataUpdate, type UpdateLimits } from "../common/data-entries.js";
-import { toConnectError } from "../common/auth/connect-auth.js";
 import { PRINCIPAL } from "../common/auth/security.js";
-import { AuthError, type Principal } from "../common/auth/tokens.js";
+import type { Principal } from "../common/auth/tokens.js";
 import type { Logger } from "../common/logger.js";
-import { ValidationError } from "../common/validation-error.js";
 import type { DeliveryStatusReader } from "./delivery-status.js";
-import { endSpan, SpanKind, type Tracing } from "../common/telemetry/tracing.js";
+import type { Tracing } from "../common/telemetry/tracing.js";
+import { publishTraceUnder, SERVER_SPAN } from "./interceptors.js";
 import { type EventSink, publishDataUpdate } from "./publish.js";
 
 export interface TriggerServiceOptions {
@@ -36,40 +38,15 @@ export interface TriggerServiceOptions {
 
 export function createTriggerService(options: TriggerServiceOptions): ServiceImpl<typeof TriggerService> {
   return {
+    // Span, error mapping and the log line are the interceptors' (interceptors.ts): here only the publish.
     async publishDataUpdate(request: PublishDataUpdateRequest, context: HandlerContext) {
       // Convert once at the edge: the public contract carries natural JSON
       // (google.protobuf.Value); inside the mesh data travels as JSON bytes.
       const json = toJson(PublishDataUpdateRequestSchema, request, { useProtoFieldName: true });
-      let update;
-      try {
-        update = parseDataUpdate(json, options.updateLimits);
-      } catch (error) {
-        if (error instanceof ValidationError) throw new ConnectError(error.message, Code.InvalidArgument);
-        throw error;
-      }
-      try {
-        await options.authorizeTopics(context.values.get(PRINCIPAL), update.entries.flatMap((entry) => entry.topics));
-      } catch (error) {
-        if (error instanceof AuthError) throw toConnectError(error);
-        throw error;
-      }
-      const tracing = options.tracing;
-      const span = tracing?.enabled === true
-        ? tracing.start("opal.mesh.v1.TriggerService/PublishDataUpdate", {
-            kind: SpanKind.SERVER,
-            parent: tracing.extract({ traceparent: context.requestHeader.get("traceparent") ?? undefined, tracestate: context.requestHeader.get("tracestate") ?? undefined }),
-            attributes: { "rpc.system": "connect_rpc", "rpc.service": "opal.mesh.v1.TriggerService", "rpc.method": "PublishDataUpdate" },
-          })
-        : undefined;
-      let published;
-      try {
-        published = await publishDataUpdate(options.sink, update, context.signal, span === undefined || tracing === undefined ? undefined : { tracing, parent: tracing.under(span), destination: options.logName });
-        if (span !== undefined) endSpan(span);
-      } catch (error) {
-        if (span !== undefined) endSpan(span, error);
-        throw error;
-      }
-      options.logger.info({ updateId: published.id, position: published.position.toString(), entries: update.entries.length }, "data update published");
+      const update = parseDataUpdate(json, options.updateLimits);
+      await options.authorizeTopics(context.values.get(PRINCIPAL), update.entries.flatMap((entry) => entry.topics));
+      const trace = publishTraceUnder(options.tracing, context.values.get(SERVER_SPAN), options.logName);
+      const published = await publishDataUpdate(options.sink, update, context.signal, trace);
       const delivery = request.wait
         ? await options.delivery.status(published.id, { position: published.position, wait: true, timeoutMs: request.waitTimeoutMs }, context.signal)
         : undefined;

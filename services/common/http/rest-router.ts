@@ -7,12 +7,15 @@ import { AuthError, type PeerType, type Principal } from "../auth/tokens.js";
 import { hasBody, requireJsonContentType } from "./content-type.js";
 import { type HttpRequest, HttpError, type HttpResponse, sendError } from "./json-io.js";
 import { endUnreadBody } from "./request-body.js";
+import { ValidationError, validationDetail } from "../validation-error.js";
 
 export interface RestContext {
   params: Record<string, string>;
   url: URL;
   /** The caller, for routes that authenticate. */
   principal?: Principal;
+  /** Aborts when the client goes away before the answer is sent (a route waiting on something stops). */
+  signal: AbortSignal;
 }
 
 export interface RestRoute {
@@ -75,7 +78,7 @@ export class RestRouter {
         sendError(response, 400, `malformed escape in ${url.pathname}`);
         return true;
       }
-      void this.run(route, request, response, { params, url });
+      void this.run(route, request, response, { params, url, signal: disconnectSignal(response) });
       return true;
     }
     if (pathMatched) {
@@ -101,7 +104,17 @@ export class RestRouter {
       endUnreadBody(request, response);
       if (error instanceof AuthError) sendError(response, error.status, error.message);
       else if (error instanceof HttpError) sendError(response, error.status, error.body ?? error.message);
+      else if (error instanceof ValidationError) sendError(response, 422, validationDetail(error));
       else sendError(response, 500, "internal error");
     }
   }
+}
+
+/** Aborts once the connection closes before the response has been sent in full. */
+function disconnectSignal(response: HttpResponse): AbortSignal {
+  const controller = new AbortController();
+  response.once("close", () => {
+    if (!response.writableFinished) controller.abort(new Error("the client closed the connection before the answer"));
+  });
+  return controller.signal;
 }

@@ -6,6 +6,7 @@
 import { randomUUID } from "node:crypto";
 import { Kafka, type KafkaConfig, logLevel, type Producer } from "kafkajs";
 import { SupervisedConsumer } from "./supervised-consumer.js";
+import { type Closed, Closing, type Component } from "../lifecycle.js";
 import type { Logger } from "../logger.js";
 
 export interface Member {
@@ -24,8 +25,13 @@ export interface MembershipOptions {
   logger: Logger;
 }
 
-export class KafkaMembership {
+export class KafkaMembership implements Component {
+  readonly name = "membership";
   readonly id = randomUUID();
+  private readonly closing = new Closing();
+  private stopping: Promise<void> | undefined;
+  /** Announcements that failed (heartbeats, the one after an election), for health and logs. */
+  announceFailures = 0;
   private readonly kafka: Kafka;
   private readonly known = new Map<string, Member>();
   private producer: Producer | undefined;
@@ -42,6 +48,10 @@ export class KafkaMembership {
   members(role: string): Member[] {
     const now = Date.now();
     return [...this.known.values()].filter((member) => member.role === role && now - member.seenAt < 3 * this.heartbeatMs);
+  }
+
+  get closed(): Promise<Closed> {
+    return this.closing.closed;
   }
 
   async start(): Promise<void> {
@@ -77,16 +87,33 @@ export class KafkaMembership {
       this.producer = this.kafka.producer();
       await this.producer.connect();
       await this.announce(false);
-      this.timer = setInterval(() => void this.announce(false).catch((error: unknown) => this.options.logger.warn({ err: (error as Error).message }, "membership heartbeat failed")), this.heartbeatMs);
+      this.timer = setInterval(() => this.announceSoon("heartbeat"), this.heartbeatMs);
       this.timer.unref();
     }
   }
 
-  async stop(): Promise<void> {
-    clearInterval(this.timer);
-    if (this.producer !== undefined) await this.announce(true).catch(() => undefined);
-    await this.producer?.disconnect().catch(() => undefined);
-    await this.consumer?.stop();
+  stop(): Promise<void> {
+    this.stopping ??= (async () => {
+      clearInterval(this.timer);
+      const { logger } = this.options;
+      // Leaving is a courtesy: without it peers forget this process after three heartbeats.
+      if (this.producer !== undefined) await this.announce(true).catch((error: unknown) => logger.warn({ err: (error as Error).message }, "could not announce leaving; peers forget this process after three heartbeats"));
+      await this.producer?.disconnect().catch((error: unknown) => logger.warn({ err: (error as Error).message }, "disconnecting the membership producer failed"));
+      await this.consumer?.stop();
+      this.closing.stopped();
+    })();
+    return this.stopping;
+  }
+
+  /**
+   * Announces in the background (a heartbeat, a won election): a failure is logged and
+   * counted, and the next heartbeat tries again.
+   */
+  announceSoon(why: string): void {
+    void this.announce(false).catch((error: unknown) => {
+      this.announceFailures++;
+      this.options.logger.warn({ err: (error as Error).message, why, failures: this.announceFailures }, "membership announcement failed; the next heartbeat tries again");
+    });
   }
 
   private heard(value: Buffer | null): void {
@@ -97,7 +124,7 @@ export class KafkaMembership {
         for (const role of member.roles) this.known.set(`${member.id}/${role}`, { id: member.id, role, url: member.url, seenAt: Math.min(Date.now(), member.at) });
       }
     } catch {
-      // not an announcement: ignore
+      // Not an announcement (the topic is ours, but anyone may write to it): nothing to learn from it.
     }
   }
 

@@ -9,6 +9,7 @@ import { mkdir, open, readFile, rename, unlink } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { clone, fromJson, type JsonValue, toJson } from "@bufbuild/protobuf";
 import { type Scope, ScopeSchema } from "../../../gen/opal/mesh/v1/scope_pb.js";
+import { Closing } from "../lifecycle.js";
 import type { Logger } from "../logger.js";
 import type { ScopeListener, ScopeStore } from "./scope-store.js";
 
@@ -27,7 +28,10 @@ export class ScopeFileError extends Error {
 }
 
 export class FileScopeStore implements ScopeStore {
+  readonly name = "scopes";
   readonly description: string;
+  private readonly closing = new Closing();
+  readonly closed = this.closing.closed;
   private scopes = new Map<string, Scope>();
   private readonly listeners: ScopeListener[] = [];
   /** The tail of the write queue; never rejects. */
@@ -51,6 +55,7 @@ export class FileScopeStore implements ScopeStore {
   /** Waits for writes in flight; the store holds nothing else open. */
   async stop(): Promise<void> {
     await this.writes;
+    this.closing.stopped();
   }
 
   list(): Scope[] {

@@ -10,6 +10,7 @@ import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import { type Admin, type ConfigResourceTypes, type Kafka, type KafkaConfig, type KafkaMessage, Partitioners, type Producer } from "kafkajs";
 import { type Scope, ScopeSchema } from "../../../gen/opal/mesh/v1/scope_pb.js";
 import { SupervisedConsumer } from "../kafka/supervised-consumer.js";
+import { Closing } from "../lifecycle.js";
 import type { Logger } from "../logger.js";
 import type { ScopeListener, ScopeStore } from "./scope-store.js";
 import { loggedKafka } from "../kafka/logged-kafka.js";
@@ -51,6 +52,10 @@ export class KafkaScopeStore implements ScopeStore {
   private consumer: SupervisedConsumer | undefined;
   private ready = false;
   private stopped = false;
+  private stopping: Promise<void> | undefined;
+  readonly name = "scopes";
+  private readonly closing = new Closing();
+  readonly closed = this.closing.closed;
 
   constructor(private readonly options: KafkaScopeStoreOptions) {
     this.description = `kafka topic ${options.topic}`;
@@ -77,14 +82,20 @@ export class KafkaScopeStore implements ScopeStore {
     this.options.logger.info({ store: this.description, scopes: this.scopes.size }, "scopes loaded");
   }
 
-  async stop(): Promise<void> {
-    if (this.stopped) return;
-    this.stopped = true;
-    this.ready = false;
-    for (const waiter of this.readBacks) waiter.reject(new Error(`the scope store (${this.description}) stopped before reading a write back`));
-    this.readBacks.clear();
-    await this.consumer?.stop();
-    await this.producer?.disconnect().catch(() => undefined);
+  stop(): Promise<void> {
+    this.stopping ??= (async () => {
+      this.stopped = true;
+      this.ready = false;
+      for (const waiter of this.readBacks) waiter.reject(new Error(`the scope store (${this.description}) stopped before reading a write back`));
+      this.readBacks.clear();
+      try {
+        await this.consumer?.stop();
+        await this.producer?.disconnect().catch((error: unknown) => this.options.logger.warn({ err: (error as Error).message, store: this.description }, "disconnecting the scopes producer failed"));
+      } finally {
+        this.closing.stopped();
+      }
+    })();
+    return this.stopping;
   }
 
   list(): Scope[] {

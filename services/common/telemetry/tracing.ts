@@ -29,7 +29,7 @@ import { VERSION } from "../version.js";
 export { SpanKind };
 /** The empty context: a span started under it begins a new trace. */
 export const ROOT = ROOT_CONTEXT;
-export type { Context, Span };
+export type { Attributes, Context, Span };
 
 /** W3C trace context as messages carry it (proto TraceContext has these two fields). */
 export interface TraceCarrier {
@@ -101,6 +101,11 @@ export class Tracing {
     await this.provider?.forceFlush();
   }
 
+  /**
+   * Exports what is still batched, then lets go. Never rejects: it runs as the process goes
+   * away, and a collector that cannot be reached then loses only that last batch (the
+   * process is ending: there is nobody left to tell but the log, which is closing too).
+   */
   async shutdown(): Promise<void> {
     await this.provider?.shutdown().catch(() => undefined);
   }
@@ -126,15 +131,18 @@ export function traceIdOf(traceparent: string | undefined): string {
   return traceId;
 }
 
+const instances = new WeakMap<TelemetryConfig, Tracing>();
+
 /**
  * The tracing of one process: the composition root calls this once, passes the result to
  * every part, and shuts it down in one place when the process stops.
  */
 export function createTracing(config: TelemetryConfig): Tracing {
-  return Tracing.create(config);
+  const tracing = Tracing.create(config);
+  // Until the last caller of tracingFor goes, it finds this process's tracing, not a second one.
+  instances.set(config, tracing);
+  return tracing;
 }
-
-const instances = new WeakMap<TelemetryConfig, Tracing>();
 
 /**
  * @deprecated Pass a `Tracing` from `createTracing` down from the composition root. This

@@ -9,7 +9,17 @@ import type { Logger } from "../../common/logger.js";
 import { createLogBackend, type LogBackend } from "../log-backend.js";
 import { BroadcasterMetrics } from "../../broadcaster/metrics.js";
 import type { Registry } from "../../common/telemetry/metrics.js";
+import type { Tracing } from "../../common/telemetry/tracing.js";
 import type { Role } from "./role.js";
+
+export interface BroadcasterRoleOptions {
+  config: ServerConfig;
+  logger: Logger;
+  /** Serve BroadcasterService to other processes (the distributed deployment). */
+  expose: boolean;
+  tracing: Tracing;
+  metrics?: Registry;
+}
 
 export class BroadcasterRole implements Role {
   readonly name = "broadcaster";
@@ -20,14 +30,11 @@ export class BroadcasterRole implements Role {
   private readonly impl;
   private started = false;
 
-  constructor(
-    config: ServerConfig,
-    logger: Logger,
-    /** Serve BroadcasterService to other processes (the distributed deployment). */
-    private readonly expose: boolean,
-    metrics?: Registry,
-  ) {
-    this.backend = createLogBackend(config, logger.child({ service: "broadcaster" }), `opal-mesh-${this.name}`);
+  private readonly expose: boolean;
+
+  constructor({ config, logger, expose, tracing, metrics }: BroadcasterRoleOptions) {
+    this.expose = expose;
+    this.backend = createLogBackend(config, logger.child({ service: "broadcaster" }), `opal-mesh-${this.name}`, tracing);
     const measured = metrics === undefined ? undefined : new BroadcasterMetrics(metrics, { backend: config.broadcast.type, consumerLag: this.backend.consumerLag, offsetRefreshFailures: this.backend.offsetRefreshFailures });
     this.impl = createBroadcasterService(measured?.meter(this.backend.log) ?? this.backend.log);
     this.client = createClient(BroadcasterService, createRouterTransport((router) => router.service(BroadcasterService, this.impl)));
@@ -45,12 +52,16 @@ export class BroadcasterRole implements Role {
   }
 
   async start(signal: AbortSignal): Promise<void> {
-    await this.backend.start(signal);
+    await this.backend.part.start(signal);
     this.started = true;
   }
 
-  async stop(): Promise<void> {
-    await this.backend.stop();
+  stop(): Promise<void> {
+    return this.backend.part.stop();
+  }
+
+  get closed() {
+    return this.backend.part.closed;
   }
 
   describe() {

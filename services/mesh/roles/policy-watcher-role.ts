@@ -14,7 +14,8 @@ import type { ScopeStore } from "../../common/scopes/scope-store.js";
 import { scopeTopic } from "../../common/scopes/scoped-topics.js";
 import { ScopeWatchers } from "../../policy-watcher/scope-watchers.js";
 import { policyChangedEvent, publishTraced } from "../../policy-watcher/policy-event.js";
-import { tracingFor } from "../../common/telemetry/tracing.js";
+import type { Tracing } from "../../common/telemetry/tracing.js";
+import { type Closed, type Component, Supervisor } from "../../common/lifecycle.js";
 import type { Security } from "../../common/auth/security.js";
 import type { ServerConfig } from "../../common/config/server-config.js";
 import type { Logger } from "../../common/logger.js";
@@ -26,6 +27,18 @@ import type { Registry } from "../../common/telemetry/metrics.js";
 import { PolicyWatcherMetrics } from "../../policy-watcher/metrics.js";
 import type { Role } from "./role.js";
 
+export interface PolicyWatcherRoleOptions {
+  config: ServerConfig;
+  logger: Logger;
+  broadcaster: Client<typeof BroadcasterService>;
+  election: LeaderElection;
+  membership: KafkaMembership | undefined;
+  security: Security;
+  tracing: Tracing;
+  scopes?: ScopeStore;
+  metrics?: Registry;
+}
+
 export class PolicyWatcherRole implements Role {
   readonly name = "policy-watcher";
   readonly routes;
@@ -36,22 +49,20 @@ export class PolicyWatcherRole implements Role {
   private readonly impl;
   private readonly log: Logger;
   private readonly serviceTls: ClientTls;
+  private readonly election: LeaderElection;
+  private readonly membership: KafkaMembership | undefined;
+  private readonly security: Security;
+  /** The election, the watcher and the scopes' watchers: started in that order, stopped in reverse. */
+  private readonly parts: Supervisor;
 
-  constructor(
-    config: ServerConfig,
-    logger: Logger,
-    broadcaster: Client<typeof BroadcasterService>,
-    private readonly election: LeaderElection,
-    private readonly membership: KafkaMembership | undefined,
-    private readonly security: Security,
-    scopes?: ScopeStore,
-    metrics?: Registry,
-  ) {
+  constructor({ config, logger, broadcaster, election, membership, security, tracing, scopes, metrics }: PolicyWatcherRoleOptions) {
     const log = logger.child({ service: "policy-watcher" });
     const measured = metrics === undefined ? undefined : new PolicyWatcherMetrics(metrics);
     this.log = log;
     this.serviceTls = config.serviceTls;
-    const tracing = tracingFor(config.telemetry);
+    this.election = election;
+    this.membership = membership;
+    this.security = security;
     const wiring = wirePolicyWatcher(config.policy, config.environment, broadcaster, log, config.limits.maxBodyBytes, {
       tracing,
       mayPublish: () => election.isLeader,
@@ -82,6 +93,8 @@ export class PolicyWatcherRole implements Role {
             },
           });
     this.impl = createPolicyService(wiring.watcher, this.scopes);
+    const parts: Component[] = [election, ...(this.watcher === undefined ? [] : [this.watcher]), ...(this.scopes === undefined ? [] : [this.scopes])];
+    this.parts = new Supervisor(parts, log);
     this.client = createClient(PolicyService, createRouterTransport((router) => router.service(PolicyService, this.impl)));
     election.onChange((leader) => {
       // A new publisher cannot know what the old one announced: it looks at the source at
@@ -93,6 +106,7 @@ export class PolicyWatcherRole implements Role {
           .then(() => watcher.announceCurrent())
           .catch((error: unknown) => log.warn({ err: (error as Error).message }, "announcing the current policy failed"));
       }
+      // announceAll logs each scope's failure itself and never rejects.
       if (leader) void this.scopes?.announceAll();
     });
   }
@@ -108,10 +122,12 @@ export class PolicyWatcherRole implements Role {
     return health === undefined ? scoped : [create(ComponentHealthSchema, { ...health, message: `${health.message}; ${elected}` }), ...scoped];
   }
 
-  async start(signal: AbortSignal): Promise<void> {
-    await this.election.start();
-    this.watcher?.start(signal);
-    this.scopes?.start(signal);
+  start(): Promise<void> {
+    return this.parts.start();
+  }
+
+  get closed(): Promise<Closed> {
+    return this.parts.closed;
   }
 
   /** Refresh here, and — when another watcher publishes — there too, so the change is announced. */
@@ -130,8 +146,8 @@ export class PolicyWatcherRole implements Role {
     });
   }
 
-  async stop(): Promise<void> {
-    await this.election.stop();
+  stop(): Promise<void> {
+    return this.parts.stop();
   }
 
   describe() {

@@ -34,6 +34,10 @@ export class ScopesRole implements Role {
     return this.store.stop();
   }
 
+  get closed() {
+    return this.store.closed;
+  }
+
   describe() {
     return { scopes: this.store.list().length };
   }

@@ -1,0 +1,132 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { Writable } from "node:stream";
+import { Code, ConnectError, createClient, createRouterTransport } from "@connectrpc/connect";
+import { BroadcasterService } from "../../gen/opal/mesh/v1/broadcaster_pb.js";
+import { fromJson, type JsonValue } from "@bufbuild/protobuf";
+import { PublishDataUpdateRequestSchema, TriggerService } from "../../gen/opal/mesh/v1/trigger_pb.js";
+import { createBroadcasterService, MemoryLog } from "../broadcaster/index.js";
+import { AuthError, type Principal } from "../common/auth/tokens.js";
+import { createLogger } from "../common/logger.js";
+import { Tracing, traceIdOf } from "../common/telemetry/tracing.js";
+import type { TelemetryConfig } from "../common/config/telemetry-config.js";
+import { DeliveryStatusReader } from "./delivery-status.js";
+import { EventBatcher } from "./event-batcher.js";
+import { triggerInterceptors } from "./interceptors.js";
+import { createTriggerService } from "./service.js";
+
+const PARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+// Spans are never exported here: the batch waits an hour, and the spec ends long before.
+const traced: TelemetryConfig = { exporter: "console", protocol: "http/protobuf", endpoint: "http://localhost:4318/v1/traces", headers: {}, serviceName: "t", sampler: "parentbased_always_on", samplerRatio: 1, batchDelayMs: 3_600_000 };
+
+/**
+ * The trigger over a real broadcaster on a memory log, both through the Connect stack in
+ * memory, with the interceptors the server process registers. No distributor: nobody
+ * knows any update's delivery.
+ */
+function trigger(options: { tracing?: Tracing; refuseTopic?: string } = {}) {
+  const log = new MemoryLog({ maxEvents: 100, maxBytes: 1 << 20 });
+  const broadcaster = createClient(BroadcasterService, createRouterTransport((router) => router.service(BroadcasterService, createBroadcasterService(log))));
+  const lines: Array<Record<string, unknown>> = [];
+  const logger = createLogger(
+    { level: "info", format: "json" },
+    new Writable({
+      write(chunk: Buffer, _encoding, done) {
+        for (const line of chunk.toString().split("\n").filter(Boolean)) lines.push(JSON.parse(line) as Record<string, unknown>);
+        done();
+      },
+    }),
+  );
+  const authorizeTopics = async (_principal: Principal | undefined, topics: string[]): Promise<void> => {
+    if (options.refuseTopic !== undefined && topics.includes(options.refuseTopic)) throw new AuthError(`may not publish to ${options.refuseTopic}`, 403);
+  };
+  const impl = createTriggerService({
+    sink: { broadcaster, batcher: new EventBatcher(broadcaster) },
+    delivery: new DeliveryStatusReader(() => []),
+    logger,
+    authorizeTopics,
+    updateLimits: { maxEntries: 3 },
+    tracing: options.tracing,
+    logName: "opal-mesh-events",
+  });
+  const interceptors = triggerInterceptors({ tracing: options.tracing, logger });
+  const client = createClient(TriggerService, createRouterTransport((router) => router.service(TriggerService, impl), { router: { interceptors } }));
+  return { client, log, lines };
+}
+
+const entry = { topics: ["policy_data"], dst_path: "/config", data: { level: 3 } };
+
+/** A request as a publisher writes it (natural JSON: `data` is a google.protobuf.Value). */
+function request(entries: readonly JsonValue[]) {
+  return fromJson(PublishDataUpdateRequestSchema, { entries: [...entries] });
+}
+
+async function refusal(call: Promise<unknown>): Promise<ConnectError> {
+  try {
+    await call;
+  } catch (error) {
+    return ConnectError.from(error);
+  }
+  assert.fail("the call was expected to be refused");
+}
+
+test("publish: the update is logged once, with an id, at the position returned, and the log line says so", async () => {
+  const { client, log, lines } = trigger();
+  const answer = await client.publishDataUpdate(request([entry, { ...entry, topics: ["other", "policy_data"] }]));
+  assert.equal(answer.status, "ok");
+  assert.match(answer.id, /^[0-9a-f]{32}$/);
+  assert.equal(answer.position, 1n);
+  const [event] = log.eventsAfter(0n);
+  assert.deepEqual(event?.topics.sort(), ["other", "policy_data"], "sent whole to the union of its topics");
+  assert.equal(event?.payload.case === "dataUpdate" ? event.payload.value.id : undefined, answer.id);
+  const published = lines.filter((line) => line.msg === "data update published");
+  assert.deepEqual(published.map((line) => [line.updateId, line.position, line.entries]), [[answer.id, "1", 2]]);
+});
+
+for (const [name, entries, field] of [
+  ["an entry with an unknown save_method", [{ ...entry, save_method: "POST" }], /entries\[0\]\.save_method/],
+  ["more entries than OPAL_MESH_MAX_ENTRIES_PER_UPDATE", [entry, entry, entry, entry], /OPAL_MESH_MAX_ENTRIES_PER_UPDATE/],
+] as const) {
+  test(`publish refuses ${name}: INVALID_ARGUMENT naming the field, nothing logged`, async () => {
+    const { client, log, lines } = trigger();
+    const error = await refusal(client.publishDataUpdate(request(entries)));
+    assert.equal(error.code, Code.InvalidArgument);
+    assert.match(error.message, field);
+    assert.equal(log.head().headPosition, 0n);
+    assert.equal(lines.filter((line) => line.msg === "data update published").length, 0);
+  });
+}
+
+test("publish to a topic the caller may not use: PERMISSION_DENIED, nothing logged", async () => {
+  const { client, log } = trigger({ refuseTopic: "secret" });
+  const error = await refusal(client.publishDataUpdate(request([{ ...entry, topics: ["secret"] }])));
+  assert.equal(error.code, Code.PermissionDenied);
+  assert.match(error.message, /may not publish to secret/);
+  assert.equal(log.head().headPosition, 0n);
+});
+
+test("traced: the logged event continues the caller's trace, under the trigger's server span", async () => {
+  const tracing = Tracing.create(traced);
+  try {
+    const { client, log } = trigger({ tracing });
+    await client.publishDataUpdate(request([entry]), { headers: { traceparent: PARENT } });
+    const carrier = log.eventsAfter(0n)[0]?.traceContext;
+    assert.equal(traceIdOf(carrier?.traceparent), "0af7651916cd43dd8448eb211c80319c");
+    assert.notEqual(carrier?.traceparent.split("-")[2], "b7ad6b7169203331", "the event names the publish span, not the caller's");
+  } finally {
+    await tracing.shutdown();
+  }
+});
+
+test("untraced: no trace context is written into the event", async () => {
+  const { client, log } = trigger();
+  await client.publishDataUpdate(request([entry]), { headers: { traceparent: PARENT } });
+  assert.equal(log.eventsAfter(0n)[0]?.traceContext, undefined);
+});
+
+test("status of an update no distributor knows: NOT_FOUND naming it", async () => {
+  const { client } = trigger();
+  const error = await refusal(client.getUpdateStatus({ updateId: "nope" }));
+  assert.equal(error.code, Code.NotFound);
+  assert.match(error.message, /"nope"/);
+});
