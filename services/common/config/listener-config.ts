@@ -14,6 +14,12 @@ export interface ListenerLimits {
   idleTimeoutMs: number;
   /** Open connections per listener; further ones are closed as they arrive. */
   maxConnections: number;
+  /**
+   * How long a connection answered with `Connection: close` while still uploading is read
+   * (and dropped) before it is closed, so the answer is not lost to a reset. Not an
+   * environment variable: 2 s unless a test on a crowded machine needs longer.
+   */
+  lingerMs?: number;
 }
 
 export const DEFAULT_LISTENER_LIMITS: ListenerLimits = {

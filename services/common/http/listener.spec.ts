@@ -7,7 +7,8 @@ import { readJson, sendJson } from "./json-io.js";
 import { HttpListener } from "./listener.js";
 import { RestRouter } from "./rest-router.js";
 
-const LIMITS: ListenerLimits = { firstByteTimeoutMs: 200, headersTimeoutMs: 400, idleTimeoutMs: 300, maxConnections: 4 };
+// A long linger: on a crowded machine the reading side of a test may not run for seconds.
+const LIMITS: ListenerLimits = { firstByteTimeoutMs: 200, headersTimeoutMs: 400, idleTimeoutMs: 300, maxConnections: 4, lingerMs: 30_000 };
 const MAX_BODY = 1024;
 
 async function listen(t: TestContext, limits: ListenerLimits = LIMITS): Promise<number> {

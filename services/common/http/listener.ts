@@ -73,7 +73,7 @@ export class HttpListener {
       secure.on("secureConnection", (socket: TLSSocket) => {
         this.sockets.add(socket);
         socket.once("close", () => this.sockets.delete(socket));
-        if (socket.alpnProtocol !== "h2") lingerBeforeClose(socket);
+        if (socket.alpnProtocol !== "h2") lingerBeforeClose(socket, this.limits.lingerMs);
       });
       secure.on("session", (session: Http2Session) => this.track(session));
       this.tcp = secure;
@@ -132,7 +132,7 @@ export class HttpListener {
       if (couldBeHttp2 && head.length < PREFACE.length) return; // need more bytes to decide
       socket.off("readable", onReadable);
       socket.unshift(head);
-      if (!couldBeHttp2) lingerBeforeClose(socket);
+      if (!couldBeHttp2) lingerBeforeClose(socket, this.limits.lingerMs);
       (couldBeHttp2 ? this.http2 : this.http1).emit("connection", socket);
     };
     socket.on("readable", onReadable);
