@@ -247,6 +247,10 @@ export class KafkaLog implements EventLog, Component {
         consumer.seek({ topic: this.options.topic, partition: 0, offset: offset.toString() });
       },
     });
+    // A consumer that cannot be brought back ends this part too (the supervisor then stops the process).
+    void this.tail.closed.then((closed) => {
+      if (closed.reason === "failed") this.closing.failed(closed.error);
+    });
     await this.tail.start();
   }
 

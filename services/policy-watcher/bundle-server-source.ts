@@ -107,6 +107,7 @@ export class BundleServerSource implements PolicySource {
 
   check(signal: AbortSignal): Promise<string> {
     const run = this.queue.then(() => this.poll(signal));
+    // The queue only orders checks: this check's failure goes to its caller (run), not to the next check.
     this.queue = run.catch(() => undefined);
     return run;
   }
@@ -215,6 +216,7 @@ export class BundleServerSource implements PolicySource {
     } catch {
       // The status is the news; a body cut short adds nothing.
     }
+    // Draining frees the connection; a body that fails to drain is dropped with it, and the status already says what went wrong.
     await body.dump().catch(() => undefined);
     return this.scrub(Buffer.concat(chunks).subarray(0, 200).toString("utf8").trim());
   }

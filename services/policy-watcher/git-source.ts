@@ -126,7 +126,7 @@ export class GitSource implements PolicySource {
       await stat(join(this.dir, "HEAD"));
       return true;
     } catch {
-      return false;
+      return false; // no HEAD: not a clone yet (start() clones it)
     }
   }
 
@@ -166,7 +166,7 @@ function urlSecrets(url: string): string[] {
   try {
     parsed = new URL(url);
   } catch {
-    return [];
+    return []; // not a URL (an scp-style address): no password or query to hide
   }
   const secrets = [parsed.password];
   for (const [key, value] of parsed.searchParams) if (/token|secret|password|key|auth/i.test(key)) secrets.push(value);
@@ -177,6 +177,6 @@ function safeDecode(value: string): string {
   try {
     return decodeURIComponent(value);
   } catch {
-    return value;
+    return value; // a stray "%": the secret as written is the one to hide
   }
 }

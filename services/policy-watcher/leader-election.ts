@@ -129,6 +129,10 @@ export class KafkaLeaderElection implements LeaderElection {
         await consumer.run({ eachMessage: async () => undefined });
       },
     });
+    // A consumer that cannot be brought back ends this part too (the supervisor then stops the process).
+    void this.consumer.closed.then((closed) => {
+      if (closed.reason === "failed") this.closing.failed(closed.error);
+    });
     await this.consumer.start();
   }
 

@@ -82,6 +82,10 @@ export class KafkaMembership implements Component {
         await consumer.run({ autoCommit: false, eachMessage: async ({ message }) => this.heard(message.value) });
       },
     });
+    // A consumer that cannot be brought back ends this part too (the supervisor then stops the process).
+    void this.consumer.closed.then((closed) => {
+      if (closed.reason === "failed") this.closing.failed(closed.error);
+    });
     await this.consumer.start();
     if (this.options.self() !== undefined) {
       this.producer = this.kafka.producer();

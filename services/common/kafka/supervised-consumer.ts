@@ -5,6 +5,7 @@
  */
 import type { Consumer, ConsumerConfig, Kafka } from "kafkajs";
 import { backoffDelay, sleep } from "../backoff.js";
+import { type Closed, Closing, type Component } from "../lifecycle.js";
 import type { Logger } from "../logger.js";
 
 export interface SupervisedConsumerOptions {
@@ -18,24 +19,45 @@ export interface SupervisedConsumerOptions {
   logger: Logger;
 }
 
-export class SupervisedConsumer {
+export class SupervisedConsumer implements Component {
+  readonly name: string;
   private consumer: Consumer | undefined;
   private stopped = false;
   private readonly controller = new AbortController();
   private restarting: Promise<void> | undefined;
+  private stopping: Promise<void> | undefined;
+  private readonly closing = new Closing();
+  /** Crashes and failed starts so far (each one logged), for whoever reports this consumer's health. */
+  restarts = 0;
 
-  constructor(private readonly options: SupervisedConsumerOptions) {}
+  constructor(private readonly options: SupervisedConsumerOptions) {
+    this.name = `kafka-consumer-${options.name}`;
+  }
 
-  /** Resolves once a first consumer is running (retrying until then). */
-  async start(): Promise<void> {
+  get closed(): Promise<Closed> {
+    return this.closing.closed;
+  }
+
+  /** Resolves once a first consumer is running (retrying until then, or until stopped or `signal` aborts). */
+  async start(signal?: AbortSignal): Promise<void> {
+    signal?.addEventListener("abort", () => void this.stop(), { once: true });
     await this.launch();
   }
 
-  async stop(): Promise<void> {
-    this.stopped = true;
-    this.controller.abort();
-    await this.restarting?.catch(() => undefined);
-    await this.consumer?.disconnect().catch(() => undefined);
+  stop(): Promise<void> {
+    this.stopping ??= (async () => {
+      this.stopped = true;
+      this.controller.abort();
+      // A restart in flight ends on the abort; launch() handles its own failures, so this never rejects.
+      await this.restarting;
+      await this.consumer?.disconnect().catch((error: unknown) => this.warnDisconnect(error));
+      this.closing.stopped();
+    })();
+    return this.stopping;
+  }
+
+  private warnDisconnect(error: unknown): void {
+    this.options.logger.warn({ consumer: this.options.name, err: (error as Error).message }, "disconnecting the Kafka consumer failed; a new one replaces it");
   }
 
   private async launch(): Promise<void> {
@@ -49,11 +71,12 @@ export class SupervisedConsumer {
         return;
       } catch (error) {
         this.options.onLost?.();
-        await consumer.disconnect().catch(() => undefined);
+        await consumer.disconnect().catch((disconnectError: unknown) => this.warnDisconnect(disconnectError));
         if (this.stopped) return;
+        this.restarts++;
         const delay = backoffDelay(attempt, { initialMs: 300, maxMs: 10_000 });
-        this.options.logger.warn({ consumer: this.options.name, err: (error as Error).message, retryInMs: delay }, "Kafka consumer did not start; retrying");
-        await sleep(delay, this.controller.signal).catch(() => undefined);
+        this.options.logger.warn({ consumer: this.options.name, err: (error as Error).message, retryInMs: delay, restarts: this.restarts }, "Kafka consumer did not start; retrying");
+        await sleep(delay, this.controller.signal).catch(() => undefined); // aborted: the loop ends on stop
       }
     }
   }
@@ -61,12 +84,19 @@ export class SupervisedConsumer {
   private crashed(consumer: Consumer): void {
     if (this.stopped || consumer !== this.consumer || this.restarting !== undefined) return;
     this.options.onLost?.();
-    this.options.logger.warn({ consumer: this.options.name }, "Kafka consumer crashed; starting a new one");
+    this.restarts++;
+    this.options.logger.warn({ consumer: this.options.name, restarts: this.restarts }, "Kafka consumer crashed; starting a new one");
     this.restarting = (async () => {
-      await consumer.disconnect().catch(() => undefined);
+      await consumer.disconnect().catch((error: unknown) => this.warnDisconnect(error));
       await this.launch();
-    })().finally(() => {
-      this.restarting = undefined;
-    });
+    })()
+      .catch((error: unknown) => {
+        // launch() retries every failure it knows; anything else ends this consumer, and its closed says so.
+        this.options.logger.error({ consumer: this.options.name, err: error }, "the Kafka consumer could not be restarted");
+        this.closing.failed(error);
+      })
+      .finally(() => {
+        this.restarting = undefined;
+      });
   }
 }

@@ -99,6 +99,7 @@ export class FileScopeStore implements ScopeStore {
   private serialize<T>(task: () => Promise<T>): Promise<T> {
     if (!this.started) return Promise.reject(new Error(`the scope store (${this.description}) is not started`));
     const result = this.writes.then(task);
+    // The queue only orders writes: this write's failure goes to its caller (result), not to the next write.
     this.writes = result.catch(() => undefined);
     return result;
   }
@@ -172,6 +173,7 @@ async function writeScopeFile(path: string, scopes: Map<string, Scope>): Promise
     }
     await rename(temp, path);
   } catch (error) {
+    // The temp file may never have been created; the write's own error is the one that matters.
     await unlink(temp).catch(() => undefined);
     throw new ScopeFileError(path, `cannot be written: ${(error as Error).message}`, { cause: error });
   }

@@ -130,7 +130,7 @@ export class KafkaScopeStore implements ScopeStore {
     const producer = this.kafka.producer({ allowAutoTopicCreation: false, createPartitioner: Partitioners.DefaultPartitioner });
     this.producer = producer;
     await producer.connect();
-    if (this.stopped) await producer.disconnect().catch(() => undefined);
+    if (this.stopped) await producer.disconnect().catch((error: unknown) => this.options.logger.warn({ err: (error as Error).message, store: this.description }, "disconnecting the scopes producer failed"));
     this.assertRunning();
     this.consumer = new SupervisedConsumer({
       kafka: this.kafka,
@@ -142,6 +142,10 @@ export class KafkaScopeStore implements ScopeStore {
         await consumer.subscribe({ topic: this.options.topic, fromBeginning: true });
         await consumer.run({ autoCommit: false, eachMessage: async ({ partition, message }) => this.apply(partition, message) });
       },
+    });
+    // A consumer that cannot be brought back ends this part too (the supervisor then stops the process).
+    void this.consumer.closed.then((closed) => {
+      if (closed.reason === "failed") this.closing.failed(closed.error);
     });
     await this.consumer.start();
     this.assertRunning();
@@ -177,7 +181,7 @@ export class KafkaScopeStore implements ScopeStore {
       }
       return targets;
     } finally {
-      await admin.disconnect().catch(() => undefined);
+      await admin.disconnect().catch((error: unknown) => this.options.logger.warn({ err: (error as Error).message, store: this.description }, "disconnecting the scopes admin client failed"));
     }
   }
 
