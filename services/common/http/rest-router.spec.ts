@@ -5,6 +5,7 @@ import type { AddressInfo } from "node:net";
 import { request } from "undici";
 import { HttpError, readJson, sendJson } from "./json-io.js";
 import { RestRouter } from "./rest-router.js";
+import { ValidationError } from "../validation-error.js";
 
 /** Status the test server answers when the router itself throws (it must not). */
 const ROUTER_THREW = 599;
@@ -254,3 +255,64 @@ test("a body that does not say it is JSON is 415 before any handler runs, whethe
   const merge = await request(`${base}/echo`, { method: "POST", headers: { "content-type": "application/merge-patch+json" }, body: '{"a":1}' });
   assert.deepEqual([merge.statusCode, await merge.body.json()], [200, { a: 1 }]);
 });
+
+test("the handler's signal aborts when the client leaves before the answer, and not after a full answer", async (t) => {
+  let waiting: AbortSignal | undefined;
+  let answered: AbortSignal | undefined;
+  const rest = new RestRouter().add(
+    {
+      method: "GET",
+      auth: "open",
+      path: "/wait",
+      handle: async (_request, response, context) => {
+        waiting = context.signal;
+        await new Promise<void>((resolve) => context.signal.addEventListener("abort", () => resolve(), { once: true }));
+        response.destroy();
+      },
+    },
+    {
+      method: "GET",
+      auth: "open",
+      path: "/answer",
+      handle: (_request, response, context) => {
+        answered = context.signal;
+        sendJson(response, 200, { status: "ok" });
+      },
+    },
+  );
+  const base = await serve(t, rest);
+  const answer = await request(`${base}/answer`);
+  await answer.body.dump();
+  const leaving = new AbortController();
+  const left = request(`${base}/wait`, { signal: leaving.signal }).catch((error: unknown) => error);
+  await waitUntil(() => waiting !== undefined);
+  assert.equal(waiting?.aborted, false, "not aborted while the client waits");
+  leaving.abort();
+  await left;
+  await waitUntil(() => waiting?.aborted === true);
+  assert.equal(answered?.aborted, false, "a request answered in full is never aborted");
+});
+
+test("a ValidationError from a handler is 422 with the field errors", async (t) => {
+  const rest = new RestRouter().add({
+    method: "POST",
+    auth: "open",
+    path: "/validate",
+    handle: () => {
+      throw new ValidationError("entries[0].dst_path", "must start with /");
+    },
+  });
+  const base = await serve(t, rest);
+  const response = await call(base, "POST", "/validate", "{}");
+  assert.equal(response.status, 422);
+  assert.match(JSON.stringify(response.json), /entries.*dst_path|must start with \//);
+});
+
+/** Polls a condition with a deadline (the handler runs on the server's side of the socket). */
+async function waitUntil(condition: () => boolean, timeoutMs = 5_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) assert.fail("condition not met before the deadline");
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+}
