@@ -113,7 +113,7 @@ export class Fanout implements Component {
     signal.addEventListener("abort", () => this.controller.abort(), { once: true });
     if (signal.aborted) this.controller.abort();
     this.track(this.run(this.controller.signal));
-    if (this.subscribed) return;
+    if (this.subscribed || this.controller.signal.aborted) return;
     await new Promise<void>((resolve) => {
       this.readyWaiters.push(resolve);
       this.controller.signal.addEventListener("abort", () => resolve(), { once: true });
