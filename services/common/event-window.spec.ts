@@ -107,7 +107,10 @@ test("read() yields held then appended events, and throws for a position no long
   log.append(event(2n));
   const controller = new AbortController();
   const reader = log.read(0n, controller.signal);
-  const next = async (): Promise<bigint | undefined> => (await reader.next()).value?.position;
+  const next = async (): Promise<bigint | undefined> => {
+    const result = await reader.next();
+    return result.done === true ? undefined : result.value.position;
+  };
   assert.equal(await next(), 1n);
   assert.equal(await next(), 2n);
   const third = next();

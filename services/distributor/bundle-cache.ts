@@ -56,6 +56,7 @@ export class BundleCache implements DistributorObserver {
           const latest = this.latestHash.get(scope);
           if (latest !== undefined && created.hash !== latest && this.entries.get(key) === created) this.entries.delete(key);
         },
+        // A failed build is not cached (the next caller tries again); its callers get the error.
         () => this.entries.delete(key),
       );
       if (this.entries.size > MAX_ENTRIES) this.entries.delete(this.entries.keys().next().value as string);

@@ -112,7 +112,13 @@ export class Fanout implements Component {
     if (this.running.size > 0 || this.stopping !== undefined) return;
     signal.addEventListener("abort", () => this.controller.abort(), { once: true });
     if (signal.aborted) this.controller.abort();
-    this.track(this.run(this.controller.signal));
+    this.track(
+      this.run(this.controller.signal).catch((error: unknown) => {
+        // The loop handles every failure of the log itself; one escaping it is a bug: end, and say so.
+        this.options.logger.error({ err: error }, "fan-out stopped: its log subscription loop failed");
+        this.closing.failed(error);
+      }),
+    );
     if (this.subscribed || this.controller.signal.aborted) return;
     await new Promise<void>((resolve) => {
       this.readyWaiters.push(resolve);
@@ -179,6 +185,7 @@ export class Fanout implements Component {
       this.recent.reset(started.headPosition);
       this.subscribed = true;
       for (const wake of this.readyWaiters.splice(0)) wake();
+        // fillRecent handles its own failures (logged, counted); resumes then replay from the log.
       this.track(this.fillRecent(started.headPosition, started.logId, signal));
     } else if (started.logId !== this.currentLogId) {
       // The log behind us was replaced (e.g. an in-memory broadcaster restarted):

@@ -150,6 +150,7 @@ async function fleetStreams(options: StatisticsOptions): Promise<{ streams: Conn
   const signal = AbortSignal.timeout(options.peerTimeoutMs ?? 2_000);
   const answers = await Promise.all(
     peers.map((peer) =>
+      // Partial statistics beat none: a silent peer is logged and its streams left out (it is still listed among the servers).
       peer.listStreams(signal).catch((error: unknown) => {
         options.logger.warn({ peer: peer.id, err: (error as Error).message }, "statistics: a peer distributor did not list its clients");
         return [];

@@ -151,7 +151,13 @@ export class StreamServer implements Component {
       const authorization = call.metadata.get("authorization")[0];
       void (this.options.authorize?.(typeof authorization === "string" ? authorization : undefined, message) ?? Promise.resolve()).then(
         () => {
-          if (!cleanedUp) session = handoff.open(message, call.getPeer(), sink, abort.signal);
+          if (cleanedUp) return;
+          try {
+            session = handoff.open(message, call.getPeer(), sink, abort.signal);
+          } catch (error) {
+            logger.error({ err: error, clientId: message.clientId }, "could not open a client's session");
+            fail(grpc.status.INTERNAL, "could not open the session");
+          }
         },
         (error: unknown) => {
           if (error instanceof AuthError) {

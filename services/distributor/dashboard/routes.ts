@@ -51,6 +51,7 @@ async function visibleScopes(options: DashboardRoutesOptions, principal: Princip
       await options.authorizeScope(principal, scope);
       visible.add(scope);
     } catch (error) {
+      // Not allowed to see this scope: it is left out of what this viewer gets.
       if (!(error instanceof AuthError)) throw error;
     }
   }
