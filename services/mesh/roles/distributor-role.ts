@@ -14,7 +14,7 @@ import type { ServerConfig } from "../../common/config/server-config.js";
 import type { Logger } from "../../common/logger.js";
 import type { ScopeStore } from "../../common/scopes/scope-store.js";
 import type { Registry } from "../../common/telemetry/metrics.js";
-import { type Tracing, tracingFor } from "../../common/telemetry/tracing.js";
+import type { Tracing } from "../../common/telemetry/tracing.js";
 import { type BundleCache, createDistributor, type Distributor, type Fanout } from "../../distributor/index.js";
 import type { PeerDistributor } from "../../distributor/statistics.js";
 import type { Role } from "./role.js";
@@ -27,7 +27,7 @@ export interface DistributorRoleExtras {
   /** The fleet's other distributors, for /statistics. */
   peers?: () => PeerDistributor[];
   /** The process's tracing (the one it shuts down). */
-  tracing?: Tracing;
+  tracing: Tracing;
 }
 
 export class DistributorRole implements Role {
@@ -37,7 +37,7 @@ export class DistributorRole implements Role {
   /** In-process client for roles in the same process. */
   readonly client: Client<typeof DistributorService>;
 
-  constructor(config: ServerConfig, logger: Logger, broadcaster: Client<typeof BroadcasterService>, policy: Client<typeof PolicyService>, security: Security, scopes?: ScopeStore, extras: DistributorRoleExtras = {}) {
+  constructor(config: ServerConfig, logger: Logger, broadcaster: Client<typeof BroadcasterService>, policy: Client<typeof PolicyService>, security: Security, scopes: ScopeStore | undefined, extras: DistributorRoleExtras) {
     this.distributor = createDistributor({
       config,
       logger,
@@ -45,8 +45,7 @@ export class DistributorRole implements Role {
       policy,
       security,
       scopes,
-      // The process's own tracing; the cached one only while a caller does not pass it yet.
-      tracing: extras.tracing ?? tracingFor(config.telemetry),
+      tracing: extras.tracing,
       metrics: extras.metrics,
       serverId: extras.serverId,
       peers: extras.peers,
