@@ -78,3 +78,14 @@ test("nobody claims leadership while the broker is away; one leads again after",
     { timeoutMs: 90_000, message: "one member leading steadily after the broker came back" },
   );
 });
+
+test("after the outage every member is back in the group: stopping the leader hands over again", async () => {
+  // A member stuck outside the group (a consumer that never came back) would never be elected.
+  const [leader] = leaders();
+  assert.ok(leader !== undefined);
+  await leader.stop();
+  const rest = members.filter((member) => member !== leader);
+  await waitFor(() => leaders(rest).length === 1, { timeoutMs: 30_000, message: "the other member elected after the outage" });
+  await holdsSteady(2 * SESSION_TIMEOUT_MS, rest);
+  members = rest;
+});

@@ -25,6 +25,9 @@ export class SupervisedConsumer implements Component {
   private stopped = false;
   private readonly controller = new AbortController();
   private restarting: Promise<void> | undefined;
+  /** launch() is running: a crash meanwhile is noted here and handled once it returns. */
+  private launching = false;
+  private crashedWhileLaunching: Consumer | undefined;
   private stopping: Promise<void> | undefined;
   private readonly closing = new Closing();
   /** Crashes and failed starts so far (each one logged), for whoever reports this consumer's health. */
@@ -42,6 +45,7 @@ export class SupervisedConsumer implements Component {
   async start(signal?: AbortSignal): Promise<void> {
     signal?.addEventListener("abort", () => void this.stop(), { once: true });
     await this.launch();
+    this.afterLaunch();
   }
 
   stop(): Promise<void> {
@@ -61,6 +65,27 @@ export class SupervisedConsumer implements Component {
   }
 
   private async launch(): Promise<void> {
+    this.launching = true;
+    try {
+      await this.launchLoop();
+    } finally {
+      this.launching = false;
+    }
+  }
+
+  /**
+   * The consumer launch() left running crashed before launch() returned (kafkajs runs the
+   * group join after run() resolves, so a broker that goes away then crashes it at once):
+   * without this that crash was dropped, and the consumer stayed dead — after a broker
+   * outage a watcher never rejoined the election.
+   */
+  private afterLaunch(): void {
+    const crashed = this.crashedWhileLaunching;
+    this.crashedWhileLaunching = undefined;
+    if (crashed !== undefined && crashed === this.consumer) this.crashed(crashed);
+  }
+
+  private async launchLoop(): Promise<void> {
     for (let attempt = 1; !this.stopped; attempt++) {
       const consumer = this.options.kafka.consumer({ ...this.options.config, retry: { ...this.options.config.retry, restartOnFailure: async () => false } });
       this.consumer = consumer;
@@ -82,7 +107,11 @@ export class SupervisedConsumer implements Component {
   }
 
   private crashed(consumer: Consumer): void {
-    if (this.stopped || consumer !== this.consumer || this.restarting !== undefined) return;
+    if (this.stopped || consumer !== this.consumer) return;
+    if (this.launching || this.restarting !== undefined) {
+      this.crashedWhileLaunching = consumer;
+      return;
+    }
     this.options.onLost?.();
     this.restarts++;
     this.options.logger.warn({ consumer: this.options.name, restarts: this.restarts }, "Kafka consumer crashed; starting a new one");
@@ -97,6 +126,7 @@ export class SupervisedConsumer implements Component {
       })
       .finally(() => {
         this.restarting = undefined;
+        this.afterLaunch();
       });
   }
 }
