@@ -3,6 +3,8 @@
  * errors and may leave it dead after a broker outage; here every crash (or a failed
  * start) disconnects it and builds a fresh one, with backoff, until stopped.
  */
+// Every Kafka user here goes through this module or logged-kafka.ts: both clamp kafkajs's negative timer (#1751).
+import "./request-queue-timer.js";
 import type { Consumer, ConsumerConfig, Kafka } from "kafkajs";
 import { backoffDelay, sleep } from "../backoff.js";
 import { type Closed, Closing, type Component } from "../lifecycle.js";
