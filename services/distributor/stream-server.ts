@@ -1,7 +1,7 @@
 /**
  * The client-stream listener: DistributorService.Connect on grpc-js, which measured
- * several times cheaper per connected client than connect-node (DESIGN.md §9). Transport
- * only: it accepts a stream, waits for its Hello, checks it and the caller's credentials,
+ * several times cheaper per connected client than connect-node (the stream protocol in
+ * docs/architecture.md). Transport only: it accepts a stream, waits for its Hello, checks it and the caller's credentials,
  * hands the stream to the distributor (`StreamHandoff`), and ends it with a gRPC status.
  */
 import * as grpc from "@grpc/grpc-js";
