@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { SpanKind } from "@opentelemetry/api";
-import { ROOT, Tracing, traceIdOf, tracingFor } from "./tracing.js";
+import { createTracing, ROOT, Tracing, traceIdOf } from "./tracing.js";
 import type { TelemetryConfig } from "../config/telemetry-config.js";
 
 const off: TelemetryConfig = { exporter: "none", protocol: "http/protobuf", endpoint: "http://localhost:4318/v1/traces", headers: {}, serviceName: "t", sampler: "parentbased_always_on", samplerRatio: 1, batchDelayMs: 5000 };
@@ -12,7 +12,7 @@ test("off: no context is ever written, whatever arrives", () => {
   const span = tracing.start("x", { kind: SpanKind.INTERNAL, parent });
   assert.equal(span.isRecording(), false);
   assert.equal(tracing.inject(span), undefined);
-  assert.equal(tracingFor(off).enabled, false);
+  assert.equal(createTracing(off).enabled, false);
 });
 
 test("on: a child continues its parent's trace, and the carrier names the child", async () => {

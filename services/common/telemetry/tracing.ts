@@ -1,6 +1,6 @@
 /**
- * One trace per update, across processes. Each process configuration gets its own tracer
- * provider (tests run several servers and clients in one Node process), nothing is
+ * One trace per update, across processes. Each process gets its own tracer provider from
+ * `createTracing` (tests run several servers and clients in one Node process), nothing is
  * registered globally, and contexts are passed explicitly — in the log event, Kafka
  * headers, stream messages and ACKs as W3C `traceparent`/`tracestate`. Off, every call
  * here is a cheap no-op and no context is written anywhere.
@@ -131,30 +131,12 @@ export function traceIdOf(traceparent: string | undefined): string {
   return traceId;
 }
 
-const instances = new WeakMap<TelemetryConfig, Tracing>();
-
 /**
  * The tracing of one process: the composition root calls this once, passes the result to
  * every part, and shuts it down in one place when the process stops.
  */
 export function createTracing(config: TelemetryConfig): Tracing {
-  const tracing = Tracing.create(config);
-  // Until the last caller of tracingFor goes, it finds this process's tracing, not a second one.
-  instances.set(config, tracing);
-  return tracing;
-}
-
-/**
- * @deprecated Pass a `Tracing` from `createTracing` down from the composition root. This
- * cache remains only while callers outside the server processes still look tracing up.
- */
-export function tracingFor(config: TelemetryConfig): Tracing {
-  let tracing = instances.get(config);
-  if (tracing === undefined) {
-    tracing = Tracing.create(config);
-    instances.set(config, tracing);
-  }
-  return tracing;
+  return Tracing.create(config);
 }
 
 function createExporter(config: TelemetryConfig): SpanExporter | undefined {
