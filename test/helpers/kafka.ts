@@ -1,4 +1,6 @@
 /** A real Kafka broker for a test file (deploy/kafka), on a free port. */
+// Tests that make their own kafkajs clients get the clamp of its negative timer too (kafkajs #1751).
+import "../../services/common/kafka/request-queue-timer.js";
 import { type RunningKafka, startKafka } from "../../deploy/kafka/kafka.js";
 import { freePort } from "./ports.js";
 
