@@ -2,6 +2,10 @@
  * The client's one write queue. Jobs are written strictly in the order they were
  * enqueued (log order for events); fetching runs ahead for the next few jobs, with
  * bounded concurrency, so a slow source delays but never reorders writes.
+ *
+ * Longer than a file here should be: the queue, its fetch-ahead and the batching of a
+ * backlog into one transaction share one invariant (writes in enqueue order, each job's
+ * result reported in that order), and it reads best whole. The latency issue reworks it.
  */
 import { type CallbackTarget, type DataSourceEntry, SaveMethod } from "../../../gen/opal/mesh/v1/data_pb.js";
 import { type Closed, Closing, type Component } from "../../common/lifecycle.js";
