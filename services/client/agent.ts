@@ -77,9 +77,8 @@ export class ClientAgent implements Component {
   }
 
   /** Every part starts in order; one that fails stops those started (OPA above all) and fails start-up. */
-  async start(signal: AbortSignal): Promise<void> {
-    signal.addEventListener("abort", () => void this.stop(), { once: true });
-    await this.supervisor.start();
+  start(signal: AbortSignal): Promise<void> {
+    return this.supervisor.start(signal);
   }
 
   stop(): Promise<void> {

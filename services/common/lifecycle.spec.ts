@@ -71,3 +71,16 @@ test("Closing settles once, with the first reason, and never rejects", async () 
   await part.stop();
   assert.deepEqual(await part.closed, { reason: "stopped" });
 });
+
+test("a supervisor is a part: its owner's signal stops what it started", async () => {
+  const log: string[] = [];
+  const owner = new AbortController();
+  const supervisor = new Supervisor([recorded("inner", log)], logger, 1_000, "composite");
+  const outer = new Supervisor([supervisor], logger);
+  await outer.start(owner.signal);
+  owner.abort();
+  assert.deepEqual(await supervisor.closed, { reason: "stopped" });
+  assert.deepEqual(log, ["start inner", "stop inner"]);
+  assert.equal(supervisor.name, "composite");
+  await outer.stop();
+});

@@ -83,7 +83,8 @@ export function component(name: string, parts: { start?: (signal: AbortSignal) =
   };
 }
 
-export class Supervisor {
+/** A supervisor is a part too: what it supervises is a composite that others can supervise. */
+export class Supervisor implements Component {
   private readonly started: Component[] = [];
   private readonly controller = new AbortController();
   private stopping: Promise<void> | undefined;
@@ -95,6 +96,7 @@ export class Supervisor {
     private readonly components: readonly Component[],
     private readonly logger: Logger,
     private readonly shutdownTimeoutMs = 10_000,
+    readonly name = "supervisor",
   ) {}
 
   get signal(): AbortSignal {
@@ -106,8 +108,12 @@ export class Supervisor {
     return this.closing.closed;
   }
 
-  /** Starts the parts in the order given (dependencies first); on a failure stops what started. */
-  async start(): Promise<void> {
+  /**
+   * Starts the parts in the order given (dependencies first); on a failure stops what
+   * started. `signal` (its owner shutting down) stops them all.
+   */
+  async start(signal?: AbortSignal): Promise<void> {
+    signal?.addEventListener("abort", () => void this.stop(), { once: true });
     for (const part of this.components) {
       if (this.stopping !== undefined) return;
       try {

@@ -130,10 +130,7 @@ export function createDistributor(options: DistributorOptions): Distributor {
     get closed(): Promise<Closed> {
       return supervisor.closed;
     },
-    async start(signal) {
-      signal.addEventListener("abort", () => void supervisor.stop(), { once: true });
-      await supervisor.start();
-    },
+    start: (signal) => supervisor.start(signal),
     stop: () => supervisor.stop(),
   };
 }

@@ -92,9 +92,8 @@ export class MeshProcess implements Component {
     return `${this.options.config.tls === undefined ? "http" : "https"}://${host}:${this.port}`;
   }
 
-  async start(signal: AbortSignal): Promise<void> {
-    signal.addEventListener("abort", () => void this.stop(), { once: true });
-    await this.supervisor.start();
+  start(signal: AbortSignal): Promise<void> {
+    return this.supervisor.start(signal);
   }
 
   stop(): Promise<void> {
