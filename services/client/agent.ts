@@ -9,7 +9,7 @@
  * sync-state.acknowledge.
  */
 import type { ClientConfig } from "../common/config/client-config.js";
-import { type Closed, type Component, Supervisor } from "../common/lifecycle.js";
+import { SupervisedComponent, Supervisor } from "../common/lifecycle.js";
 import type { Logger } from "../common/logger.js";
 import { createMetricsRegistry, type Registry } from "../common/telemetry/metrics.js";
 import type { Tracing } from "../common/telemetry/tracing.js";
@@ -43,16 +43,17 @@ export async function createClientAgent(options: ClientAgentOptions): Promise<Cl
   return new ClientAgent(parts, options);
 }
 
-export class ClientAgent implements Component {
+export class ClientAgent extends SupervisedComponent {
   readonly name = "client";
   readonly health: ClientHealth;
   readonly metrics: ClientMetrics;
-  private readonly supervisor: Supervisor;
+  protected readonly supervisor: Supervisor;
 
   constructor(
     private readonly parts: ClientParts,
     private readonly options: ClientAgentOptions,
   ) {
+    super();
     this.health = parts.health;
     this.metrics = parts.metrics;
     this.supervisor = new Supervisor(parts.components, options.logger, options.shutdownTimeoutMs);
@@ -74,19 +75,6 @@ export class ClientAgent implements Component {
   /** The inline OPA's process id (tests kill it to prove the supervisor). */
   get inlineOpaPid(): number | undefined {
     return this.parts.storeProcess.inline?.pid;
-  }
-
-  /** Every part starts in order; one that fails stops those started (OPA above all) and fails start-up. */
-  start(signal: AbortSignal): Promise<void> {
-    return this.supervisor.start(signal);
-  }
-
-  stop(): Promise<void> {
-    return this.supervisor.stop();
-  }
-
-  get closed(): Promise<Closed> {
-    return this.supervisor.closed;
   }
 
   /** Told as each source of a baseline load is fetched (the `client` command's progress bar). */

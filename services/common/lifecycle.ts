@@ -83,6 +83,27 @@ export function component(name: string, parts: { start?: (signal: AbortSignal) =
   };
 }
 
+/**
+ * A part that is its supervisor's parts (the client agent, a server process): start, stop
+ * and closed are the supervisor's.
+ */
+export abstract class SupervisedComponent implements Component {
+  abstract readonly name: string;
+  protected abstract readonly supervisor: Supervisor;
+
+  start(signal: AbortSignal): Promise<void> {
+    return this.supervisor.start(signal);
+  }
+
+  stop(): Promise<void> {
+    return this.supervisor.stop();
+  }
+
+  get closed(): Promise<Closed> {
+    return this.supervisor.closed;
+  }
+}
+
 /** A supervisor is a part too: what it supervises is a composite that others can supervise. */
 export class Supervisor implements Component {
   private readonly started: Component[] = [];

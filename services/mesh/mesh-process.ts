@@ -11,7 +11,7 @@ import { type HttpResponse, sendJson } from "../common/http/json-io.js";
 import { withCors } from "../common/http/cors.js";
 import { HttpListener } from "../common/http/listener.js";
 import { RestRouter } from "../common/http/rest-router.js";
-import { type Closed, type Component, component, Supervisor } from "../common/lifecycle.js";
+import { type Component, component, SupervisedComponent, Supervisor } from "../common/lifecycle.js";
 import type { Logger } from "../common/logger.js";
 import { create } from "@bufbuild/protobuf";
 import { ComponentHealthSchema } from "../../gen/opal/mesh/v1/health_pb.js";
@@ -48,13 +48,14 @@ export interface MeshProcessOptions {
   metrics?: Registry;
 }
 
-export class MeshProcess implements Component {
+export class MeshProcess extends SupervisedComponent {
   readonly name: string;
   readonly metrics: Registry;
   private readonly http: HttpListener;
-  private readonly supervisor: Supervisor;
+  protected readonly supervisor: Supervisor;
 
   constructor(private readonly options: MeshProcessOptions) {
+    super();
     const { config, logger, roles, security } = options;
     this.name = options.name;
     this.metrics = options.metrics ?? createMetricsRegistry();
@@ -90,18 +91,6 @@ export class MeshProcess implements Component {
   get url(): string {
     const host = this.options.config.host === "0.0.0.0" || this.options.config.host === "::" ? "127.0.0.1" : this.options.config.host;
     return `${this.options.config.tls === undefined ? "http" : "https"}://${host}:${this.port}`;
-  }
-
-  start(signal: AbortSignal): Promise<void> {
-    return this.supervisor.start(signal);
-  }
-
-  stop(): Promise<void> {
-    return this.supervisor.stop();
-  }
-
-  get closed(): Promise<Closed> {
-    return this.supervisor.closed;
   }
 
   private async listening(): Promise<void> {
