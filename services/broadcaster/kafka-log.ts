@@ -5,6 +5,8 @@
  * consumer per broadcaster fills a window of recent events that serves subscribers and
  * resuming clients; older positions still in Kafka are read straight from the topic, and
  * positions below the log start offset (Kafka's retention) are truncated: Resync.
+ * A little over 300 lines: the producer, the tail and the replay readers share the topic's
+ * offsets and the window, and read best together; the snapshot (issue 13) will split it.
  */
 import { randomUUID } from "node:crypto";
 import type { Admin, Consumer, Kafka, KafkaConfig, Producer } from "kafkajs";

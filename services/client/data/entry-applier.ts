@@ -3,6 +3,8 @@
  * into the store: in one transaction with the status document, whose position advances
  * with the data; when the store refuses that transaction, entry by entry, so one bad
  * entry does not hold back the others.
+ * A little over 300 lines: screening (reserved paths), fetching and the two commit modes
+ * decide together which entries a job's one transaction holds.
  */
 import { type DataSourceEntry, SaveMethod } from "../../../gen/opal/mesh/v1/data_pb.js";
 import { retry } from "../../common/backoff.js";
