@@ -1,5 +1,6 @@
 /** What the broadcaster needs from a log backend: the in-memory log, or Kafka. */
 import type { Event } from "../../gen/opal/mesh/v1/event_pb.js";
+import type { Snapshot } from "../common/snapshot/types.js";
 
 export interface LogHead {
   /** Position of the newest event; 0 when the log is empty. */
@@ -19,6 +20,10 @@ export interface EventLog {
    * LogTruncatedError when `after` (or the reader, falling behind) leaves the retained range.
    */
   read(after: bigint, signal: AbortSignal): AsyncGenerator<Event>;
+  /** The log folded through its head (issue 13): kept up to date as events are appended or read. */
+  readonly snapshot: Snapshot;
+  /** Why the snapshot misses events (the log lost them before it could fold them); undefined when complete. */
+  snapshotProblem(): string | undefined;
 }
 
 export class LogTruncatedError extends Error {

@@ -6,6 +6,8 @@
 import { randomUUID } from "node:crypto";
 import type { Event } from "../../gen/opal/mesh/v1/event_pb.js";
 import { type EventWindow, type EventWindowLimits, logEventWindow } from "../common/event-window.js";
+import { LogSnapshot } from "../common/snapshot/log-snapshot.js";
+import type { Snapshot } from "../common/snapshot/types.js";
 import { type EventLog, type LogHead, LogTruncatedError } from "./event-log.js";
 
 export { LogTruncatedError } from "./event-log.js";
@@ -15,6 +17,8 @@ export class MemoryLog implements EventLog {
   /** A new id per process: positions do not survive a restart of an in-memory log. */
   readonly logId = `memory:${randomUUID()}`;
   private readonly window: EventWindow<Event>;
+  /** Folded on append, so it covers the whole log even after the window dropped old events. */
+  readonly snapshot: Snapshot = new LogSnapshot();
 
   constructor(options: MemoryLogOptions) {
     this.window = logEventWindow(options, (after, first) => new LogTruncatedError(after, first));
@@ -35,6 +39,7 @@ export class MemoryLog implements EventLog {
       event.position = this.window.end + 1n;
       event.publishedAtUnixMs = now;
       this.window.append(event);
+      this.snapshot.fold(event);
       return event.position;
     });
   }
@@ -42,6 +47,10 @@ export class MemoryLog implements EventLog {
   eventsAfter(after: bigint, limit = 1024): Event[] {
     if (after < this.window.start) throw new LogTruncatedError(after, this.window.firstRetained);
     return this.window.after(after, limit) ?? [];
+  }
+
+  snapshotProblem(): string | undefined {
+    return undefined;
   }
 
   read(after: bigint, signal: AbortSignal): AsyncGenerator<Event> {

@@ -4,6 +4,7 @@ import { create } from "@bufbuild/protobuf";
 import { EventSchema } from "../../gen/opal/mesh/v1/event_pb.js";
 import { Registry } from "../common/telemetry/metrics.js";
 import type { EventLog } from "./event-log.js";
+import { LogSnapshot } from "../common/snapshot/log-snapshot.js";
 import { MemoryLog } from "./memory-log.js";
 import { BroadcasterMetrics } from "./metrics.js";
 
@@ -15,7 +16,7 @@ test("appends are counted per event, failed appends per call", async () => {
   const log = metrics.meter(new MemoryLog({ maxEvents: 100, maxBytes: 1_000_000 }));
   assert.deepEqual(await log.append([event(), event()]), [1n, 2n]);
   assert.equal(log.head().headPosition, 2n);
-  const failing: EventLog = { head: () => ({ headPosition: 0n, firstRetainedPosition: 1n, logId: "x" }), append: async () => Promise.reject(new Error("not acknowledged")), read: () => assert.fail("not used") };
+  const failing: EventLog = { head: () => ({ headPosition: 0n, firstRetainedPosition: 1n, logId: "x" }), append: async () => Promise.reject(new Error("not acknowledged")), read: () => assert.fail("not used"), snapshot: new LogSnapshot(), snapshotProblem: () => undefined };
   await assert.rejects(metrics.meter(failing).append([event()]), /not acknowledged/);
   const text = await registry.metrics();
   assert.match(text, /opal_mesh_broadcaster_events_appended_total\{backend="memory"\} 2/);

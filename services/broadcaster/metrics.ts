@@ -4,6 +4,7 @@
  * behind the topic.
  */
 import { Counter, Gauge, type Registry } from "../common/telemetry/metrics.js";
+import type { SnapshotStats } from "../common/snapshot/types.js";
 import type { EventLog } from "./event-log.js";
 
 export type LogBackendName = "memory" | "kafka";
@@ -14,6 +15,8 @@ export interface BroadcasterMetricsOptions {
   consumerLag?: () => bigint;
   /** Kafka: failed periodic reads of the topic's offsets. */
   offsetRefreshFailures?: () => number;
+  /** The log's snapshot: what late clients write. */
+  snapshot?: () => SnapshotStats;
 }
 
 export class BroadcasterMetrics {
@@ -36,6 +39,15 @@ export class BroadcasterMetrics {
         this.set(Number(lag()));
       } });
     }
+    const snapshot = options.snapshot;
+    if (snapshot !== undefined) {
+      new Gauge({ name: "opal_mesh_broadcaster_snapshot_entries", help: "Entries in the log's snapshot (the fold of every event that a late, emptied or resynced client writes).", registers, collect() {
+        this.set(snapshot().entries);
+      } });
+      new Gauge({ name: "opal_mesh_broadcaster_snapshot_bytes", help: "Bytes of data in the log's snapshot (OPAL_MESH_SNAPSHOT_MAX_BYTES bounds it).", registers, collect() {
+        this.set(snapshot().bytes);
+      } });
+    }
     const refreshFailures = options.offsetRefreshFailures;
     if (refreshFailures !== undefined) {
       let counted = 0;
@@ -53,6 +65,8 @@ export class BroadcasterMetrics {
     return {
       head: () => log.head(),
       read: (after, signal) => log.read(after, signal),
+      snapshot: log.snapshot,
+      snapshotProblem: () => log.snapshotProblem(),
       append: async (events) => {
         try {
           const positions = await log.append(events);

@@ -4,7 +4,7 @@
  * scope change (reload what the scope defines). Every job goes into the one update
  * pipeline, in log order; the sync state moves the resume point as each arrives.
  */
-import type { Resync, Welcome } from "../../gen/opal/mesh/v1/distributor_pb.js";
+import type { Resync, SnapshotPart, Welcome } from "../../gen/opal/mesh/v1/distributor_pb.js";
 import type { Event } from "../../gen/opal/mesh/v1/event_pb.js";
 import type { Logger } from "../common/logger.js";
 import type { Tracing } from "../common/telemetry/tracing.js";
@@ -12,6 +12,7 @@ import type { DataUpdater } from "./data/data-updater.js";
 import type { UpdatePipeline } from "./data/update-pipeline.js";
 import type { PositionMark } from "./opa-status.js";
 import type { PolicyUpdater } from "./policy/policy-updater.js";
+import { SnapshotCollector, SnapshotLostError } from "./snapshot-collector.js";
 import type { StreamHandlers } from "./stream-session.js";
 import type { SyncState } from "./sync-state.js";
 import { UpdateTrace } from "./update-trace.js";
@@ -34,9 +35,13 @@ export interface EventRouterOptions {
 }
 
 export class EventRouter implements StreamHandlers {
+  /** The snapshot the session's Welcome or Resync announced, while its parts arrive. */
+  private snapshot: { collector: SnapshotCollector; mark: PositionMark } | undefined;
+
   constructor(private readonly options: EventRouterOptions) {}
 
   onConnectionChange(connected: boolean, error?: string): void {
+    if (!connected) this.snapshotLost(`the stream ended before the snapshot was complete${error === undefined ? "" : ` (${error})`}`);
     this.options.onConnectionChange(connected, error);
   }
 
@@ -45,7 +50,7 @@ export class EventRouter implements StreamHandlers {
     this.options.onSession();
     const next = sync.welcomed(welcome, resumed);
     if (next.load === "all") {
-      this.loadBaseline("Initial load", next.mark);
+      this.loadBaseline("Initial load", next.mark, welcome.snapshotFollows ? this.expectSnapshot(next.mark) : undefined);
       return;
     }
     logger.info({ position: sync.resumePoint?.position.toString() }, "resumed: the distributor replays what was missed");
@@ -55,7 +60,37 @@ export class EventRouter implements StreamHandlers {
   onResync(resync: Resync): void {
     const mark = this.options.sync.resynced(resync);
     this.options.logger.warn({ reason: resync.reason }, "resync: reloading policy and data");
-    this.loadBaseline(`Resync: ${resync.reason}`, mark);
+    this.loadBaseline(`Resync: ${resync.reason}`, mark, resync.snapshotFollows ? this.expectSnapshot(mark) : undefined);
+  }
+
+  onSnapshot(part: SnapshotPart): void {
+    const pending = this.snapshot;
+    if (pending === undefined) {
+      this.options.logger.warn({ position: part.position.toString() }, "a snapshot part nobody announced; ignored");
+      return;
+    }
+    if (!pending.collector.add(part)) {
+      // A part that does not fit failed the collector: the baseline job fails, the next session starts afresh.
+      if (pending.collector.complete) this.snapshot = undefined;
+      return;
+    }
+    this.snapshot = undefined;
+    this.options.sync.snapshotReceived(pending.mark);
+    void pending.collector.done.then((received) => {
+      if (received.incomplete !== undefined) this.options.logger.warn({ position: received.position.toString(), reason: received.incomplete }, "the server's snapshot misses events its log no longer holds");
+    }, () => undefined);
+  }
+
+  private expectSnapshot(mark: PositionMark): SnapshotCollector {
+    this.snapshotLost("a new snapshot replaces it");
+    const collector = new SnapshotCollector(mark.position);
+    this.snapshot = { collector, mark };
+    return collector;
+  }
+
+  private snapshotLost(reason: string): void {
+    this.snapshot?.collector.fail(new SnapshotLostError(reason));
+    this.snapshot = undefined;
   }
 
   onEvent(event: Event): void {
@@ -86,11 +121,11 @@ export class EventRouter implements StreamHandlers {
    * Policy first, then every baseline data source, ahead of the events that follow; the
    * baseline's transaction moves OPA's position to `mark`, the head it was taken at.
    */
-  loadBaseline(reason: string, mark: PositionMark): void {
+  loadBaseline(reason: string, mark: PositionMark, snapshot?: SnapshotCollector): void {
     const { dataEnabled, policyEnabled } = this.options;
     this.options.pipeline.clear();
     if (policyEnabled) this.syncPolicy(reason, dataEnabled ? undefined : mark);
-    if (dataEnabled) this.options.dataUpdater.loadBaseline(reason, mark);
+    if (dataEnabled) this.options.dataUpdater.loadBaseline(reason, mark, snapshot?.done);
   }
 
   /** `announced`: the version a PolicyChanged names; when OPA holds it by the job's turn, only the position moves. */

@@ -12,6 +12,7 @@ import {
   ConnectRequestSchema,
   DistributorService,
   type Resync,
+  type SnapshotPart,
   type Welcome,
 } from "../../gen/opal/mesh/v1/distributor_pb.js";
 import type { Event } from "../../gen/opal/mesh/v1/event_pb.js";
@@ -40,6 +41,8 @@ export interface StreamHandlers {
   onWelcome(welcome: Welcome, resumed: boolean): void;
   onEvent(event: Event): void;
   onResync(resync: Resync): void;
+  /** A part of the snapshot that a Welcome or Resync said follows. */
+  onSnapshot(part: SnapshotPart): void;
   onConnectionChange(connected: boolean, error?: string): void;
 }
 
@@ -164,6 +167,8 @@ export class StreamSession {
             resumeFromPosition: resume?.position,
             logId: resume?.logId ?? "",
             policyHash: this.options.policyHash(),
+            // A fresh or resynced start gets the log's snapshot to write with the baseline.
+            acceptsSnapshot: true,
           },
         },
       }),
@@ -186,6 +191,9 @@ export class StreamSession {
           break;
         case "resync":
           this.options.handlers.onResync(response.message.value);
+          break;
+        case "snapshot":
+          this.options.handlers.onSnapshot(response.message.value);
           break;
         default:
           break;

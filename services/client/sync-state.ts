@@ -113,8 +113,16 @@ export class SyncState implements StatusWriter {
       this.baselineIncomplete = false;
       return load;
     }
-    this.received = { logId: welcome.logId, position: welcome.headPosition };
-    return { load: "all", mark: this.received };
+    const mark = { logId: welcome.logId, position: welcome.headPosition };
+    // With a snapshot to come, the head is the resume point only once all of it arrived:
+    // a stream cut before that starts fresh again, and gets the snapshot again.
+    if (!welcome.snapshotFollows) this.received = mark;
+    return { load: "all", mark };
+  }
+
+  /** The snapshot at `mark` arrived whole: the next stream resumes from there. */
+  snapshotReceived(mark: PositionMark): void {
+    this.received = mark;
   }
 
   /** An event arrived: its position is the resume point now (it is queued in order). */
@@ -125,8 +133,9 @@ export class SyncState implements StatusWriter {
 
   /** The distributor cannot replay from where we were: everything again, at its head. */
   resynced(resync: Resync): PositionMark {
-    this.received = { logId: this.received?.logId ?? "", position: resync.headPosition };
-    return this.received;
+    const mark = { logId: this.received?.logId ?? "", position: resync.headPosition };
+    if (!resync.snapshotFollows) this.received = mark;
+    return mark;
   }
 
   async commit(writes: readonly EntryWrite[], signal: AbortSignal, record: StatusRecord = {}): Promise<void> {

@@ -3,8 +3,9 @@
  * of a session's cursor from its Welcome until fan-out takes over.
  *
  * - A fresh client (no resume point, or one from another log) starts at the head: it
- *   loads its baseline and the events after the head follow.
- * - A client ahead of the log is told to resync, and starts at the head.
+ *   loads its baseline — with the snapshot of the log at the head, when it accepts one —
+ *   and the events after the head follow.
+ * - A client ahead of the log is told to resync (with the snapshot), and starts at the head.
  * - A client whose missed events the fan-out still holds is replayed from memory and
  *   registered in the same turn, so no live event slips in between.
  * - Otherwise its missed events are read from the log, at the client's pace, while live
@@ -16,12 +17,13 @@ import type { BroadcasterService } from "../../gen/opal/mesh/v1/broadcaster_pb.j
 import type { Logger } from "../common/logger.js";
 import { DEFAULT_SCOPE } from "../common/scopes/scoped-topics.js";
 import type { Fanout } from "./fanout.js";
-import { encodeEventFor, encodeResync } from "./frames.js";
+import { encodeEventFor, encodeResync, encodeWelcome } from "./frames.js";
 import type { DistributorObserver } from "./observer.js";
 import type { ClientSession, SendLimits } from "./session.js";
+import { sendSnapshot } from "./snapshot-sender.js";
 
 export interface CatchUpOptions {
-  fanout: Pick<Fanout, "head" | "logId" | "replayFrom" | "sessions">;
+  fanout: Pick<Fanout, "head" | "logId" | "replayFrom" | "sessions" | "snapshot" | "snapshotProblem">;
   broadcaster: Client<typeof BroadcasterService>;
   logger: Logger;
   /** A client's send buffer: a replay over half of it goes through the log, at the client's pace. */
@@ -39,24 +41,32 @@ export class CatchUp {
   constructor(private readonly options: CatchUpOptions) {}
 
   /**
-   * Starts the session's cursor and registers it with fan-out; a replay from the log goes
-   * on in the background until `signal` (the stream's) aborts.
+   * Welcomes the session, starts its cursor and registers it with fan-out; a replay from
+   * the log (or a snapshot) goes on in the background until `signal` (the stream's) aborts.
    */
   begin(session: ClientSession, resume: ResumePoint, signal: AbortSignal): void {
-    const { fanout } = this.options;
+    const { fanout, logger } = this.options;
     const head = fanout.head;
-    if (resume.position === undefined || resume.logId !== fanout.logId) {
-      // Welcome's log_id tells the client its position (if any) belongs to another log.
+    const fresh = resume.position === undefined || resume.logId !== fanout.logId;
+    // Welcome's log_id tells the client its position (if any) belongs to another log.
+    const welcome = encodeWelcome(session.sessionId, head, fanout.logId, fresh && session.acceptsSnapshot);
+    if (fresh && session.acceptsSnapshot) {
+      sendSnapshot(session, welcome, head, fanout, logger);
+      fanout.sessions.register(session);
+      return;
+    }
+    session.sendControl(welcome);
+    if (fresh) {
       session.startAt(head);
       fanout.sessions.register(session);
-    } else if (resume.position > head) {
-      session.resync(encodeResync("the client's position is ahead of the log", head), head);
+    } else if ((resume.position as bigint) > head) {
+      this.resync(session, "the client's position is ahead of the log", head);
       fanout.sessions.register(session);
-    } else if (!this.replayFromMemory(session, resume.position)) {
-      session.beginCatchUp(resume.position);
+    } else if (!this.replayFromMemory(session, resume.position as bigint)) {
+      session.beginCatchUp(resume.position as bigint);
       fanout.sessions.register(session);
       // fromLog handles every error itself: it resyncs the client or drops it so it resumes.
-      void this.fromLog(session, resume.position, signal);
+      void this.fromLog(session, resume.position as bigint, signal);
     }
   }
 
@@ -121,8 +131,14 @@ export class CatchUp {
 
   /** The client's position is older than the log holds: it resyncs and goes on live from the head. */
   private notRetained(session: ClientSession): void {
-    const head = this.options.fanout.head;
-    session.resync(encodeResync("the client's position is no longer retained", head), head);
-    session.endCatchUp();
+    this.resync(session, "the client's position is no longer retained", this.options.fanout.head);
+    // With a snapshot, the sender ends the catch-up after its last part.
+    if (!session.acceptsSnapshot) session.endCatchUp();
+  }
+
+  /** A Resync at `head`: with the snapshot at it for a client that writes one, else the baseline alone. */
+  private resync(session: ClientSession, reason: string, head: bigint): void {
+    if (session.acceptsSnapshot) sendSnapshot(session, encodeResync(reason, head, true), head, this.options.fanout, this.options.logger);
+    else session.resync(encodeResync(reason, head), head);
   }
 }

@@ -13,10 +13,14 @@ import { Closing, type Closed, type Component } from "../common/lifecycle.js";
 import type { Logger } from "../common/logger.js";
 import { DEFAULT_SCOPE } from "../common/scopes/scoped-topics.js";
 import { endSpan, type Span, SpanKind, type TraceCarrier, type Tracing } from "../common/telemetry/tracing.js";
+import { LogSnapshot } from "../common/snapshot/log-snapshot.js";
+import type { Snapshot } from "../common/snapshot/types.js";
 import { encodeEventFor, encodeResync, type FramedEvent, framed } from "./frames.js";
 import type { DistributorObserver } from "./observer.js";
 import { SessionRegistry } from "./session-registry.js";
 import type { ClientSession } from "./session.js";
+import { type LoadedSnapshot, readSnapshot } from "./snapshot-loader.js";
+import { sendSnapshot } from "./snapshot-sender.js";
 
 export interface FanoutOptions {
   broadcaster: Client<typeof BroadcasterService>;
@@ -62,6 +66,16 @@ export class Fanout implements Component {
   private readonly running = new Set<Promise<void>>();
   private stopping: Promise<void> | undefined;
   private readonly recent: EventWindow<FramedEvent>;
+  /**
+   * The log folded through the last dispatched event: loaded from the broadcaster when the
+   * subscription starts (or the log is replaced), then folded here before each dispatch, so
+   * a session starting at the head gets the state at exactly that head.
+   */
+  readonly snapshot: Snapshot = new LogSnapshot();
+  private snapshotIncomplete: string | undefined;
+  /** The next subscription starts from the broadcaster's snapshot (at first, and after the log was replaced or left us behind). */
+  private needsSnapshot = true;
+  private resyncReason: string | undefined;
 
   constructor(private readonly options: FanoutOptions) {
     this.sessions = new SessionRegistry({ ...(options.observer === undefined ? {} : { observer: options.observer }), ...(options.leftClientTtlMs === undefined ? {} : { leftClientTtlMs: options.leftClientTtlMs }) });
@@ -89,6 +103,11 @@ export class Fanout implements Component {
   /** Why the log subscription is down and being renewed; undefined while it flows. */
   get subscriptionProblem(): string | undefined {
     return this.lost;
+  }
+
+  /** Why the snapshot misses events the log no longer holds, if it does. */
+  get snapshotProblem(): string | undefined {
+    return this.snapshotIncomplete;
   }
 
   get sessionCount(): number {
@@ -150,12 +169,13 @@ export class Fanout implements Component {
       signal.addEventListener("abort", onAbort, { once: true });
       let received = 0;
       try {
-        const request = this.subscribed ? { afterPosition: this.headPosition } : { fromHead: true };
+        const loaded = this.needsSnapshot ? await readSnapshot(broadcaster, subscription.signal) : undefined;
+        const request = loaded !== undefined ? { afterPosition: loaded.position } : { afterPosition: this.headPosition };
         for await (const message of broadcaster.subscribe(request, { signal: subscription.signal })) {
           failures = 0;
           this.lost = undefined;
           if (message.message.case === "started") {
-            if (this.started(message.message.value, signal) === "resubscribe") break;
+            if (this.started(message.message.value, loaded, signal) === "resubscribe") break;
           } else if (message.message.case === "event") {
             received += this.dispatch(message.message.value);
             if (received > RESUBSCRIBE_AFTER_BYTES) break;
@@ -177,24 +197,47 @@ export class Fanout implements Component {
     }
   }
 
-  /** A subscription (re)started: "resubscribe" when it must start again from the new log's head. */
-  private started(started: { headPosition: bigint; logId: string; truncated: boolean }, signal: AbortSignal): "resubscribe" | undefined {
+  /** A subscription (re)started: "resubscribe" when it must start again from the new log's snapshot. */
+  private started(started: { headPosition: bigint; logId: string; truncated: boolean }, loaded: LoadedSnapshot | undefined, signal: AbortSignal): "resubscribe" | undefined {
+    if (loaded !== undefined) {
+      // The log moved on between the snapshot and the subscription (replaced, or retention
+      // dropped what follows the snapshot): read it again.
+      if (started.logId !== loaded.logId || started.truncated) return "resubscribe";
+      const position = loaded.position;
+      this.snapshot.restore(loaded);
+      this.snapshotIncomplete = loaded.incomplete;
+      this.needsSnapshot = false;
+      const first = !this.subscribed;
+      this.headPosition = position;
+      this.currentLogId = started.logId;
+      this.recent.reset(position);
+      if (first) {
+        this.subscribed = true;
+        for (const wake of this.readyWaiters.splice(0)) wake();
+      } else {
+        this.resyncAll(position, this.resyncReason ?? "the log was replaced");
+      }
+      // fillRecent handles its own failures (logged, counted); resumes then replay from the log.
+      this.track(this.fillRecent(position, started.logId, signal));
+      return undefined;
+    }
     if (!this.subscribed) {
+      // A broadcaster without snapshots: start at its head, as before.
       this.headPosition = started.headPosition;
       this.currentLogId = started.logId;
       this.recent.reset(started.headPosition);
+      this.snapshot.reset(started.headPosition);
+      this.needsSnapshot = false;
       this.subscribed = true;
       for (const wake of this.readyWaiters.splice(0)) wake();
-        // fillRecent handles its own failures (logged, counted); resumes then replay from the log.
       this.track(this.fillRecent(started.headPosition, started.logId, signal));
-    } else if (started.logId !== this.currentLogId) {
-      // The log behind us was replaced (e.g. an in-memory broadcaster restarted):
-      // positions restart, so every client loads its baseline again.
-      this.currentLogId = started.logId;
-      this.resyncAll(started.headPosition, "the log was replaced");
+    } else if (started.logId !== this.currentLogId || started.truncated) {
+      // The log behind us was replaced (e.g. an in-memory broadcaster restarted: positions
+      // restart), or we fell behind its retention: every client loads again, from the
+      // log's snapshot.
+      this.resyncReason = started.logId !== this.currentLogId ? "the log was replaced" : "the distributor fell behind the log's retention";
+      this.needsSnapshot = true;
       return "resubscribe";
-    } else if (started.truncated) {
-      this.resyncAll(started.headPosition, "the distributor fell behind the log's retention");
     }
     return undefined;
   }
@@ -203,6 +246,8 @@ export class Fanout implements Component {
   private dispatch(event: Event): number {
     const observer = this.options.observer;
     observer?.onEvent?.(event);
+    // Folded before anyone sees it: a session that starts at this position gets it in its snapshot.
+    this.snapshot.fold(event);
     const span = this.startProcessSpan(event);
     // Clients continue the trace from this span: the frames carry its context.
     const outgoing = span === undefined ? event : withTraceContext(event, this.options.tracing?.inject(span));
@@ -295,6 +340,10 @@ export class Fanout implements Component {
     this.headPosition = newHead;
     this.recent.reset(newHead);
     const frame = encodeResync(reason, newHead);
-    for (const session of this.sessions) session.resync(frame, newHead);
+    const withSnapshot = encodeResync(reason, newHead, true);
+    for (const session of this.sessions) {
+      if (session.acceptsSnapshot) sendSnapshot(session, withSnapshot, newHead, this, this.options.logger);
+      else session.resync(frame, newHead);
+    }
   }
 }

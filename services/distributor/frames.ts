@@ -3,8 +3,8 @@
  * receives (Welcome, events, Resync, pongs), serialized once and shared by every session
  * it goes to, and an event as a client of one scope may see it.
  */
-import { clone, create, toBinary } from "@bufbuild/protobuf";
-import { ConnectResponseSchema } from "../../gen/opal/mesh/v1/distributor_pb.js";
+import { clone, create, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
+import { ConnectResponseSchema, type SnapshotPartSchema } from "../../gen/opal/mesh/v1/distributor_pb.js";
 import { type Event, EventSchema } from "../../gen/opal/mesh/v1/event_pb.js";
 import { DEFAULT_SCOPE, scopeOfTopic, unscopeTopic } from "../common/scopes/scoped-topics.js";
 
@@ -44,12 +44,18 @@ export function framed(event: Event, frame: Uint8Array = encodeEventFor(event, D
   return { event, frame };
 }
 
-export function encodeResync(reason: string, headPosition: bigint): Uint8Array {
-  return toBinary(ConnectResponseSchema, create(ConnectResponseSchema, { message: { case: "resync", value: { reason, headPosition } } }));
+/** `snapshotFollows`: the snapshot at `headPosition` comes next (a client that accepts one). */
+export function encodeResync(reason: string, headPosition: bigint, snapshotFollows = false): Uint8Array {
+  return toBinary(ConnectResponseSchema, create(ConnectResponseSchema, { message: { case: "resync", value: { reason, headPosition, snapshotFollows } } }));
 }
 
-export function encodeWelcome(sessionId: string, headPosition: bigint, logId: string): Uint8Array {
-  return toBinary(ConnectResponseSchema, create(ConnectResponseSchema, { message: { case: "welcome", value: { sessionId, headPosition, logId } } }));
+export function encodeWelcome(sessionId: string, headPosition: bigint, logId: string, snapshotFollows = false): Uint8Array {
+  return toBinary(ConnectResponseSchema, create(ConnectResponseSchema, { message: { case: "welcome", value: { sessionId, headPosition, logId, snapshotFollows } } }));
+}
+
+/** One part of the snapshot a client writes with its baseline (snapshot-sender.ts makes them). */
+export function encodeSnapshotPart(part: MessageInitShape<typeof SnapshotPartSchema>): Uint8Array {
+  return toBinary(ConnectResponseSchema, create(ConnectResponseSchema, { message: { case: "snapshot", value: part } }));
 }
 
 export function encodePong(nonce: bigint): Uint8Array {

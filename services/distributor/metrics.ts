@@ -3,6 +3,7 @@
  * time, so a client that leaves takes its series with it; counters and the latency
  * histogram are fed by the delivery tracker as ACKs arrive.
  */
+import type { SnapshotStats } from "../common/snapshot/types.js";
 import { Counter, Gauge, Histogram, LATENCY_BUCKETS, type Registry } from "../common/telemetry/metrics.js";
 import { clientLag } from "./dashboard/state.js";
 import type { UpdateKind } from "./delivery-tracker.js";
@@ -27,6 +28,8 @@ export interface DistributorMetricsSource {
   readonly head: bigint;
   readonly sessionCount: number;
   listSessions(): LagSource[];
+  /** The fan-out's snapshot of the log (what fresh, emptied and resynced clients write). */
+  readonly snapshot?: { readonly stats: SnapshotStats };
 }
 
 export class DistributorMetrics implements DistributorObserver {
@@ -43,6 +46,15 @@ export class DistributorMetrics implements DistributorObserver {
     new Gauge({ name: "opal_mesh_distributor_log_head_position", help: "The last log position this distributor dispatched.", registers, collect() {
       this.set(Number(source.head));
     } });
+    const snapshot = source.snapshot;
+    if (snapshot !== undefined) {
+      new Gauge({ name: "opal_mesh_distributor_snapshot_entries", help: "Entries in this distributor's snapshot of the log (what fresh, emptied and resynced clients write with their baseline).", registers, collect() {
+        this.set(snapshot.stats.entries);
+      } });
+      new Gauge({ name: "opal_mesh_distributor_snapshot_bytes", help: "Bytes of data in this distributor's snapshot of the log.", registers, collect() {
+        this.set(snapshot.stats.bytes);
+      } });
+    }
     new Gauge({ name: "opal_mesh_distributor_client_lag_positions", help: "Log positions between the head and what each connected client is known to hold.", labelNames: ["client_id"], registers, collect() {
       // Rebuilt at every scrape: a client that disconnected has no series.
       this.reset();

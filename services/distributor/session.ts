@@ -61,6 +61,8 @@ export class ClientSession {
     private readonly limits: SendLimits,
     /** The scope the client joined; its topics are already inside it. */
     readonly scope: string = DEFAULT_SCOPE,
+    /** It writes the log's snapshot with its baseline (Hello.accepts_snapshot): fresh and resynced starts send one. */
+    readonly acceptsSnapshot = false,
   ) {}
 
   get sentPosition(): bigint {

@@ -13,7 +13,6 @@ import type { Ack, ClientReport, Hello } from "../../gen/opal/mesh/v1/distributo
 import type { Logger } from "../common/logger.js";
 import type { CatchUp } from "./catch-up.js";
 import type { Fanout } from "./fanout.js";
-import { encodeWelcome } from "./frames.js";
 import { subscriptionOf } from "./hello.js";
 import type { DistributorObserver } from "./observer.js";
 import { ClientSession, type FrameSink, type SendLimits } from "./session.js";
@@ -30,15 +29,14 @@ export interface SessionsOptions {
 export class Sessions implements StreamHandoff {
   constructor(private readonly options: SessionsOptions) {}
 
-  /** Registers the session synchronously (welcome, replay from memory, fan-out) so no live event slips in between. */
+  /** Registers the session synchronously (welcome, snapshot view or replay from memory, fan-out) so no live event slips in between. */
   open(hello: Hello, peer: string, sink: FrameSink, signal: AbortSignal): ClientSession {
     const { fanout, logger } = this.options;
     const { scope, topics } = subscriptionOf(hello);
     const clientId = hello.clientId || `anonymous-${peer}`;
     const replaced = fanout.sessions.sessionsOf(clientId);
-    const session = new ClientSession(clientId, topics, peer, sink, this.options.limits, scope);
+    const session = new ClientSession(clientId, topics, peer, sink, this.options.limits, scope, hello.acceptsSnapshot);
     const head = fanout.head;
-    session.sendControl(encodeWelcome(session.sessionId, head, fanout.logId));
     const resume = hello.resumeFromPosition;
     logger.info({ clientId, sessionId: session.sessionId, topics, resume: resume?.toString(), head: head.toString() }, "client connected");
     this.options.catchUp.begin(session, { position: resume, logId: hello.logId }, signal);

@@ -7,7 +7,7 @@
  * end of the current turn (setImmediate, microseconds). Positions come back in the order
  * of the batch, which is the order of the calls.
  */
-import type { Client } from "@connectrpc/connect";
+import { type Client, Code, ConnectError } from "@connectrpc/connect";
 import type { BroadcasterService } from "../../gen/opal/mesh/v1/broadcaster_pb.js";
 import type { Event } from "../../gen/opal/mesh/v1/event_pb.js";
 
@@ -20,6 +20,8 @@ interface Waiting {
   bytes: number;
   resolve: (position: bigint) => void;
   reject: (error: unknown) => void;
+  /** Sent in a batch of its own (its batch was refused as a whole). */
+  alone?: boolean;
 }
 
 export class EventBatcher {
@@ -53,6 +55,12 @@ export class EventBatcher {
         });
       },
       (error: unknown) => {
+        // The log refused to hold what the batch adds (the snapshot's limit): the updates go
+        // again one by one, so only those that do not fit fail, each with its own answer.
+        if (batch.length > 1 && error instanceof ConnectError && error.code === Code.ResourceExhausted) {
+          this.waiting.unshift(...batch.map((waiting) => ({ ...waiting, alone: true })));
+          return;
+        }
         for (const waiting of batch) waiting.reject(error);
       },
     ).finally(() => this.sendNext());
@@ -62,7 +70,8 @@ export class EventBatcher {
     let count = 0;
     let bytes = 0;
     // Always at least one: an event larger than the bound goes alone, as it would unbatched.
-    while (count < this.waiting.length && count < MAX_EVENTS && (count === 0 || bytes + (this.waiting[count] as Waiting).bytes <= MAX_BYTES)) {
+    if (this.waiting[0]?.alone === true) return this.waiting.splice(0, 1);
+    while (count < this.waiting.length && count < MAX_EVENTS && (count === 0 || (this.waiting[count]?.alone !== true && bytes + (this.waiting[count] as Waiting).bytes <= MAX_BYTES))) {
       bytes += (this.waiting[count] as Waiting).bytes;
       count++;
     }

@@ -4,10 +4,11 @@
  */
 import { randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
-import type { Client } from "@connectrpc/connect";
+import { type Client, Code, ConnectError } from "@connectrpc/connect";
 import type { BroadcasterService } from "../../gen/opal/mesh/v1/broadcaster_pb.js";
 import type { DataUpdate } from "../../gen/opal/mesh/v1/data_pb.js";
 import { type Event, EventSchema } from "../../gen/opal/mesh/v1/event_pb.js";
+import { HttpError } from "../common/http/http-error.js";
 import { type Context, endSpan, SpanKind, type Tracing } from "../common/telemetry/tracing.js";
 import type { EventBatcher } from "./event-batcher.js";
 
@@ -55,8 +56,14 @@ export async function publishDataUpdate(sink: EventSink, update: DataUpdate, sig
     return { id: update.id, position };
   } catch (error) {
     if (span !== undefined) endSpan(span, error);
-    throw error;
+    throw refusedByLog(error);
   }
+}
+
+/** The log refused to hold more (OPAL_MESH_SNAPSHOT_MAX_BYTES): 507 on REST, RESOURCE_EXHAUSTED on Connect, the reason as the log gave it. */
+function refusedByLog(error: unknown): unknown {
+  if (error instanceof ConnectError && error.code === Code.ResourceExhausted) return new HttpError(507, error.rawMessage);
+  return error;
 }
 
 async function publishAlone(broadcaster: Client<typeof BroadcasterService>, event: Event, signal?: AbortSignal): Promise<bigint> {

@@ -16,6 +16,7 @@ import type { PositionMark } from "../opa-status.js";
 import type { BaselineSource } from "./baseline-source.js";
 import type { JobResult, UpdatePipeline } from "./update-pipeline.js";
 import type { UpdateTrace } from "../update-trace.js";
+import { type ReceivedSnapshot, SnapshotLostError } from "../snapshot-collector.js";
 
 export interface DataUpdaterOptions {
   topics: readonly string[];
@@ -36,6 +37,12 @@ export class DataUpdater implements Component {
   private readonly closing = new Closing();
   private started = false;
   private baselineGeneration = 0;
+  /** Why the current baseline's list could not be had, while its job (with the snapshot) runs. */
+  private baselineListError: string | undefined;
+  /** The current baseline's snapshot never arrived whole (the stream ended): the next session brings one. */
+  private snapshotLost = false;
+  /** Entries that came with a snapshot: written in their turn only, never retried alone. */
+  private readonly fromSnapshot = new WeakSet<DataSourceEntry>();
 
   constructor(private readonly options: DataUpdaterOptions) {}
 
@@ -65,22 +72,49 @@ export class DataUpdater implements Component {
    * Loads every baseline entry (in one job, ahead of later events), then schedules
    * refetches. `mark` is the head the baseline was taken at: committed with it.
    */
-  loadBaseline(reason: string, mark?: PositionMark): void {
+  loadBaseline(reason: string, mark?: PositionMark, snapshot?: Promise<ReceivedSnapshot>): void {
     // Nothing to load into before start, nor after stop.
     if (!this.started || this.controller.signal.aborted) return;
     const signal = this.controller.signal;
     this.stopPeriodic();
     const generation = ++this.baselineGeneration;
     this.options.health.baselineLoaded = false;
-    const entries = this.options.baseline.entries(signal).then((all) => {
+    this.baselineListError = undefined;
+    this.snapshotLost = false;
+    const listed = this.options.baseline.entries(signal).then((all) => {
       const mine = all.filter((entry) => this.applies(entry));
       if (generation === this.baselineGeneration) this.schedulePeriodic(mine);
       return mine;
     });
+    const entries = snapshot === undefined ? listed : this.withSnapshot(listed, snapshot, generation);
     // Handled where it matters: the job awaits the list and reports its failure (health,
     // retry); this only keeps the rejection from counting as unhandled until then.
     entries.catch(() => undefined);
     this.options.pipeline.enqueue({ kind: "baseline", updateId: `baseline-${generation}`, reason, entries, position: mark?.position, logId: mark?.logId });
+  }
+
+  /**
+   * The snapshot's entries around the baseline's, in the order a connected client wrote
+   * them: those from before the scope's last redefinition, the baseline, those after. When
+   * the baseline cannot be listed the snapshot is written anyway (what the log holds is
+   * known; only the sources' part is missing) and the baseline is retried alone. A snapshot
+   * entry is never retried on its own: out of its turn it could land on a different state.
+   */
+  private async withSnapshot(listed: Promise<DataSourceEntry[]>, snapshot: Promise<ReceivedSnapshot>, generation: number): Promise<DataSourceEntry[]> {
+    const [baseline, received] = await Promise.all([
+      listed.catch((error: unknown) => {
+        if (generation === this.baselineGeneration) this.baselineListError = `the baseline could not be listed: ${(error as Error).message}`;
+        return [] as DataSourceEntry[];
+      }),
+      snapshot.catch((error: unknown) => {
+        if (error instanceof SnapshotLostError && generation === this.baselineGeneration) this.snapshotLost = true;
+        throw error;
+      }),
+    ]);
+    const before = received.beforeBaseline.filter((entry) => this.applies(entry));
+    const after = received.afterBaseline.filter((entry) => this.applies(entry));
+    for (const entry of [...before, ...after]) this.fromSnapshot.add(entry);
+    return [...before, ...baseline, ...after];
   }
 
   onEvent(event: Event, logId: string, trace?: UpdateTrace): void {
@@ -103,9 +137,18 @@ export class DataUpdater implements Component {
       this.options.health.recordData({ ok: result.ok, kind: job.kind, id: job.updateId, ...(result.ok ? {} : { error }) });
     }
     if (job.kind === "baseline" && job.updateId === `baseline-${this.baselineGeneration}`) {
-      this.options.health.baselineLoaded = result.ok;
-      if (result.ok) this.retryAttempt = 0;
-      else this.retryFailedBaseline(result);
+      const listError = this.baselineListError;
+      this.baselineListError = undefined;
+      const loaded = result.ok && listError === undefined;
+      this.options.health.baselineLoaded = loaded;
+      if (listError !== undefined) this.options.health.recordData({ ok: false, kind: job.kind, id: job.updateId, error: listError });
+      // The stream ended before its snapshot arrived: the next session loads everything again.
+      if (this.snapshotLost) {
+        this.snapshotLost = false;
+        return;
+      }
+      if (loaded) this.retryAttempt = 0;
+      else this.retryFailedBaseline(result, listError);
     }
     if (result.ok) this.options.logger.debug({ kind: job.kind, updateId: job.updateId, position: job.position?.toString() }, "data update applied");
     else this.options.logger.error({ kind: job.kind, updateId: job.updateId, position: job.position?.toString(), error }, "data update failed");
@@ -115,9 +158,9 @@ export class DataUpdater implements Component {
    * A baseline source that failed is tried again (with backoff) until it loads: the
    * position moved past it, so nothing else would bring it back (OPAL #623).
    */
-  private retryFailedBaseline(result: JobResult): void {
-    const failed = result.entries.filter((entry) => !entry.saved).map((entry) => entry.entry);
-    if (failed.length === 0 && result.error === undefined) return;
+  private retryFailedBaseline(result: JobResult, listError?: string): void {
+    const failed = result.entries.filter((entry) => !entry.saved && !this.fromSnapshot.has(entry.entry)).map((entry) => entry.entry);
+    if (failed.length === 0 && result.error === undefined && listError === undefined) return;
     const generation = this.baselineGeneration;
     this.retryAttempt++;
     const delay = backoffDelay(this.retryAttempt, { initialMs: 1_000, maxMs: 60_000 });

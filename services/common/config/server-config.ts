@@ -43,6 +43,11 @@ export interface ServerConfig {
   distributorUrls: string[];
   /** In-memory retention; with Kafka, the size of the recent-events window in front of it. */
   log: { maxEvents: number; maxBytes: number };
+  /**
+   * OPAL_MESH_SNAPSHOT_MAX_BYTES: the most the log's snapshot (what late clients write)
+   * may hold; a publish of inline data past it is refused, never silently dropped.
+   */
+  snapshot: { maxBytes: number };
   broadcast: BroadcastConfig;
   auth: AuthConfig;
   limits: Limits;
@@ -122,6 +127,7 @@ export function loadServerConfig(environment: Env, role: ServerRole = "server"):
       maxEvents: env.int("OPAL_MESH_LOG_RETENTION_EVENTS", 100_000, { min: 1 }),
       maxBytes: env.int("OPAL_MESH_LOG_RETENTION_BYTES", 256 * 1024 * 1024, { min: 1024 }),
     },
+    snapshot: { maxBytes: env.int("OPAL_MESH_SNAPSHOT_MAX_BYTES", 256 * 1024 * 1024, { min: 1024 }) },
     broadcasterUrls,
     policyWatcherUrls,
     distributorUrls,

@@ -21,6 +21,7 @@ const CODE_OF_STATUS: Readonly<Record<number, Code>> = {
   422: Code.InvalidArgument,
   429: Code.ResourceExhausted,
   503: Code.Unavailable,
+  507: Code.ResourceExhausted,
   504: Code.DeadlineExceeded,
 };
 

@@ -89,6 +89,13 @@
    * @param {number} length
    */
   function short(text, length) { return text.length > length ? text.slice(0, length) + "\u2026" : text; }
+  /** @param {number} count */
+  function bytes(count) {
+    var units = ["B", "KiB", "MiB", "GiB"];
+    var unit = 0;
+    while (count >= 1024 && unit < units.length - 1) { count /= 1024; unit++; }
+    return (unit === 0 ? count : count.toFixed(1)) + " " + units[unit];
+  }
 
   /**
    * @param {"live" | "polling" | "offline"} mode
@@ -117,6 +124,12 @@
     var server = state.server;
     $("s-head").textContent = server.head_position.toLocaleString();
     $("s-log").textContent = "log " + short(server.log_id || "\u2013", 12);
+    // What a late, emptied or resynced client writes with its baseline.
+    $("s-snapshot").textContent = server.snapshot_entries.toLocaleString() + " entries";
+    var snapshotSub = $("s-snapshot-sub");
+    snapshotSub.replaceChildren();
+    if (server.snapshot_incomplete) snapshotSub.append(el("span", "bad", "incomplete: " + server.snapshot_incomplete));
+    else snapshotSub.append(bytes(server.snapshot_bytes));
     var clients = state.clients;
     var unhealthy = clients.filter(function (c) { return c.status === "unhealthy"; }).length;
     var loading = clients.filter(function (c) { return c.status === "loading"; }).length;

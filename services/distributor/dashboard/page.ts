@@ -39,6 +39,7 @@ export const DASHBOARD_PAGE = `<!doctype html>
     <div class="stat"><div class="label">Clients</div><div class="value" id="s-clients">&ndash;</div><div class="sub" id="s-clients-sub"></div></div>
     <div class="stat"><div class="label">Behind the head</div><div class="value" id="s-behind">&ndash;</div><div class="sub" id="s-behind-sub"></div></div>
     <div class="stat"><div class="label">Recent updates</div><div class="value" id="s-updates">&ndash;</div><div class="sub" id="s-updates-sub"></div></div>
+    <div class="stat"><div class="label">Snapshot</div><div class="value" id="s-snapshot">&ndash;</div><div class="sub" id="s-snapshot-sub"></div></div>
     <div class="stat"><div class="label">Uptime</div><div class="value" id="s-uptime">&ndash;</div><div class="sub" id="updated"></div></div>
   </section>
   <section class="panel">

@@ -16,7 +16,7 @@ import { DASHBOARD_PAGE, DASHBOARD_SCRIPT, DASHBOARD_STYLE } from "./page.js";
 import { dashboardState } from "./state.js";
 
 export interface DashboardRoutesOptions {
-  fanout: Pick<Fanout, "listSessions" | "head" | "logId">;
+  fanout: Pick<Fanout, "listSessions" | "head" | "logId"> & Partial<Pick<Fanout, "snapshot" | "snapshotProblem">>;
   delivery: DeliveryTracker;
   feed: ChangeFeed;
   startedAt: number;
@@ -82,6 +82,7 @@ export function dashboardRoutes(options: DashboardRoutesOptions): RestRoute[] {
         const state = dashboardState({
           headPosition: options.fanout.head,
           logId: options.fanout.logId,
+          ...(options.fanout.snapshot === undefined ? {} : { snapshot: { ...options.fanout.snapshot.stats, incomplete: options.fanout.snapshotProblem } }),
           startedAt: options.startedAt,
           now: Date.now(),
           sessions,

@@ -54,7 +54,20 @@ export interface DashboardUpdate {
 }
 
 export interface DashboardState {
-  server: { head_position: number; log_id: string; started_at: string; uptime: number; client_count: number; clients_omitted: number; trace_links: boolean };
+  server: {
+    head_position: number;
+    log_id: string;
+    started_at: string;
+    uptime: number;
+    client_count: number;
+    clients_omitted: number;
+    trace_links: boolean;
+    /** The log's snapshot that fresh, emptied and resynced clients write: its entries and data bytes. */
+    snapshot_entries: number;
+    snapshot_bytes: number;
+    /** Why the snapshot misses events the log no longer holds; empty when complete. */
+    snapshot_incomplete: string;
+  };
   clients: DashboardClient[];
   updates: DashboardUpdate[];
 }

@@ -20,6 +20,8 @@ export type SessionView = Pick<
 export interface DashboardInput {
   headPosition: bigint;
   logId: string;
+  /** The fan-out's snapshot of the log. */
+  snapshot?: { entries: number; bytes: number; incomplete: string | undefined };
   startedAt: number;
   now: number;
   sessions: readonly SessionView[];
@@ -124,6 +126,9 @@ export function dashboardState(input: DashboardInput): DashboardState {
       client_count: clients.length,
       clients_omitted: clients.length - listed.length,
       trace_links: input.traceUiUrl !== undefined,
+      snapshot_entries: input.snapshot?.entries ?? 0,
+      snapshot_bytes: input.snapshot?.bytes ?? 0,
+      snapshot_incomplete: input.snapshot?.incomplete ?? "",
     },
     clients: listed,
     updates: input.updates.filter((update) => update.scopes.every(input.canSee)).map((update) => updateOf(update, input)),

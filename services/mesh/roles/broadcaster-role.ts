@@ -35,8 +35,9 @@ export class BroadcasterRole implements Role {
   constructor({ config, logger, expose, tracing, metrics }: BroadcasterRoleOptions) {
     this.expose = expose;
     this.backend = createLogBackend(config, logger.child({ service: "broadcaster" }), `opal-mesh-${this.name}`, tracing);
-    const measured = metrics === undefined ? undefined : new BroadcasterMetrics(metrics, { backend: config.broadcast.type, consumerLag: this.backend.consumerLag, offsetRefreshFailures: this.backend.offsetRefreshFailures });
-    this.impl = createBroadcasterService(measured?.meter(this.backend.log) ?? this.backend.log);
+    const log = this.backend.log;
+    const measured = metrics === undefined ? undefined : new BroadcasterMetrics(metrics, { backend: config.broadcast.type, consumerLag: this.backend.consumerLag, offsetRefreshFailures: this.backend.offsetRefreshFailures, snapshot: () => log.snapshot.stats });
+    this.impl = createBroadcasterService(measured?.meter(log) ?? log, { snapshotMaxBytes: config.snapshot.maxBytes });
     this.client = createClient(BroadcasterService, createRouterTransport((router) => router.service(BroadcasterService, this.impl)));
   }
 
@@ -46,7 +47,7 @@ export class BroadcasterRole implements Role {
 
   async health() {
     const head = this.backend.log.head();
-    const problem = this.backend.problem();
+    const problem = [this.backend.problem(), this.backend.log.snapshotProblem()].filter((text) => text !== undefined).join("; ") || undefined;
     const state = !this.started ? HealthState.NOT_READY : problem === undefined ? HealthState.OK : HealthState.WARN;
     return [create(ComponentHealthSchema, { component: "broadcaster", state, message: `${this.backend.describe()}, head ${head.headPosition}${problem === undefined ? "" : `; ${problem}`}` })];
   }

@@ -6,13 +6,15 @@ import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegen
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Event } from "./event_pb.js";
 import { file_opal_mesh_v1_event } from "./event_pb.js";
+import type { SnapshotHeader, SnapshotItems } from "./snapshot_pb.js";
+import { file_opal_mesh_v1_snapshot } from "./snapshot_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file opal/mesh/v1/broadcaster.proto.
  */
 export const file_opal_mesh_v1_broadcaster: GenFile = /*@__PURE__*/
-  fileDesc("Ch5vcGFsL21lc2gvdjEvYnJvYWRjYXN0ZXIucHJvdG8SDG9wYWwubWVzaC52MSI1Cg5QdWJsaXNoUmVxdWVzdBIjCgZldmVudHMYASADKAsyEy5vcGFsLm1lc2gudjEuRXZlbnQiJAoPUHVibGlzaFJlc3BvbnNlEhEKCXBvc2l0aW9ucxgBIAMoBCJNChBTdWJzY3JpYmVSZXF1ZXN0EhYKDmFmdGVyX3Bvc2l0aW9uGAEgASgEEhEKCWZyb21faGVhZBgCIAEoCBIOCgZ0b3BpY3MYAyADKAkiegoRU3Vic2NyaWJlUmVzcG9uc2USNAoHc3RhcnRlZBgBIAEoCzIhLm9wYWwubWVzaC52MS5TdWJzY3JpcHRpb25TdGFydGVkSAASJAoFZXZlbnQYAiABKAsyEy5vcGFsLm1lc2gudjEuRXZlbnRIAEIJCgdtZXNzYWdlInAKE1N1YnNjcmlwdGlvblN0YXJ0ZWQSFQoNaGVhZF9wb3NpdGlvbhgBIAEoBBIRCgl0cnVuY2F0ZWQYAiABKAgSHwoXZmlyc3RfcmV0YWluZWRfcG9zaXRpb24YAyABKAQSDgoGbG9nX2lkGAQgASgJIg0KC0hlYWRSZXF1ZXN0IlYKDEhlYWRSZXNwb25zZRIVCg1oZWFkX3Bvc2l0aW9uGAEgASgEEh8KF2ZpcnN0X3JldGFpbmVkX3Bvc2l0aW9uGAIgASgEEg4KBmxvZ19pZBgDIAEoCTLrAQoSQnJvYWRjYXN0ZXJTZXJ2aWNlEkYKB1B1Ymxpc2gSHC5vcGFsLm1lc2gudjEuUHVibGlzaFJlcXVlc3QaHS5vcGFsLm1lc2gudjEuUHVibGlzaFJlc3BvbnNlEk4KCVN1YnNjcmliZRIeLm9wYWwubWVzaC52MS5TdWJzY3JpYmVSZXF1ZXN0Gh8ub3BhbC5tZXNoLnYxLlN1YnNjcmliZVJlc3BvbnNlMAESPQoESGVhZBIZLm9wYWwubWVzaC52MS5IZWFkUmVxdWVzdBoaLm9wYWwubWVzaC52MS5IZWFkUmVzcG9uc2ViBnByb3RvMw", [file_opal_mesh_v1_event]);
+  fileDesc("Ch5vcGFsL21lc2gvdjEvYnJvYWRjYXN0ZXIucHJvdG8SDG9wYWwubWVzaC52MSI1Cg5QdWJsaXNoUmVxdWVzdBIjCgZldmVudHMYASADKAsyEy5vcGFsLm1lc2gudjEuRXZlbnQiJAoPUHVibGlzaFJlc3BvbnNlEhEKCXBvc2l0aW9ucxgBIAMoBCJNChBTdWJzY3JpYmVSZXF1ZXN0EhYKDmFmdGVyX3Bvc2l0aW9uGAEgASgEEhEKCWZyb21faGVhZBgCIAEoCBIOCgZ0b3BpY3MYAyADKAkiegoRU3Vic2NyaWJlUmVzcG9uc2USNAoHc3RhcnRlZBgBIAEoCzIhLm9wYWwubWVzaC52MS5TdWJzY3JpcHRpb25TdGFydGVkSAASJAoFZXZlbnQYAiABKAsyEy5vcGFsLm1lc2gudjEuRXZlbnRIAEIJCgdtZXNzYWdlInAKE1N1YnNjcmlwdGlvblN0YXJ0ZWQSFQoNaGVhZF9wb3NpdGlvbhgBIAEoBBIRCgl0cnVuY2F0ZWQYAiABKAgSHwoXZmlyc3RfcmV0YWluZWRfcG9zaXRpb24YAyABKAQSDgoGbG9nX2lkGAQgASgJIg0KC0hlYWRSZXF1ZXN0IlYKDEhlYWRSZXNwb25zZRIVCg1oZWFkX3Bvc2l0aW9uGAEgASgEEh8KF2ZpcnN0X3JldGFpbmVkX3Bvc2l0aW9uGAIgASgEEg4KBmxvZ19pZBgDIAEoCSIVChNSZWFkU25hcHNob3RSZXF1ZXN0In8KFFJlYWRTbmFwc2hvdFJlc3BvbnNlEi4KBmhlYWRlchgBIAEoCzIcLm9wYWwubWVzaC52MS5TbmFwc2hvdEhlYWRlckgAEiwKBWl0ZW1zGAIgASgLMhsub3BhbC5tZXNoLnYxLlNuYXBzaG90SXRlbXNIAEIJCgdtZXNzYWdlMsQCChJCcm9hZGNhc3RlclNlcnZpY2USRgoHUHVibGlzaBIcLm9wYWwubWVzaC52MS5QdWJsaXNoUmVxdWVzdBodLm9wYWwubWVzaC52MS5QdWJsaXNoUmVzcG9uc2USTgoJU3Vic2NyaWJlEh4ub3BhbC5tZXNoLnYxLlN1YnNjcmliZVJlcXVlc3QaHy5vcGFsLm1lc2gudjEuU3Vic2NyaWJlUmVzcG9uc2UwARI9CgRIZWFkEhkub3BhbC5tZXNoLnYxLkhlYWRSZXF1ZXN0Ghoub3BhbC5tZXNoLnYxLkhlYWRSZXNwb25zZRJXCgxSZWFkU25hcHNob3QSIS5vcGFsLm1lc2gudjEuUmVhZFNuYXBzaG90UmVxdWVzdBoiLm9wYWwubWVzaC52MS5SZWFkU25hcHNob3RSZXNwb25zZTABYgZwcm90bzM", [file_opal_mesh_v1_event, file_opal_mesh_v1_snapshot]);
 
 /**
  * @generated from message opal.mesh.v1.PublishRequest
@@ -200,6 +202,50 @@ export const HeadResponseSchema: GenMessage<HeadResponse> = /*@__PURE__*/
   messageDesc(file_opal_mesh_v1_broadcaster, 6);
 
 /**
+ * @generated from message opal.mesh.v1.ReadSnapshotRequest
+ */
+export type ReadSnapshotRequest = Message<"opal.mesh.v1.ReadSnapshotRequest"> & {
+};
+
+/**
+ * Describes the message opal.mesh.v1.ReadSnapshotRequest.
+ * Use `create(ReadSnapshotRequestSchema)` to create a new message.
+ */
+export const ReadSnapshotRequestSchema: GenMessage<ReadSnapshotRequest> = /*@__PURE__*/
+  messageDesc(file_opal_mesh_v1_broadcaster, 7);
+
+/**
+ * @generated from message opal.mesh.v1.ReadSnapshotResponse
+ */
+export type ReadSnapshotResponse = Message<"opal.mesh.v1.ReadSnapshotResponse"> & {
+  /**
+   * @generated from oneof opal.mesh.v1.ReadSnapshotResponse.message
+   */
+  message: {
+    /**
+     * Always first.
+     *
+     * @generated from field: opal.mesh.v1.SnapshotHeader header = 1;
+     */
+    value: SnapshotHeader;
+    case: "header";
+  } | {
+    /**
+     * @generated from field: opal.mesh.v1.SnapshotItems items = 2;
+     */
+    value: SnapshotItems;
+    case: "items";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message opal.mesh.v1.ReadSnapshotResponse.
+ * Use `create(ReadSnapshotResponseSchema)` to create a new message.
+ */
+export const ReadSnapshotResponseSchema: GenMessage<ReadSnapshotResponse> = /*@__PURE__*/
+  messageDesc(file_opal_mesh_v1_broadcaster, 8);
+
+/**
  * The ordered, retained log every update goes through.
  *
  * @generated from service opal.mesh.v1.BroadcasterService
@@ -234,6 +280,17 @@ export const BroadcasterService: GenService<{
     methodKind: "unary";
     input: typeof HeadRequestSchema;
     output: typeof HeadResponseSchema;
+  },
+  /**
+   * The log folded at its head: a header, then the items in replay order. Subscribe after
+   * the header's position to follow it.
+   *
+   * @generated from rpc opal.mesh.v1.BroadcasterService.ReadSnapshot
+   */
+  readSnapshot: {
+    methodKind: "server_streaming";
+    input: typeof ReadSnapshotRequestSchema;
+    output: typeof ReadSnapshotResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_opal_mesh_v1_broadcaster, 0);

@@ -4,7 +4,7 @@
 
 import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
-import type { DataSourcesConfig } from "./data_pb.js";
+import type { DataSourceEntry, DataSourcesConfig } from "./data_pb.js";
 import { file_opal_mesh_v1_data } from "./data_pb.js";
 import type { UpdateStatus } from "./delivery_pb.js";
 import { file_opal_mesh_v1_delivery } from "./delivery_pb.js";
@@ -18,7 +18,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file opal/mesh/v1/distributor.proto.
  */
 export const file_opal_mesh_v1_distributor: GenFile = /*@__PURE__*/
-  fileDesc("Ch5vcGFsL21lc2gvdjEvZGlzdHJpYnV0b3IucHJvdG8SDG9wYWwubWVzaC52MSK1AQoOQ29ubmVjdFJlcXVlc3QSJAoFaGVsbG8YASABKAsyEy5vcGFsLm1lc2gudjEuSGVsbG9IABIgCgNhY2sYAiABKAsyES5vcGFsLm1lc2gudjEuQWNrSAASIgoEcGluZxgDIAEoCzISLm9wYWwubWVzaC52MS5QaW5nSAASLAoGcmVwb3J0GAQgASgLMhoub3BhbC5tZXNoLnYxLkNsaWVudFJlcG9ydEgAQgkKB21lc3NhZ2UiuAEKD0Nvbm5lY3RSZXNwb25zZRIoCgd3ZWxjb21lGAEgASgLMhUub3BhbC5tZXNoLnYxLldlbGNvbWVIABIkCgVldmVudBgCIAEoCzITLm9wYWwubWVzaC52MS5FdmVudEgAEiYKBnJlc3luYxgDIAEoCzIULm9wYWwubWVzaC52MS5SZXN5bmNIABIiCgRwb25nGAQgASgLMhIub3BhbC5tZXNoLnYxLlBvbmdIAEIJCgdtZXNzYWdlIpoBCgVIZWxsbxIRCgljbGllbnRfaWQYASABKAkSDgoGdG9waWNzGAIgAygJEg0KBXNjb3BlGAMgASgJEiEKFHJlc3VtZV9mcm9tX3Bvc2l0aW9uGAQgASgESACIAQESEwoLcG9saWN5X2hhc2gYBSABKAkSDgoGbG9nX2lkGAYgASgJQhcKFV9yZXN1bWVfZnJvbV9wb3NpdGlvbiKVAQoDQWNrEhAKCHBvc2l0aW9uGAEgASgEEhEKCXVwZGF0ZV9pZBgCIAEoCRInCgZzdGF0dXMYAyABKA4yFy5vcGFsLm1lc2gudjEuQWNrU3RhdHVzEg0KBWVycm9yGAQgASgJEjEKDXRyYWNlX2NvbnRleHQYBSABKAsyGi5vcGFsLm1lc2gudjEuVHJhY2VDb250ZXh0IoUBCgxDbGllbnRSZXBvcnQSDwoHaGVhbHRoeRgBIAEoCBINCgVyZWFkeRgCIAEoCBIVCg1vcGFfcmVhY2hhYmxlGAMgASgIEhMKC3BvbGljeV9oYXNoGAQgASgJEhgKEGFwcGxpZWRfcG9zaXRpb24YBSABKAQSDwoHbWVzc2FnZRgGIAEoCSIVCgRQaW5nEg0KBW5vbmNlGAEgASgEIhUKBFBvbmcSDQoFbm9uY2UYASABKAQiRAoHV2VsY29tZRISCgpzZXNzaW9uX2lkGAEgASgJEhUKDWhlYWRfcG9zaXRpb24YAiABKAQSDgoGbG9nX2lkGAMgASgJIi8KBlJlc3luYxIOCgZyZWFzb24YASABKAkSFQoNaGVhZF9wb3NpdGlvbhgCIAEoBCIXChVEaXNjb3ZlclN0cmVhbVJlcXVlc3QiQAoWRGlzY292ZXJTdHJlYW1SZXNwb25zZRIMCgRwb3J0GAEgASgNEgsKA3VybBgCIAEoCRILCgN0bHMYAyABKAgiPwobR2V0RGF0YVNvdXJjZXNDb25maWdSZXF1ZXN0EhEKCWNsaWVudF9pZBgBIAEoCRINCgVzY29wZRgCIAEoCSJPChxHZXREYXRhU291cmNlc0NvbmZpZ1Jlc3BvbnNlEi8KBmNvbmZpZxgBIAEoCzIfLm9wYWwubWVzaC52MS5EYXRhU291cmNlc0NvbmZpZyIUChJMaXN0Q2xpZW50c1JlcXVlc3QiQwoTTGlzdENsaWVudHNSZXNwb25zZRIsCgdjbGllbnRzGAEgAygLMhsub3BhbC5tZXNoLnYxLkNsaWVudFNlc3Npb24i8gEKDUNsaWVudFNlc3Npb24SEQoJY2xpZW50X2lkGAEgASgJEhIKCnNlc3Npb25faWQYAiABKAkSDgoGdG9waWNzGAMgAygJEgwKBHBlZXIYBCABKAkSHAoUY29ubmVjdGVkX2F0X3VuaXhfbXMYBSABKAMSFgoOYWNrZWRfcG9zaXRpb24YBiABKAQSFQoNc2VudF9wb3NpdGlvbhgHIAEoBBIcChRsYXN0X2ZhaWxlZF9wb3NpdGlvbhgIIAEoBBIdChVsYXN0X2ZhaWxlZF91cGRhdGVfaWQYCSABKAkSEgoKbGFzdF9lcnJvchgKIAEoCSIdChtHZXREaXN0cmlidXRvclN0YXR1c1JlcXVlc3QifwocR2V0RGlzdHJpYnV0b3JTdGF0dXNSZXNwb25zZRItCgZoZWFsdGgYASABKAsyHS5vcGFsLm1lc2gudjEuQ29tcG9uZW50SGVhbHRoEhUKDWhlYWRfcG9zaXRpb24YAiABKAQSGQoRY29ubmVjdGVkX2NsaWVudHMYAyABKA0iYQoYR2V0RGVsaXZlcnlTdGF0dXNSZXF1ZXN0EhEKCXVwZGF0ZV9pZBgBIAEoCRIQCghwb3NpdGlvbhgCIAEoBBIMCgR3YWl0GAMgASgIEhIKCnRpbWVvdXRfbXMYBCABKA0iRwoZR2V0RGVsaXZlcnlTdGF0dXNSZXNwb25zZRIqCgZzdGF0dXMYASABKAsyGi5vcGFsLm1lc2gudjEuVXBkYXRlU3RhdHVzKlYKCUFja1N0YXR1cxIaChZBQ0tfU1RBVFVTX1VOU1BFQ0lGSUVEEAASFgoSQUNLX1NUQVRVU19BUFBMSUVEEAESFQoRQUNLX1NUQVRVU19GQUlMRUQQAjLVBAoSRGlzdHJpYnV0b3JTZXJ2aWNlEkoKB0Nvbm5lY3QSHC5vcGFsLm1lc2gudjEuQ29ubmVjdFJlcXVlc3QaHS5vcGFsLm1lc2gudjEuQ29ubmVjdFJlc3BvbnNlKAEwARJbCg5EaXNjb3ZlclN0cmVhbRIjLm9wYWwubWVzaC52MS5EaXNjb3ZlclN0cmVhbVJlcXVlc3QaJC5vcGFsLm1lc2gudjEuRGlzY292ZXJTdHJlYW1SZXNwb25zZRJtChRHZXREYXRhU291cmNlc0NvbmZpZxIpLm9wYWwubWVzaC52MS5HZXREYXRhU291cmNlc0NvbmZpZ1JlcXVlc3QaKi5vcGFsLm1lc2gudjEuR2V0RGF0YVNvdXJjZXNDb25maWdSZXNwb25zZRJSCgtMaXN0Q2xpZW50cxIgLm9wYWwubWVzaC52MS5MaXN0Q2xpZW50c1JlcXVlc3QaIS5vcGFsLm1lc2gudjEuTGlzdENsaWVudHNSZXNwb25zZRJtChRHZXREaXN0cmlidXRvclN0YXR1cxIpLm9wYWwubWVzaC52MS5HZXREaXN0cmlidXRvclN0YXR1c1JlcXVlc3QaKi5vcGFsLm1lc2gudjEuR2V0RGlzdHJpYnV0b3JTdGF0dXNSZXNwb25zZRJkChFHZXREZWxpdmVyeVN0YXR1cxImLm9wYWwubWVzaC52MS5HZXREZWxpdmVyeVN0YXR1c1JlcXVlc3QaJy5vcGFsLm1lc2gudjEuR2V0RGVsaXZlcnlTdGF0dXNSZXNwb25zZWIGcHJvdG8z", [file_opal_mesh_v1_data, file_opal_mesh_v1_delivery, file_opal_mesh_v1_event, file_opal_mesh_v1_health]);
+  fileDesc("Ch5vcGFsL21lc2gvdjEvZGlzdHJpYnV0b3IucHJvdG8SDG9wYWwubWVzaC52MSK1AQoOQ29ubmVjdFJlcXVlc3QSJAoFaGVsbG8YASABKAsyEy5vcGFsLm1lc2gudjEuSGVsbG9IABIgCgNhY2sYAiABKAsyES5vcGFsLm1lc2gudjEuQWNrSAASIgoEcGluZxgDIAEoCzISLm9wYWwubWVzaC52MS5QaW5nSAASLAoGcmVwb3J0GAQgASgLMhoub3BhbC5tZXNoLnYxLkNsaWVudFJlcG9ydEgAQgkKB21lc3NhZ2Ui6AEKD0Nvbm5lY3RSZXNwb25zZRIoCgd3ZWxjb21lGAEgASgLMhUub3BhbC5tZXNoLnYxLldlbGNvbWVIABIkCgVldmVudBgCIAEoCzITLm9wYWwubWVzaC52MS5FdmVudEgAEiYKBnJlc3luYxgDIAEoCzIULm9wYWwubWVzaC52MS5SZXN5bmNIABIiCgRwb25nGAQgASgLMhIub3BhbC5tZXNoLnYxLlBvbmdIABIuCghzbmFwc2hvdBgFIAEoCzIaLm9wYWwubWVzaC52MS5TbmFwc2hvdFBhcnRIAEIJCgdtZXNzYWdlIrQBCgVIZWxsbxIRCgljbGllbnRfaWQYASABKAkSDgoGdG9waWNzGAIgAygJEg0KBXNjb3BlGAMgASgJEiEKFHJlc3VtZV9mcm9tX3Bvc2l0aW9uGAQgASgESACIAQESEwoLcG9saWN5X2hhc2gYBSABKAkSDgoGbG9nX2lkGAYgASgJEhgKEGFjY2VwdHNfc25hcHNob3QYByABKAhCFwoVX3Jlc3VtZV9mcm9tX3Bvc2l0aW9uIpUBCgNBY2sSEAoIcG9zaXRpb24YASABKAQSEQoJdXBkYXRlX2lkGAIgASgJEicKBnN0YXR1cxgDIAEoDjIXLm9wYWwubWVzaC52MS5BY2tTdGF0dXMSDQoFZXJyb3IYBCABKAkSMQoNdHJhY2VfY29udGV4dBgFIAEoCzIaLm9wYWwubWVzaC52MS5UcmFjZUNvbnRleHQihQEKDENsaWVudFJlcG9ydBIPCgdoZWFsdGh5GAEgASgIEg0KBXJlYWR5GAIgASgIEhUKDW9wYV9yZWFjaGFibGUYAyABKAgSEwoLcG9saWN5X2hhc2gYBCABKAkSGAoQYXBwbGllZF9wb3NpdGlvbhgFIAEoBBIPCgdtZXNzYWdlGAYgASgJIhUKBFBpbmcSDQoFbm9uY2UYASABKAQiFQoEUG9uZxINCgVub25jZRgBIAEoBCJeCgdXZWxjb21lEhIKCnNlc3Npb25faWQYASABKAkSFQoNaGVhZF9wb3NpdGlvbhgCIAEoBBIOCgZsb2dfaWQYAyABKAkSGAoQc25hcHNob3RfZm9sbG93cxgEIAEoCCJJCgZSZXN5bmMSDgoGcmVhc29uGAEgASgJEhUKDWhlYWRfcG9zaXRpb24YAiABKAQSGAoQc25hcHNob3RfZm9sbG93cxgDIAEoCCLGAQoMU25hcHNob3RQYXJ0EhAKCHBvc2l0aW9uGAEgASgEEjYKD2JlZm9yZV9iYXNlbGluZRgCIAMoCzIdLm9wYWwubWVzaC52MS5EYXRhU291cmNlRW50cnkSNQoOYWZ0ZXJfYmFzZWxpbmUYAyADKAsyHS5vcGFsLm1lc2gudjEuRGF0YVNvdXJjZUVudHJ5EhMKC3BvbGljeV9oYXNoGAQgASgJEgwKBGxhc3QYBSABKAgSEgoKaW5jb21wbGV0ZRgGIAEoCSIXChVEaXNjb3ZlclN0cmVhbVJlcXVlc3QiQAoWRGlzY292ZXJTdHJlYW1SZXNwb25zZRIMCgRwb3J0GAEgASgNEgsKA3VybBgCIAEoCRILCgN0bHMYAyABKAgiPwobR2V0RGF0YVNvdXJjZXNDb25maWdSZXF1ZXN0EhEKCWNsaWVudF9pZBgBIAEoCRINCgVzY29wZRgCIAEoCSJPChxHZXREYXRhU291cmNlc0NvbmZpZ1Jlc3BvbnNlEi8KBmNvbmZpZxgBIAEoCzIfLm9wYWwubWVzaC52MS5EYXRhU291cmNlc0NvbmZpZyIUChJMaXN0Q2xpZW50c1JlcXVlc3QiQwoTTGlzdENsaWVudHNSZXNwb25zZRIsCgdjbGllbnRzGAEgAygLMhsub3BhbC5tZXNoLnYxLkNsaWVudFNlc3Npb24i8gEKDUNsaWVudFNlc3Npb24SEQoJY2xpZW50X2lkGAEgASgJEhIKCnNlc3Npb25faWQYAiABKAkSDgoGdG9waWNzGAMgAygJEgwKBHBlZXIYBCABKAkSHAoUY29ubmVjdGVkX2F0X3VuaXhfbXMYBSABKAMSFgoOYWNrZWRfcG9zaXRpb24YBiABKAQSFQoNc2VudF9wb3NpdGlvbhgHIAEoBBIcChRsYXN0X2ZhaWxlZF9wb3NpdGlvbhgIIAEoBBIdChVsYXN0X2ZhaWxlZF91cGRhdGVfaWQYCSABKAkSEgoKbGFzdF9lcnJvchgKIAEoCSIdChtHZXREaXN0cmlidXRvclN0YXR1c1JlcXVlc3QifwocR2V0RGlzdHJpYnV0b3JTdGF0dXNSZXNwb25zZRItCgZoZWFsdGgYASABKAsyHS5vcGFsLm1lc2gudjEuQ29tcG9uZW50SGVhbHRoEhUKDWhlYWRfcG9zaXRpb24YAiABKAQSGQoRY29ubmVjdGVkX2NsaWVudHMYAyABKA0iYQoYR2V0RGVsaXZlcnlTdGF0dXNSZXF1ZXN0EhEKCXVwZGF0ZV9pZBgBIAEoCRIQCghwb3NpdGlvbhgCIAEoBBIMCgR3YWl0GAMgASgIEhIKCnRpbWVvdXRfbXMYBCABKA0iRwoZR2V0RGVsaXZlcnlTdGF0dXNSZXNwb25zZRIqCgZzdGF0dXMYASABKAsyGi5vcGFsLm1lc2gudjEuVXBkYXRlU3RhdHVzKlYKCUFja1N0YXR1cxIaChZBQ0tfU1RBVFVTX1VOU1BFQ0lGSUVEEAASFgoSQUNLX1NUQVRVU19BUFBMSUVEEAESFQoRQUNLX1NUQVRVU19GQUlMRUQQAjLVBAoSRGlzdHJpYnV0b3JTZXJ2aWNlEkoKB0Nvbm5lY3QSHC5vcGFsLm1lc2gudjEuQ29ubmVjdFJlcXVlc3QaHS5vcGFsLm1lc2gudjEuQ29ubmVjdFJlc3BvbnNlKAEwARJbCg5EaXNjb3ZlclN0cmVhbRIjLm9wYWwubWVzaC52MS5EaXNjb3ZlclN0cmVhbVJlcXVlc3QaJC5vcGFsLm1lc2gudjEuRGlzY292ZXJTdHJlYW1SZXNwb25zZRJtChRHZXREYXRhU291cmNlc0NvbmZpZxIpLm9wYWwubWVzaC52MS5HZXREYXRhU291cmNlc0NvbmZpZ1JlcXVlc3QaKi5vcGFsLm1lc2gudjEuR2V0RGF0YVNvdXJjZXNDb25maWdSZXNwb25zZRJSCgtMaXN0Q2xpZW50cxIgLm9wYWwubWVzaC52MS5MaXN0Q2xpZW50c1JlcXVlc3QaIS5vcGFsLm1lc2gudjEuTGlzdENsaWVudHNSZXNwb25zZRJtChRHZXREaXN0cmlidXRvclN0YXR1cxIpLm9wYWwubWVzaC52MS5HZXREaXN0cmlidXRvclN0YXR1c1JlcXVlc3QaKi5vcGFsLm1lc2gudjEuR2V0RGlzdHJpYnV0b3JTdGF0dXNSZXNwb25zZRJkChFHZXREZWxpdmVyeVN0YXR1cxImLm9wYWwubWVzaC52MS5HZXREZWxpdmVyeVN0YXR1c1JlcXVlc3QaJy5vcGFsLm1lc2gudjEuR2V0RGVsaXZlcnlTdGF0dXNSZXNwb25zZWIGcHJvdG8z", [file_opal_mesh_v1_data, file_opal_mesh_v1_delivery, file_opal_mesh_v1_event, file_opal_mesh_v1_health]);
 
 /**
  * A message from client to server on the stream (docs/architecture.md, the stream protocol).
@@ -99,6 +99,15 @@ export type ConnectResponse = Message<"opal.mesh.v1.ConnectResponse"> & {
      */
     value: Pong;
     case: "pong";
+  } | {
+    /**
+     * After a Welcome or Resync that says snapshot_follows: the log folded at its
+     * head_position, in one or more parts (the last says so), before any event after it.
+     *
+     * @generated from field: opal.mesh.v1.SnapshotPart snapshot = 5;
+     */
+    value: SnapshotPart;
+    case: "snapshot";
   } | { case: undefined; value?: undefined };
 };
 
@@ -152,6 +161,14 @@ export type Hello = Message<"opal.mesh.v1.Hello"> & {
    * @generated from field: string log_id = 6;
    */
   logId: string;
+
+  /**
+   * The client writes a snapshot of the log with its baseline: a fresh or resynced
+   * session sends one. Clients that predate it load the baseline alone.
+   *
+   * @generated from field: bool accepts_snapshot = 7;
+   */
+  acceptsSnapshot: boolean;
 };
 
 /**
@@ -320,6 +337,13 @@ export type Welcome = Message<"opal.mesh.v1.Welcome"> & {
    * @generated from field: string log_id = 3;
    */
   logId: string;
+
+  /**
+   * The client loads at head_position: the snapshot at it follows before any event.
+   *
+   * @generated from field: bool snapshot_follows = 4;
+   */
+  snapshotFollows: boolean;
 };
 
 /**
@@ -345,6 +369,13 @@ export type Resync = Message<"opal.mesh.v1.Resync"> & {
    * @generated from field: uint64 head_position = 2;
    */
   headPosition: bigint;
+
+  /**
+   * The snapshot at head_position follows before any event.
+   *
+   * @generated from field: bool snapshot_follows = 3;
+   */
+  snapshotFollows: boolean;
 };
 
 /**
@@ -353,6 +384,60 @@ export type Resync = Message<"opal.mesh.v1.Resync"> & {
  */
 export const ResyncSchema: GenMessage<Resync> = /*@__PURE__*/
   messageDesc(file_opal_mesh_v1_distributor, 8);
+
+/**
+ * A part of the snapshot a fresh or resynced client writes together with its baseline, in
+ * one transaction at `position`: entries before the scope's last redefinition, then the
+ * baseline, then the entries after it.
+ *
+ * @generated from message opal.mesh.v1.SnapshotPart
+ */
+export type SnapshotPart = Message<"opal.mesh.v1.SnapshotPart"> & {
+  /**
+   * The Welcome's or Resync's head_position.
+   *
+   * @generated from field: uint64 position = 1;
+   */
+  position: bigint;
+
+  /**
+   * @generated from field: repeated opal.mesh.v1.DataSourceEntry before_baseline = 2;
+   */
+  beforeBaseline: DataSourceEntry[];
+
+  /**
+   * @generated from field: repeated opal.mesh.v1.DataSourceEntry after_baseline = 3;
+   */
+  afterBaseline: DataSourceEntry[];
+
+  /**
+   * The policy version the log last announced for the client's scope (last part only).
+   *
+   * @generated from field: string policy_hash = 4;
+   */
+  policyHash: string;
+
+  /**
+   * The final part: the snapshot is complete.
+   *
+   * @generated from field: bool last = 5;
+   */
+  last: boolean;
+
+  /**
+   * The distributor's snapshot misses events the log no longer holds; why (last part only).
+   *
+   * @generated from field: string incomplete = 6;
+   */
+  incomplete: string;
+};
+
+/**
+ * Describes the message opal.mesh.v1.SnapshotPart.
+ * Use `create(SnapshotPartSchema)` to create a new message.
+ */
+export const SnapshotPartSchema: GenMessage<SnapshotPart> = /*@__PURE__*/
+  messageDesc(file_opal_mesh_v1_distributor, 9);
 
 /**
  * @generated from message opal.mesh.v1.DiscoverStreamRequest
@@ -365,7 +450,7 @@ export type DiscoverStreamRequest = Message<"opal.mesh.v1.DiscoverStreamRequest"
  * Use `create(DiscoverStreamRequestSchema)` to create a new message.
  */
 export const DiscoverStreamRequestSchema: GenMessage<DiscoverStreamRequest> = /*@__PURE__*/
-  messageDesc(file_opal_mesh_v1_distributor, 9);
+  messageDesc(file_opal_mesh_v1_distributor, 10);
 
 /**
  * @generated from message opal.mesh.v1.DiscoverStreamResponse
@@ -396,7 +481,7 @@ export type DiscoverStreamResponse = Message<"opal.mesh.v1.DiscoverStreamRespons
  * Use `create(DiscoverStreamResponseSchema)` to create a new message.
  */
 export const DiscoverStreamResponseSchema: GenMessage<DiscoverStreamResponse> = /*@__PURE__*/
-  messageDesc(file_opal_mesh_v1_distributor, 10);
+  messageDesc(file_opal_mesh_v1_distributor, 11);
 
 /**
  * @generated from message opal.mesh.v1.GetDataSourcesConfigRequest
@@ -418,7 +503,7 @@ export type GetDataSourcesConfigRequest = Message<"opal.mesh.v1.GetDataSourcesCo
  * Use `create(GetDataSourcesConfigRequestSchema)` to create a new message.
  */
 export const GetDataSourcesConfigRequestSchema: GenMessage<GetDataSourcesConfigRequest> = /*@__PURE__*/
-  messageDesc(file_opal_mesh_v1_distributor, 11);
+  messageDesc(file_opal_mesh_v1_distributor, 12);
 
 /**
  * @generated from message opal.mesh.v1.GetDataSourcesConfigResponse
@@ -435,7 +520,7 @@ export type GetDataSourcesConfigResponse = Message<"opal.mesh.v1.GetDataSourcesC
  * Use `create(GetDataSourcesConfigResponseSchema)` to create a new message.
  */
 export const GetDataSourcesConfigResponseSchema: GenMessage<GetDataSourcesConfigResponse> = /*@__PURE__*/
-  messageDesc(file_opal_mesh_v1_distributor, 12);
+  messageDesc(file_opal_mesh_v1_distributor, 13);
 
 /**
  * @generated from message opal.mesh.v1.ListClientsRequest
@@ -448,7 +533,7 @@ export type ListClientsRequest = Message<"opal.mesh.v1.ListClientsRequest"> & {
  * Use `create(ListClientsRequestSchema)` to create a new message.
  */
 export const ListClientsRequestSchema: GenMessage<ListClientsRequest> = /*@__PURE__*/
-  messageDesc(file_opal_mesh_v1_distributor, 13);
+  messageDesc(file_opal_mesh_v1_distributor, 14);
 
 /**
  * @generated from message opal.mesh.v1.ListClientsResponse
@@ -465,7 +550,7 @@ export type ListClientsResponse = Message<"opal.mesh.v1.ListClientsResponse"> & 
  * Use `create(ListClientsResponseSchema)` to create a new message.
  */
 export const ListClientsResponseSchema: GenMessage<ListClientsResponse> = /*@__PURE__*/
-  messageDesc(file_opal_mesh_v1_distributor, 14);
+  messageDesc(file_opal_mesh_v1_distributor, 15);
 
 /**
  * @generated from message opal.mesh.v1.ClientSession
@@ -533,7 +618,7 @@ export type ClientSession = Message<"opal.mesh.v1.ClientSession"> & {
  * Use `create(ClientSessionSchema)` to create a new message.
  */
 export const ClientSessionSchema: GenMessage<ClientSession> = /*@__PURE__*/
-  messageDesc(file_opal_mesh_v1_distributor, 15);
+  messageDesc(file_opal_mesh_v1_distributor, 16);
 
 /**
  * @generated from message opal.mesh.v1.GetDistributorStatusRequest
@@ -546,7 +631,7 @@ export type GetDistributorStatusRequest = Message<"opal.mesh.v1.GetDistributorSt
  * Use `create(GetDistributorStatusRequestSchema)` to create a new message.
  */
 export const GetDistributorStatusRequestSchema: GenMessage<GetDistributorStatusRequest> = /*@__PURE__*/
-  messageDesc(file_opal_mesh_v1_distributor, 16);
+  messageDesc(file_opal_mesh_v1_distributor, 17);
 
 /**
  * @generated from message opal.mesh.v1.GetDistributorStatusResponse
@@ -573,7 +658,7 @@ export type GetDistributorStatusResponse = Message<"opal.mesh.v1.GetDistributorS
  * Use `create(GetDistributorStatusResponseSchema)` to create a new message.
  */
 export const GetDistributorStatusResponseSchema: GenMessage<GetDistributorStatusResponse> = /*@__PURE__*/
-  messageDesc(file_opal_mesh_v1_distributor, 17);
+  messageDesc(file_opal_mesh_v1_distributor, 18);
 
 /**
  * @generated from message opal.mesh.v1.GetDeliveryStatusRequest
@@ -607,7 +692,7 @@ export type GetDeliveryStatusRequest = Message<"opal.mesh.v1.GetDeliveryStatusRe
  * Use `create(GetDeliveryStatusRequestSchema)` to create a new message.
  */
 export const GetDeliveryStatusRequestSchema: GenMessage<GetDeliveryStatusRequest> = /*@__PURE__*/
-  messageDesc(file_opal_mesh_v1_distributor, 18);
+  messageDesc(file_opal_mesh_v1_distributor, 19);
 
 /**
  * @generated from message opal.mesh.v1.GetDeliveryStatusResponse
@@ -624,7 +709,7 @@ export type GetDeliveryStatusResponse = Message<"opal.mesh.v1.GetDeliveryStatusR
  * Use `create(GetDeliveryStatusResponseSchema)` to create a new message.
  */
 export const GetDeliveryStatusResponseSchema: GenMessage<GetDeliveryStatusResponse> = /*@__PURE__*/
-  messageDesc(file_opal_mesh_v1_distributor, 19);
+  messageDesc(file_opal_mesh_v1_distributor, 20);
 
 /**
  * @generated from enum opal.mesh.v1.AckStatus
