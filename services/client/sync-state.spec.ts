@@ -166,3 +166,19 @@ test("acknowledge: every job that took a log position's turn, and only those", a
     });
   }
 });
+
+test("with a snapshot to follow, the head becomes the resume point only once the snapshot arrived whole", () => {
+  const { sync } = setup();
+  const next = sync.welcomed(create(WelcomeSchema, { headPosition: 9n, logId: "L", snapshotFollows: true }), false);
+  assert.deepEqual(next, { load: "all", mark: { logId: "L", position: 9n } });
+  // A stream cut now starts fresh again (and gets the snapshot again).
+  assert.equal(sync.resumePoint, undefined);
+  sync.snapshotReceived({ logId: "L", position: 9n });
+  assert.deepEqual(sync.resumePoint, { logId: "L", position: 9n });
+  // A Resync with a snapshot keeps the old resume point until it arrives, too.
+  const mark = sync.resynced(create(ResyncSchema, { reason: "r", headPosition: 20n, snapshotFollows: true }));
+  assert.deepEqual(mark, { logId: "L", position: 20n });
+  assert.deepEqual(sync.resumePoint, { logId: "L", position: 9n });
+  sync.snapshotReceived(mark);
+  assert.deepEqual(sync.resumePoint, { logId: "L", position: 20n });
+});
