@@ -5,8 +5,8 @@
  * consumer per broadcaster fills a window of recent events that serves subscribers and
  * resuming clients; older positions still in Kafka are read straight from the topic, and
  * positions below the log start offset (Kafka's retention) are truncated: Resync.
- * A little over 300 lines: the producer, the tail and the replay readers share the topic's
- * offsets and the window, and read best together; the snapshot (issue 13) will split it.
+ * The tail folds every event into the snapshot, which outlives restarts and retention in
+ * checkpoints (kafka-snapshot.ts); replays read the topic with kafka-topic-reader.ts.
  */
 import { randomUUID } from "node:crypto";
 import type { Admin, Consumer, Kafka, KafkaConfig, Producer } from "kafkajs";
@@ -19,7 +19,12 @@ import { type EventLog, type LogHead, LogTruncatedError } from "./event-log.js";
 import { decodeRecord, encodeEvent, type KafkaRecord, MalformedMessageError, placeholder } from "./kafka-codec.js";
 import { type EventWindow, type EventWindowLimits, logEventWindow } from "../common/event-window.js";
 import { loggedKafka } from "../common/kafka/logged-kafka.js";
+import { LogSnapshot } from "../common/snapshot/log-snapshot.js";
+import type { Snapshot } from "../common/snapshot/types.js";
 import { endSpan, type Span, SpanKind, type Tracing } from "../common/telemetry/tracing.js";
+import { CheckpointStore } from "./checkpoint-store.js";
+import { KafkaSnapshot } from "./kafka-snapshot.js";
+import { readTopic } from "./kafka-topic-reader.js";
 
 export interface KafkaLogOptions {
   client: Omit<KafkaConfig, "logLevel" | "logCreator">;
@@ -28,6 +33,8 @@ export interface KafkaLogOptions {
   retentionMs: number;
   replicationFactor: number;
   window: EventWindowLimits;
+  /** The compacted topic of the snapshot's checkpoints, and how often one is written (when the snapshot moved). */
+  snapshot: { topic: string; checkpointIntervalMs: number };
   logger: Logger;
   /** Traced events get a Kafka producer span, whose context travels in the message headers. */
   tracing?: Tracing;
@@ -54,11 +61,24 @@ export class KafkaLog implements EventLog, Component {
   /** Periodic reads of the topic's offsets that failed (a metric), and the current failure. */
   offsetRefreshFailures = 0;
   private offsetRefreshError: string | undefined;
+  /** The snapshot and its checkpoints (counters: checkpointsWritten, checkpointFailures). */
+  readonly checkpoints: KafkaSnapshot;
 
   constructor(private readonly options: KafkaLogOptions) {
     const logger = options.logger;
     this.kafka = loggedKafka(options.client, logger);
     this.window = logEventWindow(options.window, (after, first) => new LogTruncatedError(after, first));
+    const store = new CheckpointStore({ kafka: this.kafka, topic: options.snapshot.topic, replicationFactor: options.replicationFactor, logger });
+    this.checkpoints = new KafkaSnapshot({ snapshot: new LogSnapshot(), store, eventsTopic: options.topic, checkpointIntervalMs: options.snapshot.checkpointIntervalMs, logger });
+  }
+
+  /** Every event the tail read, folded (issue 13). */
+  get snapshot(): Snapshot {
+    return this.checkpoints.snapshot;
+  }
+
+  snapshotProblem(): string | undefined {
+    return this.checkpoints.problem();
   }
 
   head(): LogHead {
@@ -75,7 +95,7 @@ export class KafkaLog implements EventLog, Component {
     if (high > this.highWatermark) this.highWatermark = high;
   }
 
-  /** Connects, creates the topic if missing, and starts tailing it. */
+  /** Connects, creates the topic if missing, restores the snapshot, and tails the topic up to its end. */
   async start(signal: AbortSignal): Promise<void> {
     signal.addEventListener("abort", () => this.controller.abort(), { once: true });
     this.admin = this.kafka.admin();
@@ -93,11 +113,15 @@ export class KafkaLog implements EventLog, Component {
     if (partitions !== 1) throw new Error(`the events topic ${this.options.topic} has ${partitions} partitions; opal-mesh needs exactly 1 (one total order)`);
     this.producer = this.kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
     await this.producer.connect();
-    const offsets = await this.refreshOffsets();
-    // Fill the window with the most recent events, then follow the topic.
-    const from = offsets.high - BigInt(this.options.window.maxEvents) > offsets.low ? offsets.high - BigInt(this.options.window.maxEvents) : offsets.low;
+    // The checkpoint first, the offsets after: a checkpoint past their end is of an earlier topic.
+    const offsets = await this.checkpoints.load(this.admin, this.id, () => this.refreshOffsets(), this.controller.signal);
+    // Fill the window with the most recent events and fold what follows the checkpoint, then follow the topic.
+    const recent = offsets.high - BigInt(this.options.window.maxEvents) > offsets.low ? offsets.high - BigInt(this.options.window.maxEvents) : offsets.low;
+    let from = offsets.position < recent ? offsets.position : recent;
+    if (from < offsets.low) from = offsets.low;
     await this.startTail(from);
     await this.waitForTail(offsets.high, signal);
+    this.checkpoints.schedule();
     this.refresher = setInterval(() => void this.refreshOffsetsPeriodically(), 5_000);
     this.refresher.unref();
   }
@@ -114,6 +138,8 @@ export class KafkaLog implements EventLog, Component {
   private async stopAll(): Promise<void> {
     this.controller.abort();
     clearInterval(this.refresher);
+    // The last checkpoint (bounded) before anything is disconnected; what the tail folds meanwhile is in it or the next.
+    await this.checkpoints.stop();
     // Going away: a connection that fails to close cleanly is dropped with the process; say so and go on.
     const disconnected = (what: string) => (error: unknown) => this.options.logger.warn({ topic: this.options.topic, err: (error as Error).message }, `disconnecting the ${what} failed`);
     for (const reader of this.readers) await reader.disconnect().catch(disconnected("replay consumer"));
@@ -183,10 +209,12 @@ export class KafkaLog implements EventLog, Component {
 
   /**
    * Why the log is degraded, if it is: the topic's offsets (its retention start, and the
-   * high watermark behind the consumer-lag metric) could not be read lately.
+   * high watermark behind the consumer-lag metric) could not be read lately, or the
+   * snapshot's checkpoints cannot be written.
    */
   problem(): string | undefined {
-    return this.offsetRefreshError === undefined ? undefined : `cannot read the offsets of ${this.options.topic}: ${this.offsetRefreshError}`;
+    const offsets = this.offsetRefreshError === undefined ? undefined : `cannot read the offsets of ${this.options.topic}: ${this.offsetRefreshError}`;
+    return [offsets, this.checkpoints.checkpointProblem()].filter((text) => text !== undefined).join("; ") || undefined;
   }
 
   /** The 5 s refresh: a failure is logged once per streak, counted, and shown in health. */
@@ -243,6 +271,7 @@ export class KafkaLog implements EventLog, Component {
               const event = this.record(message);
               if (event.position <= this.window.end && this.window.end !== 0n) continue;
               this.window.append(event);
+              this.checkpoints.fold(event);
             }
           },
         });
@@ -262,47 +291,7 @@ export class KafkaLog implements EventLog, Component {
 
   /** Events after `after`, read from the topic by a consumer of its own, until `until()`. */
   private async *readTopic(after: bigint, until: () => bigint, signal: AbortSignal): AsyncGenerator<Event> {
-    const consumer = this.kafka.consumer({ groupId: `opal-mesh-replay-${randomUUID()}`, allowAutoTopicCreation: false, maxWaitTimeInMs: 100, retry: { restartOnFailure: async () => false } });
-    this.readers.add(consumer);
-    const buffered: Event[] = [];
-    let wake: (() => void) | undefined;
-    let failure: Error | undefined;
-    consumer.on(consumer.events.CRASH, (event) => {
-      failure = event.payload.error;
-      wake?.();
-    });
-    try {
-      await consumer.connect();
-      await consumer.subscribe({ topic: this.options.topic, fromBeginning: true });
-      await consumer.run({
-        autoCommit: false,
-        eachBatch: async (payload) => {
-          for (const message of payload.batch.messages) buffered.push(this.record(message));
-          if (buffered.length > 10_000) payload.pause();
-          wake?.();
-        },
-      });
-      consumer.seek({ topic: this.options.topic, partition: 0, offset: after.toString() });
-      let cursor = after;
-      while (cursor < until() && !signal.aborted) {
-        const event = buffered.shift();
-        if (event === undefined) {
-          if (failure !== undefined) throw failure;
-          await new Promise<void>((resolve) => {
-            wake = resolve;
-            setTimeout(resolve, 500).unref();
-          });
-          consumer.resume([{ topic: this.options.topic }]);
-          continue;
-        }
-        if (event.position <= cursor) continue;
-        yield event;
-        cursor = event.position;
-      }
-    } finally {
-      this.readers.delete(consumer);
-      // The replay is over either way; a failed close only leaks a connection the broker times out.
-      await consumer.disconnect().catch((error: unknown) => this.options.logger.warn({ topic: this.options.topic, err: (error as Error).message }, "disconnecting a replay consumer failed"));
-    }
+    const { kafka, options, readers } = this;
+    for await (const message of readTopic({ kafka, topic: options.topic, logger: options.logger, purpose: "replay", from: after, until, signal, readers })) yield this.record(message);
   }
 }

@@ -32,6 +32,7 @@ export function createLogBackend(config: ServerConfig, logger: Logger, clientId:
     retentionMs: broadcast.retentionMs,
     replicationFactor: broadcast.replicationFactor,
     window: config.log,
+    snapshot: { topic: broadcast.snapshotTopic, checkpointIntervalMs: broadcast.checkpointIntervalMs },
     logger: logger.child({ component: "kafka" }),
     tracing,
   });

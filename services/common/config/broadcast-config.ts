@@ -12,6 +12,13 @@ export interface KafkaBroadcastConfig {
   topic: string;
   retentionMs: number;
   replicationFactor: number;
+  /**
+   * The log's snapshot outlives restarts and the events topic's retention as checkpoints in
+   * this compacted topic (OPAL_MESH_KAFKA_SNAPSHOT_TOPIC, default `<topic>-snapshot`),
+   * written every OPAL_MESH_SNAPSHOT_CHECKPOINT_INTERVAL_MS when the snapshot moved.
+   */
+  snapshotTopic: string;
+  checkpointIntervalMs: number;
   /** The policy-watchers' election: a dead publisher is replaced after this. */
   leaderSessionTimeoutMs: number;
   sasl: { mechanism: "plain" | "scram-sha-256" | "scram-sha-512"; username: string; password: string } | undefined;
@@ -60,12 +67,19 @@ export function readBroadcastConfig(env: EnvReader): BroadcastConfig {
     const options = { ca: file("KAFKA_SSL_CAFILE"), cert: file("KAFKA_SSL_CERTFILE"), key: file("KAFKA_SSL_KEYFILE"), passphrase: env.optionalString("KAFKA_SSL_KEY_PASSWORD") };
     ssl = Object.values(options).some((value) => value !== undefined) ? Object.fromEntries(Object.entries(options).filter(([, value]) => value !== undefined)) : true;
   }
+  const topic = env.string("OPAL_BROADCAST_CHANNEL_NAME", "opal-mesh-events");
+  const retentionMs = env.int("OPAL_MESH_KAFKA_RETENTION_MS", 7 * 24 * 3_600_000, { min: 60_000 });
+  const checkpointIntervalMs = env.int("OPAL_MESH_SNAPSHOT_CHECKPOINT_INTERVAL_MS", 5_000, { min: 100, max: 3_600_000 });
+  // Retention deleting events no checkpoint holds yet would leave the snapshot incomplete.
+  if (checkpointIntervalMs * 10 > retentionMs) env.problem("OPAL_MESH_SNAPSHOT_CHECKPOINT_INTERVAL_MS", `${checkpointIntervalMs} ms is more than a tenth of OPAL_MESH_KAFKA_RETENTION_MS (${retentionMs} ms); checkpoints must be far more frequent than retention deletes events`);
   return {
     type: "kafka",
     brokers,
-    topic: env.string("OPAL_BROADCAST_CHANNEL_NAME", "opal-mesh-events"),
-    retentionMs: env.int("OPAL_MESH_KAFKA_RETENTION_MS", 7 * 24 * 3_600_000, { min: 60_000 }),
+    topic,
+    retentionMs,
     replicationFactor: env.int("OPAL_MESH_KAFKA_REPLICATION_FACTOR", -1, { min: -1, max: 32 }),
+    snapshotTopic: env.string("OPAL_MESH_KAFKA_SNAPSHOT_TOPIC", `${topic}-snapshot`),
+    checkpointIntervalMs,
     // How long a dead policy publisher keeps its place: the fail-over time. Kafka refuses a
     // value below the broker's group.min.session.timeout.ms (6 s unless the broker lowers it).
     leaderSessionTimeoutMs: env.int("OPAL_MESH_LEADER_SESSION_TIMEOUT_MS", 6_000, { min: 1_000, max: 300_000 }),
