@@ -8,7 +8,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { create, toJson } from "@bufbuild/protobuf";
-import { type Admin, type ConfigResourceTypes, Kafka, logLevel } from "kafkajs";
+import { type Admin, Kafka, logLevel } from "kafkajs";
 import { type Event, EventSchema } from "../gen/opal/mesh/v1/event_pb.js";
 import { SnapshotItemSchema, SnapshotScopeSchema } from "../gen/opal/mesh/v1/snapshot_pb.js";
 import { encodeCheckpoint } from "../services/broadcaster/checkpoint-codec.js";
@@ -137,7 +137,7 @@ describe("the snapshot on Kafka", () => {
     assert.equal(first.snapshot.position, head);
     assert.deepEqual(written, exported(folded(events)), "the tail folded the log's and the external producer's events in order");
 
-    const { resources } = await admin.describeConfigs({ includeSynonyms: false, resources: [{ type: 2 as ConfigResourceTypes, name: `${topic}-snapshot`, configNames: ["cleanup.policy"] }] });
+    const { resources } = await admin.describeConfigs({ includeSynonyms: false, resources: [{ type: 2 /* TOPIC */, name: `${topic}-snapshot`, configNames: ["cleanup.policy"] }] });
     assert.equal(resources[0]?.configEntries[0]?.configValue, "compact");
 
     const second = await startLog(topic);
