@@ -77,7 +77,7 @@ test("kill -9 of the client process: the restarted client resumes from the posit
   await checker.publish(server, 150);
   await startClientProcess();
   await checker.publish(server, 100);
-  await checker.verify(reader, { log: true });
+  await checker.verify(reader);
   assert.equal(checker.source.hits.get("/check"), baselineFetches, "the restarted client did not load its baseline again");
   const status = (await reader.read("/system/opal")) as { position: number; healthy: boolean };
   assert.equal(BigInt(status.position), checker.positions.at(-1));
@@ -89,6 +89,6 @@ test("an external OPA that restarts empty is noticed and reloaded", async () => 
   await new Promise((resolve) => opa?.once("exit", resolve));
   await startOpa();
   await checker.publish(server, 20);
-  await checker.verify(reader, { log: false });
+  await checker.verify(reader);
   assert.equal(((await reader.read("/system/opal")) as { ready: boolean }).ready, true);
 });

@@ -66,7 +66,8 @@ describe("a client's network drops mid-stream", () => {
     await s.checker.publish(s.server, 150);
     s.proxy.cut();
     await s.checker.publish(s.server, 100);
-    for (const client of s.clients) await s.checker.verify(client, { log: true });
+    for (const client of s.clients) await s.checker.verify(client);
+    await s.checker.same(s.clients[0] as RunningClient, [{ name: "client-1", reader: s.clients[1] as RunningClient }]);
     assert.ok(s.proxy.connections >= connections + 4, "both clients reconnected twice");
     assert.equal(s.checker.source.hits.get("/check"), baselineFetches, "nothing was fetched again");
   });
@@ -88,7 +89,7 @@ describe("the inline OPA is killed", () => {
     await s.checker.publish(s.server, 100);
     await waitFor(() => client.agent.inlineOpaPid !== pid, { message: "a new OPA process" });
     await s.checker.publish(s.server, 50);
-    await s.checker.verify(client, { log: false });
+    await s.checker.verify(client);
     assert.equal(((await client.read("/system/opal")) as { ready: boolean }).ready, true);
   });
 });
@@ -103,14 +104,14 @@ describe("a position older than the log's retention", () => {
   test("gets Resync; the client loads its baseline and converges", async () => {
     const client = s.clients[0] as RunningClient;
     await s.checker.publish(s.server, 30);
-    await s.checker.verify(client, { log: true });
+    await s.checker.verify(client);
     const baselineFetches = s.checker.source.hits.get("/check") ?? 0;
     s.proxy.refuse(true);
     s.proxy.cut();
     await waitFor(() => !client.agent.health.streamConnected, { message: "the client to lose its stream" });
     await s.checker.publish(s.server, 200);
     s.proxy.refuse(false);
-    await s.checker.verify(client, { log: false });
+    await s.checker.verify(client);
     assert.ok((s.checker.source.hits.get("/check") ?? 0) > baselineFetches, "the baseline was loaded again");
   });
 });
@@ -126,7 +127,7 @@ describe("a data source is down for a while", () => {
     s.checker.source.set("/flaky", { error: "down" }, 503);
     const failing = await s.server.trigger.publishDataUpdate({ entries: [{ url: s.checker.source.url("/flaky"), dstPath: "/flaky", topics: ["policy_data"] }] });
     await s.checker.publish(s.server, 50);
-    for (const client of s.clients) await s.checker.verify(client, { log: true });
+    for (const client of s.clients) await s.checker.verify(client);
     const status = await waitFor(
       async () => {
         const { status } = await s.server.trigger.getUpdateStatus({ updateId: failing.id });

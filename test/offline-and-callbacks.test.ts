@@ -57,7 +57,7 @@ describe("offline mode", () => {
     client = await startClient(serverUrl, offlineEnv);
     await waitReady(client);
     await checker.publish(server, 50);
-    await checker.verify(client, { log: true });
+    await checker.verify(client);
     const last = checker.positions.at(-1);
     await waitFor(
       () => {
@@ -83,12 +83,12 @@ describe("offline mode", () => {
     const report = (await healthy.body.json()) as { status: string; online: boolean };
     assert.equal(healthy.statusCode, 200);
     assert.equal(report.online, false, "ready from the backup, not connected");
-    await checker.verify(client, { log: true });
+    await checker.verify(client);
 
     await checker.publish(server, 50);
     httpProxy.refuse(false);
     streamProxy.refuse(false);
-    await checker.verify(client, { log: true });
+    await checker.verify(client);
     assert.equal(checker.source.hits.get("/check"), baselineFetches, "resumed from the backup's position: no baseline reload");
   });
 });

@@ -9,6 +9,8 @@ const BIN = fileURLToPath(new URL("../../bin/opal-mesh.js", import.meta.url));
 export class MeshProcess {
   child: ChildProcess;
   private output: string[] = [];
+  /** Every line it wrote since it was made (across restarts), bounded: for `logged`. */
+  private readonly history: string[] = [];
   private readyAgent: Agent | undefined;
 
   constructor(
@@ -32,6 +34,8 @@ export class MeshProcess {
         if (line.trim() === "") continue;
         this.output.push(line);
         if (this.output.length > 40) this.output.shift();
+        this.history.push(line);
+        if (this.history.length > 10_000) this.history.shift();
         const only = process.env.TEST_LOG_COMMANDS?.split(",");
         if (process.env.TEST_LOG_LEVEL !== undefined && (only === undefined || only.includes(this.command))) process.stderr.write(`[${this.command}] ${line}\n`);
       }
@@ -39,6 +43,11 @@ export class MeshProcess {
     child.stdout?.on("data", keep);
     child.stderr?.on("data", keep);
     return child;
+  }
+
+  /** How many lines it wrote (since it was made) match `pattern`. */
+  logged(pattern: RegExp): number {
+    return this.history.filter((line) => pattern.test(line)).length;
   }
 
   get alive(): boolean {

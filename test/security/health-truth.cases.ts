@@ -181,7 +181,7 @@ export function healthTruthCases(tally: Tally): void {
       const c = await client();
       await waitReady(c);
       await checker.publish(server, 20);
-      await checker.verify(c, { log: true });
+      await checker.verify(c);
       const violations: string[] = [];
       const watcher = watch(c, async (s) => {
         if (s.healthy !== 200) return;
@@ -194,7 +194,7 @@ export function healthTruthCases(tally: Tally): void {
       await killInlineOpa(c);
       await checker.publish(server, 10);
       await waitFor(async () => (await sample(c)).healthy === 200, { timeoutMs: 30_000, message: "the client healthy again" });
-      await checker.verify(c, { log: false });
+      await checker.verify(c);
       await waitFor(async () => (await sample(c)).opa?.ready === true, { message: "data.system.opal ready again" });
       await watcher.stop();
       const last = await sample(c);
@@ -210,7 +210,7 @@ export function healthTruthCases(tally: Tally): void {
       const first = await client(offline);
       await waitReady(first);
       await checker.publish(server, 5);
-      await checker.verify(first, { log: true });
+      await checker.verify(first);
       const lastPosition = checker.positions.at(-1);
       await first.stop();
       clients.splice(clients.indexOf(first), 1);
