@@ -59,17 +59,18 @@ export class MixedUpdates {
     return items[Math.floor(this.next() * items.length)] as T;
   }
 
-  private path(): string {
-    const depth = 1 + Math.floor(this.next() * 3);
+  private path(shallowest = 1): string {
+    const depth = shallowest + Math.floor(this.next() * (4 - shallowest));
     return `${this.root}/${[this.pick(KEYS), this.pick(LEAVES), this.pick(KEYS)].slice(0, depth).join("/")}`;
   }
 
-  private value(): Json {
+  /** Documents high up, mostly scalars deep down: most writes land, some go through or over others. */
+  private value(depth = 3): Json {
     const n = this.counter;
     const kind = this.next();
-    if (kind < 0.4) return n;
-    if (kind < 0.55) return `v${n}`;
-    if (kind < 0.8) return { [this.pick(LEAVES)]: n, [this.pick(KEYS)]: { [this.pick(LEAVES)]: n } };
+    if (kind < 0.9 - depth * 0.25) return { [this.pick(LEAVES)]: { [this.pick(KEYS)]: n }, [this.pick(KEYS)]: n };
+    if (kind < 0.75) return n;
+    if (kind < 0.9) return `v${n}`;
     return { n };
   }
 
@@ -108,13 +109,18 @@ export class MixedUpdates {
 
   private entry(): MixedEntry {
     const kind = this.next();
-    if (kind < 0.4) return { dst_path: this.path(), data: this.value() };
-    if (kind < 0.65) return { dst_path: this.path(), save_method: "DELETE" };
+    if (kind < 0.5) {
+      const path = this.path();
+      return { dst_path: path, data: this.value(parts(path).length - 1) };
+    }
+    if (kind < 0.65) return { dst_path: this.path(this.next() < 0.1 ? 1 : 2), save_method: "DELETE" };
     // PATCH: mostly at a document that exists (valid), sometimes under one that does not.
     const existing = this.paths().filter((path) => isDoc(this.read(path)));
     const at = existing.length > 0 && this.next() < 0.85 ? this.pick(existing) : this.path();
     const target = this.read(at);
     const keys = isDoc(target) ? Object.keys(target) : [];
+    // Under a document that is not there (deleted, or never written): refused, or made by the patch itself.
+    if (target === undefined && this.next() < 0.5) return { dst_path: at, save_method: "PATCH", data: [{ op: "add", path: "", value: { made: this.counter } }] };
     const operations: Operation[] = [];
     for (let count = 1 + Math.floor(this.next() * 2); count > 0; count--) {
       const choice = this.next();
@@ -123,7 +129,8 @@ export class MixedUpdates {
       else if (choice < 0.95) operations.push({ op: "remove", path: `/${this.pick(keys)}` });
       else operations.push({ op: "replace", path: "/missing", value: 0 });
     }
-    if (this.next() < 0.1) operations.unshift({ op: "add", path: "", value: { replaced: this.counter } });
+    // Now and then the whole document at once, before the keyed operations (which then apply to it).
+    if (this.next() < 0.1) return { dst_path: at, save_method: "PATCH", data: [{ op: "add", path: "", value: { replaced: this.counter } }, { op: "add", path: `/${this.pick(LEAVES)}`, value: this.counter }] };
     return { dst_path: at, save_method: "PATCH", data: operations };
   }
 
