@@ -199,3 +199,17 @@ test("failed writes are counted, shown until one works, and retried; stop writes
   assert.equal(log.checkpointsWritten, 2);
   assert.equal(log.lastCheckpoint?.position, 2n, "stop wrote the last one");
 });
+
+test("an event the fold cannot take is named, and the tail goes on", async () => {
+  const snapshot = new ListSnapshot();
+  const log = keeper(new MemoryTopic(), snapshot);
+  await log.load(admin, LOG, offsets(0n, 0n), signal);
+  const fold = snapshot.fold.bind(snapshot);
+  snapshot.fold = (event) => {
+    if (event.position === 2n) throw new Error("cannot fold this");
+    fold(event);
+  };
+  for (let position = 1n; position <= 3n; position++) log.fold(put(position, `/p${position}`, 1));
+  assert.match(log.problem() ?? "", /folding position 2 failed: cannot fold this/);
+  assert.equal(snapshot.position, 3n);
+});

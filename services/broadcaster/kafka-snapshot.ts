@@ -119,7 +119,12 @@ export class KafkaSnapshot {
     if (event.position <= this.folded) return;
     if (event.position > this.folded + 1n) this.lost(`the events topic's retention deleted positions ${this.folded + 1n}..${event.position - 1n} before the tail read them`);
     this.folded = event.position;
-    this.snapshot.fold(event);
+    try {
+      this.snapshot.fold(event);
+    } catch (error) {
+      // A fold that fails must not stop the tail (the log would stop serving): the snapshot says what it lacks instead.
+      this.lost(`folding position ${event.position} failed: ${(error as Error).message}`);
+    }
   }
 
   /** Why the snapshot misses events, if it does (it never recovers them: clients may diverge there). */
