@@ -120,3 +120,35 @@ for (const [name, after] of [
     }
   });
 }
+
+function inline(path: string, json: string, id = path): Event {
+  return create(EventSchema, { topics: ["t"], payload: { case: "dataUpdate", value: { id, entries: [{ dstPath: path, topics: ["t"], dataJson: Buffer.from(json) }] } } });
+}
+
+test("readSnapshot: a header at the log's position, then the folded items in replay order", async () => {
+  const { client } = broadcaster({ maxEvents: 2, maxBytes: 1 << 20 });
+  await client.publish({ events: [inline("/a", "1"), inline("/b", "2"), inline("/a", "3")] });
+  const messages = [];
+  for await (const message of client.readSnapshot({})) messages.push(message);
+  const [first, ...rest] = messages;
+  assert.equal(first?.message.case, "header");
+  const header = first?.message.case === "header" ? first.message.value : assert.fail("no header");
+  assert.equal(header.position, 3n);
+  assert.equal(header.incomplete, "");
+  const items = rest.flatMap((message) => (message.message.case === "items" ? message.message.value.items : []));
+  // The window kept two events; the snapshot kept the log: /b, then /a's last value.
+  assert.deepEqual(items.map((item) => [item.entry?.dstPath, Buffer.from(item.entry?.dataJson ?? []).toString()]), [["/b", "2"], ["/a", "3"]]);
+});
+
+test("past the snapshot's limit, a publish adding inline data is refused naming the limit; a delete still goes through", async () => {
+  const log = new MemoryLog({ maxEvents: 100, maxBytes: 1 << 20 });
+  const client = createClient(BroadcasterService, createRouterTransport((router) => router.service(BroadcasterService, createBroadcasterService(log, { snapshotMaxBytes: 2_000 }))));
+  await client.publish({ events: [inline("/a", JSON.stringify("x".repeat(1_200)))] });
+  const refused = await client.publish({ events: [inline("/b", JSON.stringify("y".repeat(1_200)))] }).then(() => assert.fail("accepted"), (error: unknown) => error);
+  assert.ok(refused instanceof ConnectError);
+  assert.equal(refused.code, Code.ResourceExhausted);
+  assert.match(refused.rawMessage, /OPAL_MESH_SNAPSHOT_MAX_BYTES \(2000\)/);
+  assert.equal(log.head().headPosition, 1n, "nothing of the refused publish was appended");
+  const deleted = create(EventSchema, { topics: ["t"], payload: { case: "dataUpdate", value: { id: "d", entries: [{ dstPath: "/a", topics: ["t"], saveMethod: 3 }] } } });
+  assert.deepEqual((await client.publish({ events: [deleted] })).positions, [2n]);
+});

@@ -32,11 +32,11 @@ const events = (...positions: number[]): string[] => positions.map((position) =>
 
 test("where a session starts, by what its Hello says", async (t) => {
   const cases: Array<[string, { position: bigint | undefined; logId: string }, string[], bigint]> = [
-    ["a fresh client starts at the head (it loads its baseline)", { position: undefined, logId: "" }, [], 3n],
-    ["a position from another log counts as none", { position: 1n, logId: "another-log" }, [], 3n],
-    ["a client ahead of the log resyncs at the head", { position: 9n, logId: "log-1" }, ["resync:3"], 3n],
-    ["a caught-up client gets nothing", { position: 3n, logId: "log-1" }, [], 3n],
-    ["a client behind is replayed from memory", { position: 1n, logId: "log-1" }, events(2, 3), 1n],
+    ["a fresh client starts at the head (it loads its baseline)", { position: undefined, logId: "" }, ["welcome:3"], 3n],
+    ["a position from another log counts as none", { position: 1n, logId: "another-log" }, ["welcome:3"], 3n],
+    ["a client ahead of the log resyncs at the head", { position: 9n, logId: "log-1" }, ["welcome:3", "resync:3"], 3n],
+    ["a caught-up client gets nothing", { position: 3n, logId: "log-1" }, ["welcome:3"], 3n],
+    ["a client behind is replayed from memory", { position: 1n, logId: "log-1" }, ["welcome:3", ...events(2, 3)], 1n],
   ];
   const { catchUp, connected, signal } = await setUp(t, 3);
   for (const [name, resume, sent, deliversAfter] of cases) {
@@ -55,7 +55,7 @@ test("a replay from memory skips what is not addressed to the client", async (t)
   const { catchUp, signal } = await setUp(t, 4, { others: [3] });
   const { session, sink } = recordedSession("a");
   catchUp.begin(session, { position: 1n, logId: "log-1" }, signal);
-  assert.deepEqual(sink.summary, events(2, 4));
+  assert.deepEqual(sink.summary, ["welcome:4", ...events(2, 4)]);
   assert.equal(session.sentPosition, 4n);
 });
 
@@ -65,8 +65,8 @@ test("a replay over half the send buffer goes through the log, and live events f
   catchUp.begin(session, { position: 2n, logId: "log-1" }, signal);
   assert.deepEqual(connected, [["slow", 2n]]);
   log.append(dataEvent(11n), dataEvent(12n));
-  await until(() => sink.summary.length === 10, "the replay and the live events");
-  assert.deepEqual(sink.summary, events(3, 4, 5, 6, 7, 8, 9, 10, 11, 12));
+  await until(() => sink.summary.length === 11, "the replay and the live events");
+  assert.deepEqual(sink.summary, ["welcome:10", ...events(3, 4, 5, 6, 7, 8, 9, 10, 11, 12)]);
   assert.equal(session.sentPosition, 12n);
   assert.equal(fanout.head, 12n);
   assert.equal(log.requests.at(-1)?.afterPosition, 2n, "the catch-up read the log after the client's position");
@@ -77,11 +77,11 @@ test("a position the log no longer holds means a resync at the head", async (t) 
   log.firstRetained = 10n;
   const { session, sink } = recordedSession("late");
   catchUp.begin(session, { position: 2n, logId: "log-1" }, signal);
-  await until(() => sink.summary.length === 1, "the resync");
-  assert.deepEqual(sink.summary, ["resync:12"]);
+  await until(() => sink.summary.length === 2, "the resync");
+  assert.deepEqual(sink.summary, ["welcome:12", "resync:12"]);
   log.append(dataEvent(13n));
-  await until(() => sink.summary.length === 2, "live events after it");
-  assert.deepEqual(sink.summary, ["resync:12", "event:13"]);
+  await until(() => sink.summary.length === 3, "live events after it");
+  assert.deepEqual(sink.summary, ["welcome:12", "resync:12", "event:13"]);
 });
 
 test("the log losing what is being replayed (DataLoss) means a resync too", async (t) => {
@@ -89,8 +89,8 @@ test("the log losing what is being replayed (DataLoss) means a resync too", asyn
   log.failWith = new ConnectError("fell behind the retention", Code.DataLoss);
   const { session, sink } = recordedSession("late");
   catchUp.begin(session, { position: 2n, logId: "log-1" }, signal);
-  await until(() => sink.summary.length === 1, "the resync");
-  assert.deepEqual(sink.summary, ["resync:12"]);
+  await until(() => sink.summary.length === 2, "the resync");
+  assert.deepEqual(sink.summary, ["welcome:12", "resync:12"]);
   assert.equal(session.isClosed, false);
 });
 

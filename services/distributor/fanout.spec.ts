@@ -1,12 +1,14 @@
 import { test, type TestContext } from "node:test";
 import assert from "node:assert/strict";
+import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
-import type { Event } from "../../gen/opal/mesh/v1/event_pb.js";
+import { type Event, EventSchema } from "../../gen/opal/mesh/v1/event_pb.js";
 import { silentLogger } from "../common/logger.js";
 import { Fanout, type FanoutOptions } from "./fanout.js";
 import type { DistributorFault, DistributorObserver } from "./observer.js";
 import { dataEvent, FakeLog } from "./spec-support/fake-log.js";
-import { recordedSession } from "./spec-support/recording-sink.js";
+import { ClientSession } from "./session.js";
+import { RecordingSink, recordedSession } from "./spec-support/recording-sink.js";
 import { until } from "./spec-support/until.js";
 
 interface Seen {
@@ -32,14 +34,15 @@ async function started(t: TestContext, log: FakeLog, options: Partial<FanoutOpti
   return { fanout, seen };
 }
 
-test("start() resolves once subscribed from the log's head; events go to the sessions they are addressed to", async (t) => {
+test("start() resolves once subscribed after the log's snapshot; events go to the sessions they are addressed to", async (t) => {
   const log = new FakeLog();
   log.append(dataEvent(1n), dataEvent(2n));
   const { fanout, seen } = await started(t, log);
   assert.equal(fanout.isSubscribed, true);
   assert.equal(fanout.head, 2n);
   assert.equal(fanout.logId, "log-1");
-  assert.deepEqual(log.requests[0]?.fromHead, true);
+  assert.equal(log.requests[0]?.afterPosition, 2n, "subscribed after the snapshot's position");
+  assert.equal(fanout.snapshot.position, 2n);
 
   const a = recordedSession("a", ["policy_data"]);
   const b = recordedSession("b", ["other"]);
@@ -157,4 +160,39 @@ test("start() returns when its signal aborts before the log answers", async () =
   await fanout.start(controller.signal);
   await fanout.stop();
   assert.equal(fanout.isSubscribed, false);
+});
+
+test("a broadcaster without snapshots: the first subscription starts at its head, as before", async (t) => {
+  const log = new FakeLog();
+  log.withoutSnapshot = true;
+  log.append(dataEvent(1n), dataEvent(2n));
+  const { fanout } = await started(t, log);
+  assert.equal(log.requests[0]?.fromHead, true);
+  assert.equal(fanout.head, 2n);
+  assert.equal(fanout.snapshot.position, 2n);
+});
+
+test("the fan-out folds every event before dispatching it; a replaced log resyncs snapshot-taking sessions with the new log's snapshot", async (t) => {
+  const log = new FakeLog();
+  const inline = (position: bigint, path: string, value: string) => create(EventSchema, { position, topics: ["policy_data"], payload: { case: "dataUpdate", value: { id: `u${position}`, entries: [{ dstPath: path, topics: ["policy_data"], dataJson: Buffer.from(value) }] } } });
+  log.append(inline(1n, "/a", "1"));
+  const { fanout } = await started(t, log);
+  log.append(inline(2n, "/b", "2"));
+  await until(() => fanout.head === 2n, "the event dispatched");
+  const view = fanout.snapshot.view("default", ["policy_data"]);
+  assert.equal(view.position, 2n);
+  assert.deepEqual(view.afterBaseline.map((item) => item.entry?.dstPath), ["/a", "/b"]);
+
+  const sink = new RecordingSink();
+  const session = new ClientSession("s", ["policy_data"], "peer", sink, { maxFrames: 100, maxBytes: 1 << 20 }, "default", true);
+  session.startAt(2n);
+  fanout.sessions.register(session);
+  log.replace("log-2", [inline(1n, "/c", "3")]);
+  await until(() => sink.messages.some((message) => message.message.case === "snapshot" && message.message.value.last), "the resync's snapshot");
+  const [resync, ...parts] = sink.messages;
+  assert.equal(resync?.message.case, "resync");
+  assert.equal(resync?.message.case === "resync" && resync.message.value.snapshotFollows, true);
+  const entries = parts.flatMap((message) => (message.message.case === "snapshot" ? message.message.value.afterBaseline.map((entry) => entry.dstPath) : []));
+  assert.deepEqual(entries, ["/c"], "the new log's state, not the old one's");
+  assert.equal(fanout.logId, "log-2");
 });

@@ -2,6 +2,9 @@
  * The distributor's single subscription to the log and its fan-out to sessions. Each
  * event is serialized once; the same bytes go to every session it is addressed to. The
  * newest events stay in a window, so resuming clients replay from memory (catch-up.ts).
+ * A little over 300 lines: the subscription's start (from the broadcaster's snapshot), the
+ * fold before each dispatch and the replay window all move with one head position, and a
+ * session must find them agreeing in any turn; they read best in one place.
  */
 import { create } from "@bufbuild/protobuf";
 import type { Client } from "@connectrpc/connect";
@@ -170,7 +173,8 @@ export class Fanout implements Component {
       let received = 0;
       try {
         const loaded = this.needsSnapshot ? await readSnapshot(broadcaster, subscription.signal) : undefined;
-        const request = loaded !== undefined ? { afterPosition: loaded.position } : { afterPosition: this.headPosition };
+        // A broadcaster that predates snapshots: the first subscription starts at its head, as before.
+        const request = loaded !== undefined ? { afterPosition: loaded.position } : this.subscribed ? { afterPosition: this.headPosition } : { fromHead: true };
         for await (const message of broadcaster.subscribe(request, { signal: subscription.signal })) {
           failures = 0;
           this.lost = undefined;

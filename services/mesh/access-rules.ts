@@ -20,4 +20,5 @@ export const METHOD_RULES: MethodRules = {
   "opal.mesh.v1.BroadcasterService/Publish": ["service"],
   "opal.mesh.v1.BroadcasterService/Subscribe": ["service"],
   "opal.mesh.v1.BroadcasterService/Head": ["service"],
+  "opal.mesh.v1.BroadcasterService/ReadSnapshot": ["service"],
 };

@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { create } from "@bufbuild/protobuf";
-import type { Client } from "@connectrpc/connect";
+import { type Client, Code, ConnectError } from "@connectrpc/connect";
 import { type BroadcasterService, type PublishRequest, PublishResponseSchema } from "../../gen/opal/mesh/v1/broadcaster_pb.js";
 import { EventSchema } from "../../gen/opal/mesh/v1/event_pb.js";
 import { MemoryLog } from "../broadcaster/memory-log.js";
@@ -73,4 +73,22 @@ test("a batch stays under its size bound; an event bigger than the bound goes al
   const big = 700 * 1024;
   await Promise.all([batcher.append(event("a", big)), batcher.append(event("b", big)), batcher.append(event("c", 2 * 1024 * 1024)), batcher.append(event("d"))]);
   assert.deepEqual(calls, [["a"], ["b"], ["c"], ["d"]]);
+});
+
+test("a batch the log refuses for room (RESOURCE_EXHAUSTED) goes again one by one: only the updates that do not fit fail", async () => {
+  const log = new MemoryLog({ maxEvents: 100, maxBytes: 1 << 20 });
+  const calls: string[][] = [];
+  const client = {
+    publish(request: PublishRequest) {
+      const ids = request.events.map((e) => (e.payload.case === "dataUpdate" ? e.payload.value.id : ""));
+      calls.push(ids);
+      // The log has room for anything but "big".
+      if (ids.includes("big")) return Promise.reject(new ConnectError("over OPAL_MESH_SNAPSHOT_MAX_BYTES", Code.ResourceExhausted));
+      return Promise.resolve(create(PublishResponseSchema, { positions: log.appendNow(request.events) }));
+    },
+  } as unknown as Client<typeof BroadcasterService>;
+  const batcher = new EventBatcher(client);
+  const outcomes = await Promise.allSettled(["a", "big", "c"].map((id) => batcher.append(event(id))));
+  assert.deepEqual(outcomes.map((outcome) => (outcome.status === "fulfilled" ? outcome.value : (outcome.reason as Error).message)), [1n, "[resource_exhausted] over OPAL_MESH_SNAPSHOT_MAX_BYTES", 2n]);
+  assert.deepEqual(calls, [["a", "big", "c"], ["a"], ["big"], ["c"]]);
 });

@@ -1,12 +1,13 @@
 /**
- * For the distributor's specs only: BroadcasterService.Subscribe over an in-memory list of
+ * For the distributor's specs only: BroadcasterService.Subscribe (and ReadSnapshot, the real fold of what it holds) over an in-memory list of
  * events, served through connect-es's router transport (the real protocol stack, no
  * sockets). It answers as the broadcaster does (Started, then events, then live ones), and
  * lets a spec replace the log, break its streams, or see what was asked.
  */
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, createRouterTransport, type Client } from "@connectrpc/connect";
-import { BroadcasterService, type SubscribeRequest, type SubscribeResponse, SubscribeResponseSchema } from "../../../gen/opal/mesh/v1/broadcaster_pb.js";
+import { BroadcasterService, type ReadSnapshotResponse, ReadSnapshotResponseSchema, type SubscribeRequest, type SubscribeResponse, SubscribeResponseSchema } from "../../../gen/opal/mesh/v1/broadcaster_pb.js";
+import { LogSnapshot } from "../../common/snapshot/log-snapshot.js";
 import { type Event, EventSchema } from "../../../gen/opal/mesh/v1/event_pb.js";
 
 export function dataEvent(position: bigint, topics: string[] = ["policy_data"], bytes = 0): Event {
@@ -33,6 +34,7 @@ export class FakeLog {
       createRouterTransport((router) =>
         router.service(BroadcasterService, {
           subscribe: (request, context) => this.subscribe(request, context.signal),
+          readSnapshot: () => this.readSnapshot(),
         }),
       ),
     );
@@ -57,6 +59,18 @@ export class FakeLog {
   /** Every open subscription fails with `error`. */
   breakStreams(error: Error): void {
     for (const fail of this.breakers.splice(0)) fail(error);
+  }
+
+  /** The broadcaster's snapshot: the events held, folded (set `withoutSnapshot` for a broadcaster that predates it). */
+  withoutSnapshot = false;
+
+  private async *readSnapshot(): AsyncGenerator<ReadSnapshotResponse> {
+    if (this.withoutSnapshot) throw new ConnectError("no snapshots here", Code.Unimplemented);
+    const snapshot = new LogSnapshot();
+    for (const event of this.events) snapshot.fold(event);
+    const exported = snapshot.export();
+    yield create(ReadSnapshotResponseSchema, { message: { case: "header", value: { position: this.head, logId: this.logId, scopes: exported.scopes } } });
+    yield create(ReadSnapshotResponseSchema, { message: { case: "items", value: { items: exported.items } } });
   }
 
   private async *subscribe(request: SubscribeRequest, signal: AbortSignal): AsyncGenerator<SubscribeResponse> {
