@@ -1,12 +1,15 @@
 /**
  * The fold of the log (types.ts says what it promises). This version keeps every data
- * entry of a scope in log order, dropping only what is certainly dead: an earlier entry
- * wholly replaced by a later PUT at the same path or an ancestor, for the same topics, with
- * no PATCH of the scope and no baseline point in between (a PATCH may depend on what the
- * earlier entry created; a baseline may sit on it). A PUT creates its own ancestors, so
- * nothing the dropped entry made is lost. Anything else is kept: replay stays exact, at
- * the cost of size (bounded by OPAL_MESH_SNAPSHOT_MAX_BYTES). Folding PATCHes into
- * documents, for a smaller snapshot, is the next step (issue 13).
+ * entry of a scope in log order, dropping only what is certainly dead: an earlier PUT or
+ * DELETE at the same path, for the same topics, replaced by a later PUT with no PATCH of
+ * the scope and no baseline point in between (a PATCH may depend on what the earlier entry
+ * made; a baseline may sit on it). A PUT creates its own ancestors, so nothing the dropped
+ * entry made is lost. Anything else is kept: replay stays exact, at the cost of size
+ * (bounded by OPAL_MESH_SNAPSHOT_MAX_BYTES). Dropping under ancestors and folding PATCHes
+ * into documents, for a smaller snapshot, is the next step (issue 13).
+ *
+ * It runs on the fan-out's hot path (every event, before dispatch): O(1) per entry, with a
+ * path index and dropped items compacted away in bulk, and entries share the event's bytes.
  */
 import { clone, create } from "@bufbuild/protobuf";
 import { type DataSourceEntry, DataSourceEntrySchema, SaveMethod } from "../../../gen/opal/mesh/v1/data_pb.js";
@@ -19,12 +22,14 @@ import type { ScopeView, Snapshot, SnapshotExport, SnapshotItem, SnapshotScope, 
 
 interface ScopeFold {
   meta: SnapshotScope;
+  /** In log order; dropped ones stay until the next compaction (`dead` counts them). */
   items: SnapshotItem[];
-}
-
-function isUnder(path: string, ancestor: string): boolean {
-  const a = ancestor === "/" ? "" : ancestor.replace(/\/+$/, "");
-  return a === "" || path === a || path.startsWith(`${a}/`);
+  dropped: WeakSet<SnapshotItem>;
+  dead: number;
+  /** The newest item at each path, while it may still be dropped. */
+  latest: Map<string, SnapshotItem>;
+  /** The newest PATCH's position: nothing before it is dropped. */
+  barrier: bigint;
 }
 
 /** A segment that may name an array element: an `add` there inserts, moving its siblings, so such writes are never dropped. */
@@ -77,21 +82,23 @@ export class LogSnapshot implements Snapshot {
   view(scope: string, topics: readonly string[]): ScopeView {
     const fold = this.scopes.get(scope);
     const baseline = fold?.meta.baselinePosition ?? 0n;
-    const mine = (fold?.items ?? []).filter((item) => anyTopicCovered(topics, item.entry?.topics ?? []));
+    const mine = (fold === undefined ? [] : live(fold)).filter((item) => anyTopicCovered(topics, item.entry?.topics ?? []));
     return { scope, position: this.at, beforeBaseline: mine.filter((item) => item.position < baseline), afterBaseline: mine.filter((item) => item.position > baseline), policyHash: fold?.meta.policyHash ?? "" };
   }
 
   export(): SnapshotExport {
     const scopes = [...this.scopes.values()];
-    return { position: this.at, scopes: scopes.map((fold) => fold.meta), items: scopes.flatMap((fold) => fold.items) };
+    return { position: this.at, scopes: scopes.map((fold) => fold.meta), items: scopes.flatMap(live) };
   }
 
   restore(exported: SnapshotExport): void {
     this.reset(exported.position);
-    for (const meta of exported.scopes) this.scopes.set(meta.scope, { meta: clone(SnapshotScopeSchema, meta), items: [] });
+    for (const meta of exported.scopes) this.scope(meta.scope).meta = clone(SnapshotScopeSchema, meta);
+    // Restored items are never dropped: what happened between them is not known here.
     for (const item of exported.items) {
       const fold = this.scope(item.scope);
       fold.items.push(item);
+      fold.barrier = item.position;
       this.count(item, 1);
     }
   }
@@ -106,7 +113,7 @@ export class LogSnapshot implements Snapshot {
   private scope(id: string): ScopeFold {
     let fold = this.scopes.get(id);
     if (fold === undefined) {
-      fold = { meta: create(SnapshotScopeSchema, { scope: id }), items: [] };
+      fold = { meta: create(SnapshotScopeSchema, { scope: id }), items: [], dropped: new WeakSet(), dead: 0, latest: new Map(), barrier: 0n };
       this.scopes.set(id, fold);
     }
     return fold;
@@ -117,26 +124,35 @@ export class LogSnapshot implements Snapshot {
     this.bytes += sign * (item.entry === undefined ? 0 : entrySize(item.entry));
   }
 
-  /** The entry as the scope's clients receive it (its topics only, unscoped), appended; what it certainly replaces, dropped. */
+  /** The entry as the scope's clients receive it (its topics only, unscoped; the event's bytes shared), appended; what it certainly replaces, dropped. */
   private add(scope: string, position: bigint, entry: DataSourceEntry): void {
     const fold = this.scope(scope);
-    const copy = clone(DataSourceEntrySchema, entry);
-    copy.topics = entry.topics.filter((topic) => scopeOfTopic(topic) === scope).map(unscopeTopic);
-    const isPut = copy.saveMethod === SaveMethod.PUT || copy.saveMethod === SaveMethod.UNSPECIFIED;
-    if (isPut && !mayIndexArray(copy.dstPath)) {
-      // Walk back until a PATCH or the baseline point: earlier entries may have been read by those.
-      for (let index = fold.items.length - 1; index >= 0; index--) {
-        const item = fold.items[index] as SnapshotItem;
-        const earlier = item.entry as DataSourceEntry;
-        if (item.position <= fold.meta.baselinePosition || earlier.saveMethod === SaveMethod.PATCH) break;
-        if (isUnder(earlier.dstPath, copy.dstPath) && !mayIndexArray(earlier.dstPath) && sameTopics(earlier.topics, copy.topics)) {
-          fold.items.splice(index, 1);
-          this.count(item, -1);
-        }
+    const mine = create(DataSourceEntrySchema, { ...entry, topics: entry.topics.filter((topic) => scopeOfTopic(topic) === scope).map(unscopeTopic) });
+    const method = mine.saveMethod === SaveMethod.UNSPECIFIED ? SaveMethod.PUT : mine.saveMethod;
+    const item = create(SnapshotItemSchema, { position, scope, entry: mine });
+    if (method === SaveMethod.PATCH) {
+      fold.barrier = position;
+      fold.latest.clear();
+    } else if (!mayIndexArray(mine.dstPath)) {
+      const earlier = fold.latest.get(mine.dstPath);
+      const barrier = fold.barrier > fold.meta.baselinePosition ? fold.barrier : fold.meta.baselinePosition;
+      if (method === SaveMethod.PUT && earlier !== undefined && earlier.position > barrier && sameTopics(earlier.entry?.topics ?? [], mine.topics)) {
+        fold.dropped.add(earlier);
+        fold.dead++;
+        this.count(earlier, -1);
       }
+      fold.latest.set(mine.dstPath, item);
     }
-    const item = create(SnapshotItemSchema, { position, scope, entry: copy });
     fold.items.push(item);
     this.count(item, 1);
+    if (fold.dead > 1024 && fold.dead * 2 > fold.items.length) {
+      fold.items = live(fold);
+      fold.dropped = new WeakSet();
+      fold.dead = 0;
+    }
   }
+}
+
+function live(fold: ScopeFold): SnapshotItem[] {
+  return fold.dead === 0 ? [...fold.items] : fold.items.filter((item) => !fold.dropped.has(item));
 }
