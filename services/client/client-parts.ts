@@ -135,6 +135,7 @@ export function buildClientParts(options: ClientPartsOptions): ClientParts {
     baseline: new BaselineSource({ serverUrl, configUrl: config.dataSourcesConfigUrl, token: config.token, clientId: config.clientId, scope: config.scopeId, timeoutMs: 10_000, tls: config.serverTls }),
     health,
     logger: logger.child({ component: "data" }),
+    policyDataRoots: () => sync.rootDataKeys,
   });
   const policyUpdater = new PolicyUpdater({
     serverUrl,

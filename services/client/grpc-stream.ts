@@ -100,7 +100,11 @@ export async function* distributorStream(requests: AsyncIterable<ConnectRequest>
   signal.addEventListener("abort", cancel, { once: true });
   const sending = send(call, requests, () => over);
   try {
-    for await (const response of call as AsyncIterable<ConnectResponse>) yield response;
+    for await (const response of call as AsyncIterable<ConnectResponse>) {
+      // Cancelling leaves what already arrived in the stream's buffer: none of it is for us now.
+      if (signal.aborted) break;
+      yield response;
+    }
     if (signal.aborted) throw ConnectError.from(signal.reason, Code.Canceled);
   } catch (error) {
     if (signal.aborted) throw ConnectError.from(signal.reason, Code.Canceled);

@@ -7,6 +7,7 @@
  */
 import type { DataSourceEntry } from "../../gen/opal/mesh/v1/data_pb.js";
 import type { Logger } from "../common/logger.js";
+import { scopeOfTopic, unscopeTopic } from "../common/scopes/scoped-topics.js";
 import { entrySize, inParts } from "../common/snapshot/chunks.js";
 import type { ScopeView, Snapshot } from "../common/snapshot/types.js";
 import { encodeSnapshotPart } from "./frames.js";
@@ -49,7 +50,9 @@ export function* snapshotFrames(view: ScopeView, incomplete: string | undefined)
  * is written. Call it in the turn that decided `position`, before any later dispatch.
  */
 export function sendSnapshot(session: ClientSession, intro: Uint8Array, position: bigint, source: SnapshotSource, logger: Logger): void {
-  const view = source.snapshot.view(session.scope, session.topics);
+  // The session's topics are log topics, inside its scope; the view takes them as its clients know them.
+  const topics = session.topics.filter((topic) => scopeOfTopic(topic) === session.scope).map(unscopeTopic);
+  const view = source.snapshot.view(session.scope, topics);
   if (view.position !== position) {
     // The fan-out folds each event before it dispatches it: they never disagree. If they
     // did, the client would write a state that is not the one at its position.

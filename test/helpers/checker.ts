@@ -188,5 +188,7 @@ function describeLog(log: number[], count: number): string {
   });
   const lost = Array.from({ length: count }, (_, i) => i).filter((i) => !seen.has(i)).length;
   const repeated = [...seen.values()].filter((times) => times > 1).length;
-  return `${log.length} entries, ${lost} lost, ${repeated} repeated, ${outOfOrder} out of order`;
+  const first = log.findIndex((value, index) => value !== index);
+  const around = first < 0 ? "" : `; first difference at index ${first}: …${JSON.stringify(log.slice(Math.max(0, first - 3), first + 12))}`;
+  return `${log.length} entries, ${lost} lost, ${repeated} repeated, ${outOfOrder} out of order${around}`;
 }

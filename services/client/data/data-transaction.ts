@@ -83,6 +83,24 @@ class PatchPlan {
   }
 }
 
+/** How far a commit got: the writes whose patches were applied, and whether one of them replaced the status. */
+interface Progress {
+  landed: number;
+  statusReplaced: boolean;
+}
+
+const landedCounts = new WeakMap<object, number>();
+
+function landedWith(error: unknown, landed: number): unknown {
+  if (landed > 0 && typeof error === "object" && error !== null) landedCounts.set(error, landed);
+  return error;
+}
+
+/** How many of a failed commit's writes are in the store all the same (its earlier patches); 0 for other errors. */
+export function writesLanded(error: unknown): number {
+  return typeof error === "object" && error !== null ? (landedCounts.get(error) ?? 0) : 0;
+}
+
 /** The store no longer holds our status document: it lost its state (restarted empty). */
 export class StoreLostStateError extends Error {
   override readonly name = "StoreLostStateError";
@@ -94,6 +112,8 @@ export class StoreLostStateError extends Error {
 export class DataTransactions {
   /** Container paths known to exist in the store. */
   private readonly known = new Set<string>();
+  /** The status document as this process last committed it: what a guard writes back. */
+  private lastStatus: Uint8Array | undefined;
 
   constructor(private readonly store: PolicyStore) {}
 
@@ -104,46 +124,75 @@ export class DataTransactions {
 
   /**
    * Commits the writes and the status document. Writes that cannot share one patch (one
-   * overwrites the parent of another) go in consecutive patches; the status goes in the last.
+   * overwrites the parent of another) go in consecutive patches; the status goes in the
+   * last. When a later patch fails, the earlier ones are in the store: the error says how
+   * many writes landed (`writesLanded`), and a retry writes only the rest (an append
+   * written twice would be a different state).
    */
   async commit(writes: readonly EntryWrite[], status: Uint8Array, signal: AbortSignal, statusExists = false): Promise<void> {
+    let progress: Progress = { landed: 0, statusReplaced: false };
     try {
-      await this.commitOnce(writes, status, signal, statusExists);
+      await this.commitOnce(writes, status, signal, statusExists, progress);
     } catch (error) {
       this.forget();
-      if (!isNotFound(error)) throw error;
+      if (!isNotFound(error)) throw landedWith(error, progress.landed);
       // The status was written with `replace`: if it is gone, so is everything we wrote.
-      if (statusExists && !(await this.store.exists(STATUS_PATH, signal))) throw new StoreLostStateError();
+      if (statusExists && !progress.statusReplaced && !(await this.store.exists(STATUS_PATH, signal))) throw new StoreLostStateError();
       // Else our memory of the tree was stale (someone removed a parent): ask again, once.
-      await this.commitOnce(writes, status, signal, statusExists);
+      const done = progress.landed;
+      progress = { landed: 0, statusReplaced: progress.statusReplaced };
+      try {
+        await this.commitOnce(writes.slice(done), status, signal, statusExists, progress);
+      } catch (again) {
+        throw landedWith(again, done + progress.landed);
+      }
     }
   }
 
-  private async commitOnce(writes: readonly EntryWrite[], status: Uint8Array, signal: AbortSignal, statusExists: boolean): Promise<void> {
+  private async commitOnce(writes: readonly EntryWrite[], status: Uint8Array, signal: AbortSignal, statusExists: boolean, progress: Progress): Promise<void> {
     let plan = new PatchPlan();
     const statusPath = pointer(segments(STATUS_PATH));
     // Once an earlier patch of this commit replaced the root or /system, the status is
     // gone by our own doing: it is added again, not replaced (which would look like loss).
-    let statusReplaced = false;
-    const flush = async (): Promise<void> => {
-      statusReplaced ||= plan.rootReplaced || plan.overwritten.some((written) => isUnder(statusPath, written));
+    const flush = async (landed: number): Promise<void> => {
+      if (statusExists && !progress.statusReplaced && plan.operations.length > 0) await this.guard(plan, signal);
+      const replacesStatus = plan.rootReplaced || plan.overwritten.some((written) => isUnder(statusPath, written));
       await this.apply(plan, signal);
+      progress.landed = landed;
+      progress.statusReplaced ||= replacesStatus;
       plan = new PatchPlan();
     };
-    for (const write of writes) {
+    for (const [index, write] of writes.entries()) {
       const path = write.entry.dstPath === "/" ? "" : pointer(segments(write.entry.dstPath));
       // A write under one this patch replaced, or a DELETE of what it wrote or removed,
       // needs the store's answer after that patch: start a new one.
       const deletesWritten = write.entry.saveMethod === SaveMethod.DELETE && plan.overwritten.includes(path);
-      if (plan.touchesAbove(path) || deletesWritten) await flush();
+      if (plan.touchesAbove(path) || deletesWritten) await flush(index);
       await this.addEntry(plan, write, signal);
     }
     if (!plan.rootReplaced && plan.touchesAbove(statusPath)) {
       // An entry wrote /system itself: the status cannot share its patch without guessing.
-      await flush();
+      await flush(writes.length);
     }
-    await this.addStatus(plan, status, signal, statusExists && !statusReplaced);
+    await this.addStatus(plan, status, signal, statusExists && !progress.statusReplaced);
     await this.apply(plan, signal);
+    progress.landed = writes.length;
+    this.lastStatus = status;
+  }
+
+  /**
+   * A patch before a commit's last puts the status back as it stands, with `replace`
+   * (which fails when the document is missing): an OPA that restarted empty refuses it,
+   * as it refuses the last, instead of taking the first part of the commit (which the
+   * reload after the loss would then write a second time).
+   */
+  private async guard(plan: PatchPlan, signal: AbortSignal): Promise<void> {
+    if (this.lastStatus === undefined) {
+      const current = await this.store.readData(STATUS_PATH, signal);
+      if (current === undefined) throw new StoreLostStateError();
+      this.lastStatus = Buffer.from(JSON.stringify(current));
+    }
+    plan.operations.unshift({ op: "replace", path: pointer(segments(STATUS_PATH)), value: this.lastStatus });
   }
 
   private async apply(plan: PatchPlan, signal: AbortSignal): Promise<void> {

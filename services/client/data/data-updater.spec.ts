@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { test, type TestContext } from "node:test";
 import { create } from "@bufbuild/protobuf";
-import { type DataSourceEntry, DataSourceEntrySchema } from "../../../gen/opal/mesh/v1/data_pb.js";
+import { type DataSourceEntry, DataSourceEntrySchema, SaveMethod } from "../../../gen/opal/mesh/v1/data_pb.js";
 import { type Event, EventSchema } from "../../../gen/opal/mesh/v1/event_pb.js";
 import { silentLogger } from "../../common/logger.js";
 import { ClientHealth } from "../health.js";
@@ -101,4 +101,37 @@ test("periodic refetches run between start and stop", async (t) => {
   await updater.stop();
   t.mock.timers.tick(20_000);
   assert.equal(jobs.length, 3, "no refetch after stop");
+});
+
+test("a baseline with a snapshot: the log's top-level documents cleared first, then the entries before the baseline, the baseline, the entries after", async (t) => {
+  const jobs: UpdateJob[] = [];
+  const updater = new DataUpdater({
+    topics: ["policy_data"],
+    pipeline: { enqueue: (job) => void jobs.push(job) },
+    baseline: { entries: () => Promise.resolve([entry("/tenant", ["policy_data"])]) },
+    health: new ClientHealth(true, false),
+    logger: silentLogger(),
+    policyDataRoots: () => ["bundled/x"],
+  });
+  t.after(() => updater.stop());
+  await updater.start(new AbortController().signal);
+  const inline = (dstPath: string, topics = ["policy_data"]) => create(DataSourceEntrySchema, { dstPath, topics, dataJson: Buffer.from("1") });
+  const snapshot = {
+    position: 9n,
+    beforeBaseline: [inline("/tenant/extra"), inline("/other", ["not_mine"])],
+    afterBaseline: [inline("/conv/a/b"), inline("/bundled/y"), inline("/system/x")],
+    policyHash: "h",
+    incomplete: undefined,
+  };
+  updater.loadBaseline("Initial load", { logId: "log-1", position: 9n }, Promise.resolve(snapshot));
+  const [job] = jobs as [UpdateJob];
+  const entries = await job.entries;
+  assert.deepEqual(
+    entries.map((one) => `${one.saveMethod === SaveMethod.DELETE ? "DELETE" : "PUT"} ${one.dstPath}`),
+    ["DELETE /tenant", "DELETE /conv", "PUT /tenant/extra", "PUT /tenant", "PUT /conv/a/b", "PUT /bundled/y", "PUT /system/x"],
+    "a bundle's data root and /system are not cleared; entries of other topics are left out",
+  );
+  // The snapshot's entries (and the clearing) are the log's: their refusal does not fail the baseline.
+  assert.ok(job.replayed?.has(entries[0] as DataSourceEntry) && job.replayed.has(entries[2] as DataSourceEntry));
+  assert.equal(job.replayed?.has(entries[3] as DataSourceEntry), false, "the baseline's own source is not");
 });

@@ -14,6 +14,7 @@ import { anyTopicCovered } from "../../common/topics.js";
 import type { ClientHealth } from "../health.js";
 import type { PositionMark } from "../opa-status.js";
 import type { BaselineSource } from "./baseline-source.js";
+import { replayClearing } from "./replay-roots.js";
 import type { JobResult, UpdatePipeline } from "./update-pipeline.js";
 import type { UpdateTrace } from "../update-trace.js";
 import { type ReceivedSnapshot, SnapshotLostError } from "../snapshot-collector.js";
@@ -24,6 +25,8 @@ export interface DataUpdaterOptions {
   baseline: Pick<BaselineSource, "entries">;
   health: ClientHealth;
   logger: Logger;
+  /** The data roots the policy bundle owns (left alone when a snapshot replay clears what the log wrote). */
+  policyDataRoots?: () => readonly string[];
 }
 
 /** A lifecycle part: its timers (periodic refetches, baseline retries) run from start to stop. */
@@ -90,7 +93,7 @@ export class DataUpdater implements Component {
     // Handled where it matters: the job awaits the list and reports its failure (health,
     // retry); this only keeps the rejection from counting as unhandled until then.
     entries.catch(() => undefined);
-    this.options.pipeline.enqueue({ kind: "baseline", updateId: `baseline-${generation}`, reason, entries, position: mark?.position, logId: mark?.logId });
+    this.options.pipeline.enqueue({ kind: "baseline", updateId: `baseline-${generation}`, reason, entries, position: mark?.position, logId: mark?.logId, replayed: this.fromSnapshot });
   }
 
   /**
@@ -113,8 +116,9 @@ export class DataUpdater implements Component {
     ]);
     const before = received.beforeBaseline.filter((entry) => this.applies(entry));
     const after = received.afterBaseline.filter((entry) => this.applies(entry));
-    for (const entry of [...before, ...after]) this.fromSnapshot.add(entry);
-    return [...before, ...baseline, ...after];
+    const clearing = replayClearing([...before, ...baseline, ...after], this.options.policyDataRoots?.() ?? []);
+    for (const entry of [...clearing, ...before, ...after]) this.fromSnapshot.add(entry);
+    return [...clearing, ...before, ...baseline, ...after];
   }
 
   onEvent(event: Event, logId: string, trace?: UpdateTrace): void {

@@ -14,6 +14,7 @@ import { SyncState } from "../sync-state.js";
 import { type DataWrite, type PatchOperation, type PolicyStore, PolicyStoreError } from "../policy-store.js";
 import { DataTransactions } from "./data-transaction.js";
 import { EntryApplier } from "./entry-applier.js";
+import { MemoryStore } from "./spec-support/memory-store.js";
 import type { UpdateJob } from "./update-pipeline.js";
 
 const BIG = JSON.stringify({ users: Array.from({ length: 2_000 }, (_, index) => ({ index })) });
@@ -192,4 +193,36 @@ test("OPAL_MESH_WRITABLE_SYSTEM_PATHS opens its part of data.system on the clien
   const outcomes = await subject.commit(job, [{ entry: inline("/system/authz", { allow: true }), data: Buffer.from('{"allow":true}') }, { entry: inline("/system/opal_mesh/x", 1), data: Buffer.from("1") }], [], signal);
   assert.deepEqual(outcomes.map((outcome) => outcome.ok), [true, false]);
   assert.equal(store.documents.get("/system/authz"), '{"allow":true}');
+});
+
+test("a refused write after a patch the store took: what it took is not written again, alone or in a batch", async (t) => {
+  const append = (value: number) => ({ entry: inline("/check", [{ op: "add", path: "/log/-", value }], SaveMethod.PATCH), data: Buffer.from(JSON.stringify([{ op: "add", path: "/log/-", value }])) });
+  const put = (path: string, value: unknown) => ({ entry: inline(path, value), data: Buffer.from(JSON.stringify(value)) });
+  // The PUT below /a needs a second patch; the replace of what is not there fails that one.
+  const refused = { entry: inline("/gone", [{ op: "replace", path: "/x", value: 1 }], SaveMethod.PATCH), data: Buffer.from('[{"op":"replace","path":"/x","value":1}]') };
+  const job = (position: bigint): UpdateJob => ({ kind: "event", position, logId: "log", updateId: `u${position}`, reason: "", entries: [] });
+
+  await t.test("one job", async () => {
+    const store = new MemoryStore({ check: { log: [] }, gone: {} });
+    const { applier: subject } = applier(store);
+    const outcomes = await subject.commit(job(1n), [append(1), put("/a", { b: {} }), put("/a/b/c", 1), refused], [], signal);
+    assert.deepEqual(outcomes.map((outcome) => outcome.ok), [true, true, true, false]);
+    assert.deepEqual((store.document as { check: unknown }).check, { log: [1] });
+    assert.deepEqual((store.document as { a: unknown }).a, { b: { c: 1 } });
+  });
+
+  await t.test("a batch", async () => {
+    const store = new MemoryStore({ check: { log: [] }, gone: {} });
+    const { applier: subject } = applier(store);
+    const outcomes = await subject.commitMany(
+      [
+        { job: job(1n), writes: [append(1), put("/a", { b: {} })], fetchErrors: [] },
+        { job: job(2n), writes: [put("/a/b/c", 1), append(2)], fetchErrors: [] },
+        { job: job(3n), writes: [refused, append(3)], fetchErrors: [] },
+      ],
+      signal,
+    );
+    assert.deepEqual(outcomes.map((each) => each.map((outcome) => outcome.ok)), [[true, true], [true, true], [false, true]]);
+    assert.deepEqual((store.document as { check: unknown }).check, { log: [1, 2, 3] }, "each append once, in order");
+  });
 });

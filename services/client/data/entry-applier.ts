@@ -20,7 +20,7 @@ import { StreamedSource } from "../fetch/streamed-source.js";
 import type { PositionMark } from "../opa-status.js";
 import { PolicyStoreError } from "../policy-store.js";
 import type { StatusWriter } from "../sync-state.js";
-import { type EntryData, type EntryWrite, StoreLostStateError } from "./data-transaction.js";
+import { type EntryData, type EntryWrite, StoreLostStateError, writesLanded } from "./data-transaction.js";
 import type { JobApplier, UpdateJob } from "./update-pipeline.js";
 import { endSpan, SpanKind } from "../../common/telemetry/tracing.js";
 import { httpClientAttributes, type UpdateTrace } from "../update-trace.js";
@@ -215,8 +215,16 @@ export class EntryApplier implements JobApplier {
       ...(job.kind === "baseline" ? { baselineLoaded: ok } : {}),
     });
     const fetchError = fetchErrors.filter((error) => error !== "").join("; ");
+    let landed = 0;
     try {
-      await this.withStoreRetry(() => status.commit(expanded, signal, record(fetchError === "", fetchError || undefined)), signal);
+      await this.withStoreRetry(
+        () =>
+          status.commit(expanded.slice(landed), signal, record(fetchError === "", fetchError || undefined)).catch((error: unknown) => {
+            landed += writesLanded(error);
+            throw error;
+          }),
+        signal,
+      );
       return writes.map(() => ({ ok: true }));
     } catch (error) {
       // The sync state has started the reload: this job is over.
@@ -225,9 +233,18 @@ export class EntryApplier implements JobApplier {
         throw new EntryError("save", `failed to save to the policy store: ${(error as Error).message}`, { cause: error });
       }
     }
-    // The store refused the whole transaction: find out which entries it refuses.
+    // The store refused the transaction: find out which entries it refuses, leaving out
+    // the writes its earlier patches put in the store already.
     const outcomes: Array<{ ok: boolean; error?: string }> = [];
     for (const write of writes) {
+      // Wholly in the store: done (a split root's parts that landed are PUTs: written again, the same state).
+      const parts = this.expand(write).length;
+      if (landed >= parts) {
+        landed -= parts;
+        outcomes.push({ ok: true });
+        continue;
+      }
+      landed = 0;
       try {
         await this.withStoreRetry(() => status.commit(this.expand(write), signal), signal);
         outcomes.push({ ok: true });
@@ -254,9 +271,17 @@ export class EntryApplier implements JobApplier {
     const mark = markOf(last.job);
     const fetchError = items.flatMap((item) => item.fetchErrors).filter((error) => error !== "").join("; ");
     const transaction = { ok: fetchError === "", kind: last.job.kind, id: last.job.updateId, ...(fetchError === "" ? {} : { error: fetchError }), at: new Date().toISOString() };
+    let landed = 0;
     try {
       const writes = items.flatMap((item) => item.writes.flatMap((write) => this.expand(write)));
-      await this.withStoreRetry(() => status.commit(writes, signal, { mark, transaction }), signal);
+      await this.withStoreRetry(
+        () =>
+          status.commit(writes.slice(landed), signal, { mark, transaction }).catch((error: unknown) => {
+            landed += writesLanded(error);
+            throw error;
+          }),
+        signal,
+      );
       return items.map((item) => item.writes.map(() => ({ ok: true })));
     } catch (error) {
       if (error instanceof StoreLostStateError) throw error;
@@ -264,9 +289,25 @@ export class EntryApplier implements JobApplier {
         throw new EntryError("save", `failed to save to the policy store: ${(error as Error).message}`, { cause: error });
       }
     }
-    // One of them is refused: commit them one by one, so only that one fails.
+    // One of them is refused: commit them one by one, so only that one fails; what the
+    // store took already (the batch's earlier patches) is not written again.
     const outcomes: Array<Array<{ ok: boolean; error?: string }>> = [];
-    for (const item of items) outcomes.push(await this.commitJob(item.job, item.writes, item.fetchErrors, signal));
+    for (const item of items) {
+      const sizes = item.writes.map((write) => this.expand(write).length);
+      const total = sizes.reduce((sum, size) => sum + size, 0);
+      if (landed >= total) {
+        landed -= total;
+        outcomes.push(item.writes.map(() => ({ ok: true })));
+        continue;
+      }
+      // The writes wholly in the store are done. (A patch boundary never falls inside a split
+      // root's parts; if one did, writing those PUTs again would leave the same state.)
+      let skip = 0;
+      while (skip < sizes.length && landed >= (sizes[skip] as number)) landed -= sizes[skip++] as number;
+      landed = 0;
+      const tail = await this.commitJob(item.job, item.writes.slice(skip), item.fetchErrors, signal);
+      outcomes.push([...item.writes.slice(0, skip).map(() => ({ ok: true })), ...tail]);
+    }
     return outcomes;
   }
 

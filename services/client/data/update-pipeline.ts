@@ -50,6 +50,11 @@ export interface UpdateJob {
   task?: (signal: AbortSignal) => Promise<void>;
   /** The update's trace, when the event came with one and tracing is on. */
   trace?: UpdateTrace;
+  /**
+   * Entries replayed from the log's snapshot. Their refusal is reported but does not
+   * fail the job: the store refused them to every connected client too, in their turn.
+   */
+  replayed?: { has(entry: DataSourceEntry): boolean };
 }
 
 export interface EntryResult {
@@ -386,7 +391,8 @@ export class UpdatePipeline implements Component {
     });
     const order = new Map(item.entries.map((entry, index) => [entry, index]));
     results.sort((a, b) => (order.get(a.entry) ?? 0) - (order.get(b.entry) ?? 0));
-    return Promise.resolve({ job: item.job, ok: results.every((result) => result.saved), entries: results });
+    const replayed = item.job.replayed;
+    return Promise.resolve({ job: item.job, ok: results.every((result) => result.saved || replayed?.has(result.entry) === true), entries: results });
   }
 
   private async write(queued: QueuedJob, signal: AbortSignal): Promise<JobResult> {

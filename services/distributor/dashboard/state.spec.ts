@@ -80,8 +80,22 @@ test("clientLag() counts only events addressed to the client", async (t) => {
 });
 
 test("the server summary", () => {
-  const state = dashboardState(input({ sessions: [session("a")], traceUiUrl: "http://jaeger/trace/{trace_id}" }));
-  assert.deepEqual(state.server, { head_position: 12, log_id: "memory:1", started_at: "2026-01-01T00:00:00.000Z", uptime: 65, client_count: 1, clients_omitted: 0, trace_links: true });
+  const state = dashboardState(
+    input({ sessions: [session("a")], traceUiUrl: "http://jaeger/trace/{trace_id}", snapshot: { entries: 7, bytes: 420, incomplete: "position 3 is gone" } }),
+  );
+  assert.deepEqual(state.server, {
+    head_position: 12,
+    log_id: "memory:1",
+    started_at: "2026-01-01T00:00:00.000Z",
+    uptime: 65,
+    client_count: 1,
+    clients_omitted: 0,
+    trace_links: true,
+    snapshot_entries: 7,
+    snapshot_bytes: 420,
+    snapshot_incomplete: "position 3 is gone",
+  });
+  assert.equal(dashboardState(input()).server.snapshot_incomplete, "", "no snapshot reads as a complete, empty one");
 });
 
 test("clients: reported health, positions, lag and the last failure", () => {
