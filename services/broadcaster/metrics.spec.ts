@@ -43,3 +43,17 @@ test("with Kafka, failed reads of the topic's offsets are counted, not swallowed
   failures = 4;
   assert.match(await registry.metrics(), /opal_mesh_broadcaster_kafka_offset_refresh_failures_total 4/);
 });
+
+test("with Kafka, the snapshot's checkpoints written and failed are counted, and the newest one's position shown", async () => {
+  const registry = new Registry();
+  const counts: { written: number; failed: number; position: bigint | undefined } = { written: 0, failed: 0, position: undefined };
+  new BroadcasterMetrics(registry, { backend: "kafka", checkpoints: () => counts });
+  let text = await registry.metrics();
+  assert.match(text, /opal_mesh_broadcaster_snapshot_checkpoints_total 0/);
+  assert.match(text, /opal_mesh_broadcaster_snapshot_checkpoint_position 0/);
+  Object.assign(counts, { written: 2, failed: 1, position: 812n });
+  text = await registry.metrics();
+  assert.match(text, /opal_mesh_broadcaster_snapshot_checkpoints_total 2/);
+  assert.match(text, /opal_mesh_broadcaster_snapshot_checkpoint_failures_total 1/);
+  assert.match(text, /opal_mesh_broadcaster_snapshot_checkpoint_position 812/);
+});

@@ -17,6 +17,25 @@ export interface BroadcasterMetricsOptions {
   offsetRefreshFailures?: () => number;
   /** The log's snapshot: what late clients write. */
   snapshot?: () => SnapshotStats;
+  /** Kafka: the snapshot's checkpoints (what a restarted broadcaster starts from). */
+  checkpoints?: () => CheckpointCounts;
+}
+
+export interface CheckpointCounts {
+  written: number;
+  failed: number;
+  /** The newest checkpoint this broadcaster wrote; undefined before its first. */
+  position: bigint | undefined;
+}
+
+/** A counter that follows a running total kept elsewhere. */
+function followingCounter(name: string, help: string, registers: Registry[], total: () => number): void {
+  let counted = 0;
+  new Counter({ name, help, registers, collect() {
+    const now = total();
+    this.inc(Math.max(0, now - counted));
+    counted = now;
+  } });
 }
 
 export class BroadcasterMetrics {
@@ -50,11 +69,14 @@ export class BroadcasterMetrics {
     }
     const refreshFailures = options.offsetRefreshFailures;
     if (refreshFailures !== undefined) {
-      let counted = 0;
-      new Counter({ name: "opal_mesh_broadcaster_kafka_offset_refresh_failures_total", help: "Periodic reads of the events topic's offsets that failed (retention start and consumer lag go stale meanwhile).", registers, collect() {
-        const now = refreshFailures();
-        this.inc(Math.max(0, now - counted));
-        counted = now;
+      followingCounter("opal_mesh_broadcaster_kafka_offset_refresh_failures_total", "Periodic reads of the events topic's offsets that failed (retention start and consumer lag go stale meanwhile).", registers, refreshFailures);
+    }
+    const checkpoints = options.checkpoints;
+    if (checkpoints !== undefined) {
+      followingCounter("opal_mesh_broadcaster_snapshot_checkpoints_total", "Checkpoints of the snapshot written to the compacted snapshot topic.", registers, () => checkpoints().written);
+      followingCounter("opal_mesh_broadcaster_snapshot_checkpoint_failures_total", "Checkpoints of the snapshot that could not be written (a restart refolds from the previous one).", registers, () => checkpoints().failed);
+      new Gauge({ name: "opal_mesh_broadcaster_snapshot_checkpoint_position", help: "The log position of the newest checkpoint this broadcaster wrote (0 before its first).", registers, collect() {
+        this.set(Number(checkpoints().position ?? 0n));
       } });
     }
   }

@@ -1,6 +1,7 @@
 /** The broadcaster's log for a deployment: in memory, or Kafka (OPAL_BROADCAST_URI). */
 import { type EventLog, MemoryLog } from "../broadcaster/index.js";
 import { KafkaLog } from "../broadcaster/kafka-log.js";
+import type { CheckpointCounts } from "../broadcaster/metrics.js";
 import type { ServerConfig } from "../common/config/server-config.js";
 import { type Component, component } from "../common/lifecycle.js";
 import type { Logger } from "../common/logger.js";
@@ -16,6 +17,8 @@ export interface LogBackend {
   consumerLag?: () => bigint;
   /** Kafka: failed reads of the topic's offsets, for the metrics. */
   offsetRefreshFailures?: () => number;
+  /** Kafka: the snapshot's checkpoints written and failed, and the newest one's position, for the metrics. */
+  checkpoints?: () => CheckpointCounts;
   /** Why the log is degraded now, if it is (shown in the broadcaster's health). */
   problem(): string | undefined;
 }
@@ -39,6 +42,7 @@ export function createLogBackend(config: ServerConfig, logger: Logger, clientId:
   return { log, part: log, describe: () => `Kafka ${broadcast.brokers.join(",")} topic ${broadcast.topic}`,
     consumerLag: () => log.consumerLag(),
     offsetRefreshFailures: () => log.offsetRefreshFailures,
+    checkpoints: () => ({ written: log.checkpoints.checkpointsWritten, failed: log.checkpoints.checkpointFailures, position: log.checkpoints.lastCheckpoint?.position }),
     problem: () => log.problem(),
   };
 }

@@ -36,7 +36,7 @@ export class BroadcasterRole implements Role {
     this.expose = expose;
     this.backend = createLogBackend(config, logger.child({ service: "broadcaster" }), `opal-mesh-${this.name}`, tracing);
     const log = this.backend.log;
-    const measured = metrics === undefined ? undefined : new BroadcasterMetrics(metrics, { backend: config.broadcast.type, consumerLag: this.backend.consumerLag, offsetRefreshFailures: this.backend.offsetRefreshFailures, snapshot: () => log.snapshot.stats });
+    const measured = metrics === undefined ? undefined : new BroadcasterMetrics(metrics, { backend: config.broadcast.type, consumerLag: this.backend.consumerLag, offsetRefreshFailures: this.backend.offsetRefreshFailures, checkpoints: this.backend.checkpoints, snapshot: () => log.snapshot.stats });
     this.impl = createBroadcasterService(measured?.meter(log) ?? log, { snapshotMaxBytes: config.snapshot.maxBytes });
     this.client = createClient(BroadcasterService, createRouterTransport((router) => router.service(BroadcasterService, this.impl)));
   }
