@@ -44,6 +44,9 @@ test("StoreState: a loss is held again only once a reload rewrote every path eve
     ["a data-less client settles without a baseline", [(s) => s.lose("x"), (s) => void s.settle(true, false)], true, undefined],
     ["carried on from an earlier run", [(s) => s.lose("earlier", ["/x"], "2025-01-01T00:00:00.000Z"), (s) => s.baselineWrote(["/y"], 1n), (s) => void s.settle(true, true)], false, /at 2025-01-01T00:00:00.000Z \(earlier\).*\/x/],
     ["restored() brings it back whatever is missing", [(s) => s.eventWrote(["/a"]), (s) => s.lose("x"), (s) => s.restored()], true, undefined],
+    ["the log's whole snapshot replayed with the baseline brings back what no baseline entry covers", [(s) => s.eventWrote(["/truth/k1"]), (s) => s.lose("x"), (s) => s.replayed(), (s) => s.baselineWrote(["/check"], 7n), (s) => void s.settle(true, true)], true, undefined],
+    ["a replayed snapshot still waits for the policy and the baseline", [(s) => s.eventWrote(["/truth/k1"]), (s) => s.lose("x"), (s) => s.replayed(), (s) => void s.settle(false, true)], false, /reloading/],
+    ["what a replay brought back is lost again with the next loss", [(s) => s.eventWrote(["/truth/k1"]), (s) => s.lose("x"), (s) => s.replayed(), (s) => s.baselineWrote([], 7n), (s) => void s.settle(true, true), (s) => s.lose("again"), (s) => s.baselineWrote([], 9n), (s) => void s.settle(true, true)], false, /\/truth\/k1/],
   ];
   for (const [name, steps, held, message] of cases) {
     await t.test(name, () => {

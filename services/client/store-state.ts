@@ -8,7 +8,8 @@
  * events wrote elsewhere is gone until something replays it. So the client remembers the
  * data paths events wrote, and after a loss counts them as held again only once a baseline
  * (or a refetch of one of its entries) rewrote them: its sources answer as of now, newer
- * than those events. A path no baseline entry covers stays "not held", and says so.
+ * than those events. A path no baseline entry covers stays "not held", and says so —
+ * unless the baseline came with the log's whole snapshot (issue 13), which replays them.
  */
 import { SaveMethod } from "../../gen/opal/mesh/v1/data_pb.js";
 import type { JobResult } from "./data/update-pipeline.js";
@@ -114,6 +115,16 @@ export class StoreState {
     return true;
   }
 
+  /**
+   * A whole snapshot of the log was written: every path events wrote before the loss is
+   * back, as of the snapshot's position (the baseline still has to load for `settle`).
+   */
+  replayed(): void {
+    for (const path of this.lostPaths) this.eventPaths.add(path);
+    this.lostPaths.clear();
+    fold(this.eventPaths);
+  }
+
   /** Something brought back everything (a replay of the log from before the loss). */
   restored(): void {
     this.loss = undefined;
@@ -173,6 +184,8 @@ export function noteJob(state: StoreState, result: JobResult): void {
   if (job.kind === "event") {
     state.eventWrote(saved.filter((outcome) => outcome.entry.saveMethod !== SaveMethod.DELETE).map((outcome) => outcome.entry.dstPath));
   } else if (job.kind === "baseline" || job.kind === "periodic" || job.kind === "manual") {
+    // The log's whole snapshot, written: what events wrote before a loss is back.
+    if (job.kind === "baseline" && job.replayed?.complete === true) state.replayed();
     // Only a PUT replaces what is below its path; a PATCH or DELETE leaves the rest as it was.
     const replaced = saved.filter((outcome) => outcome.entry.saveMethod === SaveMethod.PUT).map((outcome) => outcome.entry.dstPath);
     state.baselineWrote(replaced, job.kind === "baseline" ? job.position : undefined, job.kind === "baseline");

@@ -134,4 +134,5 @@ test("a baseline with a snapshot: the log's top-level documents cleared first, t
   // The snapshot's entries (and the clearing) are the log's: their refusal does not fail the baseline.
   assert.ok(job.replayed?.has(entries[0] as DataSourceEntry) && job.replayed.has(entries[2] as DataSourceEntry));
   assert.equal(job.replayed?.has(entries[3] as DataSourceEntry), false, "the baseline's own source is not");
+  assert.equal(job.replayed?.complete, true, "a snapshot that misses nothing");
 });

@@ -15,7 +15,7 @@ import type { ClientHealth } from "../health.js";
 import type { PositionMark } from "../opa-status.js";
 import type { BaselineSource } from "./baseline-source.js";
 import { replayClearing } from "./replay-roots.js";
-import type { JobResult, UpdatePipeline } from "./update-pipeline.js";
+import type { JobResult, SnapshotReplay, UpdatePipeline } from "./update-pipeline.js";
 import type { UpdateTrace } from "../update-trace.js";
 import { type ReceivedSnapshot, SnapshotLostError } from "../snapshot-collector.js";
 
@@ -27,6 +27,15 @@ export interface DataUpdaterOptions {
   logger: Logger;
   /** The data roots the policy bundle owns (left alone when a snapshot replay clears what the log wrote). */
   policyDataRoots?: () => readonly string[];
+}
+
+/** What a baseline job's snapshot holds; filled in once the snapshot arrived. */
+class Replay implements SnapshotReplay {
+  complete = false;
+  constructor(private readonly entries: WeakSet<DataSourceEntry>) {}
+  has(entry: DataSourceEntry): boolean {
+    return this.entries.has(entry);
+  }
 }
 
 /** A lifecycle part: its timers (periodic refetches, baseline retries) run from start to stop. */
@@ -89,11 +98,12 @@ export class DataUpdater implements Component {
       if (generation === this.baselineGeneration) this.schedulePeriodic(mine);
       return mine;
     });
-    const entries = snapshot === undefined ? listed : this.withSnapshot(listed, snapshot, generation);
+    const replay = snapshot === undefined ? undefined : new Replay(this.fromSnapshot);
+    const entries = snapshot === undefined || replay === undefined ? listed : this.withSnapshot(listed, snapshot, generation, replay);
     // Handled where it matters: the job awaits the list and reports its failure (health,
     // retry); this only keeps the rejection from counting as unhandled until then.
     entries.catch(() => undefined);
-    this.options.pipeline.enqueue({ kind: "baseline", updateId: `baseline-${generation}`, reason, entries, position: mark?.position, logId: mark?.logId, replayed: this.fromSnapshot });
+    this.options.pipeline.enqueue({ kind: "baseline", updateId: `baseline-${generation}`, reason, entries, position: mark?.position, logId: mark?.logId, ...(replay === undefined ? {} : { replayed: replay }) });
   }
 
   /**
@@ -103,7 +113,7 @@ export class DataUpdater implements Component {
    * known; only the sources' part is missing) and the baseline is retried alone. A snapshot
    * entry is never retried on its own: out of its turn it could land on a different state.
    */
-  private async withSnapshot(listed: Promise<DataSourceEntry[]>, snapshot: Promise<ReceivedSnapshot>, generation: number): Promise<DataSourceEntry[]> {
+  private async withSnapshot(listed: Promise<DataSourceEntry[]>, snapshot: Promise<ReceivedSnapshot>, generation: number, replay: Replay): Promise<DataSourceEntry[]> {
     const [baseline, received] = await Promise.all([
       listed.catch((error: unknown) => {
         if (generation === this.baselineGeneration) this.baselineListError = `the baseline could not be listed: ${(error as Error).message}`;
@@ -118,6 +128,7 @@ export class DataUpdater implements Component {
     const after = received.afterBaseline.filter((entry) => this.applies(entry));
     const clearing = replayClearing([...before, ...baseline, ...after], this.options.policyDataRoots?.() ?? []);
     for (const entry of [...clearing, ...before, ...after]) this.fromSnapshot.add(entry);
+    replay.complete = received.incomplete === undefined;
     return [...clearing, ...before, ...baseline, ...after];
   }
 

@@ -50,11 +50,19 @@ export interface UpdateJob {
   task?: (signal: AbortSignal) => Promise<void>;
   /** The update's trace, when the event came with one and tracing is on. */
   trace?: UpdateTrace;
+  /** The log's snapshot this baseline job writes, when one came with it. */
+  replayed?: SnapshotReplay;
+}
+
+/** A snapshot of the log written by a baseline job (data-updater.ts fills it in as the snapshot arrives). */
+export interface SnapshotReplay {
   /**
-   * Entries replayed from the log's snapshot. Their refusal is reported but does not
-   * fail the job: the store refused them to every connected client too, in their turn.
+   * The entry came with the snapshot. Its refusal is reported but does not fail the job:
+   * the store refused it to every connected client too, in its turn.
    */
-  replayed?: { has(entry: DataSourceEntry): boolean };
+  has(entry: DataSourceEntry): boolean;
+  /** The snapshot was whole: the job brings back everything the log wrote up to its position. */
+  readonly complete: boolean;
 }
 
 export interface EntryResult {

@@ -20,12 +20,17 @@ import { DEFAULT_SCOPE, scopeOfTopic, unscopeTopic } from "../scopes/scoped-topi
 import { anyTopicCovered } from "../topics.js";
 import type { ScopeView, Snapshot, SnapshotExport, SnapshotItem, SnapshotScope, SnapshotStats } from "./types.js";
 
+/** Dropped items' data bytes past which a scope's items are compacted whatever their count. */
+const COMPACT_DEAD_BYTES = 16 * 1024 * 1024;
+
 interface ScopeFold {
   meta: SnapshotScope;
   /** In log order; dropped ones stay until the next compaction (`dead` counts them). */
   items: SnapshotItem[];
   dropped: WeakSet<SnapshotItem>;
   dead: number;
+  /** The data bytes the dropped items still hold until the compaction lets them go. */
+  deadBytes: number;
   /** The newest item at each path, while it may still be dropped. */
   latest: Map<string, SnapshotItem>;
   /** The newest PATCH's position: nothing before it is dropped. */
@@ -113,7 +118,7 @@ export class LogSnapshot implements Snapshot {
   private scope(id: string): ScopeFold {
     let fold = this.scopes.get(id);
     if (fold === undefined) {
-      fold = { meta: create(SnapshotScopeSchema, { scope: id }), items: [], dropped: new WeakSet(), dead: 0, latest: new Map(), barrier: 0n };
+      fold = { meta: create(SnapshotScopeSchema, { scope: id }), items: [], dropped: new WeakSet(), dead: 0, deadBytes: 0, latest: new Map(), barrier: 0n };
       this.scopes.set(id, fold);
     }
     return fold;
@@ -139,16 +144,20 @@ export class LogSnapshot implements Snapshot {
       if (method === SaveMethod.PUT && earlier !== undefined && earlier.position > barrier && sameTopics(earlier.entry?.topics ?? [], mine.topics)) {
         fold.dropped.add(earlier);
         fold.dead++;
+        fold.deadBytes += earlier.entry === undefined ? 0 : entrySize(earlier.entry);
         this.count(earlier, -1);
       }
       fold.latest.set(mine.dstPath, item);
     }
     fold.items.push(item);
     this.count(item, 1);
-    if (fold.dead > 1024 && fold.dead * 2 > fold.items.length) {
+    // In bulk (amortised O(1) per entry), and before dropped documents pile up: a few
+    // large values overwritten over and over must not keep every old one alive.
+    if ((fold.dead > 1024 && fold.dead * 2 > fold.items.length) || fold.deadBytes > COMPACT_DEAD_BYTES) {
       fold.items = live(fold);
       fold.dropped = new WeakSet();
       fold.dead = 0;
+      fold.deadBytes = 0;
     }
   }
 }
