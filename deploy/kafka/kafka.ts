@@ -130,7 +130,18 @@ export async function startKafka(options: KafkaOptions): Promise<RunningKafka> {
   const libs = await ensureKafkaJars(options);
   const dir = mkdtempSync(join(tmpdir(), "opal-mesh-kafka-"));
   const dataDir = join(dir, "data");
-  const [controllerPort, internalPort] = [await freePort(), await freePort()];
+  // The kernel may hand back a port just released: keep the three listeners' ports distinct.
+  const taken = new Set([options.port]);
+  const distinctPort = async (): Promise<number> => {
+    for (;;) {
+      const port = await freePort();
+      if (!taken.has(port)) {
+        taken.add(port);
+        return port;
+      }
+    }
+  };
+  const [controllerPort, internalPort] = [await distinctPort(), await distinctPort()];
   const config = join(dir, "server.properties");
   writeFileSync(config, properties(options, controllerPort, internalPort, dataDir));
   const clusterId = (await run("java", java(libs, ["kafka.tools.StorageTool", "random-uuid"]))).stdout.trim().split("\n").pop() ?? randomUUID();

@@ -119,6 +119,9 @@ export class KafkaLog implements EventLog, Component {
     const recent = offsets.high - BigInt(this.options.window.maxEvents) > offsets.low ? offsets.high - BigInt(this.options.window.maxEvents) : offsets.low;
     let from = offsets.position < recent ? offsets.position : recent;
     if (from < offsets.low) from = offsets.low;
+    // The window starts where the tail does: the head is there even when the topic holds
+    // nothing after it (retention emptied it), and the wait below ends at once.
+    if (this.window.end < from) this.window.reset(from);
     await this.startTail(from);
     await this.waitForTail(offsets.high, signal);
     this.checkpoints.schedule();
