@@ -51,6 +51,9 @@ function inline(path: string, value: number): { dstPath: string; topics: string[
   return { dstPath: path, topics: ["policy_data"], data: { kind: { case: "numberValue", value } } };
 }
 
+/** Watchers still sampling: a case that fails before it stops its own must not keep the process alive. */
+const watching = new Set<{ stop(): Promise<number> }>();
+
 /** Samples the client's health until stopped; each sample goes to `check`. */
 function watch(client: RunningClient, check: (s: Sample) => Promise<void>): { stop(): Promise<number> } {
   let running = true;
@@ -67,13 +70,16 @@ function watch(client: RunningClient, check: (s: Sample) => Promise<void>): { st
       await new Promise((resolve) => setTimeout(resolve, 25));
     }
   })();
-  return {
+  const handle = {
     async stop() {
       running = false;
+      watching.delete(handle);
       await loop;
       return count;
     },
   };
+  watching.add(handle);
+  return handle;
 }
 
 async function killInlineOpa(client: RunningClient): Promise<void> {
@@ -123,6 +129,7 @@ export function healthTruthCases(tally: Tally): void {
     });
 
     after(async () => {
+      for (const watcher of [...watching]) await watcher.stop();
       for (const client of clients) await client.stop().catch(() => undefined);
       await server?.stop();
       await checker?.source.stop();
