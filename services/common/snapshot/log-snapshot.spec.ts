@@ -12,14 +12,15 @@ function data(path: string, value: string | undefined, method = SaveMethod.PUT, 
 }
 const paths = (snapshot: LogSnapshot, topics = ["t"]) => snapshot.view("default", topics).afterBaseline.map((item) => `${item.entry?.dstPath}=${Buffer.from(item.entry?.dataJson ?? []).toString()}`);
 
-test("a later PUT at the same path and topics drops the earlier one; a PATCH in between keeps it", () => {
+test("a later PUT at the same path and topics drops the earlier one; a PATCH elsewhere does not keep it", () => {
   const snapshot = new LogSnapshot();
   for (const event of [data("/a", "1"), data("/b", "2"), data("/a", "3")]) snapshot.fold(event);
   assert.deepEqual(paths(snapshot), ["/b=2", "/a=3"]);
+  // Under a number OPA refuses it: dropped, the state is the same.
   snapshot.fold(data("/b", '[{"op":"add","path":"/x","value":1}]', SaveMethod.PATCH));
   snapshot.fold(data("/a", "4"));
-  assert.deepEqual(paths(snapshot), ["/b=2", "/a=3", '/b=[{"op":"add","path":"/x","value":1}]', "/a=4"]);
-  assert.equal(snapshot.stats.entries, 4);
+  assert.deepEqual(paths(snapshot), ["/b=2", "/a=4"]);
+  assert.equal(snapshot.stats.entries, 2);
   assert.equal(snapshot.position, position);
 });
 
