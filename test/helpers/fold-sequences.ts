@@ -41,7 +41,12 @@ const KEYS = ["a", "b", "c"];
 
 class Generator {
   private counter = 0;
-  constructor(readonly next: () => number) {}
+  private recent: string[][] = [];
+  constructor(
+    readonly next: () => number,
+    /** How often a path written lately is written again (and a PATCH reads it). */
+    private readonly reuse: number,
+  ) {}
 
   pick<T>(items: readonly T[]): T {
     return items[Math.floor(this.next() * items.length)] as T;
@@ -51,12 +56,20 @@ class Generator {
     return this.next() < p;
   }
 
-  /** /r or /s, then 0–3 keys; now and then an array index on the way. */
-  path(): string {
-    const depth = Math.floor(this.next() * this.next() * 4.5);
+  /** Mostly one set, so that entries fold together; the others interleave. */
+  topics(): readonly string[] {
+    const choice = this.next();
+    return TOPIC_SETS[choice < 0.45 ? 0 : choice < 0.65 ? 1 : choice < 0.85 ? 2 : 3] as string[];
+  }
+
+  /** /r or /s, then 0–3 keys; now and then an array index on the way; often a path written lately. */
+  path(): string[] {
+    if (this.recent.length > 0 && this.chance(this.reuse)) return this.pick(this.recent);
+    const depth = this.pick([0, 1, 1, 2, 2, 3]);
     const parts = [this.pick(["r", "r", "s"])];
     for (let index = 0; index < depth; index++) parts.push(this.chance(0.06) ? this.pick(["0", "1", "-"]) : this.pick(KEYS));
-    return `/${parts.join("/")}`;
+    this.recent = [parts, ...this.recent.slice(0, 7)];
+    return parts;
   }
 
   value(depth = 0): unknown {
@@ -73,8 +86,12 @@ class Generator {
     return object;
   }
 
-  operation(): Record<string, unknown> {
-    const relative = (): string => (this.chance(0.15) ? "" : `/${[this.pick([...KEYS, "l"]), ...(this.chance(0.3) ? [this.pick(KEYS)] : [])].join("/")}`);
+  /** An operation; `near` (a path relative to the PATCH's) makes it read what was written there. */
+  operation(near: readonly string[]): Record<string, unknown> {
+    const relative = (): string => {
+      if (near.length > 0 && this.chance(this.reuse * 2)) return `/${near.join("/")}`;
+      return this.chance(0.15) ? "" : `/${[this.pick([...KEYS, "l"]), ...(this.chance(0.5) ? [this.pick(KEYS)] : [])].join("/")}`;
+    };
     const choice = this.next();
     if (choice < 0.15) return { op: "add", path: `/l/${this.pick(["-", "-", "0", "1"])}`, value: this.value(2) };
     if (choice < 0.5) return { op: "add", path: relative(), value: this.value(1) };
@@ -85,13 +102,16 @@ class Generator {
 
   entry(topics: readonly string[]): DataSourceEntry {
     const kind = this.next();
-    const base = { dstPath: this.path(), topics: [...topics] };
+    const path = this.path();
+    const base = { dstPath: `/${path.join("/")}`, topics: [...topics] };
     const json = (value: unknown) => Buffer.from(JSON.stringify(value));
     if (kind < 0.42) return create(DataSourceEntrySchema, { ...base, saveMethod: SaveMethod.PUT, dataJson: json(this.value()) });
     if (kind < 0.6) return create(DataSourceEntrySchema, { ...base, saveMethod: SaveMethod.DELETE });
     if (kind < 0.92) {
-      const operations = Array.from({ length: 1 + Math.floor(this.next() * this.next() * 3) }, () => this.operation());
-      return create(DataSourceEntrySchema, { ...base, saveMethod: SaveMethod.PATCH, dataJson: json(operations) });
+      // Often at an ancestor of what was written, reading it and writing elsewhere too.
+      const cut = path.length > 1 && this.chance(this.reuse * 1.5) ? 1 + Math.floor(this.next() * (path.length - 1)) : path.length;
+      const operations = Array.from({ length: 1 + Math.floor(this.next() * 3) }, () => this.operation(path.slice(cut)));
+      return create(DataSourceEntrySchema, { ...base, dstPath: `/${path.slice(0, cut).join("/")}`, saveMethod: SaveMethod.PATCH, dataJson: json(operations) });
     }
     // Rarer shapes: PATCH [] (creates the ancestors), a tombstone, a refused path, an escaped operation path.
     const rare = this.pick(["ensure", "tombstone", "system", "escaped"]);
@@ -100,10 +120,39 @@ class Generator {
     if (rare === "system") return create(DataSourceEntrySchema, { ...base, dstPath: "/system/x", saveMethod: SaveMethod.PUT, dataJson: json(this.value()) });
     return create(DataSourceEntrySchema, { ...base, saveMethod: SaveMethod.PATCH, dataJson: json([{ op: "add", path: "/a~1b", value: this.value(1) }]) });
   }
+
+  /**
+   * Where dropping goes wrong when a rule is missing, in a few consecutive entries: a
+   * write under q, maybe a PATCH at q's ancestor that reads near q (under it, or one of
+   * q's ancestors) and writes beside it, maybe another write under q, then a PUT or
+   * DELETE at q whose topics cover the writes' (or not quite).
+   */
+  motif(): DataSourceEntry[] {
+    const json = (value: unknown) => Buffer.from(JSON.stringify(value));
+    const q = [this.pick(["r", "s"]), ...Array.from({ length: 1 + Math.floor(this.next() * 2) }, () => this.pick(KEYS))];
+    const under = () => [...q, this.pick(KEYS), ...(this.chance(0.4) ? [this.pick(KEYS)] : [])];
+    const topics = this.topics();
+    const entry = (path: readonly string[], saveMethod: SaveMethod, of = topics) =>
+      create(DataSourceEntrySchema, { dstPath: `/${path.join("/")}`, topics: [...of], saveMethod, ...(saveMethod === SaveMethod.DELETE ? {} : { dataJson: json(this.value()) }) });
+    const below = under();
+    const entries = [entry(below, this.chance(0.8) ? SaveMethod.PUT : SaveMethod.DELETE)];
+    if (this.chance(0.7)) {
+      const at = q.slice(0, 1 + Math.floor(this.next() * (q.length - 1)));
+      // Under q (what the first write made), or one of q's ancestors (what its ensureParents made).
+      const near = this.chance(0.5) ? below.slice(at.length) : [...q.slice(at.length, at.length + Math.floor(this.next() * (q.length - at.length))), "z"];
+      const read = { op: near.at(-1) === "z" ? "add" : this.pick(["add", "replace", "remove"]), path: `/${near.join("/")}`, value: this.value(1) };
+      const beside = { op: "add", path: `/${this.pick(["x", "y"])}`, value: this.value(1) };
+      entries.push(create(DataSourceEntrySchema, { dstPath: `/${at.join("/")}`, topics: [...this.topics()], saveMethod: SaveMethod.PATCH, dataJson: json(this.chance(0.5) ? [read, beside] : [beside, read]) }));
+    }
+    if (this.chance(0.5)) entries.push(entry(under(), SaveMethod.PUT));
+    entries.push(entry(q, this.chance(0.4) ? SaveMethod.PUT : SaveMethod.DELETE, this.chance(0.8) ? topics : this.topics()));
+    return entries;
+  }
 }
 
 export function foldSequence(seed: number, length: number): FoldSequence {
-  const generator = new Generator(random(seed));
+  // Odd seeds write the same paths again and again, even ones scatter more.
+  const generator = new Generator(random(seed), seed % 2 === 1 ? 0.35 : 0);
   const events: Event[] = [];
   const redefinitions = generator.chance(0.4) ? 1 + Math.floor(generator.next() * 2) : 0;
   const points = new Set(Array.from({ length: redefinitions }, () => 2 + Math.floor(generator.next() * (length - 3))));
@@ -112,12 +161,20 @@ export function foldSequence(seed: number, length: number): FoldSequence {
       events.push(create(EventSchema, { position, topics: ["default:scope"], payload: { case: "scopeChanged", value: { scopeId: "default" } } }));
       continue;
     }
-    const entries = Array.from({ length: 1 + Math.floor(generator.next() * generator.next() * 3) }, () => generator.entry(generator.pick(TOPIC_SETS)));
-    events.push(create(EventSchema, { position, topics: [...new Set(entries.flatMap((entry) => entry.topics))], payload: { case: "dataUpdate", value: { id: `u${position}`, entries } } }));
+    const motif = generator.chance(0.12) ? generator.motif() : [];
+    for (const entry of motif.slice(0, -1)) events.push(update(position++, [entry]));
+    const entries = motif.length > 0 ? motif.slice(-1) : Array.from({ length: 1 + Math.floor(generator.next() * generator.next() * 3) }, () => generator.entry(generator.topics()));
+    events.push(update(position, entries));
   }
-  const baseline = redefinitions === 0 ? [] : Array.from({ length: 1 + Math.floor(generator.next() * 3) }, () => generator.entry(generator.pick(TOPIC_SETS)));
+  // A motif may have run over a planned redefinition.
+  const redefined = events.some((event) => event.payload.case === "scopeChanged");
+  const baseline = !redefined ? [] : Array.from({ length: 1 + Math.floor(generator.next() * 3) }, () => generator.entry(generator.topics()));
   const restoreAt = generator.chance(0.25) ? BigInt(1 + Math.floor(generator.next() * length)) : 0n;
   return { seed, events, baseline, restoreAt };
+}
+
+function update(position: bigint, entries: DataSourceEntry[]): Event {
+  return create(EventSchema, { position, topics: [...new Set(entries.flatMap((entry) => entry.topics))], payload: { case: "dataUpdate", value: { id: `u${position}`, entries } } });
 }
 
 /** The positions of the scope's redefinitions, in order. */
