@@ -114,11 +114,47 @@ class Generator {
       return create(DataSourceEntrySchema, { ...base, dstPath: `/${path.slice(0, cut).join("/")}`, saveMethod: SaveMethod.PATCH, dataJson: json(operations) });
     }
     // Rarer shapes: PATCH [] (creates the ancestors), a tombstone, a refused path, an escaped operation path.
-    const rare = this.pick(["ensure", "tombstone", "system", "escaped"]);
+    const rare = this.pick(["ensure", "tombstone", "system", "escaped", "invalid"]);
+    // Not JSON: refused by the store (the server refuses it at publish; a producer writing to Kafka may not).
+    if (rare === "invalid") return create(DataSourceEntrySchema, { ...base, saveMethod: SaveMethod.PUT, dataJson: Buffer.from('{"a":') });
     if (rare === "ensure") return create(DataSourceEntrySchema, { ...base, saveMethod: SaveMethod.PATCH, dataJson: json([]) });
     if (rare === "tombstone") return create(DataSourceEntrySchema, { ...base, saveMethod: SaveMethod.PATCH, dataJson: json([{ op: "add", path: "", value: null }, { op: "remove", path: "" }]) });
     if (rare === "system") return create(DataSourceEntrySchema, { ...base, dstPath: "/system/x", saveMethod: SaveMethod.PUT, dataJson: json(this.value()) });
     return create(DataSourceEntrySchema, { ...base, saveMethod: SaveMethod.PATCH, dataJson: json([{ op: "add", path: "/a~1b", value: this.value(1) }]) });
+  }
+
+  /** A baseline entry, mostly where the log wrote lately: writes the fold must not move across. */
+  baselineEntry(): DataSourceEntry {
+    const path = this.recent.length > 0 && this.chance(0.7) ? this.pick(this.recent) : this.path();
+    const topics = [...this.topics()];
+    const json = (value: unknown) => Buffer.from(JSON.stringify(value));
+    const choice = this.next();
+    if (choice < 0.3) return create(DataSourceEntrySchema, { dstPath: `/${path.join("/")}`, topics, saveMethod: SaveMethod.PUT, dataJson: json(this.value()) });
+    if (choice < 0.55) return create(DataSourceEntrySchema, { dstPath: `/${[...path, this.pick(KEYS)].join("/")}`, topics, saveMethod: SaveMethod.PUT, dataJson: json(this.value(1)) });
+    const operations = [{ op: this.pick(["add", "replace"]), path: `/${this.pick(KEYS)}`, value: this.value(1) }, ...(this.chance(0.5) ? [{ op: "add", path: `/${this.pick(["x", "y"])}`, value: this.value(1) }] : [])];
+    return create(DataSourceEntrySchema, { dstPath: `/${path.join("/")}`, topics, saveMethod: SaveMethod.PATCH, dataJson: json(operations) });
+  }
+
+  /**
+   * Where folding into a document goes wrong when a rule is missing: a document (now and
+   * then not JSON), then writes into it of the same topics — through its arrays, at its
+   * own path, below what is not there.
+   */
+  intoDocument(): DataSourceEntry[] {
+    const json = (value: unknown) => Buffer.from(JSON.stringify(value));
+    const at = [this.pick(["r", "s"]), ...Array.from({ length: Math.floor(this.next() * 3) }, () => this.pick(KEYS))];
+    const topics = [...this.topics()];
+    const entry = (path: readonly string[], saveMethod: SaveMethod, dataJson?: Uint8Array) => create(DataSourceEntrySchema, { dstPath: `/${path.join("/")}`, topics, saveMethod, ...(dataJson === undefined ? {} : { dataJson }) });
+    const document = { l: [1, { k: 2 }], [this.pick(KEYS)]: this.value(1) };
+    const entries = [entry(at, SaveMethod.PUT, this.chance(0.15) ? Buffer.from('{"l":[1') : json(document))];
+    for (let count = 1 + Math.floor(this.next() * 3); count > 0; count--) {
+      const below = [...at, ...(this.chance(0.6) ? ["l", this.pick(["0", "1", "-", "5"])] : this.chance(0.5) ? [this.pick(KEYS)] : [])];
+      const choice = this.next();
+      if (choice < 0.3) entries.push(entry(below, SaveMethod.DELETE));
+      else if (choice < 0.55) entries.push(entry(below, SaveMethod.PUT, json(this.value(1))));
+      else entries.push(entry(at, SaveMethod.PATCH, json([this.operation(["l", this.pick(["0", "1", "-"])])])));
+    }
+    return entries;
   }
 
   /**
@@ -154,21 +190,21 @@ export function foldSequence(seed: number, length: number): FoldSequence {
   // Odd seeds write the same paths again and again, even ones scatter more.
   const generator = new Generator(random(seed), seed % 2 === 1 ? 0.35 : 0);
   const events: Event[] = [];
-  const redefinitions = generator.chance(0.4) ? 1 + Math.floor(generator.next() * 2) : 0;
+  const redefinitions = generator.chance(0.5) ? 1 + Math.floor(generator.next() * 2) : 0;
   const points = new Set(Array.from({ length: redefinitions }, () => 2 + Math.floor(generator.next() * (length - 3))));
   for (let position = 1n; position <= BigInt(length); position++) {
     if (points.has(Number(position))) {
       events.push(create(EventSchema, { position, topics: ["default:scope"], payload: { case: "scopeChanged", value: { scopeId: "default" } } }));
       continue;
     }
-    const motif = generator.chance(0.12) ? generator.motif() : [];
+    const motif = generator.chance(0.1) ? generator.motif() : generator.chance(0.1) ? generator.intoDocument() : [];
     for (const entry of motif.slice(0, -1)) events.push(update(position++, [entry]));
     const entries = motif.length > 0 ? motif.slice(-1) : Array.from({ length: 1 + Math.floor(generator.next() * generator.next() * 3) }, () => generator.entry(generator.topics()));
     events.push(update(position, entries));
   }
   // A motif may have run over a planned redefinition.
   const redefined = events.some((event) => event.payload.case === "scopeChanged");
-  const baseline = !redefined ? [] : Array.from({ length: 1 + Math.floor(generator.next() * 3) }, () => generator.entry(generator.topics()));
+  const baseline = !redefined ? [] : Array.from({ length: 1 + Math.floor(generator.next() * 3) }, () => generator.baselineEntry());
   const restoreAt = generator.chance(0.25) ? BigInt(1 + Math.floor(generator.next() * length)) : 0n;
   return { seed, events, baseline, restoreAt };
 }

@@ -174,8 +174,12 @@ export class ScopeFold {
     const dropped: FoldItem[] = [];
     const creators = new Map<string, FoldItem[]>();
     let kept = 0;
+    let certain: boolean | undefined;
     for (const earlier of this.tree.subtreeAbove(q, floor)) {
       if (earlier === item) continue;
+      // An inline document OPA refuses (not JSON) replaces nothing: read only when something could go.
+      certain ??= shape.kind !== "doc" || item.isValidDocument();
+      if (!certain) return;
       const covered = earlier.shape.kind !== "wild" && coveredBy(earlier, item) && (!samePathOnly || earlier.shape.path.length === q.length);
       if (covered && (mode === "overwrite" || earlier.shape.kind === "delete")) {
         dropped.push(earlier);
