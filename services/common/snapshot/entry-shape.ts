@@ -70,36 +70,40 @@ function operationSegments(pointer: unknown): string[] | undefined {
   return parts.every((part) => part !== "" && !part.includes("~") && !oddSegment(part)) ? parts : undefined;
 }
 
+function shape(kind: EntryKind, path: readonly string[], refusable: boolean, anchor: readonly string[] = anchorOf(path), ops = NOTHING): EntryShape {
+  return { kind, path, anchor, refusable, ops };
+}
+
 export function shapeOf(entry: DataSourceEntry): ShapedEntry {
   const path = segmentsOf(entry.dstPath);
-  const shape = (kind: EntryKind, refusable: boolean, anchor: readonly string[] = anchorOf(path), ops = NOTHING): EntryShape => ({ kind, path, anchor, refusable, ops });
-  const pathRefused = STRICTEST.pathProblem(entry.dstPath) !== undefined;
-  if (path.some(oddSegment)) return { shape: shape("wild", true, []) };
+  if (path.some(oddSegment)) return { shape: shape("wild", path, true, []) };
+  // With no "%", "." or ".." (those are wild), only a first segment "system" is OPA's reserved namespace.
+  const pathRefused = path[0] === "system";
   const method = entry.saveMethod === SaveMethod.PATCH ? "PATCH" : entry.saveMethod === SaveMethod.DELETE ? "DELETE" : "PUT";
   if (method !== "PATCH") {
-    if (path.length === 0) return { shape: shape("opaque", true) };
-    if (method === "DELETE") return { shape: shape("delete", pathRefused) };
-    return { shape: shape(entry.dataJson === undefined ? "url-put" : "doc", pathRefused) };
+    if (path.length === 0) return { shape: shape("opaque", path, true) };
+    if (method === "DELETE") return { shape: shape("delete", path, pathRefused) };
+    return { shape: shape(entry.dataJson === undefined ? "url-put" : "doc", path, pathRefused) };
   }
-  if (entry.dataJson === undefined) return { shape: shape("wild", true, []) };
+  if (entry.dataJson === undefined) return { shape: shape("wild", path, true, []) };
   let parsed: unknown;
   try {
     // As the client reads it (and it sends each value again as JSON.stringify writes it).
     parsed = parseJsonBytes(entry.dataJson);
   } catch {
-    return { shape: shape("wild", true, []) };
+    return { shape: shape("wild", path, true, []) };
   }
-  if (!Array.isArray(parsed)) return { shape: shape("wild", true, []) };
-  const refusable = pathRefused || STRICTEST.patchProblem(entry.dstPath, parsed) !== undefined;
+  if (!Array.isArray(parsed)) return { shape: shape("wild", path, true, []) };
+  const refusable = pathRefused || (path.length === 0 && STRICTEST.patchProblem(entry.dstPath, parsed) !== undefined);
   const reads: PatchRead[] = [];
   const steps: PatchStep[] = [];
   for (const operation of parsed as unknown[]) {
-    if (typeof operation !== "object" || operation === null) return { shape: shape("wild", true, []) };
+    if (typeof operation !== "object" || operation === null) return { shape: shape("wild", path, true, []) };
     const { op, path: pointer, value } = operation as Record<string, unknown>;
     const relative = operationSegments(pointer);
-    if ((op !== "add" && op !== "remove" && op !== "replace") || relative === undefined) return { shape: shape("wild", true, []) };
+    if ((op !== "add" && op !== "remove" && op !== "replace") || relative === undefined) return { shape: shape("wild", path, true, []) };
     reads.push({ op, target: [...path, ...relative] });
     steps.push({ op, target: relative, value: value ?? null });
   }
-  return { shape: shape(steps.length === 0 ? "ensure" : "patch", refusable, anchorOf(path), reads), steps };
+  return { shape: shape(steps.length === 0 ? "ensure" : "patch", path, refusable, anchorOf(path), reads), steps };
 }

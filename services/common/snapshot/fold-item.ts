@@ -22,50 +22,57 @@ import { ABSENT, parseExact, type Slot } from "./value-fold.js";
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
+/** Only for the documents something was folded into (most items never need it). */
+interface DocumentState {
+  /** The parsed document; null when it cannot be folded into (it is not written back exactly). */
+  slot: Slot | null;
+  /** It has changes the handed-out entry does not hold yet. */
+  dirty: boolean;
+  /** `bytes` as last measured exactly; between write-backs `bytes` is an upper bound. */
+  measured: number;
+  /** PATCH [] handed out before a tombstone's DELETE (below depth 1). */
+  ensure?: SnapshotItem;
+}
+
 export class FoldItem implements Sequenced {
   dropped = false;
-  /** The entry as it stands: the one received, or what the item was rewritten to. */
-  private current: DataSourceEntry;
-  /** The document has changes `current` does not hold yet. */
-  private dirty = false;
-  private handedOut: SnapshotItem[] | undefined;
-  /** PATCH [] before a tombstone's DELETE (undefined when not a tombstone, or at depth 1). */
-  private ensure: DataSourceEntry | undefined;
-  /** A doc's parsed document: undefined until first needed; null when it cannot be folded into. */
-  private slot: Slot | null | undefined;
+  /** The entry at its position, as handed out. */
+  private handedOut: SnapshotItem;
+  private document: DocumentState | undefined;
   /** A doc's JSON is valid (OPA takes it): undefined until asked. */
   private valid: boolean | undefined;
-  /** `bytes` as last measured exactly; between write-backs `bytes` is an upper bound. */
-  private measured: number;
   /** The entry's size (chunks.ts entrySize), as the snapshot's limit counts it. */
   bytes: number;
 
   constructor(
     readonly seq: number,
-    readonly position: bigint,
-    readonly scope: string,
+    position: bigint,
+    scope: string,
     entry: DataSourceEntry,
     public shape: EntryShape,
     /** The topic set as a key: items fold together only when the same clients apply them. */
     readonly topicKey: string,
   ) {
-    this.current = entry;
+    this.handedOut = create(SnapshotItemSchema, { position, scope, entry });
     this.bytes = entrySize(entry);
-    this.measured = this.bytes;
+  }
+
+  get position(): bigint {
+    return this.handedOut.position;
   }
 
   get topics(): readonly string[] {
-    return this.current.topics;
+    return (this.handedOut.entry as DataSourceEntry).topics;
   }
 
+  /** The entry as received (or rewritten to; a folded document's changes are not in it until handed out). */
   get entry(): DataSourceEntry {
-    if (this.dirty) this.writeBack();
-    return this.current;
+    return this.handedOut.entry as DataSourceEntry;
   }
 
   /** The document was deleted: what is handed out removes it. */
   get tombstone(): boolean {
-    return this.slot?.value === ABSENT;
+    return this.document?.slot?.value === ABSENT;
   }
 
   /** How many entries it hands out. */
@@ -73,14 +80,12 @@ export class FoldItem implements Sequenced {
     return this.tombstone && this.shape.path.length > 1 ? 2 : 1;
   }
 
-  /** As the view and the export hand it out (the same objects until the item changes). */
-  snapshotItems(): readonly SnapshotItem[] {
-    if (this.handedOut === undefined) {
-      const entry = this.entry;
-      const item = (of: DataSourceEntry) => create(SnapshotItemSchema, { position: this.position, scope: this.scope, entry: of });
-      this.handedOut = this.ensure === undefined ? [item(entry)] : [item(this.ensure), item(entry)];
-    }
-    return this.handedOut;
+  /** Appends what it hands out to `list` (the same objects until the item changes). */
+  handOut(list: SnapshotItem[]): void {
+    const state = this.document;
+    if (state?.dirty === true) this.writeBack(state);
+    if (state?.ensure !== undefined) list.push(state.ensure);
+    list.push(this.handedOut);
   }
 
   /** An inline document that later writes below it can be folded into: below the root, no array index on its path, refused by no client. */
@@ -89,13 +94,18 @@ export class FoldItem implements Sequenced {
     return kind === "doc" && !refusable && path.length > 0 && anchor.length === path.length;
   }
 
-  /** OPA takes the entry's document (a tombstone, or valid JSON): it then fails only through a non-object ancestor. */
+  /**
+   * OPA takes the entry's document (a tombstone, or valid JSON): it then fails only through
+   * a non-object ancestor. Asked when the document replaces another, which was likely
+   * written into: what it parses is kept for folding into this one.
+   */
   isValidDocument(): boolean {
     if (this.shape.kind !== "doc") return false;
-    if (this.slot !== undefined && this.slot !== null) return true;
+    if (this.document?.slot != null) return true;
+    if (this.valid === undefined && this.document === undefined && this.slot() !== undefined) return true;
     if (this.valid === undefined) {
       try {
-        JSON.parse(decoder.decode(this.current.dataJson));
+        JSON.parse(decoder.decode(this.entry.dataJson));
         this.valid = true;
       } catch {
         this.valid = false;
@@ -105,9 +115,9 @@ export class FoldItem implements Sequenced {
   }
 
   /** The document to fold into (parsed now if need be), or undefined when folding into it is not exact. */
-  document(): Slot | undefined {
-    this.slot ??= this.current.dataJson === undefined ? null : (parseExact(this.current.dataJson) ?? null);
-    return this.slot ?? undefined;
+  slot(): Slot | undefined {
+    this.document ??= { slot: this.entry.dataJson === undefined ? null : (parseExact(this.entry.dataJson) ?? null), dirty: false, measured: this.bytes };
+    return this.document.slot ?? undefined;
   }
 
   /**
@@ -116,40 +126,40 @@ export class FoldItem implements Sequenced {
    * proportion to what was folded in.
    */
   changed(grownBy: number): void {
-    this.dirty = true;
-    this.handedOut = undefined;
+    const state = this.document as DocumentState;
+    state.dirty = true;
     this.bytes += grownBy;
-    if (this.bytes - this.measured > Math.max(this.measured, 4096)) this.writeBack();
+    if (this.bytes - state.measured > Math.max(state.measured, 4096)) this.writeBack(state);
   }
 
   /** A DELETE at the document's own path: it becomes a tombstone (no need to read it). */
   removeDocument(): void {
     if (this.tombstone) return;
-    this.slot = { value: ABSENT };
-    this.handedOut = undefined;
-    this.writeBack();
+    const state: DocumentState = { slot: { value: ABSENT }, dirty: true, measured: this.bytes };
+    this.document = state;
+    this.writeBack(state);
   }
 
   /** Rewritten as PATCH [] at `path` (the ancestors it creates, nothing else). */
   becomeEnsure(path: readonly string[]): void {
-    this.current = ensureEntry(path, this.current.topics);
-    this.shape = shapeOf(this.current).shape;
-    this.ensure = undefined;
-    this.slot = undefined;
-    this.dirty = false;
-    this.handedOut = undefined;
-    this.bytes = entrySize(this.current);
-    this.measured = this.bytes;
+    this.handedOut = this.rebuilt(ensureEntry(path, this.topics));
+    this.shape = shapeOf(this.entry).shape;
+    this.document = undefined;
+    this.bytes = entrySize(this.entry);
   }
 
-  private writeBack(): void {
-    const { tombstone } = this;
-    const { topics, dstPath } = this.current;
-    this.current = create(DataSourceEntrySchema, { topics, dstPath, ...(tombstone ? { saveMethod: SaveMethod.DELETE } : { saveMethod: SaveMethod.PUT, dataJson: encoder.encode(JSON.stringify(this.slot?.value)) }) });
-    this.ensure = this.count === 2 ? ensureEntry(this.shape.path, topics) : undefined;
-    this.dirty = false;
-    this.bytes = entrySize(this.current) + (this.ensure === undefined ? 0 : entrySize(this.ensure));
-    this.measured = this.bytes;
+  private rebuilt(entry: DataSourceEntry): SnapshotItem {
+    return create(SnapshotItemSchema, { position: this.handedOut.position, scope: this.handedOut.scope, entry });
+  }
+
+  private writeBack(state: DocumentState): void {
+    const { topics, dstPath } = this.entry;
+    const removed = state.slot?.value === ABSENT;
+    this.handedOut = this.rebuilt(create(DataSourceEntrySchema, { topics, dstPath, ...(removed ? { saveMethod: SaveMethod.DELETE } : { saveMethod: SaveMethod.PUT, dataJson: encoder.encode(JSON.stringify(state.slot?.value)) }) }));
+    state.ensure = this.count === 2 ? this.rebuilt(ensureEntry(this.shape.path, topics)) : undefined;
+    state.dirty = false;
+    this.bytes = entrySize(this.entry) + (state.ensure === undefined ? 0 : entrySize(state.ensure.entry as DataSourceEntry));
+    state.measured = this.bytes;
   }
 }
 

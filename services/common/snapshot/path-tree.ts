@@ -12,10 +12,12 @@ export interface Sequenced {
   readonly seq: number;
 }
 
+const NONE: never[] = [];
+
 class PathNode<T extends Sequenced> {
   children: Map<string, PathNode<T>> | undefined;
-  /** Items anchored exactly here, oldest first. */
-  readonly own: T[] = [];
+  /** Items anchored exactly here, oldest first (made to measure: most nodes hold one). */
+  own: T[] = NONE as T[];
   /** The newest seq in this subtree (own items and below); -1 when empty. */
   subtreeMax = -1;
 
@@ -39,19 +41,29 @@ export interface Newest<T> {
 export class PathTree<T extends Sequenced> {
   private readonly root = new PathNode<T>(undefined, "");
 
-  /** Hangs `item` at `path` (usually the newest; an older one takes its place in order). */
-  add(path: readonly string[], item: T): void {
+  /**
+   * Hangs `item` at `path` (usually the newest; an older one takes its place in order).
+   * The path's segments become the tree's own strings, so each is held once.
+   */
+  add(path: string[], item: T): void {
     let node = this.root;
     node.subtreeMax = Math.max(node.subtreeMax, item.seq);
-    for (const segment of path) {
+    for (let depth = 0; depth < path.length; depth++) {
+      const segment = path[depth] as string;
       node.children ??= new Map();
       let child = node.children.get(segment);
       if (child === undefined) {
         child = new PathNode(node, segment);
         node.children.set(segment, child);
+      } else {
+        path[depth] = child.segment;
       }
       node = child;
       node.subtreeMax = Math.max(node.subtreeMax, item.seq);
+    }
+    if (node.own.length === 0) {
+      node.own = [item];
+      return;
     }
     let index = node.own.length;
     while (index > 0 && (node.own[index - 1] as T).seq > item.seq) index--;
@@ -63,7 +75,8 @@ export class PathTree<T extends Sequenced> {
     if (node === undefined) return;
     const index = node.own.lastIndexOf(item);
     if (index < 0) return;
-    node.own.splice(index, 1);
+    if (node.own.length === 1) node.own = NONE as T[];
+    else node.own.splice(index, 1);
     // Only when the item was its subtree's newest does anything above change; the fold
     // hangs the newer entry first, so this stops at once in the usual case.
     let current: PathNode<T> | undefined = node;
@@ -78,12 +91,12 @@ export class PathTree<T extends Sequenced> {
 
   /** What overlaps `path`, and whether the newest of it hangs on the path (at it or an ancestor). */
   newest(path: readonly string[]): Newest<T> {
-    let onPath: T | undefined = this.root.own.at(-1);
+    let onPath: T | undefined = this.root.own[this.root.own.length - 1];
     let node: PathNode<T> | undefined = this.root;
     for (const segment of path) {
       node = node.children?.get(segment);
       if (node === undefined) return { onPath, seq: onPath?.seq ?? -1 };
-      const last = node.own.at(-1);
+      const last = node.own[node.own.length - 1];
       if (last !== undefined && (onPath === undefined || last.seq > onPath.seq)) onPath = last;
     }
     return { onPath, seq: Math.max(onPath?.seq ?? -1, node.subtreeMax) };

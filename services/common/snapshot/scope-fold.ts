@@ -21,7 +21,8 @@ import type { DataSourceEntry } from "../../../gen/opal/mesh/v1/data_pb.js";
 import { type SnapshotItem, type SnapshotScope, SnapshotScopeSchema } from "../../../gen/opal/mesh/v1/snapshot_pb.js";
 import { anyTopicCovered } from "../topics.js";
 import { type PatchStep, foldDelete, foldPatch, foldPut, parseExact, type FoldOutcome } from "./value-fold.js";
-import { shapeOf } from "./entry-shape.js";
+import { entrySize } from "./chunks.js";
+import { type EntryShape, shapeOf } from "./entry-shape.js";
 import { FoldItem } from "./fold-item.js";
 import { blocks, coveredBy, type DropMode, isCreator } from "./overwrite-rules.js";
 import { PathTree } from "./path-tree.js";
@@ -70,11 +71,13 @@ export class ScopeFold {
   /** `entry` (the scope's topics only, unscoped) of the event at `position`. */
   add(position: bigint, entry: DataSourceEntry): void {
     const { shape, steps } = shapeOf(entry);
-    const item = new FoldItem(this.seq++, position, this.meta.scope, entry, shape, this.topicKey(entry.topics));
-    if (position > this.barrier && this.intoDocument(item, steps)) return;
+    const topicKey = this.topicKey(entry.topics);
+    // Nothing is made for an entry folded into a document (the hot path's common case).
+    if (position > this.barrier && this.intoDocument(entry, shape, topicKey, steps)) return;
+    const item = new FoldItem(this.seq++, position, this.meta.scope, entry, shape, topicKey);
     this.count(item, 1);
     if (position <= this.barrier) return;
-    this.tree.add(shape.anchor, item);
+    this.tree.add(shape.anchor as string[], item);
     this.dropReplaced(item);
     if (this.dead > 1024 && this.dead * 2 > this.items.length) {
       this.items = this.items.filter((kept) => !kept.dropped);
@@ -89,14 +92,16 @@ export class ScopeFold {
     const after: SnapshotItem[] = [];
     for (const item of this.items) {
       if (item.dropped || !anyTopicCovered(topics, item.topics)) continue;
-      if (item.position < baseline) before.push(...item.snapshotItems());
-      else if (item.position > baseline) after.push(...item.snapshotItems());
+      if (item.position < baseline) item.handOut(before);
+      else if (item.position > baseline) item.handOut(after);
     }
     return { before, after };
   }
 
   exportItems(): SnapshotItem[] {
-    return this.items.filter((item) => !item.dropped).flatMap((item) => item.snapshotItems());
+    const items: SnapshotItem[] = [];
+    for (const item of this.items) if (!item.dropped) item.handOut(items);
+    return items;
   }
 
   private topicKey(topics: readonly string[]): string {
@@ -132,22 +137,21 @@ export class ScopeFold {
   }
 
   /** Step 1: F into the newest item overlapping its region, when that is a document of the same topics. */
-  private intoDocument(item: FoldItem, steps: readonly PatchStep[] | undefined): boolean {
-    const { shape } = item;
+  private intoDocument(entry: DataSourceEntry, shape: EntryShape, topicKey: string, steps: readonly PatchStep[] | undefined): boolean {
     if (shape.refusable || !(shape.kind === "doc" || shape.kind === "delete" || shape.kind === "patch" || shape.kind === "ensure")) return false;
     const { onPath: target, seq } = this.tree.newest(shape.anchor);
-    if (target === undefined || target.seq !== seq || !target.foldable || target.topicKey !== item.topicKey) return false;
+    if (target === undefined || target.seq !== seq || !target.foldable || target.topicKey !== topicKey) return false;
     const below = shape.path.slice(target.shape.path.length);
     // A DELETE of the document itself: it was valid, so nothing but its ancestors remain.
     if (below.length === 0 && shape.kind === "delete") return target.isValidDocument() && this.change(target, () => target.removeDocument());
-    const document = target.document();
+    const document = target.slot();
     if (document === undefined) return false;
     let outcome: FoldOutcome;
     if (shape.kind === "delete") {
       outcome = foldDelete(document, below);
     } else if (shape.kind === "doc") {
       // A PUT of the document's own path replaces it: step 2 drops it.
-      const value = below.length === 0 || item.entry.dataJson === undefined ? undefined : parseExact(item.entry.dataJson);
+      const value = below.length === 0 || entry.dataJson === undefined ? undefined : parseExact(entry.dataJson);
       if (value === undefined) return false;
       outcome = foldPut(document, below, value.value);
     } else {
@@ -155,7 +159,7 @@ export class ScopeFold {
       outcome = foldPatch(document, below, steps);
     }
     if (outcome === "unsure") return false;
-    if (outcome === "applied") this.change(target, () => target.changed(item.bytes));
+    if (outcome === "applied") this.change(target, () => target.changed(entrySize(entry)));
     return true;
   }
 
@@ -208,7 +212,7 @@ export class ScopeFold {
     if (newest.shape.kind === "ensure" && newest.shape.path.length === q.length) return;
     this.tree.remove(newest.shape.anchor, newest);
     this.change(newest, () => newest.becomeEnsure(q));
-    this.tree.add(newest.shape.anchor, newest);
+    this.tree.add(newest.shape.anchor as string[], newest);
   }
 
   /**

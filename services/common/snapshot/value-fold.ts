@@ -76,9 +76,16 @@ function numbersCanonical(text: string): boolean {
       for (index++; index < text.length && text.charCodeAt(index) !== 0x22; index++) if (text.charCodeAt(index) === 0x5c) index++;
     } else if (code === 0x2d || (code >= 0x30 && code <= 0x39)) {
       let end = index + 1;
-      while (end < text.length && /[0-9eE.+-]/.test(text.charAt(end))) end++;
+      let plain = true;
+      for (let next = text.charCodeAt(end); end < text.length && ((next >= 0x30 && next <= 0x39) || next === 0x2e || next === 0x65 || next === 0x45 || next === 0x2b || next === 0x2d); next = text.charCodeAt(++end)) {
+        if (next < 0x30) plain = false;
+        else if (next > 0x39) plain = false;
+      }
+      // A plain integer of up to 15 digits is written back as it is (unless "-0" or a leading zero).
       const token = text.slice(index, end);
-      if (String(Number(token)) !== token) return false;
+      const length = end - index;
+      const simple = plain && length <= 15 && (text.charCodeAt(index) !== 0x30 || length === 1) && !(code === 0x2d && (length === 1 || text.charCodeAt(index + 1) === 0x30));
+      if (!simple && String(Number(token)) !== token) return false;
       index = end - 1;
     }
   }
