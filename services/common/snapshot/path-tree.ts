@@ -17,7 +17,7 @@ const NONE: never[] = [];
 class PathNode<T extends Sequenced> {
   children: Map<string, PathNode<T>> | undefined;
   /** Items anchored exactly here, oldest first (made to measure: most nodes hold one). */
-  own: T[] = NONE as T[];
+  own: T[] = NONE;
   /** The newest seq in this subtree (own items and below); -1 when empty. */
   subtreeMax = -1;
 
@@ -75,7 +75,7 @@ export class PathTree<T extends Sequenced> {
     if (node === undefined) return;
     const index = node.own.lastIndexOf(item);
     if (index < 0) return;
-    if (node.own.length === 1) node.own = NONE as T[];
+    if (node.own.length === 1) node.own = NONE;
     else node.own.splice(index, 1);
     // Only when the item was its subtree's newest does anything above change; the fold
     // hangs the newer entry first, so this stops at once in the usual case.
