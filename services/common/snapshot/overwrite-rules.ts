@@ -40,8 +40,8 @@ export function patchReads(shape: EntryShape): Array<readonly string[]> {
   if (shape.anchor.length < shape.path.length) reads.push(shape.anchor);
   for (const { op, target } of shape.ops) {
     const read = op === "add" ? target.slice(0, -1) : target;
-    if (op === "add" && target.length === 0) continue;
-    if (read.length < shape.path.length && isUnder(shape.path, read)) continue;
+    // The root always exists; what ensureParents makes for it is no read.
+    if (read.length === 0 || (read.length < shape.path.length && isUnder(shape.path, read))) continue;
     reads.push(read);
   }
   return reads;

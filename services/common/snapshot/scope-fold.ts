@@ -92,16 +92,23 @@ export class ScopeFold {
     const after: SnapshotItem[] = [];
     for (const item of this.items) {
       if (item.dropped || !anyTopicCovered(topics, item.topics)) continue;
-      if (item.position < baseline) item.handOut(before);
-      else if (item.position > baseline) item.handOut(after);
+      if (item.position < baseline) this.handOut(item, before);
+      else if (item.position > baseline) this.handOut(item, after);
     }
     return { before, after };
   }
 
   exportItems(): SnapshotItem[] {
     const items: SnapshotItem[] = [];
-    for (const item of this.items) if (!item.dropped) item.handOut(items);
+    for (const item of this.items) if (!item.dropped) this.handOut(item, items);
     return items;
+  }
+
+  /** A document written back as it is handed out is measured again: the totals follow. */
+  private handOut(item: FoldItem, list: SnapshotItem[]): void {
+    const bytes = item.bytes;
+    item.handOut(list);
+    this.totals.bytes += item.bytes - bytes;
   }
 
   private topicKey(topics: readonly string[]): string {
