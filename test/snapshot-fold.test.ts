@@ -26,7 +26,7 @@ import { SyncState } from "../services/client/sync-state.js";
 import { ExternalOpa } from "./helpers/client-process.js";
 import { describeEvents, type FoldSequence, foldSequence, redefinitions, SUBSCRIPTIONS } from "./helpers/fold-sequences.js";
 
-const SEQUENCES = Number(process.env.FOLD_SEQUENCES ?? 120);
+const SEQUENCES = 120;
 const signal = new AbortController().signal;
 const noRetry = { attempts: 1, backoff: { initialMs: 1, maxMs: 1 } };
 
