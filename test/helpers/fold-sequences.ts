@@ -42,6 +42,8 @@ const KEYS = ["a", "b", "c"];
 class Generator {
   private counter = 0;
   private recent: string[][] = [];
+  /** Where documents were written around a redefinition. */
+  private readonly redefined: string[][] = [];
   constructor(
     readonly next: () => number,
     /** How often a path written lately is written again (and a PATCH reads it). */
@@ -124,8 +126,22 @@ class Generator {
   }
 
   /** A baseline entry, mostly where the log wrote lately: writes the fold must not move across. */
+  /** A document before a redefinition and a write into it after (the baseline is made to write there). */
+  aroundRedefinition(): { before: DataSourceEntry; after: DataSourceEntry } {
+    const path = [this.pick(["r", "s"]), this.pick(KEYS)];
+    this.redefined.push(path);
+    const topics = [...this.topics()];
+    const json = (value: unknown) => Buffer.from(JSON.stringify(value));
+    const before = create(DataSourceEntrySchema, { dstPath: `/${path.join("/")}`, topics, saveMethod: SaveMethod.PUT, dataJson: json({ [this.pick(KEYS)]: this.value(1) }) });
+    const key = this.pick(KEYS);
+    const after = this.chance(0.5)
+      ? create(DataSourceEntrySchema, { dstPath: `/${path.join("/")}`, topics, saveMethod: SaveMethod.PATCH, dataJson: json([{ op: this.pick(["replace", "remove", "add"]), path: `/${key}`, value: this.value(1) }]) })
+      : create(DataSourceEntrySchema, { dstPath: `/${[...path, key].join("/")}`, topics, saveMethod: this.chance(0.5) ? SaveMethod.DELETE : SaveMethod.PUT, dataJson: json(this.value(1)) });
+    return { before, after };
+  }
+
   baselineEntry(): DataSourceEntry {
-    const path = this.recent.length > 0 && this.chance(0.7) ? this.pick(this.recent) : this.path();
+    const path = this.redefined.length > 0 && this.chance(0.6) ? this.pick(this.redefined) : this.recent.length > 0 && this.chance(0.7) ? this.pick(this.recent) : this.path();
     const topics = [...this.topics()];
     const json = (value: unknown) => Buffer.from(JSON.stringify(value));
     const choice = this.next();
@@ -194,7 +210,12 @@ export function foldSequence(seed: number, length: number): FoldSequence {
   const points = new Set(Array.from({ length: redefinitions }, () => 2 + Math.floor(generator.next() * (length - 3))));
   for (let position = 1n; position <= BigInt(length); position++) {
     if (points.has(Number(position))) {
+      // A document just before the redefinition and a write into it just after, with the
+      // baseline likely writing there too: folding across the baseline point shows.
+      const around = generator.chance(0.7) ? generator.aroundRedefinition() : undefined;
+      if (around !== undefined) events.push(update(position++, [around.before]));
       events.push(create(EventSchema, { position, topics: ["default:scope"], payload: { case: "scopeChanged", value: { scopeId: "default" } } }));
+      if (around !== undefined) events.push(update(++position, [around.after]));
       continue;
     }
     const motif = generator.chance(0.1) ? generator.motif() : generator.chance(0.1) ? generator.intoDocument() : [];
