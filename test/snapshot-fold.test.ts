@@ -12,6 +12,7 @@ import { after, before, test } from "node:test";
 import { request } from "undici";
 import { type DataSourceEntry, SaveMethod } from "../gen/opal/mesh/v1/data_pb.js";
 import { silentLogger } from "../services/common/logger.js";
+import { entrySize } from "../services/common/snapshot/chunks.js";
 import { LogSnapshot } from "../services/common/snapshot/log-snapshot.js";
 import { anyTopicCovered } from "../services/common/topics.js";
 import { UrlAllowlist } from "../services/common/url-allowlist.js";
@@ -162,6 +163,10 @@ test(`the snapshot written into an empty OPA holds what the ordered replay holds
   for (let seed = 1; seed <= SEQUENCES; seed++) {
     const sequence = foldSequence(seed, 20 + (seed % 21));
     const snapshot = folded(sequence);
+    // Its totals are what it holds (the limit counts them).
+    const held = snapshot.export().items;
+    assert.equal(snapshot.stats.entries, held.length, `seed ${seed}: entries`);
+    assert.equal(snapshot.stats.bytes, held.reduce((sum, item) => sum + entrySize(item.entry as DataSourceEntry), 0), `seed ${seed}: bytes`);
     for (const topics of SUBSCRIPTIONS) {
       await Promise.all([empty(connected), empty(late)]);
       const [entries, items] = await Promise.all([replayConnected(sequence, topics), replayLate(snapshot, sequence, topics)]);

@@ -83,6 +83,9 @@ test("a document deleted after its PUT leaves its ancestors: PATCH [] then DELET
   assert.equal(paths(snapshot)[0], "/a/b/c=[]");
   assert.equal(snapshot.stats.entries, 2);
   assert.deepEqual(methods(fold(data("/top", "1"), data("/top", undefined, SaveMethod.DELETE))), ["DELETE /top"], "at depth 1 there is nothing to keep");
+  const again = fold(data("/a/b/c", '{"x":1}'), data("/a/b/c", undefined, SaveMethod.DELETE), data("/a/b/c/d", "2"));
+  assert.deepEqual(paths(again), ['/a/b/c={"d":2}'], "written into again: a document once more");
+  assert.equal(again.stats.entries, 1);
 });
 
 test("a PUT above earlier writes drops them, unless a PATCH between reads them and writes elsewhere", () => {

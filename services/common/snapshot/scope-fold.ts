@@ -153,6 +153,8 @@ export class ScopeFold {
     if (below.length === 0 && shape.kind === "delete") return target.isValidDocument() && this.change(target, () => target.removeDocument());
     const document = target.slot();
     if (document === undefined) return false;
+    // The emulation changes the document itself (a tombstone's count with it): taken before.
+    const { count, bytes } = target;
     let outcome: FoldOutcome;
     if (shape.kind === "delete") {
       outcome = foldDelete(document, below);
@@ -166,7 +168,11 @@ export class ScopeFold {
       outcome = foldPatch(document, below, steps);
     }
     if (outcome === "unsure") return false;
-    if (outcome === "applied") this.change(target, () => target.changed(entrySize(entry)));
+    if (outcome === "applied") {
+      target.changed(entrySize(entry));
+      this.totals.entries += target.count - count;
+      this.totals.bytes += target.bytes - bytes;
+    }
     return true;
   }
 
