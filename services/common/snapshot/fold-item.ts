@@ -5,11 +5,11 @@
  * measured again). What is handed out is rebuilt then, never changed afterwards: a view
  * streamed at a client's pace stays put.
  *
- * A document deleted after its PUT (a tombstone) is handed out as two entries, PATCH [] at
- * its path (the ancestors the PUT created stay) and DELETE of it. Not one PATCH [add ""
- * null, remove ""]: OPA's in-memory store, within one transaction, leaves null behind
- * when a path added as null is removed (and refuses the removal of any other value added
- * in the same transaction).
+ * A DELETE is a document too, an absent one: a write below it folds into it, and it
+ * becomes a PUT. (Never one PATCH [add "" null, remove ""] for a deleted document: OPA's
+ * in-memory store, within one transaction, leaves null behind when a path added as null
+ * is removed.) Nothing else is kept but what the entry says, so a snapshot restored from
+ * its export folds on exactly as the one that exported it.
  */
 import { create } from "@bufbuild/protobuf";
 import { type DataSourceEntry, DataSourceEntrySchema, SaveMethod } from "../../../gen/opal/mesh/v1/data_pb.js";
@@ -24,14 +24,12 @@ const decoder = new TextDecoder();
 
 /** Only for the documents something was folded into (most items never need it). */
 interface DocumentState {
-  /** The parsed document; null when it cannot be folded into (it is not written back exactly). */
+  /** The parsed document (ABSENT for a DELETE); null when it cannot be folded into (it is not written back exactly). */
   slot: Slot | null;
   /** It has changes the handed-out entry does not hold yet. */
   dirty: boolean;
   /** `bytes` as last measured exactly; between write-backs `bytes` is an upper bound. */
   measured: number;
-  /** PATCH [] handed out before a tombstone's DELETE (below depth 1). */
-  ensure?: SnapshotItem;
 }
 
 export class FoldItem implements Sequenced {
@@ -70,33 +68,27 @@ export class FoldItem implements Sequenced {
     return this.handedOut.entry as DataSourceEntry;
   }
 
-  /** The document was deleted: what is handed out removes it. */
-  get tombstone(): boolean {
-    return this.document?.slot?.value === ABSENT;
-  }
-
-  /** How many entries it hands out. */
-  get count(): number {
-    return this.tombstone && this.shape.path.length > 1 ? 2 : 1;
-  }
-
-  /** Appends what it hands out to `list` (the same objects until the item changes). */
+  /** Appends what it hands out to `list` (the same object until the item changes). */
   handOut(list: SnapshotItem[]): void {
     const state = this.document;
     if (state?.dirty === true) this.writeBack(state);
-    if (state?.ensure !== undefined) list.push(state.ensure);
     list.push(this.handedOut);
   }
 
-  /** An inline document that later writes below it can be folded into: below the root, no array index on its path, refused by no client. */
+  /** An inline document (or a DELETE: an absent one) that later writes below it can be folded into: below the root, no array index on its path, refused by no client. */
   get foldable(): boolean {
     const { kind, path, anchor, refusable } = this.shape;
-    return kind === "doc" && !refusable && path.length > 0 && anchor.length === path.length;
+    return (kind === "doc" || kind === "delete") && !refusable && path.length > 0 && anchor.length === path.length;
+  }
+
+  /** A DELETE (or a document emptied by one): what is at its path afterwards is nothing. */
+  get absent(): boolean {
+    return this.shape.kind === "delete";
   }
 
   /**
-   * OPA takes the entry's document (a tombstone, or valid JSON): it then fails only through
-   * a non-object ancestor. Asked when the document replaces another, which was likely
+   * OPA takes the entry's document (valid JSON): it then fails only through a non-object
+   * ancestor. Asked when the document replaces another, which was likely
    * written into: what it parses is kept for folding into this one.
    */
   isValidDocument(): boolean {
@@ -116,7 +108,11 @@ export class FoldItem implements Sequenced {
 
   /** The document to fold into (parsed now if need be), or undefined when folding into it is not exact. */
   slot(): Slot | undefined {
-    this.document ??= { slot: this.entry.dataJson === undefined ? null : (parseExact(this.entry.dataJson) ?? null), dirty: false, measured: this.bytes };
+    if (this.document === undefined) {
+      const { dataJson } = this.entry;
+      const slot = this.absent ? { value: ABSENT } : dataJson === undefined ? null : (parseExact(dataJson) ?? null);
+      this.document = { slot, dirty: false, measured: this.bytes };
+    }
     return this.document.slot ?? undefined;
   }
 
@@ -128,16 +124,10 @@ export class FoldItem implements Sequenced {
   changed(grownBy: number): void {
     const state = this.document as DocumentState;
     state.dirty = true;
+    // A DELETE written into is a document from now on (folding never empties one: value-fold.ts).
+    if (this.absent && state.slot?.value !== ABSENT) this.shape = { ...this.shape, kind: "doc" };
     this.bytes += grownBy;
     if (this.bytes - state.measured > Math.max(state.measured, 4096)) this.writeBack(state);
-  }
-
-  /** A DELETE at the document's own path: it becomes a tombstone (no need to read it). */
-  removeDocument(): void {
-    if (this.tombstone) return;
-    const state: DocumentState = { slot: { value: ABSENT }, dirty: true, measured: this.bytes };
-    this.document = state;
-    this.writeBack(state);
   }
 
   /** Rewritten as PATCH [] at `path` (the ancestors it creates, nothing else). */
@@ -156,9 +146,9 @@ export class FoldItem implements Sequenced {
     const { topics, dstPath } = this.entry;
     const removed = state.slot?.value === ABSENT;
     this.handedOut = this.rebuilt(create(DataSourceEntrySchema, { topics, dstPath, ...(removed ? { saveMethod: SaveMethod.DELETE } : { saveMethod: SaveMethod.PUT, dataJson: encoder.encode(JSON.stringify(state.slot?.value)) }) }));
-    state.ensure = this.count === 2 ? this.rebuilt(ensureEntry(this.shape.path, topics)) : undefined;
+    if (this.absent !== removed) this.shape = { ...this.shape, kind: removed ? "delete" : "doc" };
     state.dirty = false;
-    this.bytes = entrySize(this.entry) + (state.ensure === undefined ? 0 : entrySize(state.ensure.entry as DataSourceEntry));
+    this.bytes = entrySize(this.entry);
     state.measured = this.bytes;
   }
 }

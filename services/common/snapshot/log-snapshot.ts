@@ -73,9 +73,8 @@ export class LogSnapshot implements Snapshot {
   restore(exported: SnapshotExport): void {
     this.reset(exported.position);
     for (const meta of exported.scopes) this.scope(meta.scope).meta = clone(SnapshotScopeSchema, meta);
-    // Restored items are never folded into nor dropped: what happened between them is not known here.
+    // Folded on as the exporting snapshot would (scope-fold.ts): a replica restored from a checkpoint holds what one that never stopped holds.
     for (const item of exported.items) this.scope(item.scope).restoreItem(item);
-    for (const fold of this.scopes.values()) fold.freeze(exported.position);
   }
 
   reset(position: bigint): void {

@@ -56,16 +56,24 @@ export class ScopeFold {
     this.meta = create(SnapshotScopeSchema, { scope });
   }
 
-  /** A baseline point (or a restored snapshot's position): everything before it stays as it is. */
+  /** A baseline point: everything before it stays as it is. */
   freeze(position: bigint): void {
     if (position > this.barrier) this.barrier = position;
     this.tree = new PathTree();
   }
 
-  /** An item of a restored snapshot, appended as it is. */
+  /**
+   * An item of a restored snapshot, appended as it is. Those after the baseline point are
+   * folded into and dropped as the snapshot that exported them would have: the items are
+   * a log whose replay is the log's, so folding on from them is exact, and the same.
+   */
   restoreItem(item: SnapshotItem): void {
     if (item.entry === undefined) return;
-    this.count(new FoldItem(this.seq++, item.position, this.meta.scope, item.entry, shapeOf(item.entry).shape, this.topicKey(item.entry.topics)), 1);
+    if (this.meta.baselinePosition > this.barrier) this.freeze(this.meta.baselinePosition);
+    const { shape } = shapeOf(item.entry);
+    const restored = new FoldItem(this.seq++, item.position, this.meta.scope, item.entry, shape, this.topicKey(item.entry.topics));
+    this.count(restored, 1);
+    if (item.position > this.barrier) this.tree.add(shape.anchor as string[], restored);
   }
 
   /** `entry` (the scope's topics only, unscoped) of the event at `position`. */
@@ -123,17 +131,15 @@ export class ScopeFold {
 
   private count(item: FoldItem, sign: 1 | -1): void {
     if (sign === 1) this.items.push(item);
-    this.totals.entries += sign * item.count;
+    this.totals.entries += sign;
     this.totals.bytes += sign * item.bytes;
   }
 
   /** Changes an item in place, keeping the totals. */
-  private change(item: FoldItem, how: () => void): true {
-    this.count(item, -1);
+  private change(item: FoldItem, how: () => void): void {
+    const { bytes } = item;
     how();
-    this.totals.entries += item.count;
-    this.totals.bytes += item.bytes;
-    return true;
+    this.totals.bytes += item.bytes - bytes;
   }
 
   private drop(item: FoldItem): void {
@@ -149,12 +155,11 @@ export class ScopeFold {
     const { onPath: target, seq } = this.tree.newest(shape.anchor);
     if (target === undefined || target.seq !== seq || !target.foldable || target.topicKey !== topicKey) return false;
     const below = shape.path.slice(target.shape.path.length);
-    // A DELETE of the document itself: it was valid, so nothing but its ancestors remain.
-    if (below.length === 0 && shape.kind === "delete") return target.isValidDocument() && this.change(target, () => target.removeDocument());
+    // A DELETE of the document itself: step 2 (its ancestors stay); of a DELETE, nothing more to do.
+    if (below.length === 0 && shape.kind === "delete") return target.absent;
     const document = target.slot();
     if (document === undefined) return false;
-    // The emulation changes the document itself (a tombstone's count with it): taken before.
-    const { count, bytes } = target;
+    const { bytes } = target;
     let outcome: FoldOutcome;
     if (shape.kind === "delete") {
       outcome = foldDelete(document, below);
@@ -170,7 +175,6 @@ export class ScopeFold {
     if (outcome === "unsure") return false;
     if (outcome === "applied") {
       target.changed(entrySize(entry));
-      this.totals.entries += target.count - count;
       this.totals.bytes += target.bytes - bytes;
     }
     return true;

@@ -258,7 +258,9 @@ function applyStep(edit: Edit, slot: Slot, { op, target, value }: PatchStep): Fo
   if (target.length === 0) {
     if (op === "add") edit.setSlot(value);
     else if (slot.value === ABSENT) return "fails";
-    else edit.setSlot(op === "remove" ? ABSENT : value);
+    // Removing the document itself would leave its ancestors, which only the PUT said: not folded.
+    else if (op === "remove") return "unsure";
+    else edit.setSlot(value);
     return "applied";
   }
   const parent = resolveParent(slot, target);
