@@ -168,9 +168,23 @@ class Generator {
       const choice = this.next();
       if (choice < 0.3) entries.push(entry(below, SaveMethod.DELETE));
       else if (choice < 0.55) entries.push(entry(below, SaveMethod.PUT, json(this.value(1))));
-      else entries.push(entry(at, SaveMethod.PATCH, json([this.operation(["l", this.pick(["0", "1", "-"])])])));
+      else if (choice < 0.85) entries.push(entry(at, SaveMethod.PATCH, json([this.operation(["l", this.pick(["0", "1", "-"])])])));
+      else entries.push(entry(at, SaveMethod.PATCH, json(this.interfering())));
     }
     return entries;
+  }
+
+  /** Operations OPA's store does not apply as JSON Patch says in one transaction (value-fold.ts), or that remove the document itself. */
+  interfering(): Array<Record<string, unknown>> {
+    const key = `/${this.pick(KEYS)}`;
+    return this.pick([
+      [{ op: "add", path: key, value: null }, { op: "remove", path: key }],
+      [{ op: "add", path: key, value: this.value(1) }, { op: "replace", path: key, value: 1 }],
+      [{ op: "remove", path: key }, { op: "add", path: key, value: null }],
+      [{ op: "add", path: "/l/-", value: 3 }, { op: "remove", path: "/l/1" }],
+      [{ op: "remove", path: "" }],
+      [{ op: "replace", path: "", value: { [this.pick(KEYS)]: 1 } }, { op: "remove", path: key }],
+    ]);
   }
 
   /**
