@@ -27,6 +27,9 @@ import { FoldItem } from "./fold-item.js";
 import { blocks, coveredBy, type DropMode, isCreator } from "./overwrite-rules.js";
 import { PathTree } from "./path-tree.js";
 
+/** Dropped items' data bytes past which the items are compacted whatever their count. */
+const COMPACT_DEAD_BYTES = 16 * 1024 * 1024;
+
 /** Items at one ancestor examined for blockers; older ones count as blocking. */
 const ANCESTOR_SCAN = 16;
 /** Items under a written path looked at and kept, before the walk gives up (what it did not see stays). */
@@ -43,6 +46,8 @@ export class ScopeFold {
   /** In log order; dropped ones stay until the next compaction (`dead` counts them). */
   private items: FoldItem[] = [];
   private dead = 0;
+  /** The data bytes dropped items still hold until the compaction lets them go. */
+  private deadBytes = 0;
   /** The items after the barrier, by path: only they can be folded into or dropped. */
   private tree = new PathTree<FoldItem>();
   private barrier = 0n;
@@ -87,9 +92,12 @@ export class ScopeFold {
     if (position <= this.barrier) return;
     this.tree.add(shape.anchor as string[], item);
     this.dropReplaced(item);
-    if (this.dead > 1024 && this.dead * 2 > this.items.length) {
+    // In bulk (amortised O(1) per entry), and before dropped documents pile up: a few large
+    // values overwritten over and over must not keep every old one alive (stream-memory case).
+    if ((this.dead > 1024 && this.dead * 2 > this.items.length) || this.deadBytes > COMPACT_DEAD_BYTES) {
       this.items = this.items.filter((kept) => !kept.dropped);
       this.dead = 0;
+      this.deadBytes = 0;
     }
   }
 
@@ -145,6 +153,7 @@ export class ScopeFold {
   private drop(item: FoldItem): void {
     item.dropped = true;
     this.dead++;
+    this.deadBytes += item.bytes;
     this.tree.remove(item.shape.anchor, item);
     this.count(item, -1);
   }
