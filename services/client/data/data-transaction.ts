@@ -6,9 +6,10 @@
  */
 import { type DataSourceEntry, SaveMethod } from "../../../gen/opal/mesh/v1/data_pb.js";
 import { parseJsonBytes } from "../../common/data-entries.js";
-import type { PatchOperation, PolicyStore, ValueStream } from "../policy-store.js";
+import type { PolicyStore, ValueStream } from "../policy-store.js";
 import { STATUS_PATH } from "../opa-status.js";
 import type { StreamedSource } from "../fetch/streamed-source.js";
+import { isUnder, PatchPlan, targetsOf } from "./patch-plan.js";
 
 /** A fetched document: its JSON bytes, or (too big to hold) its body still on the wire. */
 export type EntryData = Uint8Array | StreamedSource;
@@ -32,9 +33,6 @@ export function pointer(parts: readonly string[]): string {
   return parts.map((part) => `/${part.replaceAll("~", "~0").replaceAll("/", "~1")}`).join("");
 }
 
-function isUnder(path: string, prefix: string): boolean {
-  return prefix === "" || path === prefix || path.startsWith(`${prefix}/`);
-}
 
 function startsWithBracket(bytes: Uint8Array): boolean {
   for (const byte of bytes) if (!WHITESPACE.has(byte)) return byte === OPEN_BRACKET;
@@ -69,63 +67,6 @@ function rootValue(value: Uint8Array | ValueStream): Uint8Array | ValueStream {
   };
 }
 
-/** "/a/b" → "/a/b", "/a" (the pointer and its ancestors, the root left out). */
-function selfAndAncestors(path: string): string[] {
-  const out: string[] = [];
-  for (let end = path.length; end > 0; end = path.lastIndexOf("/", end - 1)) out.push(path.slice(0, end));
-  return out;
-}
-
-/** Pointers an operation kind touched in a patch, for asking "at, above or below one of them?" in O(depth). */
-class TouchedPaths {
-  private readonly paths = new Set<string>();
-  /** Every touched path's ancestors and itself. */
-  private readonly prefixes = new Set<string>();
-
-  add(path: string): void {
-    this.paths.add(path);
-    for (const prefix of selfAndAncestors(path)) this.prefixes.add(prefix);
-  }
-
-  overlaps(path: string): boolean {
-    return this.prefixes.has(path) || selfAndAncestors(path).some((prefix) => this.paths.has(prefix));
-  }
-}
-
-/** A patch being composed, with what it will have created or replaced once applied. */
-class PatchPlan {
-  readonly operations: PatchOperation[] = [];
-  /**
-   * OPA applies a patch in one transaction, where a path added and then removed or
-   * replaced (or removed, then added) does not end as it does in two patches (a null
-   * stays, a value goes, or the patch fails). A write that would do so starts the next
-   * patch, so a client writing events in one batch ends where one writing them one by
-   * one does (and the log's snapshot, written in one job, where either does).
-   */
-  private readonly added = new TouchedPaths();
-  private readonly removed = new TouchedPaths();
-  private recorded = 0;
-
-  /** Notes the operations added since the last call. */
-  record(): void {
-    for (const operation of this.operations.slice(this.recorded)) (operation.op === "add" ? this.added : this.removed).add(operation.path);
-    this.recorded = this.operations.length;
-  }
-
-  /** The write's own operations would meet what this patch added or removed (see `added`). */
-  collides(targets: ReadonlyArray<{ op: PatchOperation["op"]; path: string }>): boolean {
-    return targets.some(({ op, path }) => (op === "add" ? this.removed : this.added).overlaps(path));
-  }
-  /** Containers this patch creates ({}): known to exist afterwards. */
-  readonly created = new Set<string>();
-  /** Paths whose content this patch replaces or removes: what is below them is unknown. */
-  readonly overwritten: string[] = [];
-  rootReplaced = false;
-
-  touchesAbove(path: string): boolean {
-    return this.rootReplaced || this.overwritten.some((written) => isUnder(path, written) && path !== written);
-  }
-}
 
 /** How far a commit got: the writes whose patches were applied, and whether one of them replaced the status. */
 interface Progress {
@@ -333,19 +274,6 @@ export class DataTransactions {
   }
 }
 
-/** What a write's own operations address (not the containers made for it): a DELETE removes, a PUT adds, a PATCH's operations as they are. */
-function targetsOf({ entry, data }: EntryWrite, path: string): Array<{ op: PatchOperation["op"]; path: string }> {
-  if (entry.saveMethod === SaveMethod.DELETE) return [{ op: "remove", path }];
-  if (entry.saveMethod !== SaveMethod.PATCH) return [{ op: "add", path }];
-  if (!(data instanceof Uint8Array)) return [];
-  try {
-    const operations = parseJsonBytes(data) as Array<{ op?: unknown; path?: unknown }>;
-    if (!Array.isArray(operations)) return [];
-    return operations.flatMap((operation) => (typeof operation.path === "string" && (operation.op === "add" || operation.op === "remove" || operation.op === "replace") ? [{ op: operation.op, path: `${path}${operation.path}` }] : []));
-  } catch {
-    return []; // not JSON: addEntry says so
-  }
-}
 
 function isNotFound(error: unknown): boolean {
   return typeof error === "object" && error !== null && (error as { status?: unknown }).status === 404;

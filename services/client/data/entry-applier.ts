@@ -3,8 +3,9 @@
  * into the store: in one transaction with the status document, whose position advances
  * with the data; when the store refuses that transaction, entry by entry, so one bad
  * entry does not hold back the others.
- * A little over 300 lines: screening (reserved paths), fetching and the two commit modes
- * decide together which entries a job's one transaction holds.
+ * Over 300 lines: screening (reserved paths), fetching, the two commit modes and the
+ * retry that never writes again what a failed commit's earlier patches landed decide
+ * together which entries a job's transaction holds.
  */
 import { type DataSourceEntry, SaveMethod } from "../../../gen/opal/mesh/v1/data_pb.js";
 import { retry } from "../../common/backoff.js";
@@ -19,7 +20,7 @@ import type { FetchProviderRegistry } from "../fetch/registry.js";
 import { StreamedSource } from "../fetch/streamed-source.js";
 import type { PositionMark } from "../opa-status.js";
 import { PolicyStoreError } from "../policy-store.js";
-import type { StatusWriter } from "../sync-state.js";
+import type { StatusRecord, StatusWriter } from "../sync-state.js";
 import { type EntryData, type EntryWrite, StoreLostStateError, writesLanded } from "./data-transaction.js";
 import type { JobApplier, UpdateJob } from "./update-pipeline.js";
 import { endSpan, SpanKind } from "../../common/telemetry/tracing.js";
@@ -215,36 +216,13 @@ export class EntryApplier implements JobApplier {
       ...(job.kind === "baseline" ? { baselineLoaded: ok } : {}),
     });
     const fetchError = fetchErrors.filter((error) => error !== "").join("; ");
-    let landed = 0;
-    try {
-      await this.withStoreRetry(
-        () =>
-          status.commit(expanded.slice(landed), signal, record(fetchError === "", fetchError || undefined)).catch((error: unknown) => {
-            landed += writesLanded(error);
-            throw error;
-          }),
-        signal,
-      );
-      return writes.map(() => ({ ok: true }));
-    } catch (error) {
-      // The sync state has started the reload: this job is over.
-      if (error instanceof StoreLostStateError) throw error;
-      if (signal.aborted || !refusedOrSourceFailed(error)) {
-        throw new EntryError("save", `failed to save to the policy store: ${(error as Error).message}`, { cause: error });
-      }
-    }
+    const landed = await this.commitRetried(expanded, signal, record(fetchError === "", fetchError || undefined));
+    if (landed === undefined) return writes.map(() => ({ ok: true }));
     // The store refused the transaction: find out which entries it refuses, leaving out
     // the writes its earlier patches put in the store already.
-    const outcomes: Array<{ ok: boolean; error?: string }> = [];
-    for (const write of writes) {
-      // Wholly in the store: done (a split root's parts that landed are PUTs: written again, the same state).
-      const parts = this.expand(write).length;
-      if (landed >= parts) {
-        landed -= parts;
-        outcomes.push({ ok: true });
-        continue;
-      }
-      landed = 0;
+    const done = this.wholeWrites(writes, landed).count;
+    const outcomes: Array<{ ok: boolean; error?: string }> = writes.slice(0, done).map(() => ({ ok: true }));
+    for (const write of writes.slice(done)) {
       try {
         await this.withStoreRetry(() => status.commit(this.expand(write), signal), signal);
         outcomes.push({ ok: true });
@@ -267,48 +245,66 @@ export class EntryApplier implements JobApplier {
       for (const item of items) outcomes.push(await this.commitJob(item.job, item.writes, item.fetchErrors, signal));
       return outcomes;
     }
-    const { status } = this.options;
     const mark = markOf(last.job);
     const fetchError = items.flatMap((item) => item.fetchErrors).filter((error) => error !== "").join("; ");
     const transaction = { ok: fetchError === "", kind: last.job.kind, id: last.job.updateId, ...(fetchError === "" ? {} : { error: fetchError }), at: new Date().toISOString() };
+    const landed = await this.commitRetried(items.flatMap((item) => item.writes.flatMap((write) => this.expand(write))), signal, { mark, transaction });
+    if (landed === undefined) return items.map((item) => item.writes.map(() => ({ ok: true })));
+    // One of them is refused: commit them one by one, so only that one fails; what the
+    // store took already (the batch's earlier patches) is not written again.
+    const outcomes: Array<Array<{ ok: boolean; error?: string }>> = [];
+    let left = landed;
+    for (const item of items) {
+      const done = this.wholeWrites(item.writes, left);
+      left = done.count === item.writes.length ? left - done.parts : 0;
+      const tail = done.count === item.writes.length ? [] : await this.commitJob(item.job, item.writes.slice(done.count), item.fetchErrors, signal);
+      outcomes.push([...item.writes.slice(0, done.count).map(() => ({ ok: true })), ...tail]);
+    }
+    return outcomes;
+  }
+
+  /**
+   * Commits with the store's retries, each writing only what the attempts before it did
+   * not land (a commit in several patches may fail after its first). Undefined once all
+   * is committed; when the store refused, how many writes landed all the same.
+   */
+  private async commitRetried(writes: readonly EntryWrite[], signal: AbortSignal, record: StatusRecord): Promise<number | undefined> {
     let landed = 0;
     try {
-      const writes = items.flatMap((item) => item.writes.flatMap((write) => this.expand(write)));
       await this.withStoreRetry(
         () =>
-          status.commit(writes.slice(landed), signal, { mark, transaction }).catch((error: unknown) => {
+          this.options.status.commit(writes.slice(landed), signal, record).catch((error: unknown) => {
             landed += writesLanded(error);
             throw error;
           }),
         signal,
       );
-      return items.map((item) => item.writes.map(() => ({ ok: true })));
+      return undefined;
     } catch (error) {
+      // The sync state has started the reload: this job is over.
       if (error instanceof StoreLostStateError) throw error;
       if (signal.aborted || !refusedOrSourceFailed(error)) {
         throw new EntryError("save", `failed to save to the policy store: ${(error as Error).message}`, { cause: error });
       }
+      return landed;
     }
-    // One of them is refused: commit them one by one, so only that one fails; what the
-    // store took already (the batch's earlier patches) is not written again.
-    const outcomes: Array<Array<{ ok: boolean; error?: string }>> = [];
-    for (const item of items) {
-      const sizes = item.writes.map((write) => this.expand(write).length);
-      const total = sizes.reduce((sum, size) => sum + size, 0);
-      if (landed >= total) {
-        landed -= total;
-        outcomes.push(item.writes.map(() => ({ ok: true })));
-        continue;
-      }
-      // The writes wholly in the store are done. (A patch boundary never falls inside a split
-      // root's parts; if one did, writing those PUTs again would leave the same state.)
-      let skip = 0;
-      while (skip < sizes.length && landed >= (sizes[skip] as number)) landed -= sizes[skip++] as number;
-      landed = 0;
-      const tail = await this.commitJob(item.job, item.writes.slice(skip), item.fetchErrors, signal);
-      outcomes.push([...item.writes.slice(0, skip).map(() => ({ ok: true })), ...tail]);
+  }
+
+  /**
+   * The leading writes wholly among the first `landed` expanded ones, and their parts. (A
+   * patch boundary never falls inside a split root's parts; if one did, writing those PUTs
+   * again would leave the same state.)
+   */
+  private wholeWrites(writes: readonly EntryWrite[], landed: number): { count: number; parts: number } {
+    let count = 0;
+    let parts = 0;
+    for (const write of writes) {
+      const size = this.expand(write).length;
+      if (parts + size > landed) break;
+      parts += size;
+      count++;
     }
-    return outcomes;
+    return { count, parts };
   }
 
   /** OPAL_SPLIT_ROOT_DATA: a root object is written one top-level key at a time. */
