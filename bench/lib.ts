@@ -63,3 +63,20 @@ export function stopProcess(child: ChildProcess, graceMs = 10_000): Promise<void
 export function runBenchProcess(module: string, args: string[], env: Record<string, string> = {}): ChildProcess {
   return spawn(process.execPath, ["--import", "tsx", `${root}bench/${module}`, ...args], { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "inherit", "ipc"] });
 }
+
+/**
+ * A fresh data-only `opal-mesh client` process with its inline OPA on free ports (the
+ * policy side has its own scenario). BENCH_CLIENT_NODE_OPTIONS reaches its Node, to
+ * profile it (e.g. "--heapsnapshot-signal=SIGUSR2" or "--import ./memory-log.mjs").
+ */
+export async function spawnDataClient(serverUrl: string): Promise<{ client: ChildProcess; opa: string }> {
+  const [apiPort, opaPort] = await Promise.all([freePort(), freePort()]);
+  const client = runMesh("client", {
+    OPAL_SERVER_URL: serverUrl,
+    OPAL_CLIENT_API_SERVER_PORT: String(apiPort),
+    OPAL_INLINE_OPA_CONFIG: JSON.stringify({ addr: `127.0.0.1:${opaPort}` }),
+    OPAL_POLICY_UPDATER_ENABLED: "false",
+    ...(process.env.BENCH_CLIENT_NODE_OPTIONS === undefined ? {} : { NODE_OPTIONS: process.env.BENCH_CLIENT_NODE_OPTIONS }),
+  });
+  return { client, opa: `http://127.0.0.1:${opaPort}` };
+}

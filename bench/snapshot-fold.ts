@@ -26,6 +26,7 @@ import { type Event, EventSchema } from "../gen/opal/mesh/v1/event_pb.js";
 import { LogSnapshot } from "../services/common/snapshot/log-snapshot.js";
 import type { Snapshot } from "../services/common/snapshot/types.js";
 import { record, root, summary } from "./lib.js";
+import { seededRandom } from "../test/helpers/seeded-random.js";
 
 function option(name: string, fallback: string): string {
   const index = process.argv.indexOf(`--${name}`);
@@ -59,17 +60,6 @@ const encoder = new TextEncoder();
 const json = (value: unknown) => encoder.encode(JSON.stringify(value));
 const user = (index: number, version: number) => ({ name: `user ${index}`, roles: ["reader"], team: `t${index % 50}`, version });
 
-/** mulberry32: the same workload for both folds. */
-function random(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function event(position: number, entry: Omit<Partial<DataSourceEntry>, "$typeName">): Event {
   const full = create(DataSourceEntrySchema, { topics: ["policy_data"], ...entry });
@@ -78,7 +68,7 @@ function event(position: number, entry: Omit<Partial<DataSourceEntry>, "$typeNam
 
 /** The 10,000 documents, then the 100,000 mixed updates over them (events made as folded: the fold keeps only what it needs). */
 function* mixed(): Generator<Event> {
-  const next = random(13);
+  const next = seededRandom(13);
   let position = 0;
   for (let index = 0; index < PATHS; index++) yield event(++position, { dstPath: `/users/u${index}`, dataJson: json(user(index, 0)) });
   for (let update = 0; update < UPDATES; update++) {

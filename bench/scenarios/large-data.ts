@@ -13,7 +13,7 @@ import { readFileSync } from "node:fs";
 import { isDeepStrictEqual } from "node:util";
 import { request } from "undici";
 import { documentBytes, userId, userRecord } from "../load/big-source.js";
-import { freePort, metricOf, runBenchProcess, runMesh, stopProcess, until } from "../lib.js";
+import { freePort, metricOf, runBenchProcess, runMesh, spawnDataClient, stopProcess, until } from "../lib.js";
 import { procStats } from "../proc-stats.js";
 import type { Scenario, ScenarioOptions, ScenarioResult } from "../scenario.js";
 
@@ -104,20 +104,9 @@ interface RunSample {
 }
 
 async function runOnce(serverUrl: string, source: Source, sizes: Sizes, options: ScenarioOptions): Promise<RunSample> {
-  const [apiPort, opaPort] = await Promise.all([freePort(), freePort()]);
-  const opa = `http://127.0.0.1:${opaPort}`;
   const requested = source.nextRequest();
   const spawned = Date.now();
-  const client = runMesh("client", {
-    OPAL_SERVER_URL: serverUrl,
-    OPAL_CLIENT_API_SERVER_PORT: String(apiPort),
-    OPAL_INLINE_OPA_CONFIG: JSON.stringify({ addr: `127.0.0.1:${opaPort}` }),
-    // Data only: the policy side has its own scenario.
-    OPAL_POLICY_UPDATER_ENABLED: "false",
-    OPAL_LOG_LEVEL: "WARNING",
-    // To profile the client: e.g. BENCH_CLIENT_NODE_OPTIONS="--heapsnapshot-signal=SIGUSR2" or "--import ./memory-log.mjs".
-    ...(process.env.BENCH_CLIENT_NODE_OPTIONS === undefined ? {} : { NODE_OPTIONS: process.env.BENCH_CLIENT_NODE_OPTIONS }),
-  });
+  const { client, opa } = await spawnDataClient(serverUrl);
   try {
     const pid = client.pid as number;
     const started = await Promise.race([

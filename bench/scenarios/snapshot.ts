@@ -8,7 +8,7 @@
  * client, so every run writes the whole snapshot.
  */
 import { request } from "undici";
-import { freePort, metricOf, runMesh, stopProcess, until } from "../lib.js";
+import { freePort, metricOf, runMesh, spawnDataClient, stopProcess, until } from "../lib.js";
 import { procStats } from "../proc-stats.js";
 import type { Scenario, ScenarioOptions, ScenarioResult } from "../scenario.js";
 
@@ -76,15 +76,8 @@ async function holdsAll(opa: string, paths: number): Promise<boolean> {
 }
 
 async function runOnce(serverUrl: string, sizes: Sizes, options: ScenarioOptions): Promise<number> {
-  const [apiPort, opaPort] = await Promise.all([freePort(), freePort()]);
-  const opa = `http://127.0.0.1:${opaPort}`;
   const spawned = Date.now();
-  const client = runMesh("client", {
-    OPAL_SERVER_URL: serverUrl,
-    OPAL_CLIENT_API_SERVER_PORT: String(apiPort),
-    OPAL_INLINE_OPA_CONFIG: JSON.stringify({ addr: `127.0.0.1:${opaPort}` }),
-    OPAL_POLICY_UPDATER_ENABLED: "false",
-  });
+  const { client, opa } = await spawnDataClient(serverUrl);
   try {
     await until(() => holdsAll(opa, sizes.paths), "the fresh client to hold every path", 120_000);
     const seconds = (Date.now() - spawned) / 1000;

@@ -10,6 +10,7 @@
 import { create } from "@bufbuild/protobuf";
 import { type DataSourceEntry, DataSourceEntrySchema, SaveMethod } from "../../gen/opal/mesh/v1/data_pb.js";
 import { type Event, EventSchema } from "../../gen/opal/mesh/v1/event_pb.js";
+import { seededRandom } from "./seeded-random.js";
 
 /** What entries are addressed to; "a" covers "a/x". */
 export const TOPIC_SETS: readonly string[][] = [["a"], ["a/x"], ["b"], ["a/x", "b"]];
@@ -25,17 +26,6 @@ export interface FoldSequence {
   restoreAt: bigint;
 }
 
-/** mulberry32: the same sequence on every run. */
-function random(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const KEYS = ["a", "b", "c"];
 
@@ -218,7 +208,7 @@ class Generator {
 
 export function foldSequence(seed: number, length: number): FoldSequence {
   // Odd seeds write the same paths again and again, even ones scatter more.
-  const generator = new Generator(random(seed), seed % 2 === 1 ? 0.35 : 0);
+  const generator = new Generator(seededRandom(seed), seed % 2 === 1 ? 0.35 : 0);
   const events: Event[] = [];
   const redefinitions = generator.chance(0.5) ? 1 + Math.floor(generator.next() * 2) : 0;
   const points = new Set(Array.from({ length: redefinitions }, () => 2 + Math.floor(generator.next() * (length - 3))));

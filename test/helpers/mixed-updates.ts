@@ -11,6 +11,7 @@
  * purpose, so a late client must leave out exactly what a connected one left out.
  */
 import { isDeepStrictEqual } from "node:util";
+import { seededRandom } from "./seeded-random.js";
 
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 type Doc = { [key: string]: Json };
@@ -25,17 +26,6 @@ export interface MixedEntry {
 const KEYS = ["a", "b", "c"];
 const LEAVES = ["x", "y", "z"];
 
-/** mulberry32: the same sequence on every run. */
-function random(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const isDoc = (value: Json | undefined): value is Doc => typeof value === "object" && value !== null && !Array.isArray(value);
 const parts = (path: string): string[] => path.split("/").filter((part) => part !== "");
@@ -52,7 +42,7 @@ export class MixedUpdates {
     readonly root = "/conv",
     private readonly topics: string[] = ["policy_data"],
   ) {
-    this.next = random(seed);
+    this.next = seededRandom(seed);
   }
 
   private pick<T>(items: readonly T[]): T {
