@@ -9,6 +9,7 @@ export const METHOD_RULES: MethodRules = {
   "opal.mesh.v1.TriggerService/PublishDataUpdate": ["datasource", "service"],
   "opal.mesh.v1.TriggerService/GetUpdateStatus": ["datasource", "service"],
   "opal.mesh.v1.TriggerService/WaitForUpdate": ["datasource", "service"],
+  "opal.mesh.v1.TriggerService/PublishStream": ["datasource", "service"],
   "opal.mesh.v1.DistributorService/DiscoverStream": ["client", "service"],
   "opal.mesh.v1.DistributorService/GetDataSourcesConfig": ["client", "service"],
   "opal.mesh.v1.DistributorService/ListClients": ["datasource", "service"],

@@ -3,8 +3,8 @@ import assert from "node:assert/strict";
 import { Writable } from "node:stream";
 import { Code, ConnectError, createClient, createRouterTransport } from "@connectrpc/connect";
 import { BroadcasterService } from "../../gen/opal/mesh/v1/broadcaster_pb.js";
-import { fromJson, type JsonValue } from "@bufbuild/protobuf";
-import { PublishDataUpdateRequestSchema, TriggerService } from "../../gen/opal/mesh/v1/trigger_pb.js";
+import { create, fromJson, type JsonValue } from "@bufbuild/protobuf";
+import { PublishDataUpdateRequestSchema, type PublishStreamRequest, PublishStreamRequestSchema, type PublishStreamResult, TriggerService } from "../../gen/opal/mesh/v1/trigger_pb.js";
 import { createBroadcasterService, MemoryLog } from "../broadcaster/index.js";
 import { AuthError, type Principal } from "../common/auth/tokens.js";
 import { createLogger } from "../common/logger.js";
@@ -13,6 +13,7 @@ import type { TelemetryConfig } from "../common/config/telemetry-config.js";
 import { DeliveryStatusReader } from "./delivery-status.js";
 import { EventBatcher } from "./event-batcher.js";
 import { triggerInterceptors } from "./interceptors.js";
+import type { PublishStreamLimits } from "./publish-stream.js";
 import { createTriggerService } from "./service.js";
 
 const PARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
@@ -24,7 +25,7 @@ const traced: TelemetryConfig = { exporter: "console", protocol: "http/protobuf"
  * memory, with the interceptors the server process registers. No distributor: nobody
  * knows any update's delivery.
  */
-function trigger(options: { tracing?: Tracing; refuseTopic?: string } = {}) {
+function trigger(options: { tracing?: Tracing; refuseTopic?: string; streamLimits?: Partial<PublishStreamLimits> } = {}) {
   const log = new MemoryLog({ maxEvents: 100, maxBytes: 1 << 20 });
   const broadcaster = createClient(BroadcasterService, createRouterTransport((router) => router.service(BroadcasterService, createBroadcasterService(log))));
   const lines: Array<Record<string, unknown>> = [];
@@ -48,6 +49,7 @@ function trigger(options: { tracing?: Tracing; refuseTopic?: string } = {}) {
     updateLimits: { maxEntries: 3 },
     tracing: options.tracing,
     logName: "opal-mesh-events",
+    streamLimits: options.streamLimits,
   });
   const interceptors = triggerInterceptors({ tracing: options.tracing, logger });
   const client = createClient(TriggerService, createRouterTransport((router) => router.service(TriggerService, impl), { router: { interceptors } }));
@@ -129,4 +131,84 @@ test("status of an update no distributor knows: NOT_FOUND naming it", async () =
   const error = await refusal(client.getUpdateStatus({ updateId: "nope" }));
   assert.equal(error.code, Code.NotFound);
   assert.match(error.message, /"nope"/);
+});
+
+/** Stream requests of `perMessage` updates each; `made` counts the messages the server asked for. */
+function streamOf(updates: readonly ReturnType<typeof request>[], perMessage: number, made = { count: 0 }): AsyncIterable<PublishStreamRequest> {
+  return (async function* () {
+    for (let start = 0; start < updates.length; start += perMessage) {
+      made.count++;
+      yield create(PublishStreamRequestSchema, { updates: updates.slice(start, start + perMessage) });
+    }
+  })();
+}
+
+async function results(responses: AsyncIterable<{ results: PublishStreamResult[] }>): Promise<PublishStreamResult[]> {
+  const all: PublishStreamResult[] = [];
+  for await (const response of responses) all.push(...response.results);
+  return all;
+}
+
+const valueEntry = (value: number) => ({ ...entry, dst_path: "/stream", data: { value } });
+
+test("stream: updates across messages are numbered in arrival order, appended in that order and logged once each", async () => {
+  const { client, log, lines } = trigger();
+  const updates = Array.from({ length: 25 }, (_, value) => request([valueEntry(value)]));
+  const answered = await results(client.publishStream(streamOf(updates, 4)));
+  assert.deepEqual(answered.map((result) => result.index), Array.from({ length: 25 }, (_, index) => BigInt(index)));
+  assert.deepEqual(answered.map((result) => result.position), Array.from({ length: 25 }, (_, index) => BigInt(index + 1)), "positions follow the indexes");
+  const logged = log.eventsAfter(0n).map((event) => (event.payload.case === "dataUpdate" ? event.payload.value.id : ""));
+  assert.deepEqual(logged, answered.map((result) => result.id));
+  assert.equal(lines.filter((line) => line.msg === "data update published").length, 25);
+});
+
+test("stream: a refused update gets its own error naming the field, and the others are appended", async () => {
+  const { client, log } = trigger({ refuseTopic: "secret" });
+  const updates = [request([valueEntry(0)]), request([{ ...entry, save_method: "POST" }]), request([valueEntry(2)]), request([{ ...entry, topics: ["secret"] }]), request([valueEntry(4)])];
+  const answered = await results(client.publishStream(streamOf(updates, 2)));
+  assert.deepEqual(answered.map((result) => [Number(result.index), result.error?.code ?? "ok"]), [[0, "ok"], [1, "INVALID_ARGUMENT"], [2, "ok"], [3, "PERMISSION_DENIED"], [4, "ok"]]);
+  assert.equal(answered[1]?.error?.field, "entries[0].save_method");
+  assert.match(answered[1]?.error?.message ?? "", /^entries\[0\]\.save_method: /);
+  assert.match(answered[3]?.error?.message ?? "", /may not publish to secret/);
+  assert.equal(answered[1]?.position, 0n, "a refused update has no position");
+  assert.deepEqual(log.eventsAfter(0n).map((event) => (event.payload.case === "dataUpdate" ? event.payload.value.entries[0]?.dstPath : "")), ["/stream", "/stream", "/stream"]);
+});
+
+test("stream: an update with wait gets a second result with its delivery", async () => {
+  const { client } = trigger();
+  const waited = fromJson(PublishDataUpdateRequestSchema, { entries: [valueEntry(1)], wait: true, wait_timeout_ms: 1000 });
+  const answered = await results(client.publishStream(streamOf([request([valueEntry(0)]), waited], 2)));
+  assert.deepEqual(answered.map((result) => [Number(result.index), result.delivery !== undefined]), [[0, false], [1, false], [1, true]]);
+  assert.equal(answered[2]?.delivery?.known, false, "no distributor here knows it");
+  assert.equal(answered[2]?.position, answered[1]?.position);
+});
+
+test("stream: the server stops reading while a caller does not read its results", async () => {
+  const { client, log } = trigger({ streamLimits: { maxUnansweredUpdates: 4, maxResultsPerMessage: 1 } });
+  const made = { count: 0 };
+  const updates = Array.from({ length: 200 }, (_, value) => request([valueEntry(value)]));
+  const responses = client.publishStream(streamOf(updates, 1, made))[Symbol.asyncIterator]();
+  const first = await responses.next();
+  assert.equal(first.done, false);
+  // Let the server run as far as it will: appends and result writes each take a turn or two.
+  for (let turn = 0; turn < 50; turn++) await new Promise((resolve) => setImmediate(resolve));
+  assert.ok(made.count < 20, `read ${made.count} of 200 messages with 4 updates unanswered at most`);
+  assert.ok(log.head().headPosition < 20n, `appended ${log.head().headPosition}`);
+  let answered = 1;
+  for (let next = await responses.next(); next.done !== true; next = await responses.next()) answered += next.value.results.length;
+  assert.equal(answered, 200, "every update answered once the caller reads");
+  assert.equal(log.head().headPosition, 200n);
+});
+
+test("stream, traced: each update's event continues the stream's trace in a span of its own", async () => {
+  const tracing = Tracing.create(traced);
+  try {
+    const { client, log } = trigger({ tracing });
+    await results(client.publishStream(streamOf([request([valueEntry(0)]), request([valueEntry(1)])], 2), { headers: { traceparent: PARENT } }));
+    const carriers = log.eventsAfter(0n).map((event) => event.traceContext?.traceparent);
+    assert.deepEqual(carriers.map(traceIdOf), ["0af7651916cd43dd8448eb211c80319c", "0af7651916cd43dd8448eb211c80319c"]);
+    assert.equal(new Set(carriers.map((carrier) => carrier?.split("-")[2])).size, 2, "one publish span per update");
+  } finally {
+    await tracing.shutdown();
+  }
 });

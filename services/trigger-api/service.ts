@@ -1,6 +1,7 @@
 /**
  * TriggerService: the Connect/gRPC way to publish, with the same validation as OPAL's REST
- * route. Register it with `triggerInterceptors` (span, error mapping, log line).
+ * route. Register it with `triggerInterceptors` (span, error mapping, log line; PublishStream
+ * does its own per update, since an interceptor sees a stream only as a whole).
  */
 import { create, toJson } from "@bufbuild/protobuf";
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
@@ -11,6 +12,7 @@ import {
   WaitForUpdateResponseSchema,
   type PublishDataUpdateRequest,
   PublishDataUpdateRequestSchema,
+  type PublishStreamRequest,
   PublishDataUpdateResponseSchema,
   type TriggerService,
 } from "../../gen/opal/mesh/v1/trigger_pb.js";
@@ -22,6 +24,7 @@ import type { DeliveryStatusReader } from "./delivery-status.js";
 import type { Tracing } from "../common/telemetry/tracing.js";
 import { publishTraceUnder, SERVER_SPAN } from "./interceptors.js";
 import { type EventSink, publishDataUpdate } from "./publish.js";
+import { publishStream, type PublishStreamLimits } from "./publish-stream.js";
 
 export interface TriggerServiceOptions {
   /** Where published events go (shared with the REST routes). */
@@ -34,6 +37,8 @@ export interface TriggerServiceOptions {
   tracing?: Tracing;
   /** The log's name, for spans (OPAL_BROADCAST_CHANNEL_NAME). */
   logName: string;
+  /** PublishStream's bounds per stream (publish-stream.ts has the defaults). */
+  streamLimits?: Partial<PublishStreamLimits>;
 }
 
 export function createTriggerService(options: TriggerServiceOptions): ServiceImpl<typeof TriggerService> {
@@ -51,6 +56,11 @@ export function createTriggerService(options: TriggerServiceOptions): ServiceImp
         ? await options.delivery.status(published.id, { position: published.position, wait: true, timeoutMs: request.waitTimeoutMs }, context.signal)
         : undefined;
       return create(PublishDataUpdateResponseSchema, { status: "ok", id: published.id, position: published.position, delivery });
+    },
+
+    // Each update of the stream is validated, authorized, traced and logged as above (publish-stream.ts).
+    publishStream(requests: AsyncIterable<PublishStreamRequest>, context: HandlerContext) {
+      return publishStream({ ...options, limits: options.streamLimits }, requests, context);
     },
 
     async getUpdateStatus(request: GetUpdateStatusRequest, context: HandlerContext) {

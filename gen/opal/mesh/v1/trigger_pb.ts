@@ -14,7 +14,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file opal/mesh/v1/trigger.proto.
  */
 export const file_opal_mesh_v1_trigger: GenFile = /*@__PURE__*/
-  fileDesc("ChpvcGFsL21lc2gvdjEvdHJpZ2dlci5wcm90bxIMb3BhbC5tZXNoLnYxIqkBChREYXRhU291cmNlRW50cnlJbnB1dBILCgN1cmwYASABKAkSJwoGY29uZmlnGAIgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIOCgZ0b3BpY3MYAyADKAkSEAoIZHN0X3BhdGgYBCABKAkSEwoLc2F2ZV9tZXRob2QYBSABKAkSJAoEZGF0YRgGIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZSK8AQoYUHVibGlzaERhdGFVcGRhdGVSZXF1ZXN0EgoKAmlkGAEgASgJEjMKB2VudHJpZXMYAiADKAsyIi5vcGFsLm1lc2gudjEuRGF0YVNvdXJjZUVudHJ5SW5wdXQSDgoGcmVhc29uGAMgASgJEigKCGNhbGxiYWNrGAQgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlEgwKBHdhaXQYBSABKAgSFwoPd2FpdF90aW1lb3V0X21zGAYgASgNIncKGVB1Ymxpc2hEYXRhVXBkYXRlUmVzcG9uc2USDgoGc3RhdHVzGAEgASgJEgoKAmlkGAIgASgJEhAKCHBvc2l0aW9uGAMgASgEEiwKCGRlbGl2ZXJ5GAQgASgLMhoub3BhbC5tZXNoLnYxLlVwZGF0ZVN0YXR1cyIrChZHZXRVcGRhdGVTdGF0dXNSZXF1ZXN0EhEKCXVwZGF0ZV9pZBgBIAEoCSJFChdHZXRVcGRhdGVTdGF0dXNSZXNwb25zZRIqCgZzdGF0dXMYASABKAsyGi5vcGFsLm1lc2gudjEuVXBkYXRlU3RhdHVzIj0KFFdhaXRGb3JVcGRhdGVSZXF1ZXN0EhEKCXVwZGF0ZV9pZBgBIAEoCRISCgp0aW1lb3V0X21zGAIgASgNIkMKFVdhaXRGb3JVcGRhdGVSZXNwb25zZRIqCgZzdGF0dXMYASABKAsyGi5vcGFsLm1lc2gudjEuVXBkYXRlU3RhdHVzMrACCg5UcmlnZ2VyU2VydmljZRJkChFQdWJsaXNoRGF0YVVwZGF0ZRImLm9wYWwubWVzaC52MS5QdWJsaXNoRGF0YVVwZGF0ZVJlcXVlc3QaJy5vcGFsLm1lc2gudjEuUHVibGlzaERhdGFVcGRhdGVSZXNwb25zZRJeCg9HZXRVcGRhdGVTdGF0dXMSJC5vcGFsLm1lc2gudjEuR2V0VXBkYXRlU3RhdHVzUmVxdWVzdBolLm9wYWwubWVzaC52MS5HZXRVcGRhdGVTdGF0dXNSZXNwb25zZRJYCg1XYWl0Rm9yVXBkYXRlEiIub3BhbC5tZXNoLnYxLldhaXRGb3JVcGRhdGVSZXF1ZXN0GiMub3BhbC5tZXNoLnYxLldhaXRGb3JVcGRhdGVSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_struct, file_opal_mesh_v1_delivery]);
+  fileDesc("ChpvcGFsL21lc2gvdjEvdHJpZ2dlci5wcm90bxIMb3BhbC5tZXNoLnYxIqkBChREYXRhU291cmNlRW50cnlJbnB1dBILCgN1cmwYASABKAkSJwoGY29uZmlnGAIgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIOCgZ0b3BpY3MYAyADKAkSEAoIZHN0X3BhdGgYBCABKAkSEwoLc2F2ZV9tZXRob2QYBSABKAkSJAoEZGF0YRgGIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZSK8AQoYUHVibGlzaERhdGFVcGRhdGVSZXF1ZXN0EgoKAmlkGAEgASgJEjMKB2VudHJpZXMYAiADKAsyIi5vcGFsLm1lc2gudjEuRGF0YVNvdXJjZUVudHJ5SW5wdXQSDgoGcmVhc29uGAMgASgJEigKCGNhbGxiYWNrGAQgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlEgwKBHdhaXQYBSABKAgSFwoPd2FpdF90aW1lb3V0X21zGAYgASgNIncKGVB1Ymxpc2hEYXRhVXBkYXRlUmVzcG9uc2USDgoGc3RhdHVzGAEgASgJEgoKAmlkGAIgASgJEhAKCHBvc2l0aW9uGAMgASgEEiwKCGRlbGl2ZXJ5GAQgASgLMhoub3BhbC5tZXNoLnYxLlVwZGF0ZVN0YXR1cyIrChZHZXRVcGRhdGVTdGF0dXNSZXF1ZXN0EhEKCXVwZGF0ZV9pZBgBIAEoCSJFChdHZXRVcGRhdGVTdGF0dXNSZXNwb25zZRIqCgZzdGF0dXMYASABKAsyGi5vcGFsLm1lc2gudjEuVXBkYXRlU3RhdHVzIj0KFFdhaXRGb3JVcGRhdGVSZXF1ZXN0EhEKCXVwZGF0ZV9pZBgBIAEoCRISCgp0aW1lb3V0X21zGAIgASgNIkMKFVdhaXRGb3JVcGRhdGVSZXNwb25zZRIqCgZzdGF0dXMYASABKAsyGi5vcGFsLm1lc2gudjEuVXBkYXRlU3RhdHVzIk8KFFB1Ymxpc2hTdHJlYW1SZXF1ZXN0EjcKB3VwZGF0ZXMYASADKAsyJi5vcGFsLm1lc2gudjEuUHVibGlzaERhdGFVcGRhdGVSZXF1ZXN0IksKFVB1Ymxpc2hTdHJlYW1SZXNwb25zZRIyCgdyZXN1bHRzGAEgAygLMiEub3BhbC5tZXNoLnYxLlB1Ymxpc2hTdHJlYW1SZXN1bHQimwEKE1B1Ymxpc2hTdHJlYW1SZXN1bHQSDQoFaW5kZXgYASABKAQSCgoCaWQYAiABKAkSEAoIcG9zaXRpb24YAyABKAQSLAoIZGVsaXZlcnkYBCABKAsyGi5vcGFsLm1lc2gudjEuVXBkYXRlU3RhdHVzEikKBWVycm9yGAUgASgLMhoub3BhbC5tZXNoLnYxLlB1Ymxpc2hFcnJvciI8CgxQdWJsaXNoRXJyb3ISDAoEY29kZRgBIAEoCRIPCgdtZXNzYWdlGAIgASgJEg0KBWZpZWxkGAMgASgJMo4DCg5UcmlnZ2VyU2VydmljZRJkChFQdWJsaXNoRGF0YVVwZGF0ZRImLm9wYWwubWVzaC52MS5QdWJsaXNoRGF0YVVwZGF0ZVJlcXVlc3QaJy5vcGFsLm1lc2gudjEuUHVibGlzaERhdGFVcGRhdGVSZXNwb25zZRJeCg9HZXRVcGRhdGVTdGF0dXMSJC5vcGFsLm1lc2gudjEuR2V0VXBkYXRlU3RhdHVzUmVxdWVzdBolLm9wYWwubWVzaC52MS5HZXRVcGRhdGVTdGF0dXNSZXNwb25zZRJYCg1XYWl0Rm9yVXBkYXRlEiIub3BhbC5tZXNoLnYxLldhaXRGb3JVcGRhdGVSZXF1ZXN0GiMub3BhbC5tZXNoLnYxLldhaXRGb3JVcGRhdGVSZXNwb25zZRJcCg1QdWJsaXNoU3RyZWFtEiIub3BhbC5tZXNoLnYxLlB1Ymxpc2hTdHJlYW1SZXF1ZXN0GiMub3BhbC5tZXNoLnYxLlB1Ymxpc2hTdHJlYW1SZXNwb25zZSgBMAFiBnByb3RvMw", [file_google_protobuf_struct, file_opal_mesh_v1_delivery]);
 
 /**
  * OPAL's DataSourceEntry as a caller writes it.
@@ -230,6 +230,124 @@ export const WaitForUpdateResponseSchema: GenMessage<WaitForUpdateResponse> = /*
   messageDesc(file_opal_mesh_v1_trigger, 6);
 
 /**
+ * @generated from message opal.mesh.v1.PublishStreamRequest
+ */
+export type PublishStreamRequest = Message<"opal.mesh.v1.PublishStreamRequest"> & {
+  /**
+   * One message may carry many updates; each is numbered in turn (see PublishStream).
+   *
+   * @generated from field: repeated opal.mesh.v1.PublishDataUpdateRequest updates = 1;
+   */
+  updates: PublishDataUpdateRequest[];
+};
+
+/**
+ * Describes the message opal.mesh.v1.PublishStreamRequest.
+ * Use `create(PublishStreamRequestSchema)` to create a new message.
+ */
+export const PublishStreamRequestSchema: GenMessage<PublishStreamRequest> = /*@__PURE__*/
+  messageDesc(file_opal_mesh_v1_trigger, 7);
+
+/**
+ * @generated from message opal.mesh.v1.PublishStreamResponse
+ */
+export type PublishStreamResponse = Message<"opal.mesh.v1.PublishStreamResponse"> & {
+  /**
+   * Results of one or more updates: first results in index order, delivery results as known.
+   *
+   * @generated from field: repeated opal.mesh.v1.PublishStreamResult results = 1;
+   */
+  results: PublishStreamResult[];
+};
+
+/**
+ * Describes the message opal.mesh.v1.PublishStreamResponse.
+ * Use `create(PublishStreamResponseSchema)` to create a new message.
+ */
+export const PublishStreamResponseSchema: GenMessage<PublishStreamResponse> = /*@__PURE__*/
+  messageDesc(file_opal_mesh_v1_trigger, 8);
+
+/**
+ * @generated from message opal.mesh.v1.PublishStreamResult
+ */
+export type PublishStreamResult = Message<"opal.mesh.v1.PublishStreamResult"> & {
+  /**
+   * The update's number in the stream: 0 for its first update, counted across messages.
+   *
+   * @generated from field: uint64 index = 1;
+   */
+  index: bigint;
+
+  /**
+   * Accepted: the update's id (assigned when it had none) and position in the log.
+   *
+   * @generated from field: string id = 2;
+   */
+  id: string;
+
+  /**
+   * @generated from field: uint64 position = 3;
+   */
+  position: bigint;
+
+  /**
+   * Only in the second result of an update that asked `wait`: the delivery then.
+   *
+   * @generated from field: opal.mesh.v1.UpdateStatus delivery = 4;
+   */
+  delivery?: UpdateStatus | undefined;
+
+  /**
+   * Set when the update was refused, or its wait failed: id, position are then empty
+   * unless it was appended (a wait that failed after the append).
+   *
+   * @generated from field: opal.mesh.v1.PublishError error = 5;
+   */
+  error?: PublishError | undefined;
+};
+
+/**
+ * Describes the message opal.mesh.v1.PublishStreamResult.
+ * Use `create(PublishStreamResultSchema)` to create a new message.
+ */
+export const PublishStreamResultSchema: GenMessage<PublishStreamResult> = /*@__PURE__*/
+  messageDesc(file_opal_mesh_v1_trigger, 9);
+
+/**
+ * @generated from message opal.mesh.v1.PublishError
+ */
+export type PublishError = Message<"opal.mesh.v1.PublishError"> & {
+  /**
+   * The gRPC status name the unary call would have ended with: "INVALID_ARGUMENT",
+   * "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "UNAVAILABLE", …
+   *
+   * @generated from field: string code = 1;
+   */
+  code: string;
+
+  /**
+   * What is wrong, naming the field when there is one ("entries[2].dst_path: …").
+   *
+   * @generated from field: string message = 2;
+   */
+  message: string;
+
+  /**
+   * The field at fault, as in the message ("entries[2].dst_path"); empty when none.
+   *
+   * @generated from field: string field = 3;
+   */
+  field: string;
+};
+
+/**
+ * Describes the message opal.mesh.v1.PublishError.
+ * Use `create(PublishErrorSchema)` to create a new message.
+ */
+export const PublishErrorSchema: GenMessage<PublishError> = /*@__PURE__*/
+  messageDesc(file_opal_mesh_v1_trigger, 10);
+
+/**
  * The public entry point for updates. Its request mirrors OPAL's DataUpdate JSON, so a
  * Connect-JSON caller (curl) sends exactly what it would POST to OPAL's /data/config.
  *
@@ -266,6 +384,36 @@ export const TriggerService: GenService<{
     methodKind: "unary";
     input: typeof WaitForUpdateRequestSchema;
     output: typeof WaitForUpdateResponseSchema;
+  },
+  /**
+   * Many updates over one long-lived stream, for producers with high rates. Each update is
+   * validated, authorized and appended exactly as PublishDataUpdate does it, and answered
+   * on its own:
+   * - The server numbers the updates of a stream in arrival order, 0, 1, 2, … across all
+   *   its request messages: a result's `index` names its update, with no id to invent.
+   * - Every update gets one first result, in index order: its id and position, or its
+   *   error. Accepted updates are appended in index order (their positions increase with
+   *   the index; other publishers' updates may come between).
+   * - A refused update (invalid, not authorized, over the log's snapshot limit) gets an
+   *   error result; it is appended whole or not at all, and neither ends the stream nor
+   *   affects the updates around it.
+   * - An update with `wait` gets a second result for the same index once every addressed
+   *   client applied (or failed) it, or at its `wait_timeout_ms`: `delivery` set. Second
+   *   results come as they are known, in any order.
+   * - Flow control: the server reads no further while a stream has too many unanswered
+   *   updates (or bytes of them); a caller that sends faster simply waits.
+   * - The stream ends with OK once the caller half-closed it and every update was answered.
+   *   A stream that ends with any other status leaves the updates that got no first result
+   *   in an unknown state (appended or not); their ids tell (GetUpdateStatus).
+   * A stream may stay open for as long as the caller likes: the server keeps nothing of what
+   * it answered (checked by test/publish-stream.test.ts).
+   *
+   * @generated from rpc opal.mesh.v1.TriggerService.PublishStream
+   */
+  publishStream: {
+    methodKind: "bidi_streaming";
+    input: typeof PublishStreamRequestSchema;
+    output: typeof PublishStreamResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_opal_mesh_v1_trigger, 0);
