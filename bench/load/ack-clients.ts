@@ -1,9 +1,11 @@
 /**
  * ACK-only load clients (not the real agent: no policy store), to separate the mesh's
  * cost from OPA's: N raw grpc-js streams to the distributor that say Hello and ACK every
- * event as applied, in order, the moment it arrives.
+ * event as applied, in order, the moment it arrives. Like the real client, they take
+ * EventBatch messages and ACK a batch with one cumulative Ack (--batches no: one event
+ * per message, one Ack each, as clients before batching did).
  *
- *   --server <url> --clients <n> --prefix <client id prefix>
+ *   --server <url> --clients <n> --prefix <client id prefix> [--batches yes|no]
  *
  * Sends "ready" once every stream was welcomed; answers "positions" (the newest
  * position each ACKed), "applied" (events each ACKed) and "stop".
@@ -19,6 +21,7 @@ import { argument, serve } from "./host-ipc.js";
 const serverUrl = argument("server");
 const count = Number(argument("clients"));
 const prefix = argument("prefix", "ack-only");
+const batches = argument("batches", "yes") === "yes";
 
 type Stream = grpc.ClientDuplexStream<ConnectRequest, ConnectResponse>;
 
@@ -51,9 +54,16 @@ function open(index: number): Promise<AckClient> {
         state.position = event.position;
         state.acked++;
         stream.write(create(ConnectRequestSchema, { message: { case: "ack", value: { position: event.position, updateId, status: AckStatus.APPLIED } } }));
+      } else if (message.case === "events") {
+        const events = message.value.events;
+        const last = events.at(-1);
+        if (last === undefined) return;
+        state.position = last.position;
+        state.acked += events.length;
+        stream.write(create(ConnectRequestSchema, { message: { case: "ack", value: { position: last.position, status: AckStatus.APPLIED, cumulative: true } } }));
       }
     });
-    stream.write(create(ConnectRequestSchema, { message: { case: "hello", value: { clientId: `${prefix}-${index}`, topics: ["policy_data"], scope: "default" } } }));
+    stream.write(create(ConnectRequestSchema, { message: { case: "hello", value: { clientId: `${prefix}-${index}`, topics: ["policy_data"], scope: "default", acceptsBatches: batches } } }));
   });
 }
 

@@ -20,6 +20,7 @@ import { backoffDelay, sleep } from "../common/backoff.js";
 import { redactUrl } from "../common/config/env-reader.js";
 import type { Logger } from "../common/logger.js";
 import type { ClientTls } from "../common/config/tls-config.js";
+import { AckCoalescer } from "./ack-coalescer.js";
 import { distributorStream } from "./grpc-stream.js";
 import { Outbox } from "./outbox.js";
 import { callTransport } from "./server-transports.js";
@@ -63,6 +64,8 @@ export interface StreamSessionOptions {
 export class StreamSession {
   readonly name = "stream-session";
   private outbox: Outbox<ConnectRequest> | undefined;
+  /** The stream's ACKs once welcomed (cumulative where the server takes them); before that they go alone. */
+  private acks: AckCoalescer | undefined;
   private connection: AbortController | undefined;
   private loop: Promise<void> | undefined;
   private serverIndex = 0;
@@ -85,7 +88,12 @@ export class StreamSession {
   }
 
   sendAck(ack: MessageInitShape<typeof AckSchema>): void {
-    this.outbox?.push(create(ConnectRequestSchema, { message: { case: "ack", value: ack } }));
+    if (this.acks !== undefined) this.acks.push(ack);
+    else this.pushAck(this.outbox, ack);
+  }
+
+  private pushAck(outbox: Outbox<ConnectRequest> | undefined, ack: MessageInitShape<typeof AckSchema>): void {
+    outbox?.push(create(ConnectRequestSchema, { message: { case: "ack", value: ack } }));
   }
 
   /** The client's health for the distributor's dashboard; dropped while disconnected. */
@@ -129,6 +137,8 @@ export class StreamSession {
         }
       } finally {
         signal.removeEventListener("abort", onAbort);
+        this.acks?.close();
+        this.acks = undefined;
         this.outbox?.close();
         this.outbox = undefined;
       }
@@ -169,6 +179,8 @@ export class StreamSession {
             policyHash: this.options.policyHash(),
             // A fresh or resynced start gets the log's snapshot to write with the baseline.
             acceptsSnapshot: true,
+            // Events that queue up for us come in one message (the stream protocol, docs/architecture.md).
+            acceptsBatches: true,
           },
         },
       }),
@@ -181,6 +193,9 @@ export class StreamSession {
           welcomed = true;
           const welcome = response.message.value;
           const resumed = resume !== undefined && resume.logId === welcome.logId;
+          // The server counts cumulative ACKs from where this session starts: the resume point, or the head.
+          this.acks?.close();
+          this.acks = new AckCoalescer((ack) => this.pushAck(outbox, ack), resumed ? resume.position : welcome.headPosition, welcome.cumulativeAcks);
           this.options.logger.info({ stream: streamUrl, head: welcome.headPosition.toString(), resumed }, "connected to the distributor");
           this.options.handlers.onConnectionChange(true);
           this.options.handlers.onWelcome(welcome, resumed);
@@ -189,7 +204,11 @@ export class StreamSession {
         case "event":
           this.options.handlers.onEvent(response.message.value);
           break;
+        case "events":
+          for (const event of response.message.value.events) this.options.handlers.onEvent(event);
+          break;
         case "resync":
+          this.acks?.restartAt(response.message.value.headPosition);
           this.options.handlers.onResync(response.message.value);
           break;
         case "snapshot":

@@ -485,3 +485,43 @@ test("wait() waits again on a client that resumes from before the update, until 
   assert.equal(waiting.settled, true);
   assert.deepEqual(counts(await waiting.promise), { applied: 2, failed: 0, pending: 0, complete: true });
 });
+
+test("a cumulative ACK answers as one ACK per update would: failures kept, updates sent after dispatch joined, others untouched", () => {
+  const tracker = new DeliveryTracker({ maxUpdates: 100 });
+  const one = new DeliveryTracker({ maxUpdates: 100 });
+  const policyData = (topics: readonly string[]): boolean => topics.includes("policy_data");
+  for (const position of [1n, 2n, 3n, 4n, 5n]) {
+    for (const each of [tracker, one]) each.dispatched(dataEvent(position, `u${position}`), position === 4n ? ["b"] : ["a", "b"]);
+  }
+  // a failed 2; applied everything else it was sent up to 4 (4 came by catch-up: not addressed at dispatch).
+  for (const each of [tracker, one]) each.acknowledged("a", failed(2n, "refused"));
+  tracker.acknowledgedThrough("a", 0n, 4n, policyData);
+  for (const position of [1n, 3n, 4n]) one.acknowledged("a", applied(position));
+  for (const position of [1n, 2n, 3n, 4n, 5n]) {
+    assert.deepEqual(clients(tracker.status(`u${position}`)), clients(one.status(`u${position}`)), `u${position}`);
+    assert.deepEqual(counts(tracker.status(`u${position}`)), counts(one.status(`u${position}`)), `u${position}`);
+  }
+  assert.deepEqual(clients(tracker.status("u2"))[0], ["a", FAILED, "refused"]);
+  assert.deepEqual(clients(tracker.status("u5"))[0], ["a", PENDING, ""]);
+  // A range before what is remembered, and one longer than it, take the same path to the same answer.
+  tracker.acknowledgedThrough("b", 0n, 1_000_000n, policyData);
+  assert.equal(tracker.status("u5").complete, false, "a is still pending on 5");
+  assert.deepEqual(counts(tracker.status("u4")), { applied: 2, failed: 0, pending: 0, complete: true });
+  // Not sent to it (other topics): nothing joins.
+  tracker.dispatched(create(EventSchema, { position: 6n, topics: ["other"], payload: { case: "dataUpdate", value: { id: "u6" } } }), []);
+  tracker.acknowledgedThrough("a", 4n, 6n, policyData);
+  assert.deepEqual(clients(tracker.status("u6")), []);
+});
+
+test("a cumulative ACK wakes a publisher waiting on the updates it covers", async (t) => {
+  const tracker = new DeliveryTracker({ maxUpdates: 100 });
+  tracker.clientConnected("a", 0n);
+  tracker.dispatched(dataEvent(1n, "u1"), ["a"]);
+  tracker.dispatched(dataEvent(2n, "u2"), ["a"]);
+  const waiting = watch(tracker.wait("u2", 2n, LONG_WAIT_MS, testSignal(t).signal));
+  await turn();
+  assert.equal(waiting.settled, false);
+  tracker.acknowledgedThrough("a", 0n, 2n, () => true);
+  const status = await waiting.promise;
+  assert.deepEqual(counts(status), { applied: 1, failed: 0, pending: 0, complete: true });
+});

@@ -26,11 +26,12 @@ export { traceIdOf };
 interface ClientRecord {
   state: DeliveryState;
   error: string;
-  latencyMs: number;
+  /** When the ACK came (0 while pending): the latency is from the update's publish to here. */
+  ackedAt: number;
 }
 
 /** Shared by every addressed client until it ACKs: one update to 10,000 clients allocates no 10,000 records. */
-const PENDING_RECORD: ClientRecord = Object.freeze({ state: DeliveryState.PENDING, error: "", latencyMs: 0 });
+const PENDING_RECORD: ClientRecord = Object.freeze({ state: DeliveryState.PENDING, error: "", ackedAt: 0 });
 
 interface UpdateRecord {
   kind: UpdateKind;
@@ -46,6 +47,8 @@ interface UpdateRecord {
   reason: string;
   /** The scopes its topics belong to (one, unless the event was built by hand). */
   scopes: string[];
+  /** The event's topics: whether a client not addressed at dispatch got it later (catch-up). */
+  topics: readonly string[];
   clients: Map<string, ClientRecord>;
   /**
    * While someone waits on it: its clients still pending and reachable (connected), kept
@@ -128,6 +131,7 @@ export class DeliveryTracker implements Component {
         policyHash: payload.case === "policyChanged" ? payload.value.hash : "",
         reason: payload.case === "dataUpdate" ? payload.value.reason : "",
         scopes: [...new Set(event.topics.map(scopeOfTopic))],
+        topics: event.topics,
         clients: new Map(),
         live: 0,
         waiters: new Set(),
@@ -154,10 +158,44 @@ export class DeliveryTracker implements Component {
     const previous = record.clients.get(clientId);
     if (previous === undefined) this.clientRecords++;
     else if (this.watched.has(record) && this.isLive(clientId, record, previous)) record.live--;
-    const latencyMs = Math.max(0, Date.now() - record.publishedAt);
-    record.clients.set(clientId, { state: failed ? DeliveryState.FAILED : DeliveryState.APPLIED, error: failed ? ack.error : "", latencyMs });
-    this.options.onAcknowledged?.(record.kind, latencyMs, failed);
+    const ackedAt = Date.now();
+    record.clients.set(clientId, { state: failed ? DeliveryState.FAILED : DeliveryState.APPLIED, error: failed ? ack.error : "", ackedAt });
+    this.options.onAcknowledged?.(record.kind, Math.max(0, ackedAt - record.publishedAt), failed);
     this.settle(record);
+  }
+
+  /**
+   * A cumulative ACK: the client applied every update sent to it after `after` up to
+   * `through` that it did not report FAILED (those have their own record by now). One
+   * APPLIED record is shared by the whole range, so a batch costs a map write per update
+   * and one allocation, not an ACK message each. `sentTo` says whether an update the
+   * client was not addressed at dispatch reached it later (it caught up), as an ACK of
+   * that update alone would have said.
+   */
+  acknowledgedThrough(clientId: string, after: bigint, through: bigint, sentTo: (topics: readonly string[]) => boolean): void {
+    if (through <= after || this.byPosition.size === 0) return;
+    const ackedAt = Date.now();
+    const applied: ClientRecord = Object.freeze({ state: DeliveryState.APPLIED, error: "", ackedAt });
+    const apply = (record: UpdateRecord): void => {
+      const previous = record.clients.get(clientId);
+      if (previous === undefined) {
+        if (!sentTo(record.topics)) return;
+        this.clientRecords++;
+      } else if (previous.state !== DeliveryState.PENDING) return;
+      else if (this.watched.has(record) && this.isLive(clientId, record, previous)) record.live--;
+      record.clients.set(clientId, applied);
+      this.options.onAcknowledged?.(record.kind, Math.max(0, ackedAt - record.publishedAt), false);
+      this.settle(record);
+    };
+    // By position when the range is short (the usual batch), else over what is remembered.
+    if (through - after <= BigInt(this.byPosition.size)) {
+      for (let position = after + 1n; position <= through; position++) {
+        const record = this.byPosition.get(position);
+        if (record !== undefined) apply(record);
+      }
+    } else {
+      for (const record of [...this.byPosition.values()]) if (record.position > after && record.position <= through) apply(record);
+    }
   }
 
   /**
@@ -205,7 +243,8 @@ export class DeliveryTracker implements Component {
         state = DeliveryState.DISCONNECTED;
         disconnected++;
       }
-      return create(ClientDeliverySchema, { clientId, state, error: client.error, latencyMs: BigInt(client.latencyMs) });
+      const latencyMs = client.ackedAt === 0 ? 0 : Math.max(0, client.ackedAt - record.publishedAt);
+      return create(ClientDeliverySchema, { clientId, state, error: client.error, latencyMs: BigInt(latencyMs) });
     });
     clients.sort((a, b) => a.clientId.localeCompare(b.clientId));
     return create(UpdateStatusSchema, {

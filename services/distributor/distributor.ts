@@ -140,6 +140,7 @@ function trackerObserver(delivery: DeliveryTracker): DistributorObserver {
   return {
     onDispatched: (event, addressed) => delivery.dispatched(event, addressed),
     onAck: (clientId, ack) => delivery.acknowledged(clientId, ack),
+    onAcksThrough: (session, after, through) => delivery.acknowledgedThrough(session.clientId, after, through, (topics) => session.acceptsTopics(topics)),
     onClientConnected: (clientId, deliversAfter) => delivery.clientConnected(clientId, deliversAfter),
     onClientDisconnected: (clientId) => delivery.clientDisconnected(clientId),
   };

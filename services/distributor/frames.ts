@@ -50,7 +50,7 @@ export function encodeResync(reason: string, headPosition: bigint, snapshotFollo
 }
 
 export function encodeWelcome(sessionId: string, headPosition: bigint, logId: string, snapshotFollows = false): Uint8Array {
-  return toBinary(ConnectResponseSchema, create(ConnectResponseSchema, { message: { case: "welcome", value: { sessionId, headPosition, logId, snapshotFollows } } }));
+  return toBinary(ConnectResponseSchema, create(ConnectResponseSchema, { message: { case: "welcome", value: { sessionId, headPosition, logId, snapshotFollows, cumulativeAcks: true } } }));
 }
 
 /** One part of the snapshot a client writes with its baseline (snapshot-sender.ts makes them). */

@@ -27,6 +27,8 @@ export interface DistributorObserver {
   /** A client's report said something new about its health. */
   onReport?(session: ClientSession): void;
   onAck?(clientId: string, ack: Ack): void;
+  /** A cumulative ACK: the session applied what was sent to it after `after` up to `through`, except what it reported FAILED. */
+  onAcksThrough?(session: ClientSession, after: bigint, through: bigint): void;
   /** A tracked update was acknowledged, `latencyMs` after it was published. */
   onDelivered?(kind: UpdateKind, latencyMs: number, failed: boolean): void;
   /** Something went wrong and was logged; the part retries or the client resumes. */
@@ -74,6 +76,10 @@ export class Observers implements Notify {
 
   onAck(clientId: string, ack: Ack): void {
     for (const observer of this.list) observer.onAck?.(clientId, ack);
+  }
+
+  onAcksThrough(session: ClientSession, after: bigint, through: bigint): void {
+    for (const observer of this.list) observer.onAcksThrough?.(session, after, through);
   }
 
   onDelivered(kind: UpdateKind, latencyMs: number, failed: boolean): void {

@@ -90,3 +90,66 @@ test("a long backlog drains completely and in order", () => {
   assert.ok(transport.written.every((bytes, index) => bytes === index + 1));
   assert.equal(queue.bytes, 0);
 });
+
+/** The end of the event loop's turn, when a queue with batches hands its frames over. */
+const endOfTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+test("with batches, the event frames of one turn, and those queued behind the write in flight, leave as one EventBatch; other frames keep their place", async () => {
+  const { encodeEvent, encodePong } = await import("./frames.js");
+  const { create, fromBinary } = await import("@bufbuild/protobuf");
+  const { ConnectResponseSchema } = await import("../../gen/opal/mesh/v1/distributor_pb.js");
+  const { EventSchema } = await import("../../gen/opal/mesh/v1/event_pb.js");
+  const event = (position: number): Uint8Array => encodeEvent(create(EventSchema, { position: BigInt(position), topics: ["policy_data"] }));
+  const frames: Uint8Array[] = [];
+  const callbacks: Array<() => void> = [];
+  const transport: FrameTransport = {
+    write(frame, callback) {
+      frames.push(frame);
+      callbacks.push(callback);
+      return true;
+    },
+    on: () => undefined,
+  };
+  const queue = new SendQueue(transport);
+  queue.enableBatches();
+  for (const position of [1, 2, 3]) queue.write(event(position));
+  assert.equal(frames.length, 0, "handed over at the end of the turn");
+  await endOfTurn();
+  queue.write(event(4));
+  queue.write(encodePong(9n));
+  queue.write(event(5));
+  queue.write(event(6));
+  await endOfTurn();
+  assert.equal(frames.length, 1, "one write in flight at a time");
+  assert.equal(queue.frames, 7, "events are counted one by one, batched or not");
+  const shapes = (): string[] =>
+    frames.map((frame) => {
+      const message = fromBinary(ConnectResponseSchema, frame).message;
+      if (message.case === "events") return `batch ${message.value.events.map((e) => e.position).join(",")}`;
+      if (message.case === "event") return `event ${message.value.position}`;
+      return message.case ?? "?";
+    });
+  for (let turn = 0; turn < 3; turn++) (callbacks[turn] as () => void)();
+  assert.deepEqual(shapes(), ["batch 1,2,3", "event 4", "pong", "batch 5,6"]);
+  (callbacks[3] as () => void)();
+  assert.equal(queue.frames, 0);
+  assert.equal(queue.bytes, 0);
+});
+
+test("with batches, a transport that calls back at once still gets every frame once, in order", async () => {
+  const written: Uint8Array[] = [];
+  const transport: FrameTransport = {
+    write(frame, callback) {
+      written.push(frame);
+      callback();
+      return true;
+    },
+    on: () => undefined,
+  };
+  const queue = new SendQueue(transport);
+  queue.enableBatches();
+  for (let index = 0; index < 5; index++) queue.write(frame(index + 2));
+  await endOfTurn();
+  assert.deepEqual(written.map((bytes) => bytes.byteLength), [2, 3, 4, 5, 6]);
+  assert.equal(queue.frames, 0);
+});

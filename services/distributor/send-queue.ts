@@ -8,7 +8,15 @@
  * more (`write()` true), the rest wait here, and a frame counts as sent only when its write
  * callback fires. `clear()` lets go of everything not yet handed over, at once: a dropped
  * client's frames are not kept alive by its stalled stream.
+ *
+ * With batches (a client whose Hello said accepts_batches), frames are handed over at the
+ * end of the event loop's turn (setImmediate: microseconds when idle), one write in flight
+ * at a time, and the event frames that queued up meanwhile leave as one EventBatch
+ * message: the events of one log append (or of everything that arrived in one poll) reach
+ * a client as one message, one decode and one cumulative ACK. Writing at once would not
+ * batch: on loopback each write completes before fan-out has the next event.
  */
+import { batchFrames, isEventFrame } from "./event-batch.js";
 
 /** What the queue writes to: a grpc-js server call, or a test's stand-in. */
 export interface FrameTransport {
@@ -20,6 +28,10 @@ export interface FrameTransport {
 /** gRPC's length-prefixed message framing adds these bytes to every frame. */
 export const GRPC_FRAME_HEADER_BYTES = 5;
 
+/** A batch stays well under any message limit, and one slow write holds back little. */
+const MAX_BATCH_EVENTS = 1024;
+const MAX_BATCH_BYTES = 512 * 1024;
+
 export class SendQueue {
   // queue[head..] waits; head avoids O(n) shifts.
   private queue: Array<Uint8Array | undefined> = [];
@@ -29,6 +41,10 @@ export class SendQueue {
   private inFlightBytes = 0;
   private blocked = false;
   private cleared = false;
+  private batching = false;
+  private writing = 0;
+  private pumping = false;
+  private pumpScheduled = false;
   private roomWaiters: Array<{ frames: number; bytes: number; wake: () => void }> = [];
 
   constructor(private readonly transport: FrameTransport) {
@@ -48,12 +64,24 @@ export class SendQueue {
     return this.queuedBytes + this.inFlightBytes;
   }
 
+  /** From now on, event frames queued behind a write in flight leave together (the client takes EventBatch). */
+  enableBatches(): void {
+    this.batching = true;
+  }
+
   /** Queues a frame in order; false when it has to wait (the transport is backed up). */
   write(frame: Uint8Array): boolean {
     if (this.cleared) return false;
     this.queue.push(frame);
     this.queuedBytes += frame.byteLength + GRPC_FRAME_HEADER_BYTES;
-    this.pump();
+    if (!this.batching) this.pump();
+    else if (!this.pumpScheduled) {
+      this.pumpScheduled = true;
+      setImmediate(() => {
+        this.pumpScheduled = false;
+        this.pump();
+      });
+    }
     return this.head === this.queue.length;
   }
 
@@ -83,20 +111,23 @@ export class SendQueue {
   }
 
   private pump(): void {
-    while (!this.blocked && this.head < this.queue.length) {
-      const frame = this.queue[this.head] as Uint8Array;
-      this.queue[this.head] = undefined;
-      this.head++;
-      const size = frame.byteLength + GRPC_FRAME_HEADER_BYTES;
-      this.queuedBytes -= size;
-      this.inFlightFrames++;
+    // A transport that calls back at once (before write returns) re-enters here: the loop below goes on instead.
+    if (this.pumping) return;
+    this.pumping = true;
+    while (!this.blocked && !(this.batching && this.writing > 0) && this.head < this.queue.length) {
+      const { frame, count, size } = this.takeNext();
+      this.inFlightFrames += count;
       this.inFlightBytes += size;
+      this.writing++;
       this.blocked = !this.transport.write(frame, () => {
-        this.inFlightFrames--;
+        this.writing--;
+        this.inFlightFrames -= count;
         this.inFlightBytes -= size;
         this.wakeRoomWaiters();
+        if (this.batching) this.pump();
       });
     }
+    this.pumping = false;
     if (this.head === this.queue.length) {
       this.queue = [];
       this.head = 0;
@@ -104,5 +135,33 @@ export class SendQueue {
       this.queue = this.queue.slice(this.head);
       this.head = 0;
     }
+  }
+
+  /** The next frame to write: the head of the queue, or with batches the run of event frames it starts. */
+  private takeNext(): { frame: Uint8Array; count: number; size: number } {
+    const first = this.take();
+    const firstSize = first.byteLength + GRPC_FRAME_HEADER_BYTES;
+    if (!this.batching || !isEventFrame(first) || !this.nextIsEvent()) return { frame: first, count: 1, size: firstSize };
+    const run = [first];
+    let size = firstSize;
+    while (run.length < MAX_BATCH_EVENTS && this.nextIsEvent() && size + (this.queue[this.head] as Uint8Array).byteLength <= MAX_BATCH_BYTES) {
+      const frame = this.take();
+      run.push(frame);
+      size += frame.byteLength + GRPC_FRAME_HEADER_BYTES;
+    }
+    return { frame: run.length === 1 ? first : batchFrames(run), count: run.length, size };
+  }
+
+  private nextIsEvent(): boolean {
+    const next = this.queue[this.head];
+    return next !== undefined && isEventFrame(next);
+  }
+
+  private take(): Uint8Array {
+    const frame = this.queue[this.head] as Uint8Array;
+    this.queue[this.head] = undefined;
+    this.head++;
+    this.queuedBytes -= frame.byteLength + GRPC_FRAME_HEADER_BYTES;
+    return frame;
   }
 }

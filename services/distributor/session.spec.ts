@@ -381,3 +381,19 @@ test("recordAck() tracks the highest acked position and the last failure", async
     });
   }
 });
+
+test("a cumulative ACK covers what was sent after the session's start or the last cumulative ACK, never past what was sent", () => {
+  const { session } = newSession();
+  session.startAt(10n);
+  deliver(session, 11, 12, 13);
+  const cumulative = (position: bigint) => create(AckSchema, { position, status: AckStatus.APPLIED, cumulative: true });
+  assert.deepEqual(session.recordAck(cumulative(12n)), { after: 10n, through: 12n });
+  assert.deepEqual(session.recordAck(cumulative(99n)), { after: 12n, through: 13n }, "clamped to the sent position");
+  assert.equal(session.recordAck(cumulative(13n)), undefined, "nothing new");
+  assert.equal(session.ackedPosition, 13n);
+  // A plain ACK (and a FAILED one marked cumulative) is not a range.
+  assert.equal(session.recordAck(create(AckSchema, { position: 13n, status: AckStatus.FAILED, error: "x", cumulative: true })), undefined);
+  session.resync(new Uint8Array([1]), 20n);
+  deliver(session, 21);
+  assert.deepEqual(session.recordAck(cumulative(21n)), { after: 20n, through: 21n }, "counted from the resync's head");
+});

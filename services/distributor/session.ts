@@ -43,6 +43,8 @@ export class ClientSession {
   /** Everything up to this position was sent or deliberately skipped (not addressed to the client). */
   private sent = 0n;
   ackedPosition = 0n;
+  /** Where the next cumulative ACK's range starts: the session's start, then the last cumulative ACK. */
+  private cumulativeFrom = 0n;
   /** The last event actually sent (not skipped): a client that ACKed it is caught up to sentPosition. */
   deliveredPosition = 0n;
   lastFailure: { position: bigint; updateId: string; error: string } | undefined;
@@ -70,12 +72,17 @@ export class ClientSession {
   }
 
   accepts(event: Event): boolean {
-    return anyTopicCovered(this.topics, event.topics);
+    return this.acceptsTopics(event.topics);
+  }
+
+  acceptsTopics(topics: readonly string[]): boolean {
+    return anyTopicCovered(this.topics, topics);
   }
 
   /** The client delivers what comes after `position` (the head for a fresh client, or its resume point). */
   startAt(position: bigint): void {
     this.sent = position;
+    this.cumulativeFrom = position;
   }
 
   /**
@@ -84,6 +91,7 @@ export class ClientSession {
    */
   resync(frame: Uint8Array, head: bigint): void {
     this.sent = head;
+    this.cumulativeFrom = head;
     this.sendControl(frame);
   }
 
@@ -111,6 +119,7 @@ export class ClientSession {
   beginCatchUp(after: bigint): void {
     this.catchingUp = true;
     this.sent = after;
+    this.cumulativeFrom = after;
   }
 
   sendCatchUp(frame: Uint8Array | undefined, position: bigint): void {
@@ -146,11 +155,24 @@ export class ClientSession {
     if (!this.closed) this.sink.write(frame);
   }
 
-  recordAck(ack: Ack): void {
+  /**
+   * Keeps what the ACK says; for a cumulative one, returns the range of positions it covers
+   * (after, through]: never past what was sent, never before the session's start.
+   */
+  recordAck(ack: Ack): { after: bigint; through: bigint } | undefined {
+    if (ack.cumulative && ack.status === AckStatus.APPLIED) {
+      const through = ack.position < this.sent ? ack.position : this.sent;
+      const after = this.cumulativeFrom;
+      if (through <= after) return undefined;
+      this.cumulativeFrom = through;
+      if (through > this.ackedPosition) this.ackedPosition = through;
+      return { after, through };
+    }
     if (ack.position > this.ackedPosition) this.ackedPosition = ack.position;
     if (ack.status === AckStatus.FAILED) {
       this.lastFailure = { position: ack.position, updateId: ack.updateId, error: ack.error };
     }
+    return undefined;
   }
 
   /** Keeps the client's latest report; true when it says something new (not a mere refresh). */

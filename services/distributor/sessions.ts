@@ -51,8 +51,9 @@ export class Sessions implements StreamHandoff {
   }
 
   ack(session: ClientSession, ack: Ack): void {
-    session.recordAck(ack);
-    this.options.observer?.onAck?.(session.clientId, ack);
+    const range = session.recordAck(ack);
+    if (range !== undefined) this.options.observer?.onAcksThrough?.(session, range.after, range.through);
+    else if (!ack.cumulative) this.options.observer?.onAck?.(session.clientId, ack);
   }
 
   report(session: ClientSession, report: ClientReport): void {

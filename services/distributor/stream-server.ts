@@ -153,6 +153,8 @@ export class StreamServer implements Component {
         () => {
           if (cleanedUp) return;
           try {
+            // Before the session opens: what its catch-up queues in this turn may already go together.
+            if (message.acceptsBatches) queue.enableBatches();
             session = handoff.open(message, call.getPeer(), sink, abort.signal);
           } catch (error) {
             logger.error({ err: error, clientId: message.clientId }, "could not open a client's session");

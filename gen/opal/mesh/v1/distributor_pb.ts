@@ -18,7 +18,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file opal/mesh/v1/distributor.proto.
  */
 export const file_opal_mesh_v1_distributor: GenFile = /*@__PURE__*/
-  fileDesc("Ch5vcGFsL21lc2gvdjEvZGlzdHJpYnV0b3IucHJvdG8SDG9wYWwubWVzaC52MSK1AQoOQ29ubmVjdFJlcXVlc3QSJAoFaGVsbG8YASABKAsyEy5vcGFsLm1lc2gudjEuSGVsbG9IABIgCgNhY2sYAiABKAsyES5vcGFsLm1lc2gudjEuQWNrSAASIgoEcGluZxgDIAEoCzISLm9wYWwubWVzaC52MS5QaW5nSAASLAoGcmVwb3J0GAQgASgLMhoub3BhbC5tZXNoLnYxLkNsaWVudFJlcG9ydEgAQgkKB21lc3NhZ2Ui6AEKD0Nvbm5lY3RSZXNwb25zZRIoCgd3ZWxjb21lGAEgASgLMhUub3BhbC5tZXNoLnYxLldlbGNvbWVIABIkCgVldmVudBgCIAEoCzITLm9wYWwubWVzaC52MS5FdmVudEgAEiYKBnJlc3luYxgDIAEoCzIULm9wYWwubWVzaC52MS5SZXN5bmNIABIiCgRwb25nGAQgASgLMhIub3BhbC5tZXNoLnYxLlBvbmdIABIuCghzbmFwc2hvdBgFIAEoCzIaLm9wYWwubWVzaC52MS5TbmFwc2hvdFBhcnRIAEIJCgdtZXNzYWdlIrQBCgVIZWxsbxIRCgljbGllbnRfaWQYASABKAkSDgoGdG9waWNzGAIgAygJEg0KBXNjb3BlGAMgASgJEiEKFHJlc3VtZV9mcm9tX3Bvc2l0aW9uGAQgASgESACIAQESEwoLcG9saWN5X2hhc2gYBSABKAkSDgoGbG9nX2lkGAYgASgJEhgKEGFjY2VwdHNfc25hcHNob3QYByABKAhCFwoVX3Jlc3VtZV9mcm9tX3Bvc2l0aW9uIpUBCgNBY2sSEAoIcG9zaXRpb24YASABKAQSEQoJdXBkYXRlX2lkGAIgASgJEicKBnN0YXR1cxgDIAEoDjIXLm9wYWwubWVzaC52MS5BY2tTdGF0dXMSDQoFZXJyb3IYBCABKAkSMQoNdHJhY2VfY29udGV4dBgFIAEoCzIaLm9wYWwubWVzaC52MS5UcmFjZUNvbnRleHQihQEKDENsaWVudFJlcG9ydBIPCgdoZWFsdGh5GAEgASgIEg0KBXJlYWR5GAIgASgIEhUKDW9wYV9yZWFjaGFibGUYAyABKAgSEwoLcG9saWN5X2hhc2gYBCABKAkSGAoQYXBwbGllZF9wb3NpdGlvbhgFIAEoBBIPCgdtZXNzYWdlGAYgASgJIhUKBFBpbmcSDQoFbm9uY2UYASABKAQiFQoEUG9uZxINCgVub25jZRgBIAEoBCJeCgdXZWxjb21lEhIKCnNlc3Npb25faWQYASABKAkSFQoNaGVhZF9wb3NpdGlvbhgCIAEoBBIOCgZsb2dfaWQYAyABKAkSGAoQc25hcHNob3RfZm9sbG93cxgEIAEoCCJJCgZSZXN5bmMSDgoGcmVhc29uGAEgASgJEhUKDWhlYWRfcG9zaXRpb24YAiABKAQSGAoQc25hcHNob3RfZm9sbG93cxgDIAEoCCLGAQoMU25hcHNob3RQYXJ0EhAKCHBvc2l0aW9uGAEgASgEEjYKD2JlZm9yZV9iYXNlbGluZRgCIAMoCzIdLm9wYWwubWVzaC52MS5EYXRhU291cmNlRW50cnkSNQoOYWZ0ZXJfYmFzZWxpbmUYAyADKAsyHS5vcGFsLm1lc2gudjEuRGF0YVNvdXJjZUVudHJ5EhMKC3BvbGljeV9oYXNoGAQgASgJEgwKBGxhc3QYBSABKAgSEgoKaW5jb21wbGV0ZRgGIAEoCSIXChVEaXNjb3ZlclN0cmVhbVJlcXVlc3QiQAoWRGlzY292ZXJTdHJlYW1SZXNwb25zZRIMCgRwb3J0GAEgASgNEgsKA3VybBgCIAEoCRILCgN0bHMYAyABKAgiPwobR2V0RGF0YVNvdXJjZXNDb25maWdSZXF1ZXN0EhEKCWNsaWVudF9pZBgBIAEoCRINCgVzY29wZRgCIAEoCSJPChxHZXREYXRhU291cmNlc0NvbmZpZ1Jlc3BvbnNlEi8KBmNvbmZpZxgBIAEoCzIfLm9wYWwubWVzaC52MS5EYXRhU291cmNlc0NvbmZpZyIUChJMaXN0Q2xpZW50c1JlcXVlc3QiQwoTTGlzdENsaWVudHNSZXNwb25zZRIsCgdjbGllbnRzGAEgAygLMhsub3BhbC5tZXNoLnYxLkNsaWVudFNlc3Npb24i8gEKDUNsaWVudFNlc3Npb24SEQoJY2xpZW50X2lkGAEgASgJEhIKCnNlc3Npb25faWQYAiABKAkSDgoGdG9waWNzGAMgAygJEgwKBHBlZXIYBCABKAkSHAoUY29ubmVjdGVkX2F0X3VuaXhfbXMYBSABKAMSFgoOYWNrZWRfcG9zaXRpb24YBiABKAQSFQoNc2VudF9wb3NpdGlvbhgHIAEoBBIcChRsYXN0X2ZhaWxlZF9wb3NpdGlvbhgIIAEoBBIdChVsYXN0X2ZhaWxlZF91cGRhdGVfaWQYCSABKAkSEgoKbGFzdF9lcnJvchgKIAEoCSIdChtHZXREaXN0cmlidXRvclN0YXR1c1JlcXVlc3QifwocR2V0RGlzdHJpYnV0b3JTdGF0dXNSZXNwb25zZRItCgZoZWFsdGgYASABKAsyHS5vcGFsLm1lc2gudjEuQ29tcG9uZW50SGVhbHRoEhUKDWhlYWRfcG9zaXRpb24YAiABKAQSGQoRY29ubmVjdGVkX2NsaWVudHMYAyABKA0iYQoYR2V0RGVsaXZlcnlTdGF0dXNSZXF1ZXN0EhEKCXVwZGF0ZV9pZBgBIAEoCRIQCghwb3NpdGlvbhgCIAEoBBIMCgR3YWl0GAMgASgIEhIKCnRpbWVvdXRfbXMYBCABKA0iRwoZR2V0RGVsaXZlcnlTdGF0dXNSZXNwb25zZRIqCgZzdGF0dXMYASABKAsyGi5vcGFsLm1lc2gudjEuVXBkYXRlU3RhdHVzKlYKCUFja1N0YXR1cxIaChZBQ0tfU1RBVFVTX1VOU1BFQ0lGSUVEEAASFgoSQUNLX1NUQVRVU19BUFBMSUVEEAESFQoRQUNLX1NUQVRVU19GQUlMRUQQAjLVBAoSRGlzdHJpYnV0b3JTZXJ2aWNlEkoKB0Nvbm5lY3QSHC5vcGFsLm1lc2gudjEuQ29ubmVjdFJlcXVlc3QaHS5vcGFsLm1lc2gudjEuQ29ubmVjdFJlc3BvbnNlKAEwARJbCg5EaXNjb3ZlclN0cmVhbRIjLm9wYWwubWVzaC52MS5EaXNjb3ZlclN0cmVhbVJlcXVlc3QaJC5vcGFsLm1lc2gudjEuRGlzY292ZXJTdHJlYW1SZXNwb25zZRJtChRHZXREYXRhU291cmNlc0NvbmZpZxIpLm9wYWwubWVzaC52MS5HZXREYXRhU291cmNlc0NvbmZpZ1JlcXVlc3QaKi5vcGFsLm1lc2gudjEuR2V0RGF0YVNvdXJjZXNDb25maWdSZXNwb25zZRJSCgtMaXN0Q2xpZW50cxIgLm9wYWwubWVzaC52MS5MaXN0Q2xpZW50c1JlcXVlc3QaIS5vcGFsLm1lc2gudjEuTGlzdENsaWVudHNSZXNwb25zZRJtChRHZXREaXN0cmlidXRvclN0YXR1cxIpLm9wYWwubWVzaC52MS5HZXREaXN0cmlidXRvclN0YXR1c1JlcXVlc3QaKi5vcGFsLm1lc2gudjEuR2V0RGlzdHJpYnV0b3JTdGF0dXNSZXNwb25zZRJkChFHZXREZWxpdmVyeVN0YXR1cxImLm9wYWwubWVzaC52MS5HZXREZWxpdmVyeVN0YXR1c1JlcXVlc3QaJy5vcGFsLm1lc2gudjEuR2V0RGVsaXZlcnlTdGF0dXNSZXNwb25zZWIGcHJvdG8z", [file_opal_mesh_v1_data, file_opal_mesh_v1_delivery, file_opal_mesh_v1_event, file_opal_mesh_v1_health]);
+  fileDesc("Ch5vcGFsL21lc2gvdjEvZGlzdHJpYnV0b3IucHJvdG8SDG9wYWwubWVzaC52MSK1AQoOQ29ubmVjdFJlcXVlc3QSJAoFaGVsbG8YASABKAsyEy5vcGFsLm1lc2gudjEuSGVsbG9IABIgCgNhY2sYAiABKAsyES5vcGFsLm1lc2gudjEuQWNrSAASIgoEcGluZxgDIAEoCzISLm9wYWwubWVzaC52MS5QaW5nSAASLAoGcmVwb3J0GAQgASgLMhoub3BhbC5tZXNoLnYxLkNsaWVudFJlcG9ydEgAQgkKB21lc3NhZ2UilAIKD0Nvbm5lY3RSZXNwb25zZRIoCgd3ZWxjb21lGAEgASgLMhUub3BhbC5tZXNoLnYxLldlbGNvbWVIABIkCgVldmVudBgCIAEoCzITLm9wYWwubWVzaC52MS5FdmVudEgAEiYKBnJlc3luYxgDIAEoCzIULm9wYWwubWVzaC52MS5SZXN5bmNIABIiCgRwb25nGAQgASgLMhIub3BhbC5tZXNoLnYxLlBvbmdIABIuCghzbmFwc2hvdBgFIAEoCzIaLm9wYWwubWVzaC52MS5TbmFwc2hvdFBhcnRIABIqCgZldmVudHMYBiABKAsyGC5vcGFsLm1lc2gudjEuRXZlbnRCYXRjaEgAQgkKB21lc3NhZ2UiMQoKRXZlbnRCYXRjaBIjCgZldmVudHMYASADKAsyEy5vcGFsLm1lc2gudjEuRXZlbnQizQEKBUhlbGxvEhEKCWNsaWVudF9pZBgBIAEoCRIOCgZ0b3BpY3MYAiADKAkSDQoFc2NvcGUYAyABKAkSIQoUcmVzdW1lX2Zyb21fcG9zaXRpb24YBCABKARIAIgBARITCgtwb2xpY3lfaGFzaBgFIAEoCRIOCgZsb2dfaWQYBiABKAkSGAoQYWNjZXB0c19zbmFwc2hvdBgHIAEoCBIXCg9hY2NlcHRzX2JhdGNoZXMYCCABKAhCFwoVX3Jlc3VtZV9mcm9tX3Bvc2l0aW9uIqkBCgNBY2sSEAoIcG9zaXRpb24YASABKAQSEQoJdXBkYXRlX2lkGAIgASgJEicKBnN0YXR1cxgDIAEoDjIXLm9wYWwubWVzaC52MS5BY2tTdGF0dXMSDQoFZXJyb3IYBCABKAkSMQoNdHJhY2VfY29udGV4dBgFIAEoCzIaLm9wYWwubWVzaC52MS5UcmFjZUNvbnRleHQSEgoKY3VtdWxhdGl2ZRgGIAEoCCKFAQoMQ2xpZW50UmVwb3J0Eg8KB2hlYWx0aHkYASABKAgSDQoFcmVhZHkYAiABKAgSFQoNb3BhX3JlYWNoYWJsZRgDIAEoCBITCgtwb2xpY3lfaGFzaBgEIAEoCRIYChBhcHBsaWVkX3Bvc2l0aW9uGAUgASgEEg8KB21lc3NhZ2UYBiABKAkiFQoEUGluZxINCgVub25jZRgBIAEoBCIVCgRQb25nEg0KBW5vbmNlGAEgASgEIncKB1dlbGNvbWUSEgoKc2Vzc2lvbl9pZBgBIAEoCRIVCg1oZWFkX3Bvc2l0aW9uGAIgASgEEg4KBmxvZ19pZBgDIAEoCRIYChBzbmFwc2hvdF9mb2xsb3dzGAQgASgIEhcKD2N1bXVsYXRpdmVfYWNrcxgFIAEoCCJJCgZSZXN5bmMSDgoGcmVhc29uGAEgASgJEhUKDWhlYWRfcG9zaXRpb24YAiABKAQSGAoQc25hcHNob3RfZm9sbG93cxgDIAEoCCLGAQoMU25hcHNob3RQYXJ0EhAKCHBvc2l0aW9uGAEgASgEEjYKD2JlZm9yZV9iYXNlbGluZRgCIAMoCzIdLm9wYWwubWVzaC52MS5EYXRhU291cmNlRW50cnkSNQoOYWZ0ZXJfYmFzZWxpbmUYAyADKAsyHS5vcGFsLm1lc2gudjEuRGF0YVNvdXJjZUVudHJ5EhMKC3BvbGljeV9oYXNoGAQgASgJEgwKBGxhc3QYBSABKAgSEgoKaW5jb21wbGV0ZRgGIAEoCSIXChVEaXNjb3ZlclN0cmVhbVJlcXVlc3QiQAoWRGlzY292ZXJTdHJlYW1SZXNwb25zZRIMCgRwb3J0GAEgASgNEgsKA3VybBgCIAEoCRILCgN0bHMYAyABKAgiPwobR2V0RGF0YVNvdXJjZXNDb25maWdSZXF1ZXN0EhEKCWNsaWVudF9pZBgBIAEoCRINCgVzY29wZRgCIAEoCSJPChxHZXREYXRhU291cmNlc0NvbmZpZ1Jlc3BvbnNlEi8KBmNvbmZpZxgBIAEoCzIfLm9wYWwubWVzaC52MS5EYXRhU291cmNlc0NvbmZpZyIUChJMaXN0Q2xpZW50c1JlcXVlc3QiQwoTTGlzdENsaWVudHNSZXNwb25zZRIsCgdjbGllbnRzGAEgAygLMhsub3BhbC5tZXNoLnYxLkNsaWVudFNlc3Npb24i8gEKDUNsaWVudFNlc3Npb24SEQoJY2xpZW50X2lkGAEgASgJEhIKCnNlc3Npb25faWQYAiABKAkSDgoGdG9waWNzGAMgAygJEgwKBHBlZXIYBCABKAkSHAoUY29ubmVjdGVkX2F0X3VuaXhfbXMYBSABKAMSFgoOYWNrZWRfcG9zaXRpb24YBiABKAQSFQoNc2VudF9wb3NpdGlvbhgHIAEoBBIcChRsYXN0X2ZhaWxlZF9wb3NpdGlvbhgIIAEoBBIdChVsYXN0X2ZhaWxlZF91cGRhdGVfaWQYCSABKAkSEgoKbGFzdF9lcnJvchgKIAEoCSIdChtHZXREaXN0cmlidXRvclN0YXR1c1JlcXVlc3QifwocR2V0RGlzdHJpYnV0b3JTdGF0dXNSZXNwb25zZRItCgZoZWFsdGgYASABKAsyHS5vcGFsLm1lc2gudjEuQ29tcG9uZW50SGVhbHRoEhUKDWhlYWRfcG9zaXRpb24YAiABKAQSGQoRY29ubmVjdGVkX2NsaWVudHMYAyABKA0iYQoYR2V0RGVsaXZlcnlTdGF0dXNSZXF1ZXN0EhEKCXVwZGF0ZV9pZBgBIAEoCRIQCghwb3NpdGlvbhgCIAEoBBIMCgR3YWl0GAMgASgIEhIKCnRpbWVvdXRfbXMYBCABKA0iRwoZR2V0RGVsaXZlcnlTdGF0dXNSZXNwb25zZRIqCgZzdGF0dXMYASABKAsyGi5vcGFsLm1lc2gudjEuVXBkYXRlU3RhdHVzKlYKCUFja1N0YXR1cxIaChZBQ0tfU1RBVFVTX1VOU1BFQ0lGSUVEEAASFgoSQUNLX1NUQVRVU19BUFBMSUVEEAESFQoRQUNLX1NUQVRVU19GQUlMRUQQAjLVBAoSRGlzdHJpYnV0b3JTZXJ2aWNlEkoKB0Nvbm5lY3QSHC5vcGFsLm1lc2gudjEuQ29ubmVjdFJlcXVlc3QaHS5vcGFsLm1lc2gudjEuQ29ubmVjdFJlc3BvbnNlKAEwARJbCg5EaXNjb3ZlclN0cmVhbRIjLm9wYWwubWVzaC52MS5EaXNjb3ZlclN0cmVhbVJlcXVlc3QaJC5vcGFsLm1lc2gudjEuRGlzY292ZXJTdHJlYW1SZXNwb25zZRJtChRHZXREYXRhU291cmNlc0NvbmZpZxIpLm9wYWwubWVzaC52MS5HZXREYXRhU291cmNlc0NvbmZpZ1JlcXVlc3QaKi5vcGFsLm1lc2gudjEuR2V0RGF0YVNvdXJjZXNDb25maWdSZXNwb25zZRJSCgtMaXN0Q2xpZW50cxIgLm9wYWwubWVzaC52MS5MaXN0Q2xpZW50c1JlcXVlc3QaIS5vcGFsLm1lc2gudjEuTGlzdENsaWVudHNSZXNwb25zZRJtChRHZXREaXN0cmlidXRvclN0YXR1cxIpLm9wYWwubWVzaC52MS5HZXREaXN0cmlidXRvclN0YXR1c1JlcXVlc3QaKi5vcGFsLm1lc2gudjEuR2V0RGlzdHJpYnV0b3JTdGF0dXNSZXNwb25zZRJkChFHZXREZWxpdmVyeVN0YXR1cxImLm9wYWwubWVzaC52MS5HZXREZWxpdmVyeVN0YXR1c1JlcXVlc3QaJy5vcGFsLm1lc2gudjEuR2V0RGVsaXZlcnlTdGF0dXNSZXNwb25zZWIGcHJvdG8z", [file_opal_mesh_v1_data, file_opal_mesh_v1_delivery, file_opal_mesh_v1_event, file_opal_mesh_v1_health]);
 
 /**
  * A message from client to server on the stream (docs/architecture.md, the stream protocol).
@@ -108,6 +108,15 @@ export type ConnectResponse = Message<"opal.mesh.v1.ConnectResponse"> & {
      */
     value: SnapshotPart;
     case: "snapshot";
+  } | {
+    /**
+     * Several events in position order, to a client whose Hello said accepts_batches:
+     * the events that queued up for it while the previous message was being written.
+     *
+     * @generated from field: opal.mesh.v1.EventBatch events = 6;
+     */
+    value: EventBatch;
+    case: "events";
   } | { case: undefined; value?: undefined };
 };
 
@@ -117,6 +126,25 @@ export type ConnectResponse = Message<"opal.mesh.v1.ConnectResponse"> & {
  */
 export const ConnectResponseSchema: GenMessage<ConnectResponse> = /*@__PURE__*/
   messageDesc(file_opal_mesh_v1_distributor, 1);
+
+/**
+ * Consecutive events of the stream in one message; each is handled as if it came alone.
+ *
+ * @generated from message opal.mesh.v1.EventBatch
+ */
+export type EventBatch = Message<"opal.mesh.v1.EventBatch"> & {
+  /**
+   * @generated from field: repeated opal.mesh.v1.Event events = 1;
+   */
+  events: Event[];
+};
+
+/**
+ * Describes the message opal.mesh.v1.EventBatch.
+ * Use `create(EventBatchSchema)` to create a new message.
+ */
+export const EventBatchSchema: GenMessage<EventBatch> = /*@__PURE__*/
+  messageDesc(file_opal_mesh_v1_distributor, 2);
 
 /**
  * @generated from message opal.mesh.v1.Hello
@@ -169,6 +197,14 @@ export type Hello = Message<"opal.mesh.v1.Hello"> & {
    * @generated from field: bool accepts_snapshot = 7;
    */
   acceptsSnapshot: boolean;
+
+  /**
+   * The client takes EventBatch messages. Servers that predate it send one event per
+   * message.
+   *
+   * @generated from field: bool accepts_batches = 8;
+   */
+  acceptsBatches: boolean;
 };
 
 /**
@@ -176,7 +212,7 @@ export type Hello = Message<"opal.mesh.v1.Hello"> & {
  * Use `create(HelloSchema)` to create a new message.
  */
 export const HelloSchema: GenMessage<Hello> = /*@__PURE__*/
-  messageDesc(file_opal_mesh_v1_distributor, 2);
+  messageDesc(file_opal_mesh_v1_distributor, 3);
 
 /**
  * @generated from message opal.mesh.v1.Ack
@@ -212,6 +248,16 @@ export type Ack = Message<"opal.mesh.v1.Ack"> & {
    * @generated from field: opal.mesh.v1.TraceContext trace_context = 5;
    */
   traceContext?: TraceContext | undefined;
+
+  /**
+   * APPLIED for every event sent to the client on this stream with a position up to
+   * `position`, after the previous cumulative Ack (or the session's start), that it did
+   * not report FAILED in an Ack of its own before this one; update_id is empty. Sent
+   * only to a server whose Welcome says cumulative_acks.
+   *
+   * @generated from field: bool cumulative = 6;
+   */
+  cumulative: boolean;
 };
 
 /**
@@ -219,7 +265,7 @@ export type Ack = Message<"opal.mesh.v1.Ack"> & {
  * Use `create(AckSchema)` to create a new message.
  */
 export const AckSchema: GenMessage<Ack> = /*@__PURE__*/
-  messageDesc(file_opal_mesh_v1_distributor, 3);
+  messageDesc(file_opal_mesh_v1_distributor, 4);
 
 /**
  * What a client says about itself, shown by the distributor's dashboard. The last one
@@ -276,7 +322,7 @@ export type ClientReport = Message<"opal.mesh.v1.ClientReport"> & {
  * Use `create(ClientReportSchema)` to create a new message.
  */
 export const ClientReportSchema: GenMessage<ClientReport> = /*@__PURE__*/
-  messageDesc(file_opal_mesh_v1_distributor, 4);
+  messageDesc(file_opal_mesh_v1_distributor, 5);
 
 /**
  * @generated from message opal.mesh.v1.Ping
@@ -293,7 +339,7 @@ export type Ping = Message<"opal.mesh.v1.Ping"> & {
  * Use `create(PingSchema)` to create a new message.
  */
 export const PingSchema: GenMessage<Ping> = /*@__PURE__*/
-  messageDesc(file_opal_mesh_v1_distributor, 5);
+  messageDesc(file_opal_mesh_v1_distributor, 6);
 
 /**
  * @generated from message opal.mesh.v1.Pong
@@ -310,7 +356,7 @@ export type Pong = Message<"opal.mesh.v1.Pong"> & {
  * Use `create(PongSchema)` to create a new message.
  */
 export const PongSchema: GenMessage<Pong> = /*@__PURE__*/
-  messageDesc(file_opal_mesh_v1_distributor, 6);
+  messageDesc(file_opal_mesh_v1_distributor, 7);
 
 /**
  * @generated from message opal.mesh.v1.Welcome
@@ -344,6 +390,13 @@ export type Welcome = Message<"opal.mesh.v1.Welcome"> & {
    * @generated from field: bool snapshot_follows = 4;
    */
   snapshotFollows: boolean;
+
+  /**
+   * The server takes cumulative Acks (Ack.cumulative).
+   *
+   * @generated from field: bool cumulative_acks = 5;
+   */
+  cumulativeAcks: boolean;
 };
 
 /**
@@ -351,7 +404,7 @@ export type Welcome = Message<"opal.mesh.v1.Welcome"> & {
  * Use `create(WelcomeSchema)` to create a new message.
  */
 export const WelcomeSchema: GenMessage<Welcome> = /*@__PURE__*/
-  messageDesc(file_opal_mesh_v1_distributor, 7);
+  messageDesc(file_opal_mesh_v1_distributor, 8);
 
 /**
  * The client's position is no longer retained (or unknown): it must load its baseline
@@ -383,7 +436,7 @@ export type Resync = Message<"opal.mesh.v1.Resync"> & {
  * Use `create(ResyncSchema)` to create a new message.
  */
 export const ResyncSchema: GenMessage<Resync> = /*@__PURE__*/
-  messageDesc(file_opal_mesh_v1_distributor, 8);
+  messageDesc(file_opal_mesh_v1_distributor, 9);
 
 /**
  * A part of the snapshot a fresh or resynced client writes together with its baseline, in
@@ -437,7 +490,7 @@ export type SnapshotPart = Message<"opal.mesh.v1.SnapshotPart"> & {
  * Use `create(SnapshotPartSchema)` to create a new message.
  */
 export const SnapshotPartSchema: GenMessage<SnapshotPart> = /*@__PURE__*/
-  messageDesc(file_opal_mesh_v1_distributor, 9);
+  messageDesc(file_opal_mesh_v1_distributor, 10);
 
 /**
  * @generated from message opal.mesh.v1.DiscoverStreamRequest
@@ -450,7 +503,7 @@ export type DiscoverStreamRequest = Message<"opal.mesh.v1.DiscoverStreamRequest"
  * Use `create(DiscoverStreamRequestSchema)` to create a new message.
  */
 export const DiscoverStreamRequestSchema: GenMessage<DiscoverStreamRequest> = /*@__PURE__*/
-  messageDesc(file_opal_mesh_v1_distributor, 10);
+  messageDesc(file_opal_mesh_v1_distributor, 11);
 
 /**
  * @generated from message opal.mesh.v1.DiscoverStreamResponse
@@ -481,7 +534,7 @@ export type DiscoverStreamResponse = Message<"opal.mesh.v1.DiscoverStreamRespons
  * Use `create(DiscoverStreamResponseSchema)` to create a new message.
  */
 export const DiscoverStreamResponseSchema: GenMessage<DiscoverStreamResponse> = /*@__PURE__*/
-  messageDesc(file_opal_mesh_v1_distributor, 11);
+  messageDesc(file_opal_mesh_v1_distributor, 12);
 
 /**
  * @generated from message opal.mesh.v1.GetDataSourcesConfigRequest
@@ -503,7 +556,7 @@ export type GetDataSourcesConfigRequest = Message<"opal.mesh.v1.GetDataSourcesCo
  * Use `create(GetDataSourcesConfigRequestSchema)` to create a new message.
  */
 export const GetDataSourcesConfigRequestSchema: GenMessage<GetDataSourcesConfigRequest> = /*@__PURE__*/
-  messageDesc(file_opal_mesh_v1_distributor, 12);
+  messageDesc(file_opal_mesh_v1_distributor, 13);
 
 /**
  * @generated from message opal.mesh.v1.GetDataSourcesConfigResponse
@@ -520,7 +573,7 @@ export type GetDataSourcesConfigResponse = Message<"opal.mesh.v1.GetDataSourcesC
  * Use `create(GetDataSourcesConfigResponseSchema)` to create a new message.
  */
 export const GetDataSourcesConfigResponseSchema: GenMessage<GetDataSourcesConfigResponse> = /*@__PURE__*/
-  messageDesc(file_opal_mesh_v1_distributor, 13);
+  messageDesc(file_opal_mesh_v1_distributor, 14);
 
 /**
  * @generated from message opal.mesh.v1.ListClientsRequest
@@ -533,7 +586,7 @@ export type ListClientsRequest = Message<"opal.mesh.v1.ListClientsRequest"> & {
  * Use `create(ListClientsRequestSchema)` to create a new message.
  */
 export const ListClientsRequestSchema: GenMessage<ListClientsRequest> = /*@__PURE__*/
-  messageDesc(file_opal_mesh_v1_distributor, 14);
+  messageDesc(file_opal_mesh_v1_distributor, 15);
 
 /**
  * @generated from message opal.mesh.v1.ListClientsResponse
@@ -550,7 +603,7 @@ export type ListClientsResponse = Message<"opal.mesh.v1.ListClientsResponse"> & 
  * Use `create(ListClientsResponseSchema)` to create a new message.
  */
 export const ListClientsResponseSchema: GenMessage<ListClientsResponse> = /*@__PURE__*/
-  messageDesc(file_opal_mesh_v1_distributor, 15);
+  messageDesc(file_opal_mesh_v1_distributor, 16);
 
 /**
  * @generated from message opal.mesh.v1.ClientSession
@@ -618,7 +671,7 @@ export type ClientSession = Message<"opal.mesh.v1.ClientSession"> & {
  * Use `create(ClientSessionSchema)` to create a new message.
  */
 export const ClientSessionSchema: GenMessage<ClientSession> = /*@__PURE__*/
-  messageDesc(file_opal_mesh_v1_distributor, 16);
+  messageDesc(file_opal_mesh_v1_distributor, 17);
 
 /**
  * @generated from message opal.mesh.v1.GetDistributorStatusRequest
@@ -631,7 +684,7 @@ export type GetDistributorStatusRequest = Message<"opal.mesh.v1.GetDistributorSt
  * Use `create(GetDistributorStatusRequestSchema)` to create a new message.
  */
 export const GetDistributorStatusRequestSchema: GenMessage<GetDistributorStatusRequest> = /*@__PURE__*/
-  messageDesc(file_opal_mesh_v1_distributor, 17);
+  messageDesc(file_opal_mesh_v1_distributor, 18);
 
 /**
  * @generated from message opal.mesh.v1.GetDistributorStatusResponse
@@ -658,7 +711,7 @@ export type GetDistributorStatusResponse = Message<"opal.mesh.v1.GetDistributorS
  * Use `create(GetDistributorStatusResponseSchema)` to create a new message.
  */
 export const GetDistributorStatusResponseSchema: GenMessage<GetDistributorStatusResponse> = /*@__PURE__*/
-  messageDesc(file_opal_mesh_v1_distributor, 18);
+  messageDesc(file_opal_mesh_v1_distributor, 19);
 
 /**
  * @generated from message opal.mesh.v1.GetDeliveryStatusRequest
@@ -692,7 +745,7 @@ export type GetDeliveryStatusRequest = Message<"opal.mesh.v1.GetDeliveryStatusRe
  * Use `create(GetDeliveryStatusRequestSchema)` to create a new message.
  */
 export const GetDeliveryStatusRequestSchema: GenMessage<GetDeliveryStatusRequest> = /*@__PURE__*/
-  messageDesc(file_opal_mesh_v1_distributor, 19);
+  messageDesc(file_opal_mesh_v1_distributor, 20);
 
 /**
  * @generated from message opal.mesh.v1.GetDeliveryStatusResponse
@@ -709,7 +762,7 @@ export type GetDeliveryStatusResponse = Message<"opal.mesh.v1.GetDeliveryStatusR
  * Use `create(GetDeliveryStatusResponseSchema)` to create a new message.
  */
 export const GetDeliveryStatusResponseSchema: GenMessage<GetDeliveryStatusResponse> = /*@__PURE__*/
-  messageDesc(file_opal_mesh_v1_distributor, 20);
+  messageDesc(file_opal_mesh_v1_distributor, 21);
 
 /**
  * @generated from enum opal.mesh.v1.AckStatus
