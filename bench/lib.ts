@@ -69,7 +69,7 @@ export function runBenchProcess(module: string, args: string[], env: Record<stri
  * policy side has its own scenario). BENCH_CLIENT_NODE_OPTIONS reaches its Node, to
  * profile it (e.g. "--heapsnapshot-signal=SIGUSR2" or "--import ./memory-log.mjs").
  */
-export async function spawnDataClient(serverUrl: string): Promise<{ client: ChildProcess; opa: string }> {
+export async function spawnDataClient(serverUrl: string, env: Record<string, string> = {}): Promise<{ client: ChildProcess; opa: string }> {
   const [apiPort, opaPort] = await Promise.all([freePort(), freePort()]);
   const client = runMesh("client", {
     OPAL_SERVER_URL: serverUrl,
@@ -77,6 +77,7 @@ export async function spawnDataClient(serverUrl: string): Promise<{ client: Chil
     OPAL_INLINE_OPA_CONFIG: JSON.stringify({ addr: `127.0.0.1:${opaPort}` }),
     OPAL_POLICY_UPDATER_ENABLED: "false",
     ...(process.env.BENCH_CLIENT_NODE_OPTIONS === undefined ? {} : { NODE_OPTIONS: process.env.BENCH_CLIENT_NODE_OPTIONS }),
+    ...env,
   });
   return { client, opa: `http://127.0.0.1:${opaPort}` };
 }

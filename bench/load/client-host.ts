@@ -16,6 +16,8 @@ import { argument, serve } from "./host-ipc.js";
 const serverUrl = argument("server");
 const count = Number(argument("clients"));
 const prefix = argument("prefix", "bench");
+/** The latency budget's hop marks (bench/scenarios/budget.ts): the agents' configuration reads no process environment. */
+const hopFile = process.env.OPAL_MESH_HOP_TIMING_FILE;
 /** Agents started at once: each spawns an OPA, and 2 cores start a few at a time best. */
 const STARTING_AT_ONCE = 5;
 
@@ -37,7 +39,7 @@ async function waitReady(deadlineMs: number): Promise<void> {
 
 try {
   for (let first = 0; first < count; first += STARTING_AT_ONCE) {
-    const batch = Array.from({ length: Math.min(STARTING_AT_ONCE, count - first) }, (_, offset) => startClient(serverUrl, { OPAL_CLIENT_STAT_ID: `${prefix}-${first + offset}` }));
+    const batch = Array.from({ length: Math.min(STARTING_AT_ONCE, count - first) }, (_, offset) => startClient(serverUrl, { OPAL_CLIENT_STAT_ID: `${prefix}-${first + offset}`, ...(hopFile === undefined ? {} : { OPAL_MESH_HOP_TIMING_FILE: hopFile }) }));
     clients.push(...(await Promise.all(batch)));
   }
   await waitReady(120_000);

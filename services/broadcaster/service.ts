@@ -19,6 +19,7 @@ import type { Event } from "../../gen/opal/mesh/v1/event_pb.js";
 import { entrySize, inParts } from "../common/snapshot/chunks.js";
 import { anyTopicCovered } from "../common/topics.js";
 import { type EventLog, LogTruncatedError } from "./event-log.js";
+import { hopClock } from "../common/telemetry/hop-clock.js";
 
 export interface BroadcasterServiceOptions {
   /** OPAL_MESH_SNAPSHOT_MAX_BYTES: publishes of inline data that would take the snapshot past it are refused. */
@@ -37,7 +38,9 @@ export function createBroadcasterService(log: EventLog, options: BroadcasterServ
         }
       }
       checkSnapshotLimit(log, request.events, options.snapshotMaxBytes);
-      return create(PublishResponseSchema, { positions: await log.append(request.events) });
+      const positions = await log.append(request.events);
+      if (hopClock.enabled) for (const event of request.events) if (event.payload.case === "dataUpdate") hopClock.mark("broadcaster.appended", event.payload.value.id);
+      return create(PublishResponseSchema, { positions });
     },
 
     async *subscribe(request: SubscribeRequest, context: HandlerContext): AsyncGenerator<SubscribeResponse> {

@@ -11,9 +11,12 @@
  */
 import { AckStatus } from "../../gen/opal/mesh/v1/distributor_pb.js";
 import type { AckFields } from "./sync-state.js";
+import { hopClock } from "../common/telemetry/hop-clock.js";
 
 export class AckCoalescer {
   private through: bigint | undefined;
+  /** The updates the pending cumulative Ack covers, kept only for the latency budget's marks. */
+  private covered: string[] = [];
   private scheduled = false;
   private closed = false;
 
@@ -22,6 +25,7 @@ export class AckCoalescer {
     private readonly send: (ack: AckFields) => void,
     private floor: bigint,
     private readonly cumulative: boolean,
+    private readonly clientId = "",
   ) {}
 
   push(ack: AckFields): void {
@@ -29,6 +33,7 @@ export class AckCoalescer {
     const position = ack.position ?? 0n;
     if (this.cumulative && ack.status === AckStatus.APPLIED && ack.traceContext === undefined && position > this.floor) {
       if (this.through === undefined || position > this.through) this.through = position;
+      if (hopClock.enabled && ack.updateId !== undefined) this.covered.push(ack.updateId);
       if (!this.scheduled) {
         this.scheduled = true;
         setImmediate(() => this.flush());
@@ -37,6 +42,7 @@ export class AckCoalescer {
     }
     this.flush();
     this.send(ack);
+    if (ack.updateId !== undefined) hopClock.mark("client.acked", ack.updateId, this.clientId);
   }
 
   /** A Resync: the server counts cumulative Acks from its head on. */
@@ -52,11 +58,14 @@ export class AckCoalescer {
     if (through === undefined || this.closed) return;
     this.through = undefined;
     this.send({ position: through, updateId: "", status: AckStatus.APPLIED, error: "", cumulative: true });
+    for (const updateId of this.covered) hopClock.mark("client.acked", updateId, this.clientId);
+    this.covered = [];
   }
 
   /** The stream ended: what is pending is dropped (the next stream resumes from the client's position). */
   close(): void {
     this.closed = true;
     this.through = undefined;
+    this.covered = [];
   }
 }

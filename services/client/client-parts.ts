@@ -120,6 +120,7 @@ export function buildClientParts(options: ClientPartsOptions): ClientParts {
     applier: metrics.applier(applier, () => fetchers.names()),
     concurrency: config.fetchingWorkerCount,
     logger,
+    clientId: config.clientId,
     onResult: (result) => onResult(result),
     onFetched: (job: UpdateJob, done, total) => {
       if (job.kind === "baseline") for (const listener of baselineListeners) listener(done, total);

@@ -24,6 +24,7 @@ import { AckCoalescer } from "./ack-coalescer.js";
 import { distributorStream } from "./grpc-stream.js";
 import { Outbox } from "./outbox.js";
 import { callTransport } from "./server-transports.js";
+import { hopClock } from "../common/telemetry/hop-clock.js";
 
 /**
  * The distributor keeps one stream per client id: a newer one replaces ours with ABORTED.
@@ -161,6 +162,11 @@ export class StreamSession {
     return `${response.tls ? "https" : "http"}://${base.hostname.includes(":") ? `[${base.hostname}]` : base.hostname}:${response.port}`;
   }
 
+  private received(event: Event): void {
+    if (hopClock.enabled && event.payload.case === "dataUpdate") hopClock.mark("client.received", event.payload.value.id, this.options.clientId);
+    this.options.handlers.onEvent(event);
+  }
+
   /** Returns whether the server welcomed us (a healthy session), once the stream ends. */
   private async stream(streamUrl: string, signal: AbortSignal): Promise<boolean> {
     const outbox = new Outbox<ConnectRequest>();
@@ -195,17 +201,17 @@ export class StreamSession {
           const resumed = resume !== undefined && resume.logId === welcome.logId;
           // The server counts cumulative ACKs from where this session starts: the resume point, or the head.
           this.acks?.close();
-          this.acks = new AckCoalescer((ack) => this.pushAck(outbox, ack), resumed ? resume.position : welcome.headPosition, welcome.cumulativeAcks);
+          this.acks = new AckCoalescer((ack) => this.pushAck(outbox, ack), resumed ? resume.position : welcome.headPosition, welcome.cumulativeAcks, this.options.clientId);
           this.options.logger.info({ stream: streamUrl, head: welcome.headPosition.toString(), resumed }, "connected to the distributor");
           this.options.handlers.onConnectionChange(true);
           this.options.handlers.onWelcome(welcome, resumed);
           break;
         }
         case "event":
-          this.options.handlers.onEvent(response.message.value);
+          this.received(response.message.value);
           break;
         case "events":
-          for (const event of response.message.value.events) this.options.handlers.onEvent(event);
+          for (const event of response.message.value.events) this.received(event);
           break;
         case "resync":
           this.acks?.restartAt(response.message.value.headPosition);

@@ -20,6 +20,7 @@ import { Closing, type Closed, type Component } from "../common/lifecycle.js";
 import { scopeOfTopic } from "../common/scopes/scoped-topics.js";
 import { traceIdOf } from "../common/telemetry/tracing.js";
 import { ClientPresence } from "./client-presence.js";
+import { hopClock } from "../common/telemetry/hop-clock.js";
 
 export { traceIdOf };
 
@@ -162,6 +163,7 @@ export class DeliveryTracker implements Component {
     record.clients.set(clientId, { state: failed ? DeliveryState.FAILED : DeliveryState.APPLIED, error: failed ? ack.error : "", ackedAt });
     this.options.onAcknowledged?.(record.kind, Math.max(0, ackedAt - record.publishedAt), failed);
     this.settle(record);
+    hopClock.mark("distributor.acked", record.updateId, clientId);
   }
 
   /**
@@ -186,6 +188,7 @@ export class DeliveryTracker implements Component {
       record.clients.set(clientId, applied);
       this.options.onAcknowledged?.(record.kind, Math.max(0, ackedAt - record.publishedAt), false);
       this.settle(record);
+      hopClock.mark("distributor.acked", record.updateId, clientId);
     };
     // By position when the range is short (the usual batch), else over what is remembered.
     if (through - after <= BigInt(this.byPosition.size)) {

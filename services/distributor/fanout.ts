@@ -24,6 +24,7 @@ import { SessionRegistry } from "./session-registry.js";
 import type { ClientSession } from "./session.js";
 import { type LoadedSnapshot, readSnapshot } from "./snapshot-loader.js";
 import { sendSnapshot } from "./snapshot-sender.js";
+import { hopClock } from "../common/telemetry/hop-clock.js";
 
 export interface FanoutOptions {
   broadcaster: Client<typeof BroadcasterService>;
@@ -249,6 +250,7 @@ export class Fanout implements Component {
   /** Returns the size of the event's frame. */
   private dispatch(event: Event): number {
     const observer = this.options.observer;
+    if (hopClock.enabled && event.payload.case === "dataUpdate") hopClock.mark("fanout.dispatched", event.payload.value.id);
     observer?.onEvent?.(event);
     // Folded before anyone sees it: a session that starts at this position gets it in its snapshot.
     this.snapshot.fold(event);

@@ -12,6 +12,7 @@ import { AckStatus, type Ack, type ClientReport, ClientReportSchema } from "../.
 import type { Event } from "../../gen/opal/mesh/v1/event_pb.js";
 import { DEFAULT_SCOPE } from "../common/scopes/scoped-topics.js";
 import { anyTopicCovered } from "../common/topics.js";
+import { hopClock } from "../common/telemetry/hop-clock.js";
 
 export interface FrameSink {
   /** Writes one serialized ConnectResponse; returns false when the transport is backed up. */
@@ -107,7 +108,7 @@ export class ClientSession {
       }
       return;
     }
-    this.send(frame, event.position);
+    this.send(frame, event.position, event);
   }
 
   /** Advances past an event not addressed to this client, so progress stays exact. */
@@ -200,8 +201,9 @@ export class ClientSession {
     return this.closed;
   }
 
-  private send(frame: Uint8Array, position: bigint): void {
+  private send(frame: Uint8Array, position: bigint, event?: Event): void {
     if (this.closed) return;
+    if (hopClock.enabled && event?.payload.case === "dataUpdate") hopClock.mark("stream.queued", event.payload.value.id, this.clientId);
     this.sent = position;
     this.deliveredPosition = position;
     this.sink.write(frame);

@@ -14,6 +14,7 @@ import type { DeliveryStatusReader } from "./delivery-status.js";
 import type { Tracing } from "../common/telemetry/tracing.js";
 import { logPublished, publishTraceUnder, tracedPublish } from "./interceptors.js";
 import { type EventSink, publishDataUpdate, type PublishTrace } from "./publish.js";
+import { hopClock } from "../common/telemetry/hop-clock.js";
 
 export interface TriggerRestOptions {
   /** Where published events go (shared with the Connect service). */
@@ -54,18 +55,23 @@ function publishFromRest(options: TriggerRestOptions, request: HttpRequest, resp
 
 /** Validation errors reach the router as they are: it answers 422 with the field errors (error-mapping.ts). */
 async function publish(options: TriggerRestOptions, request: HttpRequest, response: HttpResponse, context: RestContext, scope: string | undefined, trace: PublishTrace | undefined): Promise<void> {
+  const received = hopClock.now();
   if (scope !== undefined) options.checkScope(scope);
   const body = await readJson(request, options.limits.maxBodyBytes, options.limits.maxJsonDepth);
   const update = parseDataUpdate(body, options.updateLimits);
   if (scope !== undefined) scopeEntries(update, scope);
   const wait = parseWait(context.url);
   await options.authorizeTopics(context.principal, update.entries.flatMap((entry) => entry.topics));
+  const parsed = hopClock.now();
   // Not cancelled with the caller: once accepted, an update is logged whether or not its caller stays.
   const published = await publishDataUpdate(options.sink, update, undefined, trace);
+  hopClock.mark("rest.received", published.id, "", received);
+  hopClock.mark("rest.parsed", published.id, "", parsed);
   logPublished(options.logger, published, update.entries.length, scope);
   const answer: Record<string, unknown> = { status: "ok", id: published.id, position: Number(published.position) };
   // A caller that leaves stops the wait (context.signal): nobody is left to answer.
   if (wait.wait) answer.delivery = statusJson(await options.delivery.status(published.id, { position: published.position, wait: true, timeoutMs: wait.timeoutMs }, context.signal));
+  hopClock.mark("trigger.answered", published.id);
   sendJson(response, 200, answer);
 }
 

@@ -13,6 +13,7 @@ import type { Logger } from "../../common/logger.js";
 import type { EntryData, EntryWrite } from "./data-transaction.js";
 import { documentHash } from "../fetch/streamed-source.js";
 import type { UpdateTrace } from "../update-trace.js";
+import { hopClock } from "../../common/telemetry/hop-clock.js";
 
 /** What the pipeline needs from the layer that fetches and writes. */
 export interface JobApplier {
@@ -105,6 +106,8 @@ export interface UpdatePipelineOptions {
   onResult: (result: JobResult) => void;
   /** Told as each fetch of a job settles (for progress bars on big baselines). */
   onFetched?: (job: UpdateJob, done: number, total: number) => void;
+  /** Names the client in the latency budget's hop marks (hop-clock.ts). */
+  clientId?: string;
 }
 
 /**
@@ -316,8 +319,15 @@ export class UpdatePipeline implements Component {
       try {
         void this.startPrefetch(queued, signal);
         this.prefetchAhead();
+        const started = hopClock.now();
         const results = await this.writeNext(queued, signal);
         if (signal.aborted) break;
+        if (hopClock.enabled) {
+          for (const { job } of results) {
+            hopClock.mark("client.write.started", job.updateId, this.options.clientId, started);
+            hopClock.mark("client.written", job.updateId, this.options.clientId);
+          }
+        }
         for (const result of results) this.options.onResult(result);
       } finally {
         this.busy = false;

@@ -21,6 +21,8 @@ export interface TelemetryConfig {
   batchDelayMs: number;
   sampler: SamplerName;
   samplerRatio: number;
+  /** OPAL_MESH_HOP_TIMING_FILE: where the latency budget's hop timestamps go (bench); off when unset. */
+  hopTimingFile?: string | undefined;
 }
 
 const SAMPLERS: readonly SamplerName[] = ["always_on", "always_off", "traceidratio", "parentbased_always_on", "parentbased_always_off", "parentbased_traceidratio"];
@@ -42,7 +44,7 @@ export function readTelemetryConfig(env: EnvReader, processName: string): Teleme
   }
   const sampler = env.oneOf<SamplerName>("OTEL_TRACES_SAMPLER", "parentbased_always_on", SAMPLERS);
   const samplerRatio = env.number("OTEL_TRACES_SAMPLER_ARG", 1, { min: 0, max: 1 });
-  return { exporter, protocol, endpoint, headers: parseHeaders(env), serviceName: env.string("OTEL_SERVICE_NAME", processName), sampler, samplerRatio, batchDelayMs: env.int("OTEL_BSP_SCHEDULE_DELAY", 5_000, { min: 1 }) };
+  return { exporter, protocol, endpoint, headers: parseHeaders(env), serviceName: env.string("OTEL_SERVICE_NAME", processName), sampler, samplerRatio, batchDelayMs: env.int("OTEL_BSP_SCHEDULE_DELAY", 5_000, { min: 1 }), hopTimingFile: env.optionalString("OPAL_MESH_HOP_TIMING_FILE") };
 }
 
 /** `key1=value1,key2=value2`, values URL-encoded (the specification's format). */

@@ -25,6 +25,7 @@ import {
 import { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION } from "@opentelemetry/semantic-conventions";
 import type { TelemetryConfig } from "../config/telemetry-config.js";
 import { VERSION } from "../version.js";
+import { hopClock } from "./hop-clock.js";
 
 export { SpanKind };
 /** The empty context: a span started under it begins a new trace. */
@@ -136,6 +137,7 @@ export function traceIdOf(traceparent: string | undefined): string {
  * every part, and shuts it down in one place when the process stops.
  */
 export function createTracing(config: TelemetryConfig): Tracing {
+  if (config.hopTimingFile !== undefined) hopClock.start(config.hopTimingFile, config.serviceName);
   return Tracing.create(config);
 }
 
