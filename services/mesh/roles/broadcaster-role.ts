@@ -1,5 +1,6 @@
 /** The broadcaster: the log (in memory or Kafka) behind BroadcasterService. */
-import { createClient, createRouterTransport, type Client, type ConnectRouter } from "@connectrpc/connect";
+import type { Client, ConnectRouter } from "@connectrpc/connect";
+import { directClient } from "../../common/grpc/direct-client.js";
 import { create } from "@bufbuild/protobuf";
 import { BroadcasterService } from "../../../gen/opal/mesh/v1/broadcaster_pb.js";
 import { ComponentHealthSchema, HealthState } from "../../../gen/opal/mesh/v1/health_pb.js";
@@ -38,7 +39,8 @@ export class BroadcasterRole implements Role {
     const log = this.backend.log;
     const measured = metrics === undefined ? undefined : new BroadcasterMetrics(metrics, { backend: config.broadcast.type, consumerLag: this.backend.consumerLag, offsetRefreshFailures: this.backend.offsetRefreshFailures, checkpoints: this.backend.checkpoints, snapshot: () => log.snapshot.stats });
     this.impl = createBroadcasterService(measured?.meter(log) ?? log, { snapshotMaxBytes: config.snapshot.maxBytes });
-    this.client = createClient(BroadcasterService, createRouterTransport((router) => router.service(BroadcasterService, this.impl)));
+    // Called directly in process (direct-client.ts): the same contract without the protocol.
+    this.client = directClient(BroadcasterService, this.impl);
   }
 
   register(router: ConnectRouter): void {

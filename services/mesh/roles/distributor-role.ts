@@ -4,7 +4,8 @@
  * health on the process's listener.
  */
 import { create } from "@bufbuild/protobuf";
-import { createClient, createRouterTransport, type Client, type ConnectRouter } from "@connectrpc/connect";
+import type { Client, ConnectRouter } from "@connectrpc/connect";
+import { directClient } from "../../common/grpc/direct-client.js";
 import type { BroadcasterService } from "../../../gen/opal/mesh/v1/broadcaster_pb.js";
 import { DistributorService } from "../../../gen/opal/mesh/v1/distributor_pb.js";
 import { ComponentHealthSchema } from "../../../gen/opal/mesh/v1/health_pb.js";
@@ -50,7 +51,8 @@ export class DistributorRole implements Role {
       serverId: extras.serverId,
       peers: extras.peers,
     });
-    this.client = createClient(DistributorService, createRouterTransport((router) => router.service(DistributorService, this.distributor.service)));
+    // Called directly in process (direct-client.ts): the same contract without the protocol.
+    this.client = directClient(DistributorService, this.distributor.service);
     this.routes = this.distributor.routes;
   }
 

@@ -4,7 +4,8 @@
  * asks the publisher (found through membership) to look too.
  */
 import { create } from "@bufbuild/protobuf";
-import { createClient, createRouterTransport, type Client, type ConnectRouter } from "@connectrpc/connect";
+import { createClient, type Client, type ConnectRouter } from "@connectrpc/connect";
+import { directClient } from "../../common/grpc/direct-client.js";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import type { BroadcasterService } from "../../../gen/opal/mesh/v1/broadcaster_pb.js";
 import { ComponentHealthSchema, HealthState } from "../../../gen/opal/mesh/v1/health_pb.js";
@@ -95,7 +96,8 @@ export class PolicyWatcherRole implements Role {
     this.impl = createPolicyService(wiring.watcher, this.scopes);
     const parts: Component[] = [election, ...(this.watcher === undefined ? [] : [this.watcher]), ...(this.scopes === undefined ? [] : [this.scopes])];
     this.parts = new Supervisor(parts, log);
-    this.client = createClient(PolicyService, createRouterTransport((router) => router.service(PolicyService, this.impl)));
+    // Called directly in process (direct-client.ts): the same contract without the protocol.
+    this.client = directClient(PolicyService, this.impl);
     election.onChange((leader) => {
       // A new publisher cannot know what the old one announced: it looks at the source at
       // once (a commit may have landed while nobody published), then announces what it has.
