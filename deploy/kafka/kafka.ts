@@ -31,12 +31,18 @@ export interface KafkaOptions {
   cacheDir?: string;
   /** Broker stderr lines, for diagnostics. */
   onLog?: (line: string) => void;
+  /** server.properties entries added to (or replacing) the defaults below, e.g. to try a setting in a bench. */
+  brokerProperties?: Record<string, string>;
+  /** More JVM options (after the defaults, so they win). */
+  jvmOptions?: string[];
 }
 
 export interface RunningKafka {
   bootstrap: string;
   port: number;
   dataDir: string;
+  /** The broker's process id while it runs (benches read its CPU time). */
+  pid(): number | undefined;
   /** Stops the broker (SIGTERM, then SIGKILL), keeping the data directory. */
   stop(): Promise<void>;
   /** Starts it again on the same port and data (a broker outage, in tests). */
@@ -72,14 +78,14 @@ async function freePort(): Promise<number> {
   });
 }
 
-function java(libs: string, args: string[]): string[] {
-  return [`-Dlog4j2.configurationFile=${join(HERE, "log4j2.properties")}`, "-Xms128m", "-Xmx512m", "-cp", `${libs}/*`, ...args];
+function java(libs: string, args: string[], jvmOptions: readonly string[] = []): string[] {
+  return [`-Dlog4j2.configurationFile=${join(HERE, "log4j2.properties")}`, "-Xms128m", "-Xmx512m", ...jvmOptions, "-cp", `${libs}/*`, ...args];
 }
 
 function properties(options: KafkaOptions, controllerPort: number, internalPort: number, dataDir: string): string {
   const sasl = options.sasl !== undefined;
   const client = sasl ? "SASL_PLAINTEXT" : "PLAINTEXT";
-  return [
+  const lines = [
     "process.roles=broker,controller",
     "node.id=1",
     `controller.quorum.voters=1@127.0.0.1:${controllerPort}`,
@@ -106,7 +112,10 @@ function properties(options: KafkaOptions, controllerPort: number, internalPort:
           "listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;",
         ]
       : []),
-  ].join("\n");
+  ];
+  // Later lines win in a properties file: the overrides go last.
+  const overrides = Object.entries(options.brokerProperties ?? {}).map(([name, value]) => `${name}=${value}`);
+  return [...lines, ...overrides].join("\n");
 }
 
 async function waitForPort(port: number, child: ChildProcess, output: () => string, timeoutMs = 60_000): Promise<void> {
@@ -152,7 +161,7 @@ export async function startKafka(options: KafkaOptions): Promise<RunningKafka> {
   let lines: string[] = [];
   const launch = async (): Promise<void> => {
     lines = [];
-    const broker = spawn("java", java(libs, ["kafka.Kafka", config]), { stdio: ["ignore", "pipe", "pipe"] });
+    const broker = spawn("java", java(libs, ["kafka.Kafka", config], options.jvmOptions), { stdio: ["ignore", "pipe", "pipe"] });
     child = broker;
     const onOutput = (chunk: Buffer): void => {
       for (const line of chunk.toString().split("\n")) {
@@ -176,6 +185,7 @@ export async function startKafka(options: KafkaOptions): Promise<RunningKafka> {
     bootstrap: `127.0.0.1:${options.port}`,
     port: options.port,
     dataDir,
+    pid: () => child?.pid,
     stop,
     restart: async () => {
       await stop();
