@@ -1,7 +1,11 @@
-/** `opal-mesh publish-data-update`: OPAL's verb, flag for flag, plus --wait for delivery. */
+/** `opal-mesh publish-data-update`: OPAL's verb, flag for flag, plus --wait for delivery and --bulk for NDJSON over one stream. */
+import { createReadStream } from "node:fs";
+import type { Readable } from "node:stream";
 import { type Command } from "commander";
 import type { Env } from "../../common/config/env-reader.js";
+import { BulkReport, publishBulk } from "./bulk-publish.js";
 import { deliveryExitCode, printDelivery, watchDelivery } from "./delivery-watch.js";
+import { StreamPublisher, statusName } from "./publish-stream-client.js";
 import { ExitCode, ServerConnection, Terminal, UsageError, parseJsonFlag, positiveNumberFlag, runVerb, serverUrlFrom, tokenFrom, verbCommand } from "./shared.js";
 
 export interface PublishFlags {
@@ -62,6 +66,48 @@ interface CommandFlags extends PublishFlags {
   token?: string;
   wait?: boolean;
   timeout: string;
+  bulk?: string;
+}
+
+/** Flags that make the one update of the plain mode: meaningless with --bulk. */
+const UPDATE_FLAGS = [
+  ["srcUrl", "--src-url"],
+  ["data", "--data"],
+  ["entries", "--entries"],
+  ["reason", "--reason"],
+  ...SINGLE_ENTRY_FLAGS,
+] as const;
+
+/** Opens --bulk's input before anything is sent: a missing file is a usage error. */
+async function openBulkInput(path: string): Promise<Readable> {
+  if (path === "-") return process.stdin;
+  const stream = createReadStream(path);
+  await new Promise<void>((resolve, reject) => {
+    stream.once("open", () => resolve());
+    stream.once("error", (error) => reject(new UsageError("--bulk", `cannot read ${JSON.stringify(path)}: ${(error as NodeJS.ErrnoException).code ?? error.message}`)));
+  });
+  return stream;
+}
+
+/** --bulk: every line over one PublishStream; the report's lines on stdout, its exit code. */
+async function publishBulkFile(flags: CommandFlags, given: (flag: keyof CommandFlags) => boolean, terminal: Terminal, env: Env, positionalToken: string | undefined): Promise<number> {
+  const stray = UPDATE_FLAGS.find(([key]) => given(key));
+  if (stray !== undefined) throw new UsageError(stray[1], "makes the one update of the plain mode; with --bulk every line is a whole DataUpdate");
+  const timeoutMs = positiveNumberFlag("--timeout", flags.timeout) * 1000;
+  const serverUrl = serverUrlFrom(flags.serverUrl, env);
+  const input = await openBulkInput(flags.bulk ?? "-");
+  const publisher = new StreamPublisher({ url: serverUrl, token: tokenFrom(flags.token, positionalToken, env, "OPAL_CLIENT_TOKEN") });
+  const report = new BulkReport();
+  try {
+    await publishBulk(input, publisher, { wait: flags.wait === true, timeoutMs }, report);
+    const status = await publisher.end();
+    for (const line of report.lines(flags.wait === true)) terminal.out(line);
+    if (statusName(status.code) === "OK") return report.exitCode();
+    terminal.err(`${terminal.paint(terminal.stderr, "red", "opal-mesh publish-data-update:")} the stream to ${serverUrl} ended ${statusName(status.code)}: ${status.details}`);
+    return statusName(status.code) === "UNAVAILABLE" ? ExitCode.unavailable : ExitCode.refused;
+  } finally {
+    publisher.close();
+  }
 }
 
 const HELP_AFTER = `
@@ -70,9 +116,12 @@ Examples:
   $ opal-mesh publish-data-update --data '{"active": false}' --dst-path /users/bob --wait
   $ opal-mesh publish-data-update --entries '[{"url": "https://api/roles", "dst_path": "/roles"}]' --reason sync
 
+  $ opal-mesh publish-data-update --bulk updates.ndjson --wait    # one DataUpdate JSON per line, over one stream
+  $ producer | opal-mesh publish-data-update --bulk -
+
 Exit codes: 0 published (with --wait: applied by every addressed client), 1 a client failed
-it, 2 clients still pending at --timeout, 3 the server refused it, 64 bad flags (nothing
-sent), 69 the server is unreachable.`;
+it, 2 clients still pending at --timeout, 3 the server refused it (--bulk: any line), 64 bad
+flags (nothing sent), 69 the server is unreachable.`;
 
 export function publishDataUpdateCommand(env: Env): Command {
   return verbCommand("publish-data-update")
@@ -91,10 +140,12 @@ export function publishDataUpdateCommand(env: Env): Command {
     .option("--token <jwt>", "the server's JWT (instead of the positional argument)")
     .option("--wait", "wait until every addressed client applied the update (or failed it), with progress")
     .option("--timeout <seconds>", "how long --wait waits", "30")
+    .option("--bulk <file>", "NDJSON, one OPAL DataUpdate JSON object per line (- for stdin), all sent over one PublishStream; refused lines are reported with their numbers")
     .addHelpText("after", HELP_AFTER)
     .action(async (positionalToken: string | undefined, flags: CommandFlags, command: Command) => {
       const terminal = new Terminal(env);
       await runVerb("publish-data-update", terminal, async () => {
+        if (flags.bulk !== undefined) return publishBulkFile(flags, (flag) => command.getOptionValueSource(flag) === "cli", terminal, env, positionalToken);
         const update = buildDataUpdate(flags, (flag) => command.getOptionValueSource(flag) === "cli");
         const timeoutMs = positiveNumberFlag("--timeout", flags.timeout) * 1000;
         const server = new ServerConnection(serverUrlFrom(flags.serverUrl, env), tokenFrom(flags.token, positionalToken, env, "OPAL_CLIENT_TOKEN"));
