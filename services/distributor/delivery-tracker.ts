@@ -131,7 +131,7 @@ export class DeliveryTracker implements Component {
         traceId: traceIdOf(event.traceContext?.traceparent),
         policyHash: payload.case === "policyChanged" ? payload.value.hash : "",
         reason: payload.case === "dataUpdate" ? payload.value.reason : "",
-        scopes: [...new Set(event.topics.map(scopeOfTopic))],
+        scopes: event.topics.length === 1 ? [scopeOfTopic(event.topics[0] as string)] : [...new Set(event.topics.map(scopeOfTopic))],
         topics: event.topics,
         clients: new Map(),
         live: 0,
@@ -148,7 +148,7 @@ export class DeliveryTracker implements Component {
       this.forgetOldest();
       this.settle(record);
     }
-    for (const wake of [...this.dispatchWaiters]) wake();
+    if (this.dispatchWaiters.size > 0) for (const wake of [...this.dispatchWaiters]) wake();
   }
 
   /** A client's ACK; a client not counted as addressed (it caught up later) joins the record. */

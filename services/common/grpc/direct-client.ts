@@ -13,33 +13,74 @@
  * fan-out copies an event before adding to it).
  */
 import { create, type DescMessage, type DescMethod, type DescService, isMessage, type MessageShape } from "@bufbuild/protobuf";
-import { type CallOptions, type Client, Code, ConnectError, createHandlerContext, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import { type CallOptions, type Client, Code, ConnectError, createContextValues, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 
 type AnyImpl = (input: unknown, context: HandlerContext) => unknown;
 
-function contextFor(service: DescService, method: DescMethod, options: CallOptions | undefined) {
-  return createHandlerContext({
+/** Why a call's context signal aborts once the call is over: one shared reason, no DOMException per call. */
+const CALL_ENDED = new ConnectError("the call ended", Code.Canceled);
+
+interface CallContext {
+  context: HandlerContext;
+  /** The call is over: its signal aborts (streams and waits in the implementation end), timers and listeners go. */
+  end(): void;
+}
+
+/**
+ * The handler context of one call, built by hand: Connect's createHandlerContext links two
+ * AbortControllers and makes three Headers objects per call (a DOMException per call when
+ * aborted without a reason), a measurable share of a batched append's cost.
+ */
+function contextFor(service: DescService, method: DescMethod, options: CallOptions | undefined): CallContext {
+  const controller = new AbortController();
+  const caller = options?.signal;
+  const onCallerAbort = (): void => controller.abort(ConnectError.from(caller?.reason, Code.Canceled));
+  if (caller?.aborted === true) onCallerAbort();
+  else caller?.addEventListener("abort", onCallerAbort, { once: true });
+  const deadline = options?.timeoutMs === undefined ? undefined : Date.now() + options.timeoutMs;
+  const timer = deadline === undefined ? undefined : setTimeout(() => controller.abort(new ConnectError("the operation timed out", Code.DeadlineExceeded)), options?.timeoutMs);
+  let requestHeader: Headers | undefined;
+  let responseHeader: Headers | undefined;
+  let responseTrailer: Headers | undefined;
+  const values = options?.contextValues ?? createContextValues();
+  const context: HandlerContext = {
     service,
     method,
     protocolName: "in-process",
     requestMethod: "POST",
     url: `in-process:///${service.typeName}/${method.name}`,
-    ...(options?.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
-    ...(options?.signal === undefined ? {} : { requestSignal: options.signal }),
-    // CallOptions' header type is the fetch API's HeadersInit, which the linter's program does not resolve.
-    // eslint-disable-next-line @typescript-eslint/no-unsafe-assignment
-    ...(options?.headers === undefined ? {} : { requestHeader: options.headers }),
-    ...(options?.contextValues === undefined ? {} : { contextValues: options.contextValues }),
-  });
+    signal: controller.signal,
+    timeoutMs: () => (deadline === undefined ? undefined : deadline - Date.now()),
+    get requestHeader() {
+      // CallOptions' header type is the fetch API's HeadersInit, which the linter's program does not resolve.
+      // eslint-disable-next-line @typescript-eslint/no-unsafe-argument
+      return (requestHeader ??= new Headers(options?.headers));
+    },
+    get responseHeader() {
+      return (responseHeader ??= new Headers());
+    },
+    get responseTrailer() {
+      return (responseTrailer ??= new Headers());
+    },
+    values,
+  };
+  return {
+    context,
+    end() {
+      clearTimeout(timer);
+      caller?.removeEventListener("abort", onCallerAbort);
+      if (!controller.signal.aborted) controller.abort(CALL_ENDED);
+    },
+  };
 }
 
 function message<Desc extends DescMessage>(schema: Desc, value: unknown): MessageShape<Desc> {
   return isMessage(value, schema) ? value : create(schema, value as Parameters<typeof create<Desc>>[1]);
 }
 
-/** A thrown error as a client of a remote service sees it: a ConnectError, with the call's own reason when it was cancelled. */
-function asConnectError(error: unknown, signal: AbortSignal | undefined): ConnectError {
-  if (signal?.aborted === true) return ConnectError.from(signal.reason, Code.Canceled);
+/** A thrown error as a client of a remote service sees it: a ConnectError; a cancelled or timed-out call's own reason. */
+function asConnectError(error: unknown, signal: AbortSignal): ConnectError {
+  if (signal.aborted && signal.reason instanceof ConnectError) return signal.reason;
   return ConnectError.from(error, Code.Internal);
 }
 
@@ -52,30 +93,30 @@ export function directClient<T extends DescService>(service: T, impl: ServiceImp
     switch (method.methodKind) {
       case "unary":
         client[method.localName] = async (request: unknown, options?: CallOptions) => {
-          const context = contextFor(service, method, options);
+          const call = contextFor(service, method, options);
           try {
-            context.signal.throwIfAborted();
-            return message(method.output, await handler.call(impl, message(method.input, request), context));
+            call.context.signal.throwIfAborted();
+            return message(method.output, await handler.call(impl, message(method.input, request), call.context));
           } catch (error) {
-            throw asConnectError(error, options?.signal);
+            throw asConnectError(error, call.context.signal);
           } finally {
-            context.abort();
+            call.end();
           }
         };
         break;
       case "server_streaming":
         client[method.localName] = async function* (request: unknown, options?: CallOptions) {
-          const context = contextFor(service, method, options);
+          const call = contextFor(service, method, options);
           try {
-            context.signal.throwIfAborted();
-            for await (const response of handler.call(impl, message(method.input, request), context) as AsyncIterable<unknown>) {
+            call.context.signal.throwIfAborted();
+            for await (const response of handler.call(impl, message(method.input, request), call.context) as AsyncIterable<unknown>) {
               yield message(method.output, response);
             }
           } catch (error) {
-            throw asConnectError(error, options?.signal);
+            throw asConnectError(error, call.context.signal);
           } finally {
             // The caller stopped reading (or the call is over): the implementation's stream ends with it.
-            context.abort();
+            call.end();
           }
         };
         break;
