@@ -15,6 +15,15 @@ export interface Transaction {
   at: string;
 }
 
+interface Recorded {
+  transaction: Omit<Transaction, "at">;
+  atMs: number;
+}
+
+function reported({ transaction, atMs }: Recorded): Transaction {
+  return { ...transaction, at: new Date(atMs).toISOString() };
+}
+
 /** Offline mode's backups, as the backup records them. */
 export interface BackupHealth {
   path: string;
@@ -64,9 +73,10 @@ export class ClientHealth {
   backup: BackupHealth | undefined;
   /** How many updates wait to be written. */
   pending: () => number = () => 0;
-  private lastData: Transaction | undefined;
-  private lastPolicy: Transaction | undefined;
-  private readonly failures: Transaction[] = [];
+  // Recorded for every event: the time is kept as a number and formatted only when reported.
+  private lastData: Recorded | undefined;
+  private lastPolicy: Recorded | undefined;
+  private readonly failures: Recorded[] = [];
 
   constructor(
     readonly dataEnabled: boolean,
@@ -74,19 +84,19 @@ export class ClientHealth {
   ) {}
 
   recordData(transaction: Omit<Transaction, "at">): void {
-    this.lastData = { ...transaction, at: new Date().toISOString() };
+    this.lastData = { transaction, atMs: Date.now() };
     if (!transaction.ok) this.remember(this.lastData);
   }
 
   recordPolicy(transaction: Omit<Transaction, "at">): void {
-    this.lastPolicy = { ...transaction, at: new Date().toISOString() };
+    this.lastPolicy = { transaction, atMs: Date.now() };
     if (!transaction.ok) this.remember(this.lastPolicy);
   }
 
   /** The data in OPA can be trusted: it answers, the last transactions succeeded, nothing was lost. */
   isServing(): boolean {
-    const dataOk = !this.dataEnabled || this.lastData?.ok !== false;
-    const policyOk = !this.policyEnabled || this.lastPolicy?.ok !== false;
+    const dataOk = !this.dataEnabled || this.lastData?.transaction.ok !== false;
+    const policyOk = !this.policyEnabled || this.lastPolicy?.transaction.ok !== false;
     return this.engineReachable && this.engineProblem === undefined && dataOk && policyOk && this.storeState.held;
   }
 
@@ -109,7 +119,7 @@ export class ClientHealth {
     if (this.engineProblem !== undefined) return this.engineProblem;
     const lost = this.storeState.message();
     if (lost !== undefined) return lost;
-    const failure = [this.lastPolicy, this.lastData].find((transaction) => transaction?.ok === false);
+    const failure = [this.lastPolicy?.transaction, this.lastData?.transaction].find((transaction) => transaction?.ok === false);
     if (failure !== undefined) {
       const what = failure.kind === "policy" ? "policy" : failure.kind === "event" ? "data update" : failure.kind === "baseline" ? "baseline data" : "data refresh";
       // The error first: the id is long, and the dashboard shows the last failed update's id anyway.
@@ -133,19 +143,19 @@ export class ClientHealth {
       data: {
         enabled: this.dataEnabled,
         baselineLoaded: this.baselineLoaded,
-        ...(this.lastData === undefined ? {} : { lastTransaction: this.lastData }),
+        ...(this.lastData === undefined ? {} : { lastTransaction: reported(this.lastData) }),
         appliedPosition: this.appliedPosition.toString(),
         appliedPositionHeld: this.storeState.held,
         pending: this.pending(),
       },
-      policy: { enabled: this.policyEnabled, loaded: this.policyLoaded, hash: this.policyHash, ...(this.lastPolicy === undefined ? {} : { lastTransaction: this.lastPolicy }) },
+      policy: { enabled: this.policyEnabled, loaded: this.policyLoaded, hash: this.policyHash, ...(this.lastPolicy === undefined ? {} : { lastTransaction: reported(this.lastPolicy) }) },
       state: this.storeState.report(),
       ...(this.backup === undefined ? {} : { backup: { ...this.backup } }),
-      recentFailures: [...this.failures],
+      recentFailures: this.failures.map(reported),
     };
   }
 
-  private remember(transaction: Transaction): void {
+  private remember(transaction: Recorded): void {
     this.failures.push(transaction);
     if (this.failures.length > 20) this.failures.shift();
   }
