@@ -3,9 +3,11 @@
  * each, inline data {"value": n} at one document) with many in flight. `grpc`:
  * TriggerService.PublishDataUpdate over one HTTP/2 connection (grpc-js, the cheapest
  * gRPC client here); `rest`: OPAL's POST /data/config over pipelined HTTP/1.1
- * keep-alive connections (undici).
+ * keep-alive connections (undici); `stream`: TriggerService.PublishStream, one stream with
+ * <concurrency> updates unanswered and up to --per-message updates in each request message
+ * (services/mesh/cli/publish-stream-client.ts, grpc-js).
  *
- *   --server <url> --protocol grpc|rest --concurrency <calls in flight> --document <dst_path>
+ *   --server <url> --protocol grpc|rest|stream --concurrency <calls in flight> --document <dst_path> [--per-message <n>]
  *
  * Answers "start" (publish until "finish"), "limit" (publish no further than this
  * position: the bench process bounds the backlog ahead of the slowest client), "stats"
@@ -17,15 +19,28 @@ import { create } from "@bufbuild/protobuf";
 import { Pool } from "undici";
 import { type PublishDataUpdateRequest, PublishDataUpdateRequestSchema, type PublishDataUpdateResponse, TriggerService } from "../../gen/opal/mesh/v1/trigger_pb.js";
 import { grpcServiceDefinition } from "../../services/common/grpc/service-definition.js";
+import { StreamPublisher } from "../../services/mesh/cli/publish-stream-client.js";
 import { argument, serve } from "./host-ipc.js";
 
 const serverUrl = argument("server");
 const concurrency = Number(argument("concurrency", "64"));
 const document = argument("document");
 const protocol = argument("protocol", "grpc");
+const perMessage = Number(argument("per-message", "64"));
+
+/** {"value": n} as the request's google.protobuf.Value. */
+const valueData = (value: number) => ({ kind: { case: "structValue" as const, value: { fields: { value: { kind: { case: "numberValue" as const, value } } } } } });
 
 /** Publishes {"value": n} at the document; resolves with the position the log gave it. */
 function publisher(): (value: number) => Promise<bigint> {
+  if (protocol === "stream") {
+    const stream = new StreamPublisher({ url: serverUrl, maxUnanswered: concurrency, maxUpdatesPerMessage: perMessage });
+    return async (value) => {
+      const outcome = await stream.publish({ entries: [{ dstPath: document, topics: ["policy_data"], data: valueData(value) }], reason: "bench" });
+      if (outcome.error !== undefined) throw new Error(`PublishStream: ${outcome.error.code} ${outcome.error.message}`);
+      return outcome.position;
+    };
+  }
   if (protocol === "rest") {
     const pool = new Pool(serverUrl, { connections: 8, pipelining: 16 });
     return async (value) => {
@@ -40,14 +55,14 @@ function publisher(): (value: number) => Promise<bigint> {
       return BigInt(answer.position);
     };
   }
-  if (protocol !== "grpc") throw new Error(`--protocol grpc|rest, not ${protocol}`);
+  if (protocol !== "grpc") throw new Error(`--protocol grpc|rest|stream, not ${protocol}`);
   const Client = grpc.makeGenericClientConstructor(grpcServiceDefinition(TriggerService), "TriggerService");
   const client = new Client(new URL(serverUrl).host, grpc.credentials.createInsecure()) as unknown as {
     publishDataUpdate(request: PublishDataUpdateRequest, callback: (error: grpc.ServiceError | null, response?: PublishDataUpdateResponse) => void): void;
   };
   return (value) =>
     new Promise((resolve, reject) => {
-      const request = create(PublishDataUpdateRequestSchema, { entries: [{ dstPath: document, topics: ["policy_data"], data: { kind: { case: "structValue", value: { fields: { value: { kind: { case: "numberValue", value } } } } } } }] });
+      const request = create(PublishDataUpdateRequestSchema, { entries: [{ dstPath: document, topics: ["policy_data"], data: valueData(value) }] });
       client.publishDataUpdate(request, (error, response) => (error === null && response !== undefined ? resolve(response.position) : reject(error ?? new Error("no response"))));
     });
 }

@@ -33,8 +33,8 @@ const FULL: Sizes = { clients: CLIENTS_FULL, warmupMs: 2_000, windows: 5, window
 const SMOKE: Sizes = { clients: 2, warmupMs: 300, windows: 2, windowMs: 700, concurrency: 8, maxLead: 2_000 };
 
 type ClientKind = "agents" | "ack-only";
-/** rest: OPAL's POST /data/config (HTTP/1.1, pipelined); grpc: TriggerService.PublishDataUpdate (HTTP/2). */
-type Protocol = "rest" | "grpc";
+/** rest: OPAL's POST /data/config (HTTP/1.1, pipelined); grpc: TriggerService.PublishDataUpdate (HTTP/2); stream: TriggerService.PublishStream (one HTTP/2 stream, many updates per message). */
+type Protocol = "rest" | "grpc" | "stream";
 
 interface Variant {
   backend: LogBackend;
@@ -44,7 +44,7 @@ interface Variant {
 
 function describe(variant: Variant, clients: number): string {
   const who = variant.clients === "agents" ? "clients with real OPA" : "ACK-only load clients";
-  const how = variant.protocol === "rest" ? "REST POST /data/config" : "gRPC PublishDataUpdate";
+  const how = { rest: "REST POST /data/config", grpc: "gRPC PublishDataUpdate", stream: "gRPC PublishStream (one stream)" }[variant.protocol];
   return `${clients} ${who}, ${variant.backend === "embedded" ? "embedded" : "Kafka"}, ${how}`;
 }
 
@@ -150,11 +150,17 @@ export const scenario: Scenario = {
   async run(options) {
     const sizes = options.smoke ? SMOKE : FULL;
     let variants: Variant[] = options.smoke
-      ? [{ backend: "embedded", clients: "agents", protocol: "rest" }, { backend: "embedded", clients: "ack-only", protocol: "grpc" }]
+      ? [
+          { backend: "embedded", clients: "agents", protocol: "rest" },
+          { backend: "embedded", clients: "ack-only", protocol: "grpc" },
+          { backend: "embedded", clients: "ack-only", protocol: "stream" },
+        ]
       : [
           { backend: "embedded", clients: "agents", protocol: "rest" },
           { backend: "embedded", clients: "ack-only", protocol: "rest" },
           { backend: "embedded", clients: "ack-only", protocol: "grpc" },
+          { backend: "embedded", clients: "ack-only", protocol: "stream" },
+          { backend: "embedded", clients: "agents", protocol: "stream" },
           { backend: "kafka", clients: "agents", protocol: "rest" },
           { backend: "kafka", clients: "ack-only", protocol: "rest" },
         ];
