@@ -187,7 +187,7 @@ describe("PublishStream memory: one long stream through a server process of its 
     await server?.kill("SIGTERM");
   });
 
-  test("300 MB through one stream: the server's live memory grows by far less, every update answered", { timeout: 120_000 }, async () => {
+  test("264 MB through one stream: the server's live memory grows by far less, every update answered", { timeout: 120_000 }, async () => {
     const liveMemory = async (): Promise<number> => {
       await inspector.collectGarbage();
       const metrics = await scrape(url);

@@ -17,7 +17,7 @@
  * results stops the writer, its updates stay unanswered, and the reader stops too.
  *
  * connect-node on the server side keeps nothing of a stream once read or written
- * (checked with 300 MB through one stream, test/publish-stream.test.ts): unlike the
+ * (checked with 264 MB through one stream, test/publish-stream.test.ts): unlike the
  * connect-es *client* (connect-es #1524), so no stream lifetime bound is needed here; a
  * long-lived caller should use grpc-js (services/mesh/cli/publish-stream-client.ts).
  *
@@ -39,14 +39,12 @@ import {
 import type { DataUpdate } from "../../gen/opal/mesh/v1/data_pb.js";
 import { PRINCIPAL } from "../common/auth/security.js";
 import type { Principal } from "../common/auth/tokens.js";
-import { parseDataUpdate, type UpdateLimits } from "../common/data-entries.js";
+import { parseDataUpdate } from "../common/data-entries.js";
 import { connectErrorOf } from "../common/edge/error-mapping.js";
-import type { Logger } from "../common/logger.js";
-import type { Tracing } from "../common/telemetry/tracing.js";
 import { ValidationError } from "../common/validation-error.js";
-import type { DeliveryStatusReader } from "./delivery-status.js";
 import { logPublished } from "./interceptors.js";
-import { type EventSink, publishDataUpdate, type Published, type PublishTrace } from "./publish.js";
+import { publishDataUpdate, type Published, type PublishTrace } from "./publish.js";
+import type { TriggerServiceOptions } from "./service.js";
 
 export interface PublishStreamLimits {
   /** Updates read and not yet fully answered (a waiting update counts until its delivery result). */
@@ -59,16 +57,8 @@ export interface PublishStreamLimits {
 
 export const DEFAULT_PUBLISH_STREAM_LIMITS: PublishStreamLimits = { maxUnansweredUpdates: 1024, maxUnansweredBytes: 16 * 1024 * 1024, maxResultsPerMessage: 512 };
 
-export interface PublishStreamOptions {
-  sink: EventSink;
-  delivery: DeliveryStatusReader;
-  logger: Logger;
-  authorizeTopics: (principal: Principal | undefined, topics: string[]) => Promise<void>;
-  updateLimits: UpdateLimits;
-  tracing?: Tracing;
-  logName: string;
-  limits?: Partial<PublishStreamLimits>;
-}
+/** What the unary call has (the same sink, checks and tracing), and this stream's bounds. */
+export type PublishStreamOptions = Omit<TriggerServiceOptions, "streamLimits"> & { limits?: Partial<PublishStreamLimits> };
 
 /** gRPC's status name of a code ("INVALID_ARGUMENT"): what the unary call would have ended with. */
 export function grpcCodeName(code: Code): string {
