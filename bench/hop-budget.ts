@@ -95,12 +95,15 @@ export function budget(timelines: Map<string, Timeline>, updateIds: readonly str
     for (const [from, to, name] of UPDATE_HOPS) add(name, at(once, to, "") - at(once, from, ""));
     if (timeline.clients.size !== clients) throw new Error(`update ${updateId}: marks from ${timeline.clients.size} clients, not ${clients}`);
     let lastAck = 0;
+    let lastWritten = 0;
     for (const [client, marks] of timeline.clients) {
       const merged = new Map([...once, ...marks]);
       for (const [from, to, name] of CLIENT_HOPS) add(name, at(merged, to, ` (${client})`) - at(merged, from, ` (${client})`));
       lastAck = Math.max(lastAck, at(merged, "distributor.acked", ` (${client})`));
+      lastWritten = Math.max(lastWritten, at(merged, "client.written", ` (${client})`));
     }
     add("last client's ACK → publish-with-wait answered (waiter, status, JSON)", at(once, "trigger.answered", "") - lastAck);
+    add("publish → readable in every client's OPA (the last client's PATCH answered)", lastWritten - own.sent);
     add("answer → bench has the response", own.answered - at(once, "trigger.answered", ""));
     add("total: bench sent → bench has the answer", own.answered - own.sent);
   }

@@ -3,7 +3,7 @@ import { execFile } from "node:child_process";
 import os from "node:os";
 import { promisify } from "node:util";
 import { opaBinary } from "../test/helpers/opa.js";
-import { met, type Metric, type ScenarioResult } from "./scenario.js";
+import { judgedOn, met, type Metric, type ScenarioResult } from "./scenario.js";
 
 export interface Machine {
   cpuModel: string;
@@ -42,7 +42,7 @@ function number(value: number): string {
 function targetCell(metric: Metric): string {
   if (metric.target === undefined) return "";
   const verdict = met(metric) === true ? "✅ met" : "❌ missed";
-  const judged = metric.target.op === "<" || metric.target.op === "<=" ? "p99" : "median";
+  const judged = judgedOn(metric.target);
   return `${judged} ${metric.target.op} ${number(metric.target.value)} ${metric.unit}: ${verdict}`;
 }
 
@@ -51,7 +51,7 @@ export function resultsMarkdown(results: readonly RecordedResult[]): string {
     "# opal-mesh benchmark results",
     "",
     "Written by `npm run bench` (all scenarios) or `npm run bench -- <scenario>` (one; the others keep their last run).",
-    "Every number is a median or p99 over repeated runs (n says how many samples); targets are the ones issue 8 states, judged on p99 for upper bounds and on the median for lower bounds.",
+    "Every number is a median or p99 over repeated runs (n says how many samples); targets are the ones the issues state, judged on p99 for upper bounds and on the median for lower bounds unless the target names the median.",
     "Load generators run in their own processes, apart from the system under test.",
     "",
   ];

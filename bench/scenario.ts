@@ -9,6 +9,12 @@ export interface Target {
   /** The comparison that must hold for the target to be met. */
   op: "<" | "<=" | ">=" | ">";
   value: number;
+  /** Which statistic the issue bounds; by default p99 for "less than" targets, the median for "at least" ones. */
+  on?: "median" | "p99";
+}
+
+export function judgedOn(target: Target): "median" | "p99" {
+  return target.on ?? (target.op === "<" || target.op === "<=" ? "p99" : "median");
 }
 
 export interface Metric {
@@ -46,8 +52,7 @@ export interface Scenario {
 export function met(metric: Metric): boolean | undefined {
   const target = metric.target;
   if (target === undefined) return undefined;
-  // Targets bound the tail: p99 for "less than" targets, the median for "at least" ones.
-  const value = target.op === "<" || target.op === "<=" ? metric.p99 : metric.median;
+  const value = judgedOn(target) === "p99" ? metric.p99 : metric.median;
   switch (target.op) {
     case "<":
       return value < target.value;
