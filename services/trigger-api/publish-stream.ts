@@ -38,7 +38,7 @@ import {
 } from "../../gen/opal/mesh/v1/trigger_pb.js";
 import type { DataUpdate } from "../../gen/opal/mesh/v1/data_pb.js";
 import { PRINCIPAL } from "../common/auth/security.js";
-import type { Principal } from "../common/auth/tokens.js";
+import { AuthError, type Principal } from "../common/auth/tokens.js";
 import { parseDataUpdate } from "../common/data-entries.js";
 import { connectErrorOf } from "../common/edge/error-mapping.js";
 import { ValidationError } from "../common/validation-error.js";
@@ -168,6 +168,7 @@ class PublishStream {
       bytes = estimatedBytes(update);
       await this.room(bytes);
       this.take(bytes);
+      this.checkNotExpired();
       await this.options.authorizeTopics(this.principal, update.entries.flatMap((entry) => entry.topics));
       // Hands the event to the batcher in this turn: appends keep the stream's order. Settled
       // at once, so that no rejection is unhandled while it waits for its turn in `order`.
@@ -187,6 +188,16 @@ class PublishStream {
     }
     const index = this.nextIndex++;
     this.order = this.order.then(async () => this.answerFirst(index, request, bytes, await outcome));
+  }
+
+  /**
+   * The token was checked when the stream opened; a stream outlives it. Each update after
+   * its `exp` is refused, as a unary call with that token would be: the caller opens a new
+   * stream with a fresh token.
+   */
+  private checkNotExpired(): void {
+    const exp = this.principal?.claims.exp;
+    if (typeof exp === "number" && Date.now() >= exp * 1000) throw new AuthError(`the stream's token expired at ${new Date(exp * 1000).toISOString()}: open a new stream with a fresh token`, 401);
   }
 
   private answerFirst(index: bigint, request: PublishDataUpdateRequest, bytes: number, outcome: Outcome): void {

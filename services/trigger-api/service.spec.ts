@@ -1,11 +1,12 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { Writable } from "node:stream";
-import { Code, ConnectError, createClient, createRouterTransport } from "@connectrpc/connect";
+import { Code, ConnectError, createClient, createRouterTransport, type Interceptor } from "@connectrpc/connect";
 import { BroadcasterService } from "../../gen/opal/mesh/v1/broadcaster_pb.js";
 import { create, fromJson, type JsonValue } from "@bufbuild/protobuf";
 import { PublishDataUpdateRequestSchema, type PublishStreamRequest, PublishStreamRequestSchema, type PublishStreamResult, TriggerService } from "../../gen/opal/mesh/v1/trigger_pb.js";
 import { createBroadcasterService, MemoryLog } from "../broadcaster/index.js";
+import { PRINCIPAL } from "../common/auth/security.js";
 import { AuthError, type Principal } from "../common/auth/tokens.js";
 import { createLogger } from "../common/logger.js";
 import { Tracing, traceIdOf } from "../common/telemetry/tracing.js";
@@ -25,7 +26,7 @@ const traced: TelemetryConfig = { exporter: "console", protocol: "http/protobuf"
  * memory, with the interceptors the server process registers. No distributor: nobody
  * knows any update's delivery.
  */
-function trigger(options: { tracing?: Tracing; refuseTopic?: string; streamLimits?: Partial<PublishStreamLimits> } = {}) {
+function trigger(options: { tracing?: Tracing; refuseTopic?: string; streamLimits?: Partial<PublishStreamLimits>; principal?: Principal } = {}) {
   const log = new MemoryLog({ maxEvents: 100, maxBytes: 1 << 20 });
   const broadcaster = createClient(BroadcasterService, createRouterTransport((router) => router.service(BroadcasterService, createBroadcasterService(log))));
   const lines: Array<Record<string, unknown>> = [];
@@ -51,7 +52,12 @@ function trigger(options: { tracing?: Tracing; refuseTopic?: string; streamLimit
     logName: "opal-mesh-events",
     streamLimits: options.streamLimits,
   });
-  const interceptors = triggerInterceptors({ tracing: options.tracing, logger });
+  // The caller as the auth interceptor would have left it.
+  const authenticated: Interceptor = (next) => async (call) => {
+    if (options.principal !== undefined) call.contextValues.set(PRINCIPAL, options.principal);
+    return next(call);
+  };
+  const interceptors = [authenticated, ...triggerInterceptors({ tracing: options.tracing, logger })];
   const client = createClient(TriggerService, createRouterTransport((router) => router.service(TriggerService, impl), { router: { interceptors } }));
   return { client, log, lines };
 }
@@ -211,4 +217,14 @@ test("stream, traced: each update's event continues the stream's trace in a span
   } finally {
     await tracing.shutdown();
   }
+});
+
+test("stream: once the stream's token expired, each update is refused UNAUTHENTICATED", async () => {
+  const now = Math.floor(Date.now() / 1000);
+  const datasource = (exp: number): Principal => ({ subject: "s", peerType: "datasource", permittedTopics: undefined, allowedScopes: undefined, claims: { exp } });
+  const expired = await results(trigger({ principal: datasource(now - 1) }).client.publishStream(streamOf([request([valueEntry(0)])], 1)));
+  assert.equal(expired[0]?.error?.code, "UNAUTHENTICATED");
+  assert.match(expired[0]?.error?.message ?? "", /token expired at .*open a new stream/);
+  const valid = await results(trigger({ principal: datasource(now + 3600) }).client.publishStream(streamOf([request([valueEntry(0)])], 1)));
+  assert.equal(valid[0]?.error, undefined);
 });
