@@ -10,20 +10,21 @@
  */
 import { randomUUID } from "node:crypto";
 import type { Admin, Consumer, Kafka, KafkaConfig, Producer } from "kafkajs";
-import { create } from "@bufbuild/protobuf";
-import { type Event, TraceContextSchema } from "../../gen/opal/mesh/v1/event_pb.js";
+import { toBinary } from "@bufbuild/protobuf";
+import { type Event, EventSchema } from "../../gen/opal/mesh/v1/event_pb.js";
 import { SupervisedConsumer } from "../common/kafka/supervised-consumer.js";
 import { type Closed, Closing, type Component } from "../common/lifecycle.js";
 import type { Logger } from "../common/logger.js";
 import { type EventLog, type LogHead, LogTruncatedError } from "./event-log.js";
 import { decodeRecord, encodeEvent, type KafkaRecord, MalformedMessageError, placeholder } from "./kafka-codec.js";
-import { type EventWindow, type EventWindowLimits, logEventWindow } from "../common/event-window.js";
+import { EventWindow, type EventWindowLimits } from "../common/event-window.js";
 import { loggedKafka } from "../common/kafka/logged-kafka.js";
 import { LogSnapshot } from "../common/snapshot/log-snapshot.js";
 import type { Snapshot } from "../common/snapshot/types.js";
-import { endSpan, type Span, SpanKind, type Tracing } from "../common/telemetry/tracing.js";
+import type { Tracing } from "../common/telemetry/tracing.js";
 import { CheckpointStore } from "./checkpoint-store.js";
 import { KafkaSnapshot } from "./kafka-snapshot.js";
+import { endSendSpans, startSendSpans } from "./kafka-send-spans.js";
 import { readTopic } from "./kafka-topic-reader.js";
 
 export interface KafkaLogOptions {
@@ -46,6 +47,8 @@ export class KafkaLog implements EventLog, Component {
   private stopping: Promise<void> | undefined;
   private readonly kafka: Kafka;
   private readonly window: EventWindow<Event>;
+  /** Each held event's size as Kafka holds it (the message's bytes), so the window need not encode it again. */
+  private readonly sizes = new WeakMap<Event, number>();
   private admin: Admin | undefined;
   private producer: Producer | undefined;
   private tail: SupervisedConsumer | undefined;
@@ -67,7 +70,13 @@ export class KafkaLog implements EventLog, Component {
   constructor(private readonly options: KafkaLogOptions) {
     const logger = options.logger;
     this.kafka = loggedKafka(options.client, logger);
-    this.window = logEventWindow(options.window, (after, first) => new LogTruncatedError(after, first));
+    this.window = new EventWindow<Event>({
+      ...options.window,
+      positionOf: (event) => event.position,
+      sizeOf: (event) => this.sizes.get(event) ?? toBinary(EventSchema, event).byteLength,
+      contiguous: true,
+      notRetained: (after, first) => new LogTruncatedError(after, first),
+    });
     const store = new CheckpointStore({ kafka: this.kafka, topic: options.snapshot.topic, replicationFactor: options.replicationFactor, logger });
     this.checkpoints = new KafkaSnapshot({ snapshot: new LogSnapshot(), store, eventsTopic: options.topic, checkpointIntervalMs: options.snapshot.checkpointIntervalMs, logger });
   }
@@ -154,43 +163,46 @@ export class KafkaLog implements EventLog, Component {
   async append(events: readonly Event[]): Promise<bigint[]> {
     const producer = this.producer;
     if (producer === undefined) throw new Error("the Kafka log is not started");
-    const spans = this.startSendSpans(events);
+    const spans = startSendSpans(this.options.tracing, this.options.topic, events);
+    // The producer's timestamp is the message's (unless the topic uses LogAppendTime): the tail would read it back as publishedAt.
+    const timestamp = String(Date.now());
+    const messages = events.map((event) => ({ ...encodeEvent(event), timestamp }));
     let result;
     try {
-      [result] = await producer.send({ topic: this.options.topic, acks: -1, messages: events.map((event) => encodeEvent(event)) });
+      [result] = await producer.send({ topic: this.options.topic, acks: -1, messages });
       if (result === undefined || result.baseOffset === undefined) throw new Error("Kafka returned no offset for the published events");
     } catch (error) {
-      for (const span of spans) endSpan(span, error);
+      endSendSpans(spans, { error });
       throw error;
     }
     const base = BigInt(result.baseOffset);
-    spans.forEach((span, index) => {
-      span.setAttribute("messaging.kafka.offset", Number(base) + index);
-      endSpan(span);
-    });
-    return events.map((event, index) => {
+    endSendSpans(spans, { baseOffset: base });
+    const positions = events.map((event, index) => {
       event.position = base + BigInt(index) + 1n;
       return event.position;
     });
+    const logAppendTime = result.logAppendTime === undefined || result.logAppendTime === "-1" ? undefined : result.logAppendTime;
+    this.holdAppended(base, events, messages, BigInt(logAppendTime ?? timestamp));
+    return positions;
   }
 
-  /** One producer span per traced event; the event then carries the span's context. */
-  private startSendSpans(events: readonly Event[]): Span[] {
-    const tracing = this.options.tracing;
-    if (tracing === undefined || !tracing.enabled) return [];
-    const spans: Span[] = [];
-    for (const event of events) {
-      if (event.traceContext === undefined || event.traceContext.traceparent === "") continue;
-      const span = tracing.start(`send ${this.options.topic}`, {
-        kind: SpanKind.PRODUCER,
-        parent: tracing.extract(event.traceContext),
-        attributes: { "messaging.system": "kafka", "messaging.operation.type": "send", "messaging.destination.name": this.options.topic, "messaging.destination.partition.id": "0" },
-      });
-      const carrier = tracing.inject(span);
-      if (carrier !== undefined) event.traceContext = create(TraceContextSchema, carrier);
-      spans.push(span);
-    }
-    return spans;
+  /**
+   * The tail would read these events back one fetch later; when they follow the window's
+   * end (the tail has read everything before them) they go in at once, as the tail would
+   * have decoded them: subscribers have them at the produce's answer, and the tail skips
+   * them without decoding. After a gap (another producer's messages came first, unread yet)
+   * they are the tail's, in order. Either way each position is held and folded once.
+   */
+  private holdAppended(base: bigint, events: readonly Event[], messages: ReadonlyArray<{ value: Buffer }>, publishedAt: bigint): void {
+    if (this.window.end !== base) return;
+    events.forEach((event, index) => {
+      event.publishedAtUnixMs = publishedAt;
+      // What decodeRecord gives an update its producer left without an id.
+      if (event.payload.case === "dataUpdate" && event.payload.value.id === "") event.payload.value.id = `kafka-${base + BigInt(index)}`;
+      this.sizes.set(event, messages[index]?.value.length ?? 0);
+      this.window.append(event);
+      this.checkpoints.fold(event);
+    });
   }
 
   async *read(after: bigint, signal: AbortSignal): AsyncGenerator<Event> {
@@ -246,7 +258,9 @@ export class KafkaLog implements EventLog, Component {
 
   private record(message: KafkaRecord): Event {
     try {
-      return decodeRecord(message);
+      const event = decodeRecord(message);
+      this.sizes.set(event, message.value?.length ?? 0);
+      return event;
     } catch (error) {
       if (!(error instanceof MalformedMessageError)) throw error;
       this.malformed++;
@@ -271,8 +285,9 @@ export class KafkaLog implements EventLog, Component {
           eachBatch: async ({ batch }) => {
             this.sawHighWatermark(BigInt(batch.highWatermark));
             for (const message of batch.messages) {
+              // Held already (this broadcaster's own appends, or before a restart): not decoded again.
+              if (BigInt(message.offset) + 1n <= this.window.end) continue;
               const event = this.record(message);
-              if (event.position <= this.window.end && this.window.end !== 0n) continue;
               this.window.append(event);
               this.checkpoints.fold(event);
             }
