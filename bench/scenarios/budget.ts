@@ -190,7 +190,10 @@ export const scenario: Scenario = {
       `Pass 1 (hop timing off): one OPAL POST /data/config (inline data) at a time from the bench process, timed until a poller reading the client's OPA back to back sees the value; the server (\`opal-mesh server\`) and the client (\`opal-mesh client\` with its inline OPA) are processes of their own. ${sizes.warmup} warm-up updates, then ${sizes.updates}.`,
       `Pass 2 (OPAL_MESH_HOP_TIMING_FILE set in every process): POST /data/config?wait=true, one at a time; each process marks each hop of each update on the machine's one clock (performance.timeOrigin + now()), and the rows are the time between consecutive marks, per update (and per client for the client's hops: n = updates × clients). 1 client, then ${sizes.clients} (1 in its own process, the others in client hosts of 5). Marks cost a timestamp and a string per hop.`,
     ];
-    for (const backend of sizes.backends) await runBackend(backend, sizes, options, metrics, notes);
+    // OPAL_BENCH_ONLY=embedded (or kafka) runs one backend, to profile it.
+    const only = process.env.OPAL_BENCH_ONLY?.split(",").filter((name) => name !== "");
+    const backends = only === undefined || only.length === 0 ? sizes.backends : sizes.backends.filter((backend) => only.includes(backend));
+    for (const backend of backends) await runBackend(backend, sizes, options, metrics, notes);
     return { scenario: "budget", description: "where the time of one update goes: per hop, 1 and 10 clients, embedded and Kafka", metrics, notes };
   },
 };

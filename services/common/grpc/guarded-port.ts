@@ -18,6 +18,10 @@ export async function bindGuarded(server: grpc.Server, host: string, port: numbe
   const injector = server.createConnectionInjector(credentials);
   const sockets = new Set<Socket>();
   const tcp = net.createServer((socket) => {
+    // Nagle's algorithm is on for net.createServer's sockets (grpc-js turns it off only on
+    // its client side): a frame written while the previous one is unacknowledged would
+    // wait for the client's delayed ACK, up to 40 ms on Linux.
+    socket.setNoDelay(true);
     sockets.add(socket);
     socket.once("close", () => sockets.delete(socket));
     // grpc-js handles errors on its sessions; a socket failing before that must not throw.

@@ -71,6 +71,7 @@ export class HttpListener {
       (secure as unknown as { keepAliveTimeout: number }).keepAliveTimeout = limits.idleTimeoutMs;
       secure.on("connection", (socket: Socket) => guardConnectionStart(socket, limits.firstByteTimeoutMs, limits.headersTimeoutMs));
       secure.on("secureConnection", (socket: TLSSocket) => {
+        socket.setNoDelay(true);
         this.sockets.add(socket);
         socket.once("close", () => this.sockets.delete(socket));
         if (socket.alpnProtocol !== "h2") lingerBeforeClose(socket, this.limits.lingerMs);
@@ -116,6 +117,9 @@ export class HttpListener {
   }
 
   private route(socket: Socket): void {
+    // A socket from net.createServer has Nagle's algorithm on (http.createServer turns it
+    // off for its own): a small answer could wait for the peer's delayed ACK (up to 40 ms).
+    socket.setNoDelay(true);
     this.sockets.add(socket);
     socket.once("close", () => this.sockets.delete(socket));
     socket.on("error", () => socket.destroy());
