@@ -34,7 +34,8 @@ export function scopeNoticeTopic(scope: string): string {
 
 /** The scope a log topic belongs to ("default" for plain topics). */
 export function scopeOfTopic(topic: string): string {
-  if (topic.startsWith("policy:")) return DEFAULT_SCOPE;
+  // Plain topics (the common case, asked per event and session) have no colon: no regex.
+  if (!topic.includes(":") || topic.startsWith("policy:")) return DEFAULT_SCOPE;
   const match = SCOPED.exec(topic);
   return match === null ? DEFAULT_SCOPE : (match[1] as string);
 }

@@ -166,6 +166,8 @@ export class ScopeFold {
     const below = shape.path.slice(target.shape.path.length);
     // A DELETE of the document itself: step 2 (its ancestors stay); of a DELETE, nothing more to do.
     if (below.length === 0 && shape.kind === "delete") return target.absent;
+    // A PUT of the document's own path replaces it (step 2 drops it): nothing to parse.
+    if (below.length === 0 && shape.kind === "doc") return false;
     const document = target.slot();
     if (document === undefined) return false;
     const { bytes } = target;
@@ -173,8 +175,7 @@ export class ScopeFold {
     if (shape.kind === "delete") {
       outcome = foldDelete(document, below);
     } else if (shape.kind === "doc") {
-      // A PUT of the document's own path replaces it: step 2 drops it.
-      const value = below.length === 0 || entry.dataJson === undefined ? undefined : parseExact(entry.dataJson);
+      const value = entry.dataJson === undefined ? undefined : parseExact(entry.dataJson);
       if (value === undefined) return false;
       outcome = foldPut(document, below, value.value);
     } else {
