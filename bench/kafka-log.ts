@@ -12,6 +12,7 @@
  *
  *   node --import tsx bench/kafka-log.ts [-- --runs 3 --seconds 8 --concurrency 128]
  *     [--broker <server.properties name>=<value> ...] [--jvm <JVM option> ...]
+ *     [--fetch-max-wait-ms 100 --fetch-min-bytes 1]
  *
  * Single runs are noisy on a shared 2-core machine: compare medians of several runs.
  */
@@ -41,6 +42,8 @@ function repeated(name: string): string[] {
 }
 const brokerProperties = Object.fromEntries(repeated("broker").map((pair) => [pair.slice(0, pair.indexOf("=")), pair.slice(pair.indexOf("=") + 1)]));
 const jvmOptions = repeated("jvm");
+/** The tail's fetch, as OPAL_MESH_KAFKA_FETCH_MAX_WAIT_MS and OPAL_MESH_KAFKA_FETCH_MIN_BYTES set it. */
+const fetch = { maxWaitMs: Number(option("fetch-max-wait-ms", "100")), minBytes: Number(option("fetch-min-bytes", "1")) };
 
 /** Kafka requests sent by every kafkajs connection of this process, by API. */
 const requests = new Map<string, number>();
@@ -77,6 +80,7 @@ async function run(index: number, bootstrap: string, brokerPid: number | undefin
     retentionMs: 3_600_000,
     replicationFactor: 1,
     window: { maxEvents: 100_000, maxBytes: 256 * 1024 * 1024 },
+    fetch,
     snapshot: { topic: `${topic}-snapshot`, checkpointIntervalMs: 5_000 },
     logger: silentLogger(),
   };
@@ -163,6 +167,7 @@ try {
         seconds,
         brokerProperties,
         jvmOptions,
+        fetch,
         runs,
         eventsPerSecond: median((result) => result.eventsPerSecond),
         appendP50Ms: median((result) => result.appendMs.median),

@@ -34,6 +34,8 @@ export interface KafkaLogOptions {
   retentionMs: number;
   replicationFactor: number;
   window: EventWindowLimits;
+  /** The tail's fetch (OPAL_MESH_KAFKA_FETCH_*): default 100 ms, 1 byte (answered as soon as anything is new). */
+  fetch?: { maxWaitMs: number; minBytes: number };
   /** The compacted topic of the snapshot's checkpoints, and how often one is written (when the snapshot moved). */
   snapshot: { topic: string; checkpointIntervalMs: number };
   logger: Logger;
@@ -275,7 +277,7 @@ export class KafkaLog implements EventLog, Component {
       kafka: this.kafka,
       name: "tail",
       logger: this.options.logger,
-      config: { groupId: `opal-mesh-tail-${randomUUID()}`, allowAutoTopicCreation: false, maxWaitTimeInMs: 100 },
+      config: { groupId: `opal-mesh-tail-${randomUUID()}`, allowAutoTopicCreation: false, maxWaitTimeInMs: this.options.fetch?.maxWaitMs ?? 100, minBytes: this.options.fetch?.minBytes ?? 1 },
       setup: async (consumer) => {
         // After a restart, go on from the newest event held (its position is the next offset).
         const offset = this.window.end > 0n ? this.window.end : from;

@@ -35,6 +35,7 @@ export function createLogBackend(config: ServerConfig, logger: Logger, clientId:
     retentionMs: broadcast.retentionMs,
     replicationFactor: broadcast.replicationFactor,
     window: config.log,
+    fetch: broadcast.fetch,
     snapshot: { topic: broadcast.snapshotTopic, checkpointIntervalMs: broadcast.checkpointIntervalMs },
     logger: logger.child({ component: "kafka" }),
     tracing,

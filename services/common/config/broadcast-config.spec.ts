@@ -22,3 +22,14 @@ test("a checkpoint interval that is not far below retention, or below 100 ms, fa
     assert.throws(() => loadServerConfig({ ...kafka, ...env }), (error: unknown) => error instanceof ConfigError && message.test(error.message));
   }
 });
+
+test("the tail's fetch: answered at once by default, held for bytes or time when asked; out-of-range values name the variable", () => {
+  const broadcast = loadServerConfig(kafka).broadcast;
+  assert.deepEqual(broadcast.type === "kafka" && broadcast.fetch, { maxWaitMs: 100, minBytes: 1 });
+  const set = loadServerConfig({ ...kafka, OPAL_MESH_KAFKA_FETCH_MAX_WAIT_MS: "20", OPAL_MESH_KAFKA_FETCH_MIN_BYTES: "65536" }).broadcast;
+  assert.deepEqual(set.type === "kafka" && set.fetch, { maxWaitMs: 20, minBytes: 65_536 });
+  const refused: Array<[string, string]> = [["OPAL_MESH_KAFKA_FETCH_MAX_WAIT_MS", "0"], ["OPAL_MESH_KAFKA_FETCH_MAX_WAIT_MS", "60000"], ["OPAL_MESH_KAFKA_FETCH_MIN_BYTES", "0"], ["OPAL_MESH_KAFKA_FETCH_MIN_BYTES", "lots"]];
+  for (const [name, value] of refused) {
+    assert.throws(() => loadServerConfig({ ...kafka, [name]: value }), (error: unknown) => error instanceof ConfigError && error.message.includes(name), `${name}=${value}`);
+  }
+});

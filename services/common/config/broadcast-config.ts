@@ -21,6 +21,14 @@ export interface KafkaBroadcastConfig {
   checkpointIntervalMs: number;
   /** The policy-watchers' election: a dead publisher is replaced after this. */
   leaderSessionTimeoutMs: number;
+  /**
+   * The broadcaster's tail fetch: the broker answers once it holds `minBytes` new bytes
+   * (OPAL_MESH_KAFKA_FETCH_MIN_BYTES, default 1: at once) or after `maxWaitMs`
+   * (OPAL_MESH_KAFKA_FETCH_MAX_WAIT_MS, default 100). A broadcaster holds its own appends at
+   * the produce's answer, so with one writer a larger minBytes only saves fetches; other
+   * writers' events (peers, external producers) wait up to maxWaitMs then.
+   */
+  fetch: { maxWaitMs: number; minBytes: number };
   sasl: { mechanism: "plain" | "scram-sha-256" | "scram-sha-512"; username: string; password: string } | undefined;
   ssl: { ca?: string; cert?: string; key?: string; passphrase?: string } | boolean;
 }
@@ -83,6 +91,8 @@ export function readBroadcastConfig(env: EnvReader): BroadcastConfig {
     // How long a dead policy publisher keeps its place: the fail-over time. Kafka refuses a
     // value below the broker's group.min.session.timeout.ms (6 s unless the broker lowers it).
     leaderSessionTimeoutMs: env.int("OPAL_MESH_LEADER_SESSION_TIMEOUT_MS", 6_000, { min: 1_000, max: 300_000 }),
+    // Below kafkajs's 30 s request timeout, which a held fetch must not reach.
+    fetch: { maxWaitMs: env.int("OPAL_MESH_KAFKA_FETCH_MAX_WAIT_MS", 100, { min: 1, max: 10_000 }), minBytes: env.int("OPAL_MESH_KAFKA_FETCH_MIN_BYTES", 1, { min: 1, max: 16 * 1024 * 1024 }) },
     sasl,
     ssl,
   };
