@@ -8,6 +8,7 @@ import { request } from "undici";
 import { startKafka, type RunningKafka } from "../../deploy/kafka/kafka.js";
 import { freePort, runBenchProcess, runMesh, stopProcess, until } from "../lib.js";
 import { ask, expectMessage } from "./host-ipc.js";
+import { warmUpKafka } from "./kafka-warmup.js";
 
 export type LogBackend = "embedded" | "kafka";
 
@@ -27,11 +28,18 @@ export interface Deployment {
 
 /**
  * `serverEnv` adds to the server's environment (NODE_OPTIONS=--cpu-prof… to profile it).
- * Kafka runs a single KRaft node on loopback with replication factor 1.
+ * Kafka runs a single KRaft node on loopback with replication factor 1, warmed up first
+ * (kafka-warmup.ts) as a broker in service is.
  */
 export async function startDeployment(backend: LogBackend, serverEnv: Record<string, string> = {}): Promise<Deployment> {
   let kafka: RunningKafka | undefined;
-  if (backend === "kafka") kafka = await startKafka({ port: await freePort() });
+  if (backend === "kafka") {
+    kafka = await startKafka({ port: await freePort() });
+    await warmUpKafka(kafka.bootstrap).catch(async (error: unknown) => {
+      await kafka?.destroy();
+      throw error;
+    });
+  }
   const port = await freePort();
   const server = runMesh("server", {
     OPAL_SERVER_BIND_PORT: String(port),
