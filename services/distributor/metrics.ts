@@ -4,7 +4,8 @@
  * histogram are fed by the delivery tracker as ACKs arrive.
  */
 import type { SnapshotStats } from "../common/snapshot/types.js";
-import { Counter, Gauge, Histogram, LATENCY_BUCKETS, type Registry } from "../common/telemetry/metrics.js";
+import { Counter, Gauge, LATENCY_BUCKETS, type Registry } from "../common/telemetry/metrics.js";
+import { TalliedHistogram } from "../common/telemetry/tallied-histogram.js";
 import { clientLag } from "./dashboard/state.js";
 import type { UpdateKind } from "./delivery-tracker.js";
 import type { DistributorFault, DistributorObserver } from "./observer.js";
@@ -36,7 +37,9 @@ export class DistributorMetrics implements DistributorObserver {
   private readonly faults: Counter<"part">;
   private readonly delivered: Counter<"kind">;
   private readonly ackFailures: Counter<"kind">;
-  private readonly latency: Histogram<"kind">;
+  private readonly latency: TalliedHistogram;
+  /** ACKs counted since the last scrape, by kind: added to the counters when they are collected (one inc per scrape, not per ACK). */
+  private readonly tallies = { data: { delivered: 0, failed: 0 }, policy: { delivered: 0, failed: 0 } };
 
   constructor(registry: Registry, source: DistributorMetricsSource) {
     const registers = [registry];
@@ -60,16 +63,26 @@ export class DistributorMetrics implements DistributorObserver {
       this.reset();
       for (const [clientId, lag] of lagByClient(source.head, source.listSessions())) this.set({ client_id: clientId }, Number(lag));
     } });
-    this.delivered = new Counter({ name: "opal_mesh_distributor_events_delivered_total", help: "Updates a client acknowledged (applied or failed), by kind.", labelNames: ["kind"], registers });
-    this.ackFailures = new Counter({ name: "opal_mesh_distributor_ack_failures_total", help: "Updates a client acknowledged as failed, by kind.", labelNames: ["kind"], registers });
-    this.latency = new Histogram({ name: "opal_mesh_distributor_delivery_latency_seconds", help: "From publish (the broadcaster accepting the update) to the client's ACK, by kind.", labelNames: ["kind"], buckets: [...LATENCY_BUCKETS], registers });
+    const tallies = this.tallies;
+    this.delivered = new Counter({ name: "opal_mesh_distributor_events_delivered_total", help: "Updates a client acknowledged (applied or failed), by kind.", labelNames: ["kind"], registers, collect() {
+      for (const kind of ["data", "policy"] as const) {
+        this.inc({ kind }, tallies[kind].delivered);
+        tallies[kind].delivered = 0;
+      }
+    } });
+    this.ackFailures = new Counter({ name: "opal_mesh_distributor_ack_failures_total", help: "Updates a client acknowledged as failed, by kind.", labelNames: ["kind"], registers, collect() {
+      for (const kind of ["data", "policy"] as const) {
+        this.inc({ kind }, tallies[kind].failed);
+        tallies[kind].failed = 0;
+      }
+    } });
+    this.latency = new TalliedHistogram({ name: "opal_mesh_distributor_delivery_latency_seconds", help: "From publish (the broadcaster accepting the update) to the client's ACK, by kind.", labelName: "kind", labelValues: ["data", "policy"], buckets: LATENCY_BUCKETS, registers });
     this.faults = new Counter({ name: "opal_mesh_distributor_faults_total", help: "Failures the distributor logged and recovered from (the part retries or the client resumes), by part.", labelNames: ["part"], registers });
     for (const part of ["log subscription", "recent events", "catch-up"] satisfies DistributorFault[]) this.faults.inc({ part }, 0);
     for (const kind of ["data", "policy"] as const) {
       // Present from the start, so rates and deltas have a zero to start from.
       this.delivered.inc({ kind }, 0);
       this.ackFailures.inc({ kind }, 0);
-      this.latency.zero({ kind });
     }
   }
 
@@ -79,8 +92,9 @@ export class DistributorMetrics implements DistributorObserver {
 
   /** One client's ACK of a tracked update (told by the delivery tracker). */
   onDelivered(kind: UpdateKind, latencyMs: number, failed: boolean): void {
-    this.delivered.inc({ kind });
-    if (failed) this.ackFailures.inc({ kind });
-    this.latency.observe({ kind }, latencyMs / 1000);
+    const tally = this.tallies[kind];
+    tally.delivered++;
+    if (failed) tally.failed++;
+    this.latency.observe(kind, latencyMs / 1000);
   }
 }
