@@ -5,6 +5,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { Kafka, type KafkaConfig, logLevel, type Producer } from "kafkajs";
+import { noDelaySocketFactory } from "./socket-factory.js";
 import { SupervisedConsumer } from "./supervised-consumer.js";
 import { type Closed, Closing, type Component } from "../lifecycle.js";
 import type { Logger } from "../logger.js";
@@ -40,7 +41,7 @@ export class KafkaMembership implements Component {
   private readonly heartbeatMs: number;
 
   constructor(private readonly options: MembershipOptions) {
-    this.kafka = new Kafka({ ...options.client, logLevel: logLevel.NOTHING });
+    this.kafka = new Kafka({ socketFactory: noDelaySocketFactory, ...options.client, logLevel: logLevel.NOTHING });
     this.heartbeatMs = options.heartbeatMs ?? 3_000;
   }
 
