@@ -121,6 +121,7 @@ export function buildClientParts(options: ClientPartsOptions): ClientParts {
     concurrency: config.fetchingWorkerCount,
     logger,
     clientId: config.clientId,
+    hashes: config.reporting.enabled,
     onResult: (result) => onResult(result),
     onFetched: (job: UpdateJob, done, total) => {
       if (job.kind === "baseline") for (const listener of baselineListeners) listener(done, total);

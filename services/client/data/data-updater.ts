@@ -18,6 +18,7 @@ import { replayClearing } from "./replay-roots.js";
 import type { JobResult, SnapshotReplay, UpdatePipeline } from "./update-pipeline.js";
 import type { UpdateTrace } from "../update-trace.js";
 import { type ReceivedSnapshot, SnapshotLostError } from "../snapshot-collector.js";
+import { RecentSet } from "../../common/recent-set.js";
 
 export interface DataUpdaterOptions {
   topics: readonly string[];
@@ -42,7 +43,7 @@ class Replay implements SnapshotReplay {
 export class DataUpdater implements Component {
   readonly name = "data-updater";
   private periodicTimers: NodeJS.Timeout[] = [];
-  private readonly seenIds = new Set<string>();
+  private readonly seenIds = new RecentSet(10_000);
   private retryTimer: NodeJS.Timeout | undefined;
   private retryAttempt = 0;
   private readonly controller = new AbortController();
@@ -197,8 +198,6 @@ export class DataUpdater implements Component {
   private rememberId(id: string): void {
     if (id === "") return;
     this.seenIds.add(id);
-    // Sets iterate in insertion order: the first is the oldest.
-    if (this.seenIds.size > 10_000) this.seenIds.delete(this.seenIds.values().next().value as string);
   }
 
   private schedulePeriodic(entries: readonly DataSourceEntry[]): void {

@@ -108,6 +108,8 @@ export interface UpdatePipelineOptions {
   onFetched?: (job: UpdateJob, done: number, total: number) => void;
   /** Names the client in the latency budget's hop marks (hop-clock.ts). */
   clientId?: string;
+  /** Whether results carry each document's sha256 (OPAL's update reports): a hash per entry per event costs when nobody reads it. */
+  hashes?: boolean;
 }
 
 /**
@@ -404,7 +406,7 @@ export class UpdatePipeline implements Component {
     const results = [...item.failures];
     item.writes.forEach(({ entry, data }, index) => {
       const outcome = outcomes[index] ?? { ok: false, error: "not written" };
-      const hash = data === undefined ? undefined : documentHash(data);
+      const hash = data === undefined || this.options.hashes === false ? undefined : documentHash(data);
       results.push({ entry, fetched: true, saved: outcome.ok, ...(outcome.error === undefined ? {} : { error: outcome.error }), ...(hash === undefined ? {} : { hash }) });
     });
     const order = new Map(item.entries.map((entry, index) => [entry, index]));
