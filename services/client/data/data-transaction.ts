@@ -9,7 +9,7 @@ import { parseJsonBytes } from "../../common/data-entries.js";
 import type { PolicyStore, ValueStream } from "../policy-store.js";
 import { STATUS_PATH } from "../opa-status.js";
 import type { StreamedSource } from "../fetch/streamed-source.js";
-import { isUnder, PatchPlan, targetsOf } from "./patch-plan.js";
+import { PatchPlan, targetsOf } from "./patch-plan.js";
 
 /** A fetched document: its JSON bytes, or (too big to hold) its body still on the wire. */
 export type EntryData = Uint8Array | StreamedSource;
@@ -141,7 +141,7 @@ export class DataTransactions {
     // gone by our own doing: it is added again, not replaced (which would look like loss).
     const flush = async (landed: number): Promise<void> => {
       if (statusExists && !progress.statusReplaced && plan.operations.length > 0) await this.guard(plan, signal);
-      const replacesStatus = plan.rootReplaced || plan.overwritten.some((written) => isUnder(statusPath, written));
+      const replacesStatus = plan.rootReplaced || plan.overwritten.covers(statusPath);
       await this.apply(plan, signal);
       progress.landed = landed;
       progress.statusReplaced ||= replacesStatus;
@@ -151,7 +151,7 @@ export class DataTransactions {
       const path = write.entry.dstPath === "/" ? "" : pointer(segments(write.entry.dstPath));
       // A write under one this patch replaced, or a DELETE of what it wrote or removed,
       // needs the store's answer after that patch: start a new one.
-      const deletesWritten = write.entry.saveMethod === SaveMethod.DELETE && plan.overwritten.includes(path);
+      const deletesWritten = write.entry.saveMethod === SaveMethod.DELETE && plan.overwritten.has(path);
       if (plan.touchesAbove(path) || deletesWritten || plan.collides(targetsOf(write, path))) await flush(index);
       await this.addEntry(plan, write, signal);
       plan.record();
@@ -188,7 +188,7 @@ export class DataTransactions {
     // Created first, then forgotten under what was replaced or removed: a container made
     // and then removed in the same patch must not be remembered as existing.
     for (const path of plan.created) this.known.add(path);
-    for (const written of plan.overwritten) for (const path of [...this.known]) if (isUnder(path, written)) this.known.delete(path);
+    if (plan.overwritten.size > 0) for (const path of [...this.known]) if (plan.overwritten.covers(path)) this.known.delete(path);
   }
 
   private async addEntry(plan: PatchPlan, { entry, data }: EntryWrite, signal: AbortSignal): Promise<void> {
@@ -202,7 +202,7 @@ export class DataTransactions {
         } else if (plan.created.has(path) || (!plan.touchesAbove(path) && (await this.store.exists(entry.dstPath, signal)))) {
           // Removing what is not there leaves the store as asked (and JSON Patch would refuse it).
           plan.operations.push({ op: "remove", path });
-          plan.overwritten.push(path);
+          plan.overwritten.add(path);
         }
         return;
       }
@@ -212,7 +212,7 @@ export class DataTransactions {
         for (const operation of parseJsonBytes(data ?? Buffer.from("[]")) as Array<{ op: "add" | "remove" | "replace"; path: string; value?: unknown }>) {
           const target = `${path}${operation.path}`;
           plan.operations.push({ op: operation.op, path: target, value: operation.op === "remove" ? undefined : Buffer.from(JSON.stringify(operation.value ?? null)) });
-          plan.overwritten.push(target.endsWith("/-") ? path : target);
+          plan.overwritten.add(target.endsWith("/-") ? path : target);
         }
         return;
       }
@@ -226,7 +226,7 @@ export class DataTransactions {
         }
         await this.ensureParents(plan, parts, signal);
         plan.operations.push({ op: "add", path, value });
-        plan.overwritten.push(path);
+        plan.overwritten.add(path);
       }
     }
   }
@@ -256,7 +256,7 @@ export class DataTransactions {
     for (let depth = parts.length - 1; depth >= 1; depth--) {
       const ancestor = pointer(parts.slice(0, depth));
       if (plan.created.has(ancestor)) break;
-      if (plan.touchesAbove(ancestor) || plan.overwritten.includes(ancestor)) {
+      if (plan.touchesAbove(ancestor) || plan.overwritten.has(ancestor)) {
         // commitOnce starts a new patch before this can happen; adding {} here would erase a write.
         throw new Error(`internal: ${ancestor} was written earlier in the same patch`);
       }

@@ -36,6 +36,37 @@ class TouchedPaths {
   }
 }
 
+/**
+ * Paths whose content a patch replaces or removes, asked "is this path, or one above it,
+ * among them?" in O(depth): a batch of 256 events had scanned the whole list per write.
+ */
+class OverwrittenPaths {
+  private readonly paths = new Set<string>();
+
+  add(path: string): void {
+    this.paths.add(path);
+  }
+
+  has(path: string): boolean {
+    return this.paths.has(path);
+  }
+
+  get size(): number {
+    return this.paths.size;
+  }
+
+  /** One of them is strictly above `path` (the root, "", is above every other path). */
+  above(path: string): boolean {
+    if (path !== "" && this.paths.has("")) return true;
+    return selfAndAncestors(path).some((prefix) => prefix !== path && this.paths.has(prefix));
+  }
+
+  /** `path` is one of them or below one. */
+  covers(path: string): boolean {
+    return this.paths.has(path) || this.above(path);
+  }
+}
+
 /** A patch being composed, with what it will have created or replaced once applied. */
 export class PatchPlan {
   readonly operations: PatchOperation[] = [];
@@ -63,11 +94,11 @@ export class PatchPlan {
   /** Containers this patch creates ({}): known to exist afterwards. */
   readonly created = new Set<string>();
   /** Paths whose content this patch replaces or removes: what is below them is unknown. */
-  readonly overwritten: string[] = [];
+  readonly overwritten = new OverwrittenPaths();
   rootReplaced = false;
 
   touchesAbove(path: string): boolean {
-    return this.rootReplaced || this.overwritten.some((written) => isUnder(path, written) && path !== written);
+    return this.rootReplaced || this.overwritten.above(path);
   }
 }
 
