@@ -40,6 +40,7 @@ export class ClientMetrics {
   private readonly writeDuration: Histogram<"operation">;
   private readonly writeErrors: Counter<"operation">;
   private readonly applied: Counter<"kind">;
+  private readonly jobs = new Map<string, { applied: number; failed: number }>();
   private readonly failed: Counter<"kind">;
   private readonly reconnects: Counter;
   private readonly backupFailures: Counter;
@@ -56,8 +57,21 @@ export class ClientMetrics {
     this.fetchErrors = new Counter({ name: "opal_mesh_client_fetch_errors_total", help: "Fetches that failed (after their retries), by kind and provider.", labelNames: ["kind", "provider"], registers });
     this.writeDuration = new Histogram({ name: "opal_mesh_client_opa_write_duration_seconds", help: "Writes to OPA, by operation (data: documents and transactions; policy: modules).", labelNames: ["operation"], buckets: [...LATENCY_BUCKETS], registers });
     this.writeErrors = new Counter({ name: "opal_mesh_client_opa_write_errors_total", help: "Writes OPA refused or did not answer, by operation.", labelNames: ["operation"], registers });
-    this.applied = new Counter({ name: "opal_mesh_client_updates_applied_total", help: "Jobs written to OPA, by kind (event, baseline, periodic, manual, policy).", labelNames: ["kind"], registers });
-    this.failed = new Counter({ name: "opal_mesh_client_updates_failed_total", help: "Jobs that failed (entirely or in part), by kind.", labelNames: ["kind"], registers });
+    // Jobs are tallied as they finish and added when scraped: one labelled inc per event
+    // (prom-client hashes the labels each time) was a visible share of a busy client.
+    const jobs = this.jobs;
+    this.applied = new Counter({ name: "opal_mesh_client_updates_applied_total", help: "Jobs written to OPA, by kind (event, baseline, periodic, manual, policy).", labelNames: ["kind"], registers, collect() {
+      for (const [kind, tally] of jobs) {
+        if (tally.applied > 0) this.inc({ kind }, tally.applied);
+        tally.applied = 0;
+      }
+    } });
+    this.failed = new Counter({ name: "opal_mesh_client_updates_failed_total", help: "Jobs that failed (entirely or in part), by kind.", labelNames: ["kind"], registers, collect() {
+      for (const [kind, tally] of jobs) {
+        if (tally.failed > 0) this.inc({ kind }, tally.failed);
+        tally.failed = 0;
+      }
+    } });
     this.reconnects = new Counter({ name: "opal_mesh_client_reconnects_total", help: "Streams to a server opened again after the first one.", registers });
     new Gauge({ name: "opal_mesh_client_applied_position", help: "The last log position applied to OPA (0 while OPA does not hold the state up to it).", registers, collect() {
       this.set(health.storeState.held ? Number(health.appliedPosition) : 0);
@@ -104,7 +118,13 @@ export class ClientMetrics {
   /** A finished pipeline job (backups are not updates). */
   jobDone(result: JobResult): void {
     if (result.job.kind === "backup") return;
-    (result.ok ? this.applied : this.failed).inc({ kind: result.job.kind });
+    let tally = this.jobs.get(result.job.kind);
+    if (tally === undefined) {
+      tally = { applied: 0, failed: 0 };
+      this.jobs.set(result.job.kind, tally);
+    }
+    if (result.ok) tally.applied++;
+    else tally.failed++;
   }
 
   /** An offline-mode backup was written (or failed). */
