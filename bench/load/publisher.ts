@@ -49,6 +49,10 @@ function publisher(): (value: number) => Promise<bigint> {
         path: "/data/config",
         headers: { "content-type": "application/json" },
         body: JSON.stringify({ entries: [{ dst_path: document, topics: ["policy_data"], data: { value } }], reason: "bench" }),
+        // undici pipelines a POST only when told it may (idempotent, not blocking): without
+        // these, 8 connections carried 8 calls in flight, not the concurrency asked for.
+        idempotent: true,
+        blocking: false,
       });
       const answer = (await response.body.json()) as { position?: number; detail?: unknown };
       if (response.statusCode !== 200 || answer.position === undefined) throw new Error(`POST /data/config: ${response.statusCode} ${JSON.stringify(answer)}`);
