@@ -55,6 +55,13 @@ export function resultsMarkdown(results: readonly RecordedResult[]): string {
     "Load generators run in their own processes, apart from the system under test.",
     "",
   ];
+  const targeted = results.flatMap((result) => result.metrics.filter((metric) => metric.target !== undefined).map((metric) => ({ scenario: result.scenario, metric })));
+  if (targeted.length > 0) {
+    // Every target in one place, each with the scenario that measured it (its section below has the notes).
+    lines.push("## Targets", "", "| scenario | measurement | median | p99 | target |", "|---|---|---:|---:|---|");
+    for (const { scenario, metric } of targeted) lines.push(`| ${scenario} | ${metric.name} | ${number(metric.median)} | ${number(metric.p99)} | ${targetCell(metric)} |`);
+    lines.push("");
+  }
   for (const result of results) {
     const m = result.machine;
     lines.push(`## ${result.scenario}`, "", result.description, "");
