@@ -184,10 +184,11 @@ export class KafkaLog implements EventLog, Component {
       return event.position;
     });
     const logAppendTime = result.logAppendTime === undefined || result.logAppendTime === "-1" ? undefined : result.logAppendTime;
-    // Held before the positions go back, as the in-memory log does: the fan-out starts at
-    // once (deferring it to after the caller's answer, setImmediate or nextTick, let the
-    // tail's fetch answer come first in bench/kafka-log.ts: publish → read ≈0.3 ms later).
-    this.holdAppended(base, events, messages, BigInt(logAppendTime ?? timestamp));
+    // Held once the callers have their positions (the promises' continuations run first: a
+    // publisher's answer is written before the fan-out's frames, as when the tail delivered
+    // them), and before any other I/O callback, so before the tail's fetch answer.
+    const publishedAt = BigInt(logAppendTime ?? timestamp);
+    process.nextTick(() => this.holdAppended(base, events, messages, publishedAt));
     return positions;
   }
 
