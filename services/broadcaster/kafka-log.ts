@@ -3,10 +3,14 @@
  * total order every client applies, and a position is simply offset + 1. The producer is
  * idempotent (acks=all), so a retried publish is never written twice. One tailing
  * consumer per broadcaster fills a window of recent events that serves subscribers and
- * resuming clients; older positions still in Kafka are read straight from the topic, and
- * positions below the log start offset (Kafka's retention) are truncated: Resync.
- * The tail folds every event into the snapshot, which outlives restarts and retention in
- * checkpoints (kafka-snapshot.ts); replays read the topic with kafka-topic-reader.ts.
+ * resuming clients (its own appends go in at the produce's answer, a fetch sooner, when
+ * nothing unread comes before them); older positions still in Kafka are read straight
+ * from the topic, and positions below the log start offset (Kafka's retention) are
+ * truncated: Resync. Every held event is folded into the snapshot, which outlives restarts
+ * and retention in checkpoints (kafka-snapshot.ts); replays use kafka-topic-reader.ts.
+ * Why one produce in flight: kafkajs's idempotent producer locks each broker around a
+ * produce whatever maxInFlightRequests says, and a non-idempotent one may reorder or
+ * duplicate on a retry; batches (the trigger's EventBatcher) carry the load instead.
  */
 import { randomUUID } from "node:crypto";
 import type { Admin, Consumer, Kafka, KafkaConfig, Producer } from "kafkajs";
