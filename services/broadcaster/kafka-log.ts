@@ -11,6 +11,8 @@
  * Why one produce in flight: kafkajs's idempotent producer locks each broker around a
  * produce whatever maxInFlightRequests says, and a non-idempotent one may reorder or
  * duplicate on a retry; batches (the trigger's EventBatcher) carry the load instead.
+ * A little over 300 lines: the produce, the tail and the held own appends share one
+ * window and one notion of what was read; split, each half would have to re-check the other.
  */
 import { randomUUID } from "node:crypto";
 import type { Admin, Consumer, Kafka, KafkaConfig, Producer } from "kafkajs";
