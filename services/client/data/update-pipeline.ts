@@ -5,7 +5,7 @@
  *
  * Longer than a file here should be: the queue, its fetch-ahead and the batching of a
  * backlog into one transaction share one invariant (writes in enqueue order, each job's
- * result reported in that order), and it reads best whole. The latency issue reworks it.
+ * result reported in that order), and it reads best whole.
  */
 import { type CallbackTarget, type DataSourceEntry, SaveMethod } from "../../../gen/opal/mesh/v1/data_pb.js";
 import { type Closed, Closing, type Component } from "../../common/lifecycle.js";
