@@ -33,6 +33,8 @@ interface ClientRecord {
 
 /** Shared by every addressed client until it ACKs: one update to 10,000 clients allocates no 10,000 records. */
 const PENDING_RECORD: ClientRecord = Object.freeze({ state: DeliveryState.PENDING, error: "", ackedAt: 0 });
+/** The same for a client that cannot confirm it (an OPAL client without update reports): nobody waits on it. */
+const UNCONFIRMED_RECORD: ClientRecord = Object.freeze({ state: DeliveryState.SENT_UNCONFIRMED, error: "", ackedAt: 0 });
 
 interface UpdateRecord {
   kind: UpdateKind;
@@ -123,8 +125,8 @@ export class DeliveryTracker implements Component {
     return Promise.resolve();
   }
 
-  /** Called as fan-out sends an event: `addressed` are the clients it goes to. */
-  dispatched(event: Event, addressed: Iterable<string>): void {
+  /** Called as fan-out sends an event: `addressed` are the clients it goes to; `unconfirmed`, those of them that cannot confirm it. */
+  dispatched(event: Event, addressed: Iterable<string>, unconfirmed?: ReadonlySet<string>): void {
     this.dispatchedHead = event.position;
     const payload = event.payload;
     const kind: UpdateKind | undefined = payload.case === "dataUpdate" && payload.value.id !== "" ? "data" : payload.case === "policyChanged" ? "policy" : undefined;
@@ -145,7 +147,7 @@ export class DeliveryTracker implements Component {
         live: 0,
         waiters: new Set(),
       };
-      for (const clientId of addressed) record.clients.set(clientId, PENDING_RECORD);
+      for (const clientId of addressed) record.clients.set(clientId, unconfirmed?.has(clientId) === true ? UNCONFIRMED_RECORD : PENDING_RECORD);
       // A position seen again (the log behind was replaced) replaces the older record and
       // moves to the newest end, so the listing stays in dispatch order.
       const previous = this.byPosition.get(Number(record.position));
@@ -246,10 +248,12 @@ export class DeliveryTracker implements Component {
     let failed = 0;
     let pending = 0;
     let disconnected = 0;
+    let unconfirmed = 0;
     const clients = [...record.clients].map(([clientId, client]) => {
       let state = client.state;
       if (state === DeliveryState.APPLIED) applied++;
       else if (state === DeliveryState.FAILED) failed++;
+      else if (state === DeliveryState.SENT_UNCONFIRMED) unconfirmed++;
       else if (this.presence.reaches(clientId, record.position)) pending++;
       else {
         state = DeliveryState.DISCONNECTED;
@@ -268,6 +272,7 @@ export class DeliveryTracker implements Component {
       failed,
       pending,
       disconnected,
+      unconfirmed,
       known: true,
       traceId: record.traceId,
       publishedAtUnixMs: BigInt(record.dispatchedAt),

@@ -138,7 +138,7 @@ export function createDistributor(options: DistributorOptions): Distributor {
 /** The delivery tracker follows dispatches, ACKs and clients coming and going. */
 function trackerObserver(delivery: DeliveryTracker): DistributorObserver {
   return {
-    onDispatched: (event, addressed) => delivery.dispatched(event, addressed),
+    onDispatched: (event, addressed, unconfirmed) => delivery.dispatched(event, addressed, unconfirmed),
     onAck: (clientId, ack) => delivery.acknowledged(clientId, ack),
     onAcksThrough: (session, after, through) => delivery.acknowledgedThrough(session.clientId, after, through, (topics) => session.acceptsTopics(topics)),
     onClientConnected: (clientId, deliversAfter) => delivery.clientConnected(clientId, deliversAfter),

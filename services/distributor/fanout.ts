@@ -260,6 +260,8 @@ export class Fanout implements Component {
     // One serialization per scope among the sessions addressed (usually one).
     const frames = new Map<string, Uint8Array>();
     const addressed: string[] = [];
+    // Clients that cannot confirm what they apply (OPAL clients without update reports): few, so made lazily.
+    let unconfirmed: Set<string> | undefined;
     for (const session of this.sessions) {
       if (session.accepts(event)) {
         let frame = frames.get(session.scope);
@@ -269,13 +271,14 @@ export class Fanout implements Component {
         }
         session.deliver(frame, event);
         addressed.push(session.clientId);
+        if (!session.confirms) (unconfirmed ??= new Set()).add(session.clientId);
       } else {
         session.skip(event.position);
       }
     }
     if (observer?.onDispatched !== undefined) {
       this.sessions.addLeftClients(event, addressed);
-      observer.onDispatched(event, addressed);
+      observer.onDispatched(event, addressed, unconfirmed);
     }
     this.headPosition = event.position;
     // The default-scope frame is the one replays need, unless it carries this span's context.

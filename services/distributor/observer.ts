@@ -15,8 +15,11 @@ export type DistributorFault = "log subscription" | "recent events" | "catch-up"
 export interface DistributorObserver {
   /** An event from the log, before any session sees it (e.g. to drop cached bundles on PolicyChanged). */
   onEvent?(event: Event): void;
-  /** Fan-out sent an event; `addressed` are the clients it went to (and those that left shortly before: they may resume). */
-  onDispatched?(event: Event, addressed: readonly string[]): void;
+  /**
+   * Fan-out sent an event; `addressed` are the clients it went to (and those that left
+   * shortly before: they may resume); `unconfirmed`, those of them that cannot confirm it.
+   */
+  onDispatched?(event: Event, addressed: readonly string[], unconfirmed?: ReadonlySet<string>): void;
   /** A client's stream was registered with fan-out; it delivers the events after `deliversAfter`. */
   onClientConnected?(clientId: string, deliversAfter: bigint): void;
   /** A client's last open stream ended. */
@@ -50,8 +53,8 @@ export class Observers implements Notify {
     for (const observer of this.list) observer.onEvent?.(event);
   }
 
-  onDispatched(event: Event, addressed: readonly string[]): void {
-    for (const observer of this.list) observer.onDispatched?.(event, addressed);
+  onDispatched(event: Event, addressed: readonly string[], unconfirmed?: ReadonlySet<string>): void {
+    for (const observer of this.list) observer.onDispatched?.(event, addressed, unconfirmed);
   }
 
   onClientConnected(clientId: string, deliversAfter: bigint): void {

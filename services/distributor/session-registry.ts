@@ -57,7 +57,8 @@ export class SessionRegistry implements Iterable<ClientSession> {
     open?.delete(session);
     if (open !== undefined && open.size > 0) return;
     this.openByClient.delete(session.clientId);
-    this.recentlyLeft.set(session.clientId, { topics: session.topics, leftAt: Date.now() });
+    // An OPAL client never resumes (it reconnects as a new connection and refetches): nothing is addressed to it after it left.
+    if (session.protocol === "opal-mesh") this.recentlyLeft.set(session.clientId, { topics: session.topics, leftAt: Date.now() });
     this.options.observer?.onClientDisconnected?.(session.clientId);
   }
 

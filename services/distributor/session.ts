@@ -33,6 +33,9 @@ export interface SendLimits {
   maxBytes: number;
 }
 
+/** How a client is connected: opal-mesh's gRPC stream, or OPAL's websocket pub/sub (an unmodified OPAL client). */
+export type ClientProtocol = "opal-mesh" | "opal-ws";
+
 interface PendingFrame {
   frame: Uint8Array;
   position: bigint;
@@ -55,10 +58,13 @@ export class ClientSession {
   private pendingLive: PendingFrame[] = [];
   private pendingLiveBytes = 0;
   private closed = false;
+  private subscribed: readonly string[];
+  /** opal-mesh clients ACK everything; an OPAL client confirms only once it sends update reports. */
+  private confirming: boolean;
 
   constructor(
     readonly clientId: string,
-    readonly topics: readonly string[],
+    topics: readonly string[],
     readonly peer: string,
     private readonly sink: FrameSink,
     private readonly limits: SendLimits,
@@ -66,7 +72,30 @@ export class ClientSession {
     readonly scope: string = DEFAULT_SCOPE,
     /** It writes the log's snapshot with its baseline (Hello.accepts_snapshot): fresh and resynced starts send one. */
     readonly acceptsSnapshot = false,
-  ) {}
+    readonly protocol: ClientProtocol = "opal-mesh",
+  ) {
+    this.subscribed = topics;
+    this.confirming = protocol === "opal-mesh";
+  }
+
+  get topics(): readonly string[] {
+    return this.subscribed;
+  }
+
+  /** OPAL's pub/sub subscribes and unsubscribes topics on a live connection; the cursor goes on. */
+  setTopics(topics: readonly string[]): void {
+    this.subscribed = topics;
+  }
+
+  /** Whether what it applied is confirmed to us (ACKs, or OPAL's update reports). */
+  get confirms(): boolean {
+    return this.confirming;
+  }
+
+  /** An OPAL client sent an update report: from now on its deliveries are waited on like ACKs. */
+  markConfirming(): void {
+    this.confirming = true;
+  }
 
   get sentPosition(): bigint {
     return this.sent;

@@ -9,7 +9,7 @@ import { type ComponentHealth, HealthState } from "../../gen/opal/mesh/v1/health
 import type { ServerConfig } from "../common/config/server-config.js";
 import { type HttpResponse, sendJson } from "../common/http/json-io.js";
 import { withCors } from "../common/http/cors.js";
-import { HttpListener } from "../common/http/listener.js";
+import { HttpListener, type UpgradeHandler } from "../common/http/listener.js";
 import { RestRouter } from "../common/http/rest-router.js";
 import { type Component, component, SupervisedComponent, Supervisor } from "../common/lifecycle.js";
 import type { Logger } from "../common/logger.js";
@@ -78,7 +78,7 @@ export class MeshProcess extends SupervisedComponent {
         if (!rest.handle(request, response)) sendJson(response, 404, { detail: "Not Found" });
       },
     });
-    this.http = new HttpListener({ host: config.host, port: config.port, handler: withCors(config.allowedOrigins, handler), tls: config.tls, limits: config.listener });
+    this.http = new HttpListener({ host: config.host, port: config.port, handler: withCors(config.allowedOrigins, handler), tls: config.tls, limits: config.listener, upgrade: upgradesOf(roles) });
     const tracing = component("tracing", { stop: () => options.tracing.shutdown() });
     const listener = component("listener", { start: () => this.listening(), stop: () => this.http.stop() });
     this.supervisor = new Supervisor([tracing, ...(options.before ?? []), ...roles.map(roleComponent), listener, ...(options.after ?? [])], logger);
@@ -112,4 +112,16 @@ export class MeshProcess extends SupervisedComponent {
       ...(await this.options.summary?.()),
     });
   }
+}
+
+/** The roles' websocket endpoints as one upgrade handler: an unknown path is refused with 404. */
+function upgradesOf(roles: readonly Role[]): UpgradeHandler {
+  const byPath = new Map<string, UpgradeHandler>();
+  for (const role of roles) for (const [path, handler] of role.upgrades ?? []) byPath.set(path, handler);
+  return (request, socket, head) => {
+    const path = new URL(request.url ?? "/", "http://upgrade").pathname;
+    const handler = byPath.get(path);
+    if (handler !== undefined) handler(request, socket, head);
+    else socket.end("HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
+  };
 }

@@ -13,9 +13,10 @@ export const DEFAULT_WAIT_MS = 30_000;
 const RANK: Record<DeliveryState, number> = {
   [DeliveryState.UNSPECIFIED]: 0,
   [DeliveryState.DISCONNECTED]: 1,
-  [DeliveryState.PENDING]: 2,
-  [DeliveryState.FAILED]: 3,
-  [DeliveryState.APPLIED]: 4,
+  [DeliveryState.SENT_UNCONFIRMED]: 2,
+  [DeliveryState.PENDING]: 3,
+  [DeliveryState.FAILED]: 4,
+  [DeliveryState.APPLIED]: 5,
 };
 
 export function mergeStatuses(updateId: string, statuses: readonly UpdateStatus[]): UpdateStatus {
@@ -48,6 +49,7 @@ export function mergeStatuses(updateId: string, statuses: readonly UpdateStatus[
     failed: count(DeliveryState.FAILED),
     pending,
     disconnected: count(DeliveryState.DISCONNECTED),
+    unconfirmed: count(DeliveryState.SENT_UNCONFIRMED),
     complete: known && pending === 0,
     traceId,
     publishedAtUnixMs: publishedAt,

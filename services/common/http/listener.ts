@@ -8,6 +8,7 @@
 import http, { type IncomingMessage, type ServerResponse } from "node:http";
 import http2, { type Http2ServerRequest, type Http2ServerResponse, type Http2Session } from "node:http2";
 import net, { type AddressInfo, type Socket } from "node:net";
+import type { Duplex } from "node:stream";
 import type { TLSSocket } from "node:tls";
 import { DEFAULT_LISTENER_LIMITS, type ListenerLimits } from "../config/listener-config.js";
 import { closeWhenIdle, guardConnectionStart, lingerBeforeClose } from "./connection-guard.js";
@@ -16,6 +17,9 @@ export type RequestHandler = (
   request: IncomingMessage | Http2ServerRequest,
   response: ServerResponse | Http2ServerResponse,
 ) => void;
+
+/** An HTTP/1.1 `Upgrade` request (a websocket handshake): the handler owns the socket from here on. */
+export type UpgradeHandler = (request: IncomingMessage, socket: Duplex, head: Buffer) => void;
 
 const PREFACE = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -27,6 +31,8 @@ export interface HttpListenerOptions {
   tls?: { cert: Buffer; key: Buffer; clientCa?: Buffer | undefined };
   /** Timeouts and the connection cap (OPAL_MESH_HTTP_*, OPAL_MESH_MAX_CONNECTIONS). */
   limits?: ListenerLimits;
+  /** Upgrade requests (OPAL's websocket at /ws); without it they are refused. */
+  upgrade?: UpgradeHandler;
 }
 
 export class HttpListener {
@@ -80,6 +86,11 @@ export class HttpListener {
       this.tcp = secure;
     }
     this.tcp.maxConnections = limits.maxConnections;
+    // Node answers an upgrade nobody listens for by closing the socket; say why instead.
+    const upgrade: UpgradeHandler = options.upgrade ?? refuseUpgrade;
+    this.http1.on("upgrade", upgrade);
+    // With TLS, HTTP/1.1 requests (and their upgrades) reach the secure server itself (allowHTTP1).
+    if (options.tls !== undefined) this.tcp.on("upgrade", upgrade);
   }
 
   get port(): number {
@@ -141,4 +152,8 @@ export class HttpListener {
     };
     socket.on("readable", onReadable);
   }
+}
+
+function refuseUpgrade(_request: IncomingMessage, socket: Duplex): void {
+  socket.end("HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
 }

@@ -5,6 +5,7 @@
  */
 import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
 import type { ComponentHealth } from "../../../gen/opal/mesh/v1/health_pb.js";
+import type { UpgradeHandler } from "../../common/http/listener.js";
 import type { RestRoute } from "../../common/http/rest-router.js";
 import { type Closed, type Component, component } from "../../common/lifecycle.js";
 
@@ -15,6 +16,8 @@ export interface Role {
   /** Interceptors for the role's Connect services (each acts only on its own), inside authentication. */
   readonly interceptors?: readonly Interceptor[];
   readonly routes: RestRoute[];
+  /** Websocket endpoints on the public listener, by path (OPAL's pub/sub at /ws). */
+  readonly upgrades?: ReadonlyMap<string, UpgradeHandler>;
   health(): Promise<ComponentHealth[]>;
   start(signal: AbortSignal): Promise<void>;
   stop(): Promise<void>;

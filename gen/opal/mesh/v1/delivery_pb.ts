@@ -10,7 +10,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file opal/mesh/v1/delivery.proto.
  */
 export const file_opal_mesh_v1_delivery: GenFile = /*@__PURE__*/
-  fileDesc("ChtvcGFsL21lc2gvdjEvZGVsaXZlcnkucHJvdG8SDG9wYWwubWVzaC52MSJyCg5DbGllbnREZWxpdmVyeRIRCgljbGllbnRfaWQYASABKAkSKgoFc3RhdGUYAiABKA4yGy5vcGFsLm1lc2gudjEuRGVsaXZlcnlTdGF0ZRINCgVlcnJvchgDIAEoCRISCgpsYXRlbmN5X21zGAQgASgDIvsBCgxVcGRhdGVTdGF0dXMSEQoJdXBkYXRlX2lkGAEgASgJEhAKCHBvc2l0aW9uGAIgASgEEhAKCGNvbXBsZXRlGAMgASgIEi0KB2NsaWVudHMYBCADKAsyHC5vcGFsLm1lc2gudjEuQ2xpZW50RGVsaXZlcnkSDwoHYXBwbGllZBgFIAEoDRIOCgZmYWlsZWQYBiABKA0SDwoHcGVuZGluZxgHIAEoDRINCgVrbm93bhgIIAEoCBIQCgh0cmFjZV9pZBgJIAEoCRIcChRwdWJsaXNoZWRfYXRfdW5peF9tcxgKIAEoAxIUCgxkaXNjb25uZWN0ZWQYCyABKA0qowEKDURlbGl2ZXJ5U3RhdGUSHgoaREVMSVZFUllfU1RBVEVfVU5TUEVDSUZJRUQQABIaChZERUxJVkVSWV9TVEFURV9QRU5ESU5HEAESGgoWREVMSVZFUllfU1RBVEVfQVBQTElFRBACEhkKFURFTElWRVJZX1NUQVRFX0ZBSUxFRBADEh8KG0RFTElWRVJZX1NUQVRFX0RJU0NPTk5FQ1RFRBAEYgZwcm90bzM");
+  fileDesc("ChtvcGFsL21lc2gvdjEvZGVsaXZlcnkucHJvdG8SDG9wYWwubWVzaC52MSJyCg5DbGllbnREZWxpdmVyeRIRCgljbGllbnRfaWQYASABKAkSKgoFc3RhdGUYAiABKA4yGy5vcGFsLm1lc2gudjEuRGVsaXZlcnlTdGF0ZRINCgVlcnJvchgDIAEoCRISCgpsYXRlbmN5X21zGAQgASgDIpACCgxVcGRhdGVTdGF0dXMSEQoJdXBkYXRlX2lkGAEgASgJEhAKCHBvc2l0aW9uGAIgASgEEhAKCGNvbXBsZXRlGAMgASgIEi0KB2NsaWVudHMYBCADKAsyHC5vcGFsLm1lc2gudjEuQ2xpZW50RGVsaXZlcnkSDwoHYXBwbGllZBgFIAEoDRIOCgZmYWlsZWQYBiABKA0SDwoHcGVuZGluZxgHIAEoDRINCgVrbm93bhgIIAEoCBIQCgh0cmFjZV9pZBgJIAEoCRIcChRwdWJsaXNoZWRfYXRfdW5peF9tcxgKIAEoAxIUCgxkaXNjb25uZWN0ZWQYCyABKA0SEwoLdW5jb25maXJtZWQYDCABKA0qyAEKDURlbGl2ZXJ5U3RhdGUSHgoaREVMSVZFUllfU1RBVEVfVU5TUEVDSUZJRUQQABIaChZERUxJVkVSWV9TVEFURV9QRU5ESU5HEAESGgoWREVMSVZFUllfU1RBVEVfQVBQTElFRBACEhkKFURFTElWRVJZX1NUQVRFX0ZBSUxFRBADEh8KG0RFTElWRVJZX1NUQVRFX0RJU0NPTk5FQ1RFRBAEEiMKH0RFTElWRVJZX1NUQVRFX1NFTlRfVU5DT05GSVJNRUQQBWIGcHJvdG8z");
 
 /**
  * @generated from message opal.mesh.v1.ClientDelivery
@@ -118,6 +118,13 @@ export type UpdateStatus = Message<"opal.mesh.v1.UpdateStatus"> & {
    * @generated from field: uint32 disconnected = 11;
    */
   disconnected: number;
+
+  /**
+   * Clients it was sent to that cannot confirm it (DELIVERY_STATE_SENT_UNCONFIRMED).
+   *
+   * @generated from field: uint32 unconfirmed = 12;
+   */
+  unconfirmed: number;
 };
 
 /**
@@ -167,6 +174,15 @@ export enum DeliveryState {
    * @generated from enum value: DELIVERY_STATE_DISCONNECTED = 4;
    */
   DISCONNECTED = 4,
+
+  /**
+   * Sent to a client that cannot confirm what it applied (an OPAL client that sends no
+   * update reports, OPAL_SHOULD_REPORT_ON_DATA_UPDATES off): never counted as applied, and
+   * nobody waits on it. It becomes applied or failed if the client reports on it after all.
+   *
+   * @generated from enum value: DELIVERY_STATE_SENT_UNCONFIRMED = 5;
+   */
+  SENT_UNCONFIRMED = 5,
 }
 
 /**
