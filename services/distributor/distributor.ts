@@ -16,7 +16,8 @@ import type { Security } from "../common/auth/security.js";
 import { logName } from "../common/config/broadcast-config.js";
 import type { ServerConfig } from "../common/config/server-config.js";
 import type { RestRoute } from "../common/http/rest-router.js";
-import { type Closed, type Component, Supervisor } from "../common/lifecycle.js";
+import { type Closed, type Component, component, Supervisor } from "../common/lifecycle.js";
+import type { UpgradeHandler } from "../common/http/listener.js";
 import type { Logger } from "../common/logger.js";
 import type { ScopeStore } from "../common/scopes/scope-store.js";
 import type { Registry } from "../common/telemetry/metrics.js";
@@ -33,6 +34,7 @@ import { type DistributorObserver, Observers } from "./observer.js";
 import { distributorRestRoutes } from "./rest.js";
 import { scopeClientRoutes } from "./scope-rest.js";
 import { createDistributorService } from "./service.js";
+import { OPAL_WS_PATH, OpalWsEndpoint } from "./opal-ws/opal-ws-endpoint.js";
 import { Sessions } from "./sessions.js";
 import { localStream, type PeerDistributor, statisticsRoutes } from "./statistics.js";
 import { StreamServer } from "./stream-server.js";
@@ -63,6 +65,8 @@ export interface Distributor extends Component {
   /** DistributorService's unary RPCs (the stream itself is on `streamPort`). */
   readonly service: ServiceImpl<typeof DistributorService>;
   readonly routes: RestRoute[];
+  /** Websocket endpoints on the HTTP port: OPAL's pub/sub at /ws. */
+  readonly upgrades: ReadonlyMap<string, UpgradeHandler>;
   /** The stream listener's port, once started. */
   readonly streamPort: number;
   /** Its long-lived parts, in start order. */
@@ -85,10 +89,13 @@ export function createDistributor(options: DistributorOptions): Distributor {
   const fanout = new Fanout({ broadcaster, logger, observer, tracing, logName: logName(config.broadcast), recentEvents: recentEventLimits(config) });
   const limits = { maxFrames: config.limits.streamMaxBufferedEvents, maxBytes: config.limits.streamMaxBufferedBytes };
   const catchUp = new CatchUp({ fanout, broadcaster, logger, limits, observer });
+  const sessions = new Sessions({ fanout, catchUp, logger, limits, observer });
+  // Unmodified OPAL clients, on the HTTP port where they expect their server.
+  const opalWs = new OpalWsEndpoint({ sessions, authenticator: () => security.authenticator(), scopes: scopes !== undefined, logger, limits: config.limits });
   const streamServer = new StreamServer({
     host: config.host,
     port: config.streamPort,
-    handoff: new Sessions({ fanout, catchUp, logger, limits, observer }),
+    handoff: sessions,
     logger,
     tls: config.tls,
     maxMessageBytes: config.limits.streamMaxMessageBytes,
@@ -111,10 +118,12 @@ export function createDistributor(options: DistributorOptions): Distributor {
     ...distributorRestRoutes({ dataSources, dataConfigRoute: "/data/config", allDataRoute: config.allDataRoute, logger, authorizeScope }),
     ...scopeClientRoutes({ scopes, bundles, authorizeScope }),
     ...dashboardRoutes({ fanout, delivery, feed, startedAt: Date.now(), traceUiUrl: config.dashboard.traceUiUrl, authorizeScope }),
+    ...opalWs.routes(),
     ...statisticsRoutes({ serverId: options.serverId ?? randomUUID(), startedAt: new Date(), version: VERSION, streams: () => fanout.listSessions().map(localStream), peers: options.peers, logger }),
   ];
 
-  const components: Component[] = [delivery, feed, fanout, streamServer];
+  const opalWsPart = component("OPAL websocket", { start: () => opalWs.start(), stop: () => opalWs.stop() });
+  const components: Component[] = [delivery, feed, fanout, streamServer, opalWsPart];
   const supervisor = new Supervisor(components, logger);
   return {
     name: "distributor",
@@ -123,6 +132,7 @@ export function createDistributor(options: DistributorOptions): Distributor {
     bundles,
     service,
     routes,
+    upgrades: new Map([[OPAL_WS_PATH, opalWs.upgrade]]),
     components,
     get streamPort() {
       return streamServer.port;

@@ -1,14 +1,15 @@
 /**
  * OPAL's client-facing scope routes: GET /scopes/{id}/policy (the scope's bundle, OPAL's
- * PolicyBundle JSON) and GET /scopes/{id}/data (its data sources). Any peer whose token
- * lists the scope in allowed_scopes may read them, as in OPAL.
+ * PolicyBundle JSON) and GET /scopes/{id}/data (its data sources), and GET /policy (the
+ * default scope's bundle). Any peer whose token lists the scope in allowed_scopes may read
+ * them, as in OPAL.
  */
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { GetBundleRequestSchema, type PolicyBundle, PolicyBundleSchema } from "../../gen/opal/mesh/v1/policy_pb.js";
 import type { Principal } from "../common/auth/tokens.js";
 import { dataSourcesConfigToJson } from "../common/data-entries.js";
-import { HttpError, sendJson } from "../common/http/json-io.js";
+import { HttpError, type HttpResponse, sendJson } from "../common/http/json-io.js";
 import type { RestRoute } from "../common/http/rest-router.js";
 import type { ScopeStore } from "../common/scopes/scope-store.js";
 import { scopeDataSources, ScopeLookupError } from "./scope-data.js";
@@ -64,17 +65,30 @@ export function scopeClientRoutes(options: ScopeRestOptions): RestRoute[] {
         const id = context.params.id ?? "";
         await options.authorizeScope(context.principal, id);
         lookup(id);
-        const controller = new AbortController();
-        response.once("close", () => controller.abort());
-        const query = context.url.searchParams;
-        const answer = await options.bundles
-          .get(create(GetBundleRequestSchema, { scope: id, baseHash: query.get("base_hash") ?? "", paths: query.getAll("path") }), controller.signal)
-          .catch((error: unknown) => {
-            const connect = ConnectError.from(error);
-            throw new HttpError(HTTP_STATUS[connect.code] ?? 502, connect.rawMessage);
-          });
-        sendJson(response, 200, bundleToJson(answer.bundle ?? create(PolicyBundleSchema)));
+        await sendBundle(options.bundles, id, response, context.url);
+      },
+    },
+    {
+      // OPAL's own policy route, which an OPAL client of the default scope fetches on every
+      // connect and policy notification (full, or a diff from base_hash).
+      method: "GET",
+      path: "/policy",
+      auth: READERS,
+      async handle(_request, response, context) {
+        await options.authorizeScope(context.principal, "default");
+        await sendBundle(options.bundles, "", response, context.url);
       },
     },
   ];
+}
+
+async function sendBundle(bundles: BundleCache, scope: string, response: HttpResponse, url: URL): Promise<void> {
+  const controller = new AbortController();
+  response.once("close", () => controller.abort());
+  const query = url.searchParams;
+  const answer = await bundles.get(create(GetBundleRequestSchema, { scope, baseHash: query.get("base_hash") ?? "", paths: query.getAll("path") }), controller.signal).catch((error: unknown) => {
+    const connect = ConnectError.from(error);
+    throw new HttpError(HTTP_STATUS[connect.code] ?? 502, connect.rawMessage);
+  });
+  sendJson(response, 200, bundleToJson(answer.bundle ?? create(PolicyBundleSchema)));
 }

@@ -15,7 +15,7 @@ import type { CatchUp } from "./catch-up.js";
 import type { Fanout } from "./fanout.js";
 import { subscriptionOf } from "./hello.js";
 import type { DistributorObserver } from "./observer.js";
-import { ClientSession, type FrameSink, type SendLimits } from "./session.js";
+import { type ClientProtocol, ClientSession, type FrameSink, type SendLimits } from "./session.js";
 import type { StreamHandoff } from "./stream-server.js";
 
 export interface SessionsOptions {
@@ -30,15 +30,15 @@ export class Sessions implements StreamHandoff {
   constructor(private readonly options: SessionsOptions) {}
 
   /** Registers the session synchronously (welcome, snapshot view or replay from memory, fan-out) so no live event slips in between. */
-  open(hello: Hello, peer: string, sink: FrameSink, signal: AbortSignal): ClientSession {
+  open(hello: Hello, peer: string, sink: FrameSink, signal: AbortSignal, protocol: ClientProtocol = "opal-mesh"): ClientSession {
     const { fanout, logger } = this.options;
     const { scope, topics } = subscriptionOf(hello);
     const clientId = hello.clientId || `anonymous-${peer}`;
     const replaced = fanout.sessions.sessionsOf(clientId);
-    const session = new ClientSession(clientId, topics, peer, sink, this.options.limits, scope, hello.acceptsSnapshot);
+    const session = new ClientSession(clientId, topics, peer, sink, this.options.limits, scope, hello.acceptsSnapshot, protocol);
     const head = fanout.head;
     const resume = hello.resumeFromPosition;
-    logger.info({ clientId, sessionId: session.sessionId, topics, resume: resume?.toString(), head: head.toString() }, "client connected");
+    logger.info({ clientId, sessionId: session.sessionId, topics, resume: resume?.toString(), head: head.toString(), ...(protocol === "opal-mesh" ? {} : { protocol }) }, "client connected");
     this.options.catchUp.begin(session, { position: resume, logId: hello.logId }, signal);
     // Ended after the new one is registered, so the client never counts as gone meanwhile.
     for (const old of replaced) {

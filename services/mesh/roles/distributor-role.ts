@@ -34,6 +34,7 @@ export interface DistributorRoleExtras {
 export class DistributorRole implements Role {
   readonly name = "distributor";
   readonly routes;
+  readonly upgrades;
   readonly distributor: Distributor;
   /** In-process client for roles in the same process. */
   readonly client: Client<typeof DistributorService>;
@@ -54,6 +55,7 @@ export class DistributorRole implements Role {
     // Called directly in process (direct-client.ts): the same contract without the protocol.
     this.client = directClient(DistributorService, this.distributor.service);
     this.routes = this.distributor.routes;
+    this.upgrades = this.distributor.upgrades;
   }
 
   get fanout(): Fanout {
