@@ -2,6 +2,7 @@
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import {
+  ClientProtocol,
   ClientSessionSchema,
   DiscoverStreamResponseSchema,
   type DistributorService,
@@ -87,6 +88,8 @@ export function createDistributorService(options: DistributorServiceOptions): Se
             lastFailedPosition: session.lastFailure?.position ?? 0n,
             lastFailedUpdateId: session.lastFailure?.updateId ?? "",
             lastError: session.lastFailure?.error ?? "",
+            protocol: session.protocol === "opal-ws" ? ClientProtocol.OPAL_WEBSOCKET : ClientProtocol.OPAL_MESH,
+            confirmsDeliveries: session.confirms,
           }),
         ),
       });
