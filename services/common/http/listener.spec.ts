@@ -160,3 +160,33 @@ test("a chunked body over the limit is answered 413 when it crosses it, not rese
     assert.match(text, /connection: close/i);
   }
 });
+
+test("an upgrade request reaches the upgrade handler; without one it is refused with 404", async (t) => {
+  const seen: string[] = [];
+  const withUpgrade = new HttpListener({
+    host: "127.0.0.1",
+    port: 0,
+    limits: LIMITS,
+    handler: (_request, response) => sendJson(response, 200, {}),
+    upgrade: (request, socket) => {
+      seen.push(request.url ?? "");
+      socket.end("HTTP/1.1 418 I'm a teapot\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    },
+  });
+  const without = new HttpListener({ host: "127.0.0.1", port: 0, limits: LIMITS, handler: (_request, response) => sendJson(response, 200, {}) });
+  await withUpgrade.start();
+  await without.start();
+  t.after(() => withUpgrade.stop());
+  t.after(() => without.stop());
+  const handshake = async (port: number): Promise<string> => {
+    const socket = net.connect(port, "127.0.0.1");
+    let text = "";
+    socket.on("data", (chunk: Buffer) => (text += chunk.toString("latin1")));
+    socket.write("GET /ws?x=1 HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n");
+    await new Promise((resolve) => socket.once("close", resolve));
+    return text;
+  };
+  assert.match(await handshake(withUpgrade.port), /^HTTP\/1\.1 418/);
+  assert.deepEqual(seen, ["/ws?x=1"]);
+  assert.match(await handshake(without.port), /^HTTP\/1\.1 404/);
+});

@@ -107,9 +107,12 @@ export class OpalConnection implements FrameSink {
         return answer("pong", "str");
       case "_get_channel_id_":
         return answer(this.channelId, "str");
-      case "subscribe":
-        await this.subscribe(topicsArgument(request));
-        return answer(true, "bool");
+      case "subscribe": {
+        const probe = await this.subscribe(topicsArgument(request));
+        answer(true, "bool");
+        if (probe !== undefined) this.sendProbe(probe);
+        return;
+      }
       case "unsubscribe":
         for (const topic of topicsArgument(request)) this.subscribed.delete(topic);
         this.session?.setTopics(this.sessionTopics());
@@ -126,7 +129,8 @@ export class OpalConnection implements FrameSink {
     }
   }
 
-  private async subscribe(topics: readonly string[]): Promise<void> {
+  /** Returns the topic to probe on, when this subscribe opened a session for data topics. */
+  private async subscribe(topics: readonly string[]): Promise<string | undefined> {
     const scopes = new Set([...this.subscribed, ...topics].map(scopeOfTopic));
     if (scopes.size > 1) throw new Error(`topics of more than one scope (${[...scopes].join(", ")}): an OPAL client subscribes within its OPAL_SCOPE_ID`);
     const scope = [...scopes][0] ?? DEFAULT_SCOPE;
@@ -135,11 +139,11 @@ export class OpalConnection implements FrameSink {
     this.scope = scope;
     if (this.session !== undefined) {
       this.session.setTopics(this.sessionTopics());
-      return;
+      return undefined;
     }
     const hello = create(HelloSchema, { clientId: this.clientId, topics: [...this.subscribed].map(unscopeTopic), scope });
     this.session = this.options.sessions.open(hello, this.options.peer, this, this.controller.signal, "opal-ws");
-    if (topics.some((topic) => !unscopeTopic(topic).startsWith("policy:"))) this.sendProbe(topics[0] as string);
+    return topics.find((topic) => !unscopeTopic(topic).startsWith("policy:"));
   }
 
   private sessionTopics(): string[] {
