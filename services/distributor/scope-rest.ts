@@ -12,6 +12,7 @@ import { dataSourcesConfigToJson } from "../common/data-entries.js";
 import { HttpError, type HttpResponse, sendJson } from "../common/http/json-io.js";
 import type { RestRoute } from "../common/http/rest-router.js";
 import type { ScopeStore } from "../common/scopes/scope-store.js";
+import { isDefaultScope, isScopedTopic, scopeTopic } from "../common/scopes/scoped-topics.js";
 import { scopeDataSources, ScopeLookupError } from "./scope-data.js";
 import type { BundleCache } from "./bundle-cache.js";
 
@@ -36,6 +37,18 @@ export function bundleToJson(bundle: PolicyBundle): Record<string, unknown> {
   };
 }
 
+/**
+ * A scope's entries with their topics as the scope's clients subscribe to them
+ * (`{scope}:data:{topic}`). OPAL serves them as stored, and its scoped client then skips
+ * every entry (it keeps only entries whose topics match its own, scoped ones), so a scope's
+ * data sources never load; opal-mesh's own client reads them over gRPC with plain topics.
+ */
+function scopedTopicsJson(config: Record<string, unknown>, scope: string): Record<string, unknown> {
+  if (isDefaultScope(scope)) return config;
+  const entries = (config.entries as Array<Record<string, unknown>>).map((entry) => ({ ...entry, topics: (entry.topics as string[]).map((topic) => (isScopedTopic(topic) ? topic : scopeTopic(scope, topic))) }));
+  return { ...config, entries };
+}
+
 export function scopeClientRoutes(options: ScopeRestOptions): RestRoute[] {
   const lookup = (id: string): void => {
     try {
@@ -54,7 +67,7 @@ export function scopeClientRoutes(options: ScopeRestOptions): RestRoute[] {
         const id = context.params.id ?? "";
         await options.authorizeScope(context.principal, id);
         lookup(id);
-        sendJson(response, 200, dataSourcesConfigToJson(scopeDataSources(options.scopes, id)));
+        sendJson(response, 200, scopedTopicsJson(dataSourcesConfigToJson(scopeDataSources(options.scopes, id)), id));
       },
     },
     {
