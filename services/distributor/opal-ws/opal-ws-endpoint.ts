@@ -44,6 +44,7 @@ export class OpalWsEndpoint {
   private readonly connections = new Map<string, OpalConnection>();
   private readonly alive = new WeakSet<WebSocket>();
   private timer: NodeJS.Timeout | undefined;
+  private readonly refusals = new Map<string, { loggedAt: number; count: number }>();
 
   constructor(private readonly options: OpalWsOptions) {
     this.server = new WebSocketServer({ noServer: true, maxPayload: options.maxMessageBytes ?? 1024 * 1024, perMessageDeflate: false });
@@ -107,11 +108,28 @@ export class OpalWsEndpoint {
     } catch (error) {
       const reason = error instanceof AuthError ? error.message : "could not check credentials";
       if (!(error instanceof AuthError)) logger.error({ err: error, peer }, "OPAL client handshake failed");
-      else logger.warn({ peer, reason }, "OPAL client refused at /ws");
+      else this.logRefusal(request.socket.remoteAddress ?? "unknown", reason);
       // OPAL refuses with 403 before accepting: its client then stops instead of retrying forever.
       const body = JSON.stringify({ detail: reason });
       socket.end(`HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
     }
+  }
+
+  /**
+   * OPAL 0.9.9's client with websockets ≥ 14 does not recognise the refusal as final and
+   * retries at once, thousands of times a second: one line per address every 10 s, with
+   * the count, instead of one per attempt.
+   */
+  private logRefusal(address: string, reason: string): void {
+    const now = Date.now();
+    const seen = this.refusals.get(address);
+    if (seen !== undefined && now - seen.loggedAt < 10_000) {
+      seen.count++;
+      return;
+    }
+    this.options.logger.warn({ address, reason, refusedSinceLastLine: seen?.count ?? 0 }, "OPAL client refused at /ws");
+    this.refusals.set(address, { loggedAt: now, count: 0 });
+    if (this.refusals.size > 10_000) this.refusals.clear();
   }
 
   /** The report route: OPAL's DataUpdateReport `{update_id, reports: [{entry, fetched, saved}]}`. */
