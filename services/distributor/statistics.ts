@@ -4,9 +4,14 @@
  * separate register, synced between servers by messages, which keeps ghosts (#665); here
  * every answer is read from the live sessions — this distributor's, and for the fleet
  * view its peers' (ListClients) — so a client that left is gone at once.
+ *
+ * OPAL clients (OPAL's websocket pub/sub at /ws) are listed beside opal-mesh's own, each
+ * channel and client marked with a `protocol` ("opal" or "opal-mesh") and whether it
+ * `confirms_deliveries` (an OPAL client only once it sends update reports): keys OPAL's
+ * shapes do not have, which OPAL's models (pydantic, extra keys ignored) and tools skip.
  */
 import type { Client } from "@connectrpc/connect";
-import type { DistributorService } from "../../gen/opal/mesh/v1/distributor_pb.js";
+import { ClientProtocol, type DistributorService } from "../../gen/opal/mesh/v1/distributor_pb.js";
 import { sendJson } from "../common/http/json-io.js";
 import type { RestRoute } from "../common/http/rest-router.js";
 import type { Logger } from "../common/logger.js";
@@ -21,7 +26,13 @@ export interface ConnectedStream {
   /** gRPC's peer string: "127.0.0.1:50123". */
   peer: string;
   connectedAtMs: number;
+  /** "opal": an unmodified OPAL client on /ws (each of its two connections is a stream). */
+  protocol: StreamProtocol;
+  /** Whether what it applied is confirmed (ACKs; an OPAL client's update reports). */
+  confirms: boolean;
 }
+
+export type StreamProtocol = "opal" | "opal-mesh";
 
 /** Another distributor of the fleet (known through Kafka membership). */
 export interface PeerDistributor {
@@ -29,8 +40,22 @@ export interface PeerDistributor {
   listStreams(signal: AbortSignal): Promise<ConnectedStream[]>;
 }
 
-export function localStream(session: Pick<ClientSession, "clientId" | "sessionId" | "topics" | "peer" | "connectedAt">): ConnectedStream {
-  return { clientId: session.clientId, sessionId: session.sessionId, topics: session.topics, peer: session.peer, connectedAtMs: session.connectedAt };
+export function localStream(session: Pick<ClientSession, "clientId" | "sessionId" | "topics" | "peer" | "connectedAt" | "protocol" | "confirms">): ConnectedStream {
+  return {
+    clientId: session.clientId,
+    sessionId: session.sessionId,
+    topics: session.topics,
+    peer: session.peer,
+    connectedAtMs: session.connectedAt,
+    protocol: session.protocol === "opal-ws" ? "opal" : "opal-mesh",
+    confirms: session.confirms,
+  };
+}
+
+/** A peer's ListClients entry; a peer from before OPAL's websocket lists only opal-mesh clients (UNSPECIFIED), which confirm. */
+export function peerProtocol(protocol: ClientProtocol, confirmsDeliveries: boolean): Pick<ConnectedStream, "protocol" | "confirms"> {
+  if (protocol === ClientProtocol.OPAL_WEBSOCKET) return { protocol: "opal", confirms: confirmsDeliveries };
+  return { protocol: "opal-mesh", confirms: protocol === ClientProtocol.UNSPECIFIED || confirmsDeliveries };
 }
 
 /** A peer distributor reached over Connect (its ListClients). */
@@ -39,7 +64,14 @@ export function remoteDistributor(id: string, client: Client<typeof DistributorS
     id,
     async listStreams(signal) {
       const { clients } = await client.listClients({}, { signal });
-      return clients.map((session) => ({ clientId: session.clientId, sessionId: session.sessionId, topics: session.topics, peer: session.peer, connectedAtMs: Number(session.connectedAtUnixMs) }));
+      return clients.map((session) => ({
+        clientId: session.clientId,
+        sessionId: session.sessionId,
+        topics: session.topics,
+        peer: session.peer,
+        connectedAtMs: Number(session.connectedAtUnixMs),
+        ...peerProtocol(session.protocol, session.confirmsDeliveries),
+      }));
     },
   };
 }
@@ -58,11 +90,13 @@ export interface StatisticsOptions {
   logger: Logger;
 }
 
-/** OPAL's ChannelStats. */
+/** OPAL's ChannelStats, and how the channel's client is connected. */
 export interface ChannelStats {
   rpc_id: string;
   client_id: string;
   topics: string[];
+  protocol: StreamProtocol;
+  confirms_deliveries: boolean;
 }
 
 /** OPAL's ServerStats. */
@@ -92,6 +126,10 @@ export interface ClientInfo {
   /** Open streams of this client id. */
   refcount: number;
   query_params: Record<string, string>;
+  /** Ours: "opal" for an OPAL client on /ws; with several streams, the first one's. */
+  protocol: StreamProtocol;
+  /** Ours: whether every stream of this client id confirms what it applied. */
+  confirms_deliveries: boolean;
 }
 
 /** The topics a client asked for, as the log names them (a scope's notice topic is ours, not the client's). */
@@ -111,7 +149,13 @@ export function parsePeer(peer: string): { host: string | null; port: number | n
 export function serverStats(input: { startedAt: Date; version: string; streams: readonly ConnectedStream[]; servers: readonly string[] }): ServerStats {
   const clients: Record<string, ChannelStats[]> = {};
   for (const stream of input.streams) {
-    (clients[stream.clientId] ??= []).push({ rpc_id: stream.sessionId, client_id: stream.clientId, topics: subscribedTopics(stream.topics) });
+    (clients[stream.clientId] ??= []).push({
+      rpc_id: stream.sessionId,
+      client_id: stream.clientId,
+      topics: subscribedTopics(stream.topics),
+      protocol: stream.protocol,
+      confirms_deliveries: stream.confirms,
+    });
   }
   return { uptime: input.startedAt.toISOString(), version: input.version, clients, servers: [...new Set(input.servers)] };
 }
@@ -127,6 +171,7 @@ export function pubsubClientInfo(streams: readonly ConnectedStream[]): Record<st
     const known = info[stream.clientId];
     if (known !== undefined) {
       known.refcount++;
+      known.confirms_deliveries &&= stream.confirms;
       known.subscribed_topics = [...new Set([...known.subscribed_topics, ...subscribedTopics(stream.topics)])];
       continue;
     }
@@ -139,6 +184,8 @@ export function pubsubClientInfo(streams: readonly ConnectedStream[]): Record<st
       subscribed_topics: [...new Set(subscribedTopics(stream.topics))],
       refcount: 1,
       query_params: {},
+      protocol: stream.protocol,
+      confirms_deliveries: stream.confirms,
     };
   }
   return info;
