@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { type DeliveryJson, deliveryExitCode } from "./delivery-watch.js";
+import { clientState, type DeliveryJson, deliveryExitCode } from "./delivery-watch.js";
 
 const delivery = (counts: Partial<DeliveryJson>): DeliveryJson => ({ complete: true, applied: 0, failed: 0, pending: 0, clients: [], ...counts });
 
@@ -14,4 +14,8 @@ test("the exit code of a delivery", async (t) => {
     ["never dispatched", undefined, 2],
   ];
   for (const [name, input, code] of cases) await t.test(name, () => assert.equal(deliveryExitCode(input), code));
+});
+
+test("an OPAL client without update reports is its own state: sent, unconfirmed, never applied or pending", () => {
+  assert.equal(clientState({ client_id: "opal:h:1", state: "DELIVERY_STATE_SENT_UNCONFIRMED" }), "UNCONFIRMED");
 });

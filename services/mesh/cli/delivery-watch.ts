@@ -10,7 +10,7 @@ import { ExitCode, RefusedError, type ServerConnection, type Terminal, detailOf 
 /** One client in GET /updates/{id} (the UpdateStatus message as JSON, proto field names). */
 export interface ClientDeliveryJson {
   client_id: string;
-  /** DELIVERY_STATE_PENDING | _APPLIED | _FAILED | _DISCONNECTED */
+  /** DELIVERY_STATE_PENDING | _APPLIED | _FAILED | _DISCONNECTED | _SENT_UNCONFIRMED */
   state: string;
   error?: string;
   latency_ms?: string | number;
@@ -25,13 +25,16 @@ export interface DeliveryJson {
   pending: number;
   /** Clients whose stream ended before they acknowledged it (nothing waits on them); absent from older servers. */
   disconnected?: number;
+  /** Clients that cannot confirm it (OPAL clients without update reports); absent from older servers. */
+  unconfirmed?: number;
   clients: ClientDeliveryJson[];
 }
 
-export type ClientState = "APPLIED" | "FAILED" | "PENDING" | "DISCONNECTED";
+export type ClientState = "APPLIED" | "FAILED" | "PENDING" | "DISCONNECTED" | "UNCONFIRMED";
 
 export function clientState(client: ClientDeliveryJson): ClientState {
   const state = client.state.replace(/^DELIVERY_STATE_/, "");
+  if (state === "SENT_UNCONFIRMED") return "UNCONFIRMED";
   return state === "APPLIED" || state === "FAILED" || state === "DISCONNECTED" ? state : "PENDING";
 }
 
@@ -118,7 +121,7 @@ export function deliveryExitCode(delivery: DeliveryJson | undefined): number {
   return ExitCode.ok;
 }
 
-const STATE_COLORS = { APPLIED: "green", FAILED: "red", PENDING: "yellow", DISCONNECTED: "yellow" } as const;
+const STATE_COLORS = { APPLIED: "green", FAILED: "red", PENDING: "yellow", DISCONNECTED: "yellow", UNCONFIRMED: "yellow" } as const;
 
 /** "update u1 at position 17: 2/3 applied, 1 failed, 0 pending" */
 export function summaryLine(terminal: Terminal, updateId: string, delivery: DeliveryJson): string {
@@ -133,6 +136,7 @@ export function summaryLine(terminal: Terminal, updateId: string, delivery: Deli
     ", ",
     delivery.pending > 0 ? terminal.paint(terminal.stdout, "yellow", pending) : pending,
     (delivery.disconnected ?? 0) > 0 ? `, ${delivery.disconnected} disconnected` : "",
+    (delivery.unconfirmed ?? 0) > 0 ? `, ${delivery.unconfirmed} sent, unconfirmed (OPAL clients without update reports)` : "",
     total === 0 ? " (no client is subscribed to its topics)" : "",
   ].join("");
 }
@@ -146,7 +150,7 @@ export function printDelivery(terminal: Terminal, updateId: string, delivery: De
   if (options.everyClient) terminal.out(terminal.paint(terminal.stdout, "bold", `${"CLIENT".padEnd(width)}  STATE         LATENCY   ERROR`));
   for (const client of rows) {
     const state = clientState(client);
-    const latency = state === "PENDING" || state === "DISCONNECTED" || client.latency_ms === undefined ? "-" : `${client.latency_ms} ms`;
+    const latency = state === "PENDING" || state === "DISCONNECTED" || state === "UNCONFIRMED" || client.latency_ms === undefined ? "-" : `${client.latency_ms} ms`;
     const error = client.error ?? "";
     terminal.out(`${client.client_id.padEnd(width)}  ${terminal.paint(terminal.stdout, STATE_COLORS[state], state.padEnd(12))}  ${latency.padEnd(8)}  ${error}`.trimEnd());
   }
