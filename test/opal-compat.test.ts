@@ -117,11 +117,11 @@ describe("OPAL clients on an opal-mesh server", () => {
   });
 
   test("topics: an OPAL client gets only what it subscribed to, below its topics included", async () => {
-    await publish(server, { entries: [{ url: "", data: "not for the silent one", dst_path: "/other", topics: ["policy_data/other"] }] });
-    await publish(server, { entries: [{ url: "", data: "for both", dst_path: "/shared/marker", topics: ["policy_data/shared/deeper"] }] });
-    await waitForOpalData(silent, "/shared/marker", "for both");
-    await waitForOpalData(reporting, "/shared/marker", "for both");
-    await waitForOpalData(reporting, "/other", "not for the silent one");
+    await publish(server, { entries: [{ url: "", data: { text: "not for the silent one" }, dst_path: "/other", topics: ["policy_data/other"] }] });
+    await publish(server, { entries: [{ url: "", data: { text: "for both" }, dst_path: "/shared/marker", topics: ["policy_data/shared/deeper"] }] });
+    await waitForOpalData(silent, "/shared/marker", { text: "for both" });
+    await waitForOpalData(reporting, "/shared/marker", { text: "for both" });
+    await waitForOpalData(reporting, "/other", { text: "not for the silent one" });
     // The marker came after it on the same websocket: the silent client was never sent it.
     assert.equal(await silent.data("/other"), undefined);
   });
@@ -133,15 +133,15 @@ describe("OPAL clients on an opal-mesh server", () => {
     const reportingId = opalIds.find((session) => session.confirms && session.topics.includes("policy_data"))?.clientId;
     const silentId = opalIds.find((session) => session.topics.includes("policy_data/fleet"))?.clientId;
     assert.ok(reportingId !== undefined && silentId !== undefined, JSON.stringify(opalIds));
-    const expected: Record<string, number> = {};
+    const expected: Record<string, { n: number }> = {};
     const statuses: Delivery[] = [];
     // In waves of 50 waits at once: the fleet is never idle, and every answer is checked.
     for (let wave = 0; wave < 10; wave++) {
       const answers = await Promise.all(
         Array.from({ length: 50 }, (_unused, index) => {
           const n = wave * 50 + index;
-          expected[`n${n}`] = n;
-          return publish(server, { entries: [{ url: "", data: n, dst_path: `/fleet/n${n}`, topics: ["policy_data/fleet"] }] }, true);
+          expected[`n${n}`] = { n };
+          return publish(server, { entries: [{ url: "", data: { n }, dst_path: `/fleet/n${n}`, topics: ["policy_data/fleet"] }] }, true);
         }),
       );
       statuses.push(...answers.map((answer) => answer.delivery as Delivery));
@@ -229,7 +229,7 @@ describe("OPAL clients on a secured opal-mesh server with scopes", () => {
     assert.equal(update.status, 200, JSON.stringify(update.json));
     await waitForOpalData(scoped, "/admins", ["dana"]);
     // A default-scope update never reaches the tenant's client.
-    await call(`${server.url}/data/config`, { method: "POST", token: admin, body: { entries: [{ url: "", data: "default scope", dst_path: "/outside", topics: ["policy_data"] }] } });
+    await call(`${server.url}/data/config`, { method: "POST", token: admin, body: { entries: [{ url: "", data: { scope: "default" }, dst_path: "/outside", topics: ["policy_data"] }] } });
     repo.commit({ "rbac/policy.rego": RBAC("erin") }, "tenant t1 again");
     assert.equal((await call(`${server.url}/scopes/t1/refresh`, { method: "POST", token: admin })).status, 200);
     await waitForPolicy(scoped, "rbac/policy.rego", '"erin"');

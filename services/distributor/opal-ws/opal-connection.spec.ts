@@ -67,7 +67,7 @@ function connection(options: { refuse?: string } = {}) {
 const settle = () => new Promise((resolve) => setTimeout(resolve, 5));
 
 const update = (id: string, position: bigint, topics: string[]) =>
-  toBinary(ConnectResponseSchema, create(ConnectResponseSchema, { message: { case: "event", value: create(EventSchema, { position, topics, payload: { case: "dataUpdate", value: { id, entries: [{ url: "", topics, dstPath: "/x", saveMethod: SaveMethod.PUT, dataJson: jsonBytes(1) }] } } }) } }));
+  toBinary(ConnectResponseSchema, create(ConnectResponseSchema, { message: { case: "event", value: create(EventSchema, { position, topics, payload: { case: "dataUpdate", value: { id, entries: [{ url: "", topics, dstPath: "/x", saveMethod: SaveMethod.PUT, dataJson: jsonBytes({ v: 1 }) }] } } }) } }));
 
 test("pings are answered; a subscribe opens an OPAL session and probes whether the client reports", async () => {
   const { socket, opened } = connection();

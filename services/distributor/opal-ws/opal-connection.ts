@@ -188,6 +188,11 @@ export class OpalConnection implements FrameSink {
     if (event === undefined) return true;
     const matched = event.topics.filter((topic) => this.subscribed.has(topic));
     if (matched.length === 0) return true;
+    if (event.refusal !== undefined && this.session !== undefined) {
+      // Sent, OPAL's client would drop it whole (pydantic refuses it) and never report: say so now.
+      if (this.session.confirms) this.options.sessions.ack(this.session, create(AckSchema, { position: this.session.sentPosition, updateId: event.updateId, status: AckStatus.FAILED, error: event.refusal }));
+      return true;
+    }
     if (event.kind === "data" && this.session !== undefined) this.remember(event.updateId, this.session.sentPosition);
     const body = event.body(event.kind === "data" ? this.reportUrl() : undefined);
     for (const topic of matched) this.notify(topic, body);

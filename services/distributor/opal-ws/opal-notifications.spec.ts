@@ -82,3 +82,8 @@ test("a policy change is OPAL's PolicyUpdateMessage on policy:<dir> for every ch
 test("scope notices have no OPAL counterpart", () => {
   assert.equal(opalEventOf(create(EventSchema, { topics: ["t1:scope"], payload: { case: "scopeChanged", value: { scopeId: "t1" } } })), undefined);
 });
+
+test("inline data OPAL's client would refuse (not an object or a list) is named", () => {
+  assert.match(opalEventOf(dataEvent([{ topics: ["policy_data"], dstPath: "/a", data: { ok: 1 } }, { topics: ["policy_data"], dstPath: "/b", data: 42 }]))?.refusal ?? "", /entries\[1\]: OPAL's client accepts only an object or a list/);
+  assert.equal(opalEventOf(dataEvent([{ topics: ["policy_data"], dstPath: "/a", data: [1] }]))?.refusal, undefined);
+});

@@ -25,6 +25,8 @@ export interface OpalEvent {
   topics: readonly string[];
   /** The data update's id (empty for a policy change). */
   updateId: string;
+  /** Why OPAL's client would refuse the whole update (its inline data must be an object or a list), if it would. */
+  refusal?: string;
   /** The notification's data as JSON text; `callbackUrl` is added to a data update's callbacks. */
   body(callbackUrl: string | undefined): string;
 }
@@ -72,11 +74,13 @@ function dataEvent(update: DataUpdate, scope: string): OpalEvent {
   const callbacks = update.callbacks.map((callback) =>
     callback.configJson.length === 0 ? JSON.stringify(callback.url) : `[${JSON.stringify(callback.url)},${decoder.decode(callback.configJson)}]`,
   );
+  const scalar = update.entries.findIndex((entry) => entry.dataJson !== undefined && !/^\s*[[{]/.test(decoder.decode(entry.dataJson)));
   const head = `{"id":${JSON.stringify(update.id)},"entries":[${entries.join(",")}],"reason":${JSON.stringify(update.reason)},"callback":{"callbacks":[`;
   return {
     kind: "data",
     topics: [...union],
     updateId: update.id,
+    ...(scalar < 0 ? {} : { refusal: `entries[${scalar}]: OPAL's client accepts only an object or a list as inline data` }),
     body: (callbackUrl) => `${head}${(callbackUrl === undefined ? callbacks : [...callbacks, JSON.stringify(callbackUrl)]).join(",")}]}}`,
   };
 }
