@@ -8,7 +8,7 @@
 /** @typedef {import("./state-types.js").DashboardState} DashboardState */
 /** @typedef {import("./state-types.js").DashboardClient} DashboardClient */
 /** @typedef {import("./state-types.js").DashboardUpdate} DashboardUpdate */
-/** @typedef {"applied" | "failed" | "pending" | "disconnected"} DeliveryCount */
+/** @typedef {"applied" | "failed" | "pending" | "disconnected" | "unconfirmed"} DeliveryCount */
 (function () {
   "use strict";
   var TOKEN_KEY = "opal-mesh-dashboard-token";
@@ -143,14 +143,16 @@
     $("s-behind").textContent = behind.toLocaleString();
     var maxLag = clients.reduce(function (max, c) { return Math.max(max, c.lag); }, 0);
     $("s-behind-sub").textContent = behind ? "up to " + maxLag + " behind the head" : "every client is caught up";
-    var applied = 0, failed = 0, pending = 0;
-    state.updates.forEach(function (u) { if (u.failed) failed++; else if (u.pending) pending++; else applied++; });
+    var applied = 0, failed = 0, pending = 0, unconfirmed = 0;
+    // An update some client could not confirm (an OPAL client without reports) is not "done".
+    state.updates.forEach(function (u) { if (u.failed) failed++; else if (u.pending) pending++; else if (u.unconfirmed) unconfirmed++; else applied++; });
     $("s-updates").textContent = state.updates.length.toLocaleString();
     var usub = $("s-updates-sub");
     usub.replaceChildren();
     usub.append(applied + " done");
     if (failed) usub.append(" \u00b7 ", el("span", "bad", failed + " with failures"));
     if (pending) usub.append(" \u00b7 ", el("span", "warn", pending + " in flight"));
+    if (unconfirmed) usub.append(" \u00b7 " + unconfirmed + " sent, unconfirmed");
     $("s-uptime").textContent = duration(server.uptime);
   }
 
@@ -175,7 +177,19 @@
       cell.append(dot);
       tr.append(cell);
       var who = el("td");
-      who.append(el("div", "client-id", client.client_id), el("div", "sub-line mono", client.peer));
+      var name = el("div", "client-id", client.client_id);
+      // An unmodified OPAL client on /ws: which updater this connection is, and whether its deliveries are confirmed.
+      if (client.protocol === "opal") {
+        var opal = el("span", "badge opal", "OPAL" + (client.opal_updater ? " " + client.opal_updater : ""));
+        opal.title = "an OPAL client on OPAL's websocket (/ws)";
+        name.append(" ", opal);
+        if (!client.confirms) {
+          var silent = el("span", "badge unconfirmed", "no update reports");
+          silent.title = "its deliveries count as sent, unconfirmed (OPAL_SHOULD_REPORT_ON_DATA_UPDATES is off, or it has not reported yet)";
+          name.append(" ", silent);
+        }
+      }
+      who.append(name, el("div", "sub-line mono", client.peer));
       tr.append(who);
       tr.append(el("td", "", client.scope));
       var topics = el("td");
@@ -209,12 +223,14 @@
   /** @type {Set<string>} */
   var expanded = new Set();
   /** @type {DeliveryCount[]} */
-  var COUNTS = ["applied", "failed", "pending", "disconnected"];
+  var COUNTS = ["applied", "failed", "pending", "unconfirmed", "disconnected"];
+  /** @type {Record<DeliveryCount, string>} */
+  var COUNT_TEXT = { applied: "applied", failed: "failed", pending: "pending", unconfirmed: "sent, unconfirmed", disconnected: "disconnected" };
 
   /** @param {DashboardUpdate} update */
   function deliveryCell(update) {
     var td = el("td");
-    var total = update.applied + update.failed + update.pending + update.disconnected;
+    var total = update.applied + update.failed + update.pending + update.disconnected + update.unconfirmed;
     if (total === 0) {
       td.append(el("span", "badge none", "no clients addressed"));
       return td;
@@ -228,7 +244,7 @@
     });
     td.append(bar);
     COUNTS.forEach(function (state) {
-      if (update[state]) td.append(el("span", "badge " + state, update[state] + " " + state));
+      if (update[state]) td.append(el("span", "badge " + state, update[state] + " " + COUNT_TEXT[state]));
     });
     var failure = update.clients.find(function (c) { return c.state === "failed"; });
     if (failure) {
@@ -248,8 +264,9 @@
     update.clients.forEach(function (client) {
       var row = el("tr");
       var badge = el("td");
-      badge.append(el("span", "badge " + client.state, client.state));
-      row.append(badge, el("td", "client-id", client.client_id), el("td", "muted num", client.state === "pending" || client.state === "disconnected" ? "" : client.latency_ms + " ms"), el("td", "error-text", client.error));
+      badge.append(el("span", "badge " + client.state, COUNT_TEXT[client.state] || client.state));
+      var unacked = client.state === "pending" || client.state === "disconnected" || client.state === "unconfirmed";
+      row.append(badge, el("td", "client-id", client.client_id), el("td", "muted num", unacked ? "" : client.latency_ms + " ms"), el("td", "error-text", client.error));
       table.append(row);
     });
     if (update.clients_omitted) {

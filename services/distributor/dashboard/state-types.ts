@@ -27,9 +27,16 @@ export interface DashboardClient {
   last_error: string;
   last_failed_update_id: string;
   status: Status;
+  /** "opal": an unmodified OPAL client on OPAL's websocket at /ws (its data and policy updaters are one connection each). */
+  protocol: "opal" | "opal-mesh";
+  /** For an OPAL connection, which of its updaters it is (by its topics); "" for opal-mesh clients. */
+  opal_updater: "data" | "policy" | "";
+  /** Whether what it applied is confirmed: ACKs, or an OPAL client's update reports (else its deliveries are "sent, unconfirmed"). */
+  confirms: boolean;
 }
 
-export type DeliveryName = "applied" | "failed" | "pending" | "disconnected";
+/** "unconfirmed": sent to a client that cannot confirm it (an OPAL client without update reports); never applied. */
+export type DeliveryName = "applied" | "failed" | "pending" | "disconnected" | "unconfirmed";
 
 export interface DashboardUpdate {
   update_id: string;
@@ -45,6 +52,8 @@ export interface DashboardUpdate {
   pending: number;
   /** Addressed clients whose stream ended before they acknowledged it (nothing waits on them). */
   disconnected: number;
+  /** Sent to clients that cannot confirm it (nothing waits on them). */
+  unconfirmed: number;
   complete: boolean;
   trace_id: string;
   trace_url: string;

@@ -23,6 +23,8 @@ function session(clientId: string, fields: Partial<SessionView> = {}): SessionVi
     deliveredPosition: 10n,
     lastFailure: undefined,
     lastReport: undefined,
+    protocol: "opal-mesh",
+    confirms: true,
     ...fields,
   };
 }
@@ -41,6 +43,8 @@ function update(position: bigint, fields: Partial<RecentUpdate> = {}, deliveries
     applied: count(DeliveryState.APPLIED),
     failed: count(DeliveryState.FAILED),
     pending: count(DeliveryState.PENDING),
+    disconnected: count(DeliveryState.DISCONNECTED),
+    unconfirmed: count(DeliveryState.SENT_UNCONFIRMED),
     complete: count(DeliveryState.PENDING) === 0,
     known: true,
     traceId: "4bf92f3577b34da6a3ce929d0e0e4736",
@@ -147,6 +151,9 @@ test("clients: reported health, positions, lag and the last failure", () => {
       last_error: "",
       last_failed_update_id: "",
       status: "ok",
+      protocol: "opal-mesh",
+      opal_updater: "",
+      confirms: true,
     },
   );
 });
@@ -185,6 +192,7 @@ test("updates: counts, clients (failed first), trace link", () => {
       failed: 1,
       pending: 1,
       disconnected: 0,
+      unconfirmed: 0,
       complete: false,
       trace_id: "4bf92f3577b34da6a3ce929d0e0e4736",
       trace_url: "http://jaeger:16686/trace/4bf92f3577b34da6a3ce929d0e0e4736?uiEmbed=v0",
@@ -199,6 +207,56 @@ test("updates: counts, clients (failed first), trace link", () => {
   ]);
   assert.deepEqual([policy?.kind, policy?.policy_hash], ["policy", "f00d"]);
   assert.equal(dashboardState(input({ updates: [update(1n)] })).updates[0]?.trace_url, "", "no template, no link");
+});
+
+test("OPAL clients are marked, with which updater each connection is and whether it confirms", () => {
+  const state = dashboardState(
+    input({
+      sessions: [
+        session("opal:10.0.0.7:4001", { protocol: "opal-ws", confirms: false, topics: ["policy_data"] }),
+        session("opal:10.0.0.7:4002", { protocol: "opal-ws", confirms: false, topics: ["policy:.", "policy:rbac"] }),
+        session("opal:10.0.0.8:5001", { protocol: "opal-ws", confirms: true, scope: "acme", topics: ["acme:data:policy_data", "acme:scope"] }),
+        session("mesh-1"),
+      ],
+    }),
+  );
+  assert.deepEqual(
+    state.clients.map((client) => [client.client_id, client.protocol, client.opal_updater, client.confirms]),
+    [
+      ["mesh-1", "opal-mesh", "", true],
+      ["opal:10.0.0.7:4001", "opal", "data", false],
+      ["opal:10.0.0.7:4002", "opal", "policy", false],
+      ["opal:10.0.0.8:5001", "opal", "data", true],
+    ],
+  );
+});
+
+test("sent, unconfirmed is its own delivery state: counted apart, never as applied or pending", () => {
+  const state = dashboardState(
+    input({
+      updates: [
+        update(12n, {}, [
+          ["opal:b", DeliveryState.SENT_UNCONFIRMED, ""],
+          ["mesh", DeliveryState.APPLIED, ""],
+          ["gone", DeliveryState.DISCONNECTED, ""],
+          ["opal:a", DeliveryState.SENT_UNCONFIRMED, ""],
+          ["slow", DeliveryState.PENDING, ""],
+        ]),
+      ],
+    }),
+  );
+  const [data] = state.updates;
+  assert.deepEqual([data?.applied, data?.pending, data?.unconfirmed, data?.disconnected], [1, 1, 2, 1]);
+  assert.deepEqual(
+    data?.clients.map((client) => [client.client_id, client.state]),
+    [
+      ["slow", "pending"],
+      ["opal:a", "unconfirmed"],
+      ["opal:b", "unconfirmed"],
+      ["gone", "disconnected"],
+      ["mesh", "applied"],
+    ],
+  );
 });
 
 test("limits: clients and each update's clients are capped, and the rest counted", () => {

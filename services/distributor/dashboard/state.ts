@@ -14,7 +14,7 @@ export type { DashboardClient, DashboardState, DashboardUpdate, Status } from ".
 
 export type SessionView = Pick<
   ClientSession,
-  "clientId" | "sessionId" | "scope" | "topics" | "peer" | "connectedAt" | "ackedPosition" | "sentPosition" | "deliveredPosition" | "lastFailure" | "lastReport"
+  "clientId" | "sessionId" | "scope" | "topics" | "peer" | "connectedAt" | "ackedPosition" | "sentPosition" | "deliveredPosition" | "lastFailure" | "lastReport" | "protocol" | "confirms"
 >;
 
 export interface DashboardInput {
@@ -37,12 +37,13 @@ export interface DashboardInput {
 }
 
 const STATUS_ORDER: Record<Status, number> = { unhealthy: 0, loading: 1, unknown: 2, ok: 3 };
-const STATE_ORDER: Record<DeliveryName, number> = { failed: 0, pending: 1, disconnected: 2, applied: 3 };
+const STATE_ORDER: Record<DeliveryName, number> = { failed: 0, pending: 1, unconfirmed: 2, disconnected: 3, applied: 4 };
 
 function deliveryName(state: DeliveryState): DeliveryName {
   if (state === DeliveryState.APPLIED) return "applied";
   if (state === DeliveryState.FAILED) return "failed";
   if (state === DeliveryState.DISCONNECTED) return "disconnected";
+  if (state === DeliveryState.SENT_UNCONFIRMED) return "unconfirmed";
   return "pending";
 }
 
@@ -59,14 +60,21 @@ function statusOf(healthy: boolean | undefined, ready: boolean | undefined): Sta
   return ready === true ? "ok" : "loading";
 }
 
+/** An OPAL client's policy updater subscribes to policy topics only; its data updater, to data topics. */
+function opalUpdater(session: SessionView, topics: readonly string[]): DashboardClient["opal_updater"] {
+  if (session.protocol !== "opal-ws") return "";
+  return topics.length > 0 && topics.every((topic) => topic.startsWith("policy:")) ? "policy" : "data";
+}
+
 function clientOf(session: SessionView, head: bigint): DashboardClient {
   const report = session.lastReport?.report;
   const notice = scopeNoticeTopic(session.scope);
+  const topics = session.topics.filter((topic) => topic !== notice).map(unscopeTopic);
   return {
     client_id: session.clientId,
     session_id: session.sessionId,
     scope: session.scope,
-    topics: session.topics.filter((topic) => topic !== notice).map(unscopeTopic),
+    topics,
     peer: session.peer,
     connected_at: new Date(session.connectedAt).toISOString(),
     acked_position: Number(session.ackedPosition),
@@ -81,6 +89,9 @@ function clientOf(session: SessionView, head: bigint): DashboardClient {
     last_error: session.lastFailure?.error ?? "",
     last_failed_update_id: session.lastFailure?.updateId ?? "",
     status: statusOf(report?.healthy, report?.ready),
+    protocol: session.protocol === "opal-ws" ? "opal" : "opal-mesh",
+    opal_updater: opalUpdater(session, topics),
+    confirms: session.confirms,
   };
 }
 
@@ -102,6 +113,7 @@ function updateOf(update: RecentUpdate, input: DashboardInput): DashboardUpdate 
     failed: status.failed,
     pending: status.pending,
     disconnected: status.disconnected,
+    unconfirmed: status.unconfirmed,
     complete: status.complete,
     trace_id: status.traceId,
     trace_url: traceUrl(input.traceUiUrl, status.traceId),
