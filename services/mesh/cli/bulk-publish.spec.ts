@@ -90,8 +90,22 @@ test("the report: refusals by line, totals, the last position, and the exit code
     report.outcome(1, { index: 0, id: "a", position: 10n, delivery: delivered(0, 1) });
     report.outcome(2, { index: 1, id: "b", position: 11n, error: { code: "UNAVAILABLE", message: "no distributor", field: "" } });
     assert.equal(report.published, 2, "both were published");
-    assert.deepEqual(report.deliveries, { applied: 0, failed: 0, pending: 2 });
+    assert.deepEqual(report.deliveries, { applied: 0, failed: 0, pending: 2, unconfirmed: 0 });
     assert.equal(report.exitCode(), ExitCode.timeout);
+  });
+  await t.test("with --wait: OPAL clients without update reports are named once, not counted as applied, exit 0", () => {
+    const report = new BulkReport();
+    const unconfirmed = (ids: string[]) =>
+      create(UpdateStatusSchema, { known: true, complete: true, applied: 1, unconfirmed: ids.length, clients: [{ clientId: "mesh", state: DeliveryState.APPLIED }, ...ids.map((clientId) => ({ clientId, state: DeliveryState.SENT_UNCONFIRMED }))] });
+    report.outcome(1, { index: 0, id: "a", position: 10n, delivery: unconfirmed(["opal:b", "opal:a"]) });
+    report.outcome(2, { index: 1, id: "b", position: 11n, delivery: unconfirmed(["opal:a"]) });
+    report.outcome(3, { index: 2, id: "c", position: 12n, delivery: delivered(0, 0) });
+    assert.deepEqual(report.deliveries, { applied: 1, failed: 0, pending: 0, unconfirmed: 2 });
+    assert.equal(
+      report.lines(true).at(-1),
+      "delivery: 1 applied by every addressed client, 0 failed by a client, 0 still pending, 2 sent, unconfirmed by 2 client(s) that cannot confirm (OPAL clients without update reports): opal:a, opal:b",
+    );
+    assert.equal(report.exitCode(), ExitCode.ok);
   });
   await t.test("nothing published: no last position", () => {
     const report = new BulkReport();

@@ -8,7 +8,7 @@
 import { createInterface } from "node:readline";
 import type { Readable } from "node:stream";
 import { fromJson, type JsonValue } from "@bufbuild/protobuf";
-import type { UpdateStatus } from "../../../gen/opal/mesh/v1/delivery_pb.js";
+import { DeliveryState, type UpdateStatus } from "../../../gen/opal/mesh/v1/delivery_pb.js";
 import { type PublishDataUpdateRequest, PublishDataUpdateRequestSchema } from "../../../gen/opal/mesh/v1/trigger_pb.js";
 import type { PublishOutcome, StreamPublisher } from "./publish-stream-client.js";
 import { ExitCode } from "./shared.js";
@@ -45,20 +45,27 @@ export async function* numberedLines(input: Readable): AsyncGenerator<{ text: st
   for await (const text of createInterface({ input, crlfDelay: Number.POSITIVE_INFINITY })) yield { text, line: ++line };
 }
 
-type DeliveryOutcome = "applied" | "failed" | "pending";
+/** "unconfirmed": applied by every client that confirms, sent to some that cannot (OPAL clients without update reports). */
+type DeliveryOutcome = "applied" | "failed" | "pending" | "unconfirmed";
 
 function deliveryOutcome(delivery: UpdateStatus): DeliveryOutcome {
   if (delivery.failed > 0) return "failed";
   if (delivery.pending > 0) return "pending";
+  if (delivery.unconfirmed > 0) return "unconfirmed";
   return "applied";
 }
+
+/** The clients named in the summary as unable to confirm; the rest are counted. */
+const MAX_NAMED_UNCONFIRMED = 5;
 
 /** What the run came to, line by line; its summary and exit code. */
 export class BulkReport {
   published = 0;
   lastPosition = 0n;
   readonly refused: Array<{ line: number; reason: string }> = [];
-  readonly deliveries: Record<DeliveryOutcome, number> = { applied: 0, failed: 0, pending: 0 };
+  readonly deliveries: Record<DeliveryOutcome, number> = { applied: 0, failed: 0, pending: 0, unconfirmed: 0 };
+  /** Every client that could not confirm some update (one line for the run, however many updates). */
+  readonly unconfirmedClients = new Set<string>();
   readonly failedLines: Array<{ line: number; reason: string }> = [];
 
   malformed(line: number, problem: string): void {
@@ -83,6 +90,7 @@ export class BulkReport {
     if (outcome.delivery === undefined) return;
     const delivered = deliveryOutcome(outcome.delivery);
     this.deliveries[delivered]++;
+    for (const client of outcome.delivery.clients) if (client.state === DeliveryState.SENT_UNCONFIRMED) this.unconfirmedClients.add(client.clientId);
     if (delivered === "failed") {
       const clients = outcome.delivery.clients.filter((client) => client.error !== "").map((client) => `${client.clientId}: ${client.error}`);
       this.failedLines.push({ line, reason: `failed by ${outcome.delivery.failed} client(s)${clients.length === 0 ? "" : ` (${clients.slice(0, 3).join("; ")})`}` });
@@ -95,11 +103,19 @@ export class BulkReport {
     out.push(...[...this.failedLines].sort((a, b) => a.line - b.line).map((failure) => `line ${failure.line}: ${failure.reason}`));
     const total = this.published + this.refused.length;
     out.push(`published ${this.published} of ${total} ${total === 1 ? "update" : "updates"}, ${this.refused.length} refused${this.published > 0 ? `, last position ${this.lastPosition}` : ""}`);
-    if (waited) out.push(`delivery: ${this.deliveries.applied} applied by every addressed client, ${this.deliveries.failed} failed by a client, ${this.deliveries.pending} still pending`);
+    if (waited) out.push(`delivery: ${this.deliveries.applied} applied by every addressed client, ${this.deliveries.failed} failed by a client, ${this.deliveries.pending} still pending${this.unconfirmedLine()}`);
     return out;
   }
 
-  /** 3 when any line was refused, else 1 when a client failed one, 2 when one was still pending, else 0. */
+  /** ", 3 sent, unconfirmed by 2 client(s) that cannot confirm (OPAL clients without update reports): a, b" — empty when none. */
+  private unconfirmedLine(): string {
+    if (this.deliveries.unconfirmed === 0) return "";
+    const names = [...this.unconfirmedClients].sort();
+    const listed = names.slice(0, MAX_NAMED_UNCONFIRMED).join(", ") + (names.length > MAX_NAMED_UNCONFIRMED ? ` and ${names.length - MAX_NAMED_UNCONFIRMED} more` : "");
+    return `, ${this.deliveries.unconfirmed} sent, unconfirmed by ${names.length} client(s) that cannot confirm (OPAL clients without update reports): ${listed}`;
+  }
+
+  /** Unconfirmed deliveries are not failures (exit 0; the summary says so). 3 when any line was refused, else 1 when a client failed one, 2 when one was still pending, else 0. */
   exitCode(): number {
     if (this.refused.length > 0) return ExitCode.refused;
     if (this.deliveries.failed > 0) return ExitCode.failed;
