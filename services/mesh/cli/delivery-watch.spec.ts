@@ -12,6 +12,8 @@ test("the exit code of a delivery", async (t) => {
     ["a failure outranks a pending client", delivery({ complete: false, failed: 1, pending: 1 }), 1],
     ["still pending", delivery({ complete: false, applied: 1, pending: 1 }), 2],
     ["never dispatched", undefined, 2],
+    ["complete, some OPAL clients cannot confirm: not a failure", delivery({ applied: 2, unconfirmed: 2 }), 0],
+    ["an unconfirmed client does not hide a pending one", delivery({ complete: false, pending: 1, unconfirmed: 1 }), 2],
   ];
   for (const [name, input, code] of cases) await t.test(name, () => assert.equal(deliveryExitCode(input), code));
 });

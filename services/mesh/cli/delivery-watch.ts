@@ -75,7 +75,8 @@ class ProgressView {
       this.bar.update(delivery.applied, payload);
       return;
     }
-    const line = `delivery: ${delivery.applied}/${total} applied, ${delivery.failed} failed, ${delivery.pending} pending`;
+    const unconfirmed = (delivery.unconfirmed ?? 0) > 0 ? `, ${delivery.unconfirmed} sent, unconfirmed` : "";
+    const line = `delivery: ${delivery.applied}/${total} applied, ${delivery.failed} failed, ${delivery.pending} pending${unconfirmed}`;
     if (line !== this.lastLine) this.terminal.err(line);
     this.lastLine = line;
   }
@@ -113,7 +114,7 @@ export async function watchDelivery(
   }
 }
 
-/** 1 when any client failed (it takes precedence), 2 when some are still pending, else 0. */
+/** 1 when any client failed (it takes precedence), 2 when some are still pending, else 0 (also with clients that cannot confirm: the summary names them). */
 export function deliveryExitCode(delivery: DeliveryJson | undefined): number {
   if (delivery === undefined) return ExitCode.timeout;
   if (delivery.failed > 0) return ExitCode.failed;
