@@ -7,7 +7,6 @@
  * runner starts OPA in a session of its own (start_new_session): stop() ends both, and the
  * OPA is killed by its pid should the client not have ended it.
  */
-import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -16,6 +15,7 @@ import { howToGetOpal, opalCommand } from "../../deploy/opal/opal.js";
 import { cacheDirFrom } from "../../services/common/config/client-config.js";
 import { opaBinary } from "./opa.js";
 import { freePort } from "./ports.js";
+import { spawnOpal } from "./opal-process.js";
 import { waitFor } from "./wait.js";
 
 export interface OpalClientOptions {
@@ -45,7 +45,6 @@ export interface OpalClient {
   stop(): Promise<void>;
 }
 
-const MAX_LOG = 1 << 20;
 
 /** Every process below `pid` (its OPA among them), read from /proc while they live. */
 function descendants(pid: number): number[] {
@@ -127,15 +126,7 @@ export async function startOpalClient(options: OpalClientOptions): Promise<OpalC
     ...(options.dataTopics === undefined ? {} : { OPAL_DATA_TOPICS: options.dataTopics.join(",") }),
     ...options.env,
   };
-  const child: ChildProcess = spawn(command, ["run"], { cwd: work, env, detached: true, stdio: ["ignore", "pipe", "pipe"] });
-  let output = "";
-  const keep = (chunk: Buffer): void => {
-    output += chunk.toString();
-    if (output.length > MAX_LOG) output = output.slice(-MAX_LOG / 2);
-  };
-  child.stdout?.on("data", keep);
-  child.stderr?.on("data", keep);
-  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  const { child, logs, exited } = spawnOpal(command, work, env);
   const get = async (path: string): Promise<{ status: number; body: unknown }> => {
     const response = await request(`${opaUrl}${path}`);
     return { status: response.statusCode, body: await response.body.json() };
@@ -157,7 +148,7 @@ export async function startOpalClient(options: OpalClientOptions): Promise<OpalC
         return undefined;
       }
     },
-    logs: () => output,
+    logs,
     async stop() {
       const pid = child.pid as number;
       const below = child.exitCode === null && child.signalCode === null ? descendants(pid) : [];
@@ -181,7 +172,7 @@ export async function startOpalClient(options: OpalClientOptions): Promise<OpalC
       {
         timeoutMs: 60_000,
         intervalMs: 100,
-        message: () => `the OPAL client's OPA to answer and its /ready or /healthcheck to say ok\n${output.slice(-3000)}`,
+        message: () => `the OPAL client's OPA to answer and its /ready or /healthcheck to say ok\n${logs().slice(-3000)}`,
       },
     ).catch(async (error: unknown) => {
       await client.stop();

@@ -7,7 +7,6 @@
  * shared paths under /tmp and ./), on a free port. It runs in its own process group:
  * stop() ends it and whatever it started.
  */
-import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -15,6 +14,7 @@ import { request } from "undici";
 import { howToGetOpal, opalCommand } from "../../deploy/opal/opal.js";
 import { cacheDirFrom } from "../../services/common/config/client-config.js";
 import { freePort } from "./ports.js";
+import { spawnOpal } from "./opal-process.js";
 import { waitFor } from "./wait.js";
 
 export interface OpalServerOptions {
@@ -39,7 +39,6 @@ export interface OpalServer {
   stop(): Promise<void>;
 }
 
-const MAX_LOG = 1 << 20;
 
 async function status(url: string, headers: Record<string, string> = {}): Promise<number> {
   const response = await request(url, { headers, headersTimeout: 5_000, bodyTimeout: 5_000 });
@@ -84,19 +83,11 @@ export async function startOpalServer(options: OpalServerOptions): Promise<OpalS
       : { OPAL_AUTH_PRIVATE_KEY: options.auth.privatePem, OPAL_AUTH_PUBLIC_KEY: options.auth.publicPem, OPAL_AUTH_PUBLIC_KEY_FORMAT: "pem", OPAL_AUTH_MASTER_TOKEN: options.auth.masterToken }),
     ...options.env,
   };
-  const child: ChildProcess = spawn(command, ["run"], { cwd: work, env, detached: true, stdio: ["ignore", "pipe", "pipe"] });
-  let output = "";
-  const keep = (chunk: Buffer): void => {
-    output += chunk.toString();
-    if (output.length > MAX_LOG) output = output.slice(-MAX_LOG / 2);
-  };
-  child.stdout?.on("data", keep);
-  child.stderr?.on("data", keep);
-  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  const { child, logs, exited } = spawnOpal(command, work, env);
   const running = (): boolean => child.exitCode === null && child.signalCode === null;
   const server: OpalServer = {
     url,
-    logs: () => output,
+    logs,
     async stop() {
       const group = (signal: NodeJS.Signals): void => {
         try {
@@ -116,13 +107,13 @@ export async function startOpalServer(options: OpalServerOptions): Promise<OpalS
     },
   };
   try {
-    const died = (): Error => new Error(`OPAL's server exited (${String(child.exitCode ?? child.signalCode)}):\n${output.slice(-3000)}`);
+    const died = (): Error => new Error(`OPAL's server exited (${String(child.exitCode ?? child.signalCode)}):\n${logs().slice(-3000)}`);
     await waitFor(
       async () => {
         if (!running()) throw died();
         return (await status(`${url}/`)) === 200;
       },
-      { timeoutMs: 60_000, intervalMs: 100, message: () => `OPAL's server at ${url} to answer\n${output.slice(-3000)}` },
+      { timeoutMs: 60_000, intervalMs: 100, message: () => `OPAL's server at ${url} to answer\n${logs().slice(-3000)}` },
     );
     if (options.waitForPolicy !== false) {
       const headers: Record<string, string> = options.auth === undefined ? {} : { authorization: `Bearer ${await clientToken(url, options.auth.masterToken)}` };
@@ -132,7 +123,7 @@ export async function startOpalServer(options: OpalServerOptions): Promise<OpalS
           if (!running()) throw died();
           return (await status(`${url}/policy?path=.`, headers)) === 200;
         },
-        { timeoutMs: 60_000, intervalMs: 100, message: () => `OPAL's server to have cloned ${options.policyRepo}\n${output.slice(-3000)}` },
+        { timeoutMs: 60_000, intervalMs: 100, message: () => `OPAL's server to have cloned ${options.policyRepo}\n${logs().slice(-3000)}` },
       );
     }
   } catch (error) {
