@@ -98,6 +98,26 @@ async function ok(url: string): Promise<boolean> {
   }
 }
 
+/** Its output without the access-log lines of our own readiness polls, which would hide the rest. */
+function withoutProbes(output: string): string {
+  return output
+    .split("\n")
+    .filter((line) => !/"GET \/(ready|healthcheck) HTTP/.test(line))
+    .join("\n");
+}
+
+/**
+ * Starts several at once; when one fails, the others that started are stopped before the
+ * error is thrown (else they would outlive the test and keep its process from exiting).
+ */
+export async function startOpalClients<const T extends readonly OpalClientOptions[]>(options: T): Promise<{ [K in keyof T]: OpalClient }> {
+  const settled = await Promise.allSettled(options.map((each) => startOpalClient(each)));
+  const failed = settled.find((result) => result.status === "rejected");
+  if (failed === undefined) return settled.map((result) => (result as PromiseFulfilledResult<OpalClient>).value) as { [K in keyof T]: OpalClient };
+  await Promise.all(settled.flatMap((result) => (result.status === "fulfilled" ? [result.value.stop()] : [])));
+  throw failed.reason;
+}
+
 export async function startOpalClient(options: OpalClientOptions): Promise<OpalClient> {
   const cacheDir = cacheDirFrom(process.env);
   const command = opalCommand(cacheDir, "opal-client");
@@ -128,7 +148,8 @@ export async function startOpalClient(options: OpalClientOptions): Promise<OpalC
   };
   const { child, logs, exited } = spawnOpal(command, work, env);
   const get = async (path: string): Promise<{ status: number; body: unknown }> => {
-    const response = await request(`${opaUrl}${path}`);
+    // Bounded: a request that never answers fails the caller's poll instead of hanging it.
+    const response = await request(`${opaUrl}${path}`, { headersTimeout: 10_000, bodyTimeout: 10_000 });
     return { status: response.statusCode, body: await response.body.json() };
   };
   const client: OpalClient = {
@@ -172,7 +193,7 @@ export async function startOpalClient(options: OpalClientOptions): Promise<OpalC
       {
         timeoutMs: 60_000,
         intervalMs: 100,
-        message: () => `the OPAL client's OPA to answer and its /ready or /healthcheck to say ok\n${logs().slice(-3000)}`,
+        message: () => `the OPAL client's OPA to answer and its /ready or /healthcheck to say ok\n${withoutProbes(logs()).slice(-6000)}`,
       },
     ).catch(async (error: unknown) => {
       await client.stop();
