@@ -8,6 +8,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import net from "node:net";
+import { isDeepStrictEqual } from "node:util";
 import { authEnv, call, issueToken, rsaKeys } from "./helpers/auth.js";
 import { DataSource } from "./helpers/data-source.js";
 import { GitRepo, tempDir } from "./helpers/git-repo.js";
@@ -38,7 +39,7 @@ async function waitForOpalData(client: OpalClient, path: string, expected: unkno
   await waitFor(
     async () => {
       last = await client.data(path);
-      return JSON.stringify(last) === JSON.stringify(expected);
+      return isDeepStrictEqual(last, expected); // OPA answers with its keys sorted
     },
     { timeoutMs, message: () => `OPAL client's OPA ${path} to be ${JSON.stringify(expected)}, last ${JSON.stringify(last)}\n${client.logs().slice(-3000)}` },
   );
@@ -76,7 +77,16 @@ describe("OPAL clients on an opal-mesh server", () => {
       OPAL_POLICY_REPO_URL: repo.dir,
       OPAL_POLICY_REPO_MAIN_BRANCH: "main",
       OPAL_POLICY_REPO_POLLING_INTERVAL: "1",
-      OPAL_DATA_CONFIG_SOURCES: JSON.stringify({ config: { entries: [{ url: "", data: { from: "baseline" }, dst_path: "/baseline", topics: ["policy_data"] }] } }),
+      // OPAL's client is ready only once it wrote some data, and it keeps an entry only when
+      // one of the entry's topics is exactly one of its own: one entry for each client.
+      OPAL_DATA_CONFIG_SOURCES: JSON.stringify({
+        config: {
+          entries: [
+            { url: "", data: { from: "baseline" }, dst_path: "/baseline", topics: ["policy_data"] },
+            { url: "", data: { from: "baseline" }, dst_path: "/shared/baseline", topics: ["policy_data/shared"] },
+          ],
+        },
+      }),
     });
     [reporting, silent] = await startOpalClients([
       { serverUrl: server.url, reportUpdates: true },
@@ -147,7 +157,7 @@ describe("OPAL clients on an opal-mesh server", () => {
       );
       for (const [index, answer] of answers.entries()) {
         const delivery = answer.delivery as Delivery;
-        assert.deepEqual(states(delivery), expectedStates, `update n${wave * 5 + index}: ${JSON.stringify(delivery)}`);
+        assert.deepEqual(states(delivery), expectedStates, `update n${wave * 5 + index}: ${JSON.stringify(delivery)}\nthe reporting OPAL client:\n${reporting.logs().slice(-4000)}`);
         assert.ok(delivery.complete && delivery.applied === 3 && delivery.unconfirmed === 1 && delivery.pending === 0, `update n${wave * 5 + index}: ${JSON.stringify(delivery)}`);
       }
     }
@@ -195,9 +205,17 @@ describe("OPAL clients on a secured opal-mesh server with scopes", () => {
       const port = Number(new URL(server.url).port);
       const socket = net.connect(port, "127.0.0.1");
       let text = "";
-      socket.on("data", (chunk: Buffer) => (text += chunk.toString("latin1")));
+      const answered = new Promise((resolve) => {
+        socket.on("data", (chunk: Buffer) => {
+          text += chunk.toString("latin1");
+          // A refusal closes the connection; an accepted websocket stays open: done at its head.
+          if (text.startsWith("HTTP/1.1 101") && text.includes("\r\n\r\n")) resolve(undefined);
+        });
+        socket.once("close", resolve);
+      });
       socket.write(`GET /ws HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n${authorization === undefined ? "" : `Authorization: ${authorization}\r\n`}\r\n`);
-      await new Promise((resolve) => socket.once("close", resolve));
+      await answered;
+      socket.destroy();
       return text;
     };
     assert.match(await handshake(undefined), /^HTTP\/1\.1 403[\s\S]*a bearer token is required/);

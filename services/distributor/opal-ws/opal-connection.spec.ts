@@ -12,7 +12,7 @@ import { ClientSession, type FrameSink } from "../session.js";
 import { OpalConnection } from "./opal-connection.js";
 
 interface Frame {
-  request?: { method: string; arguments: { subscription: { topic: string }; data: { id?: string; entries: Array<{ topics: string[] }>; callback: { callbacks: string[] } } } };
+  request?: { method: string; arguments: { subscription: { topic: string }; data: { id?: string; entries: Array<{ topics: string[] }>; callback: { callbacks: Array<[string, unknown]> } } } };
   response?: unknown;
 }
 
@@ -84,7 +84,9 @@ test("pings are answered; a subscribe opens an OPAL session and probes whether t
   assert.equal(probe?.method, "notify");
   assert.equal(probe?.arguments.subscription.topic, "policy_data");
   assert.deepEqual(probe?.arguments.data.entries, []);
-  assert.match(probe?.arguments.data.callback.callbacks[0] ?? "", /^http:\/\/server:7002\/data\/callback_report\/[0-9a-f]{32}$/);
+  const [url, config] = probe?.arguments.data.callback.callbacks[0] ?? [];
+  assert.match(url ?? "", /^http:\/\/server:7002\/data\/callback_report\/[0-9a-f]{32}$/);
+  assert.deepEqual(config, { method: "post", headers: { "content-type": "application/json" }, process_data: false }, "a config of its own (OPAL's client shares one among bare URLs)");
 });
 
 test("an event is notified once per subscribed topic it goes to, and its report is the client's ACK", async () => {

@@ -23,7 +23,7 @@ import { subscriptionOf } from "../hello.js";
 import type { FrameSink, ClientSession } from "../session.js";
 import type { Sessions } from "../sessions.js";
 import { parseRpcMessage, type RpcRequest, requestFrame, responseFrame, RpcFrameError } from "./json-rpc.js";
-import { type OpalEvent, opalEventOf } from "./opal-notifications.js";
+import { type OpalEvent, opalEventOf, reportCallback } from "./opal-notifications.js";
 
 /** Shared by every connection: a frame (the same bytes for every session of a scope) is decoded once. */
 const decoded = new WeakMap<Uint8Array, { event: OpalEvent | undefined; resync: boolean }>();
@@ -153,7 +153,7 @@ export class OpalConnection implements FrameSink {
   /** An update with no entries, whose only effect is a report from a client that sends them. */
   private sendProbe(topic: string): void {
     this.probeId = `opal-mesh-probe-${randomUUID()}`;
-    const body = `{"id":${JSON.stringify(this.probeId)},"entries":[],"reason":"opal-mesh: does this client report on updates?","callback":{"callbacks":[${JSON.stringify(this.reportUrl())}]}}`;
+    const body = `{"id":${JSON.stringify(this.probeId)},"entries":[],"reason":"opal-mesh: does this client report on updates?","callback":{"callbacks":[${reportCallback(this.reportUrl())}]}}`;
     this.notify(topic, body);
   }
 

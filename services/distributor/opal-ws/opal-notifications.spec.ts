@@ -48,7 +48,7 @@ test("a data update is OPAL's DataUpdate, each entry's topics expanded to every 
     id: "u1",
     reason: "because",
     entries: [{ url: "", config: null, topics: ["policy_data", "policy_data/users"], dst_path: "/users", save_method: "PUT", data: { alice: 1 } }],
-    callback: { callbacks: ["https://hooks/a", ["https://hooks/b", { method: "post" }], "http://server/data/callback_report/key"] },
+    callback: { callbacks: ["https://hooks/a", ["https://hooks/b", { method: "post" }], ["http://server/data/callback_report/key", { method: "post", headers: { "content-type": "application/json" }, process_data: false }]] },
   });
   assert.equal(parse<UpdateJson>(opal.body(undefined)).callback.callbacks.length, 2);
 });

@@ -81,8 +81,20 @@ function dataEvent(update: DataUpdate, scope: string): OpalEvent {
     topics: [...union],
     updateId: update.id,
     ...(scalar < 0 ? {} : { refusal: `entries[${scalar}]: OPAL's client accepts only an object or a list as inline data` }),
-    body: (callbackUrl) => `${head}${(callbackUrl === undefined ? callbacks : [...callbacks, JSON.stringify(callbackUrl)]).join(",")}]}}`,
+    body: (callbackUrl) => `${head}${(callbackUrl === undefined ? callbacks : [...callbacks, reportCallback(callbackUrl)]).join(",")}]}}`,
   };
+}
+
+/**
+ * Our report URL as OPAL's `[url, HttpFetcherConfig]` pair, never a bare URL: OPAL's client
+ * (0.9.x) gives every bare-URL callback one shared config object and sets the report body on
+ * it, so reports of updates applied at once overwrite each other (one update reported twice,
+ * another never). A pair is parsed into a config of its own for each update. (The
+ * publisher's own bare-URL callbacks stay as given: they get the client's configured
+ * headers, and OPAL's race.)
+ */
+export function reportCallback(url: string): string {
+  return `[${JSON.stringify(url)},{"method":"post","headers":{"content-type":"application/json"},"process_data":false}]`;
 }
 
 /**
