@@ -52,8 +52,10 @@ async function once(target: Target, index: number): Promise<void> {
 ensureOpal(cacheDirFrom(process.env), "opal-server", (message) => process.stderr.write(`${message}\n`));
 const repo = new GitRepo();
 repo.commit({ "app/policy.rego": policy });
-const mesh = await startServer({ OPAL_POLICY_REPO_URL: repo.dir, OPAL_POLICY_REPO_MAIN_BRANCH: "main" });
-const opal = await startOpalServer({ policyRepo: repo.dir, env: { OPAL_LOG_LEVEL: "WARNING" } });
+// OPAL's client is ready only once it wrote some data: the same inline baseline on both.
+const baseline = { config: { entries: [{ url: "", data: { from: "baseline" }, dst_path: "/baseline", topics: ["policy_data"] }] } };
+const mesh = await startServer({ OPAL_POLICY_REPO_URL: repo.dir, OPAL_POLICY_REPO_MAIN_BRANCH: "main", OPAL_DATA_CONFIG_SOURCES: JSON.stringify(baseline) });
+const opal = await startOpalServer({ policyRepo: repo.dir, dataConfigSources: baseline, env: { OPAL_LOG_LEVEL: "WARNING" } });
 try {
   const [onMesh, onOpal] = await startOpalClients([
     { serverUrl: mesh.url, env: { OPAL_LOG_LEVEL: "WARNING" } },

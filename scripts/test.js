@@ -1,5 +1,5 @@
 // `npm test`: contracts, types and lint, then the unit tests, then the integration tests
-// against the real components (OPA, PostgreSQL, Chromium, Kafka, Jaeger, OPAL's client), which this script provisions first.
+// against the real components (OPA, PostgreSQL, Chromium, Kafka, Jaeger, OPAL's client and server), which this script provisions first.
 import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 
@@ -19,7 +19,7 @@ const steps = [
   ["integration", "node", ["scripts/ensure-chromium.js"]],
   ["integration", "node", ["--import", "tsx", "scripts/ensure-kafka.ts"]],
   ["integration", "node", ["--import", "tsx", "scripts/ensure-jaeger.ts"]],
-  ["integration", "node", ["--import", "tsx", "scripts/ensure-opal.ts"]],
+  ["integration", "node", ["--import", "tsx", "scripts/ensure-opal.ts", "--server"]],
   ["integration", "node", ["--import", "tsx", "--test", "--test-reporter=spec", "--test-timeout=300000", "test/**/*.test.ts"]],
 ];
 
