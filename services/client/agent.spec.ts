@@ -97,7 +97,7 @@ function wired() {
   return { agent: new ClientAgent(parts, options), parts, opa, events, acks };
 }
 
-const ORDER = ["tracing", "policy-store", "fetch-providers", "update-reporter", "store-recovery", "update-pipeline", "data-updater", "client-api", "health-reports", "stream-session", "liveness-probe"];
+const ORDER = ["tracing", "policy-store", "fetch-providers", "update-reporter", "store-recovery", "update-pipeline", "data-updater", "freshness", "client-api", "health-reports", "stream-session", "liveness-probe"];
 
 test("every part is built before anything starts; they start in dependency order and stop in reverse", async () => {
   const { agent, events, opa } = wired();

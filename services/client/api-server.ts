@@ -5,7 +5,7 @@ import type { ListenerLimits } from "../common/config/listener-config.js";
 import { withCors } from "../common/http/cors.js";
 import { sendJson } from "../common/http/json-io.js";
 import { HttpListener } from "../common/http/listener.js";
-import { RestRouter } from "../common/http/rest-router.js";
+import { type RestRoute, RestRouter } from "../common/http/rest-router.js";
 import { metricsRoute, type Registry } from "../common/telemetry/metrics.js";
 import type { ClientHealth } from "./health.js";
 
@@ -27,6 +27,8 @@ export interface ClientApiOptions {
   limits?: ListenerLimits;
   /** OPAL_ALLOWED_ORIGINS: none means no CORS headers. */
   allowedOrigins?: readonly string[];
+  /** Read-your-writes: /wait and OPA's data API behind ?min_position= (consistency-api.ts). */
+  consistency?: RestRoute[];
 }
 
 export function createClientApi(options: ClientApiOptions): HttpListener {
@@ -44,6 +46,7 @@ export function createClientApi(options: ClientApiOptions): HttpListener {
     { ...healthy, path: "/healthy" },
     { ...healthy, path: "/healthcheck" },
     ...(options.metrics === undefined ? [] : [metricsRoute(options.metrics)]),
+    ...(options.consistency ?? []),
     {
       method: "GET",
       auth: "open",

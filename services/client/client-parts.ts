@@ -14,6 +14,7 @@ import type { Registry } from "../common/telemetry/metrics.js";
 import type { Tracing } from "../common/telemetry/tracing.js";
 import { UrlAllowlist } from "../common/url-allowlist.js";
 import { createClientApi } from "./api-server.js";
+import { consistencyRoutes } from "./consistency-api.js";
 import { BaselineSource } from "./data/baseline-source.js";
 import { DataTransactions } from "./data/data-transaction.js";
 import { DataUpdater } from "./data/data-updater.js";
@@ -22,6 +23,7 @@ import { UpdatePipeline, type UpdateJob } from "./data/update-pipeline.js";
 import { EventRouter } from "./event-router.js";
 import { FetchGuard } from "./fetch/fetch-guard.js";
 import { FetchProviderRegistry } from "./fetch/registry.js";
+import { Freshness } from "./freshness.js";
 import type { FetchProviderPlugin } from "./fetch/types.js";
 import { ClientHealth } from "./health.js";
 import { healthReport, HealthReports } from "./health-reports.js";
@@ -35,6 +37,7 @@ import { inlinePreloader } from "./policy/policy-preload.js";
 import { PolicyUpdater } from "./policy/policy-updater.js";
 import { UpdateReporter } from "./reporter.js";
 import { StoreBackup } from "./store-backup.js";
+import { STATUS_REFRESH } from "./store-watch.js";
 import { StoreRecovery } from "./store-recovery.js";
 import { BackupSchedule, LivenessProbe } from "./store-watch.js";
 import { StreamSession } from "./stream-session.js";
@@ -78,6 +81,14 @@ export function buildClientParts(options: ClientPartsOptions): ClientParts {
   const backup = config.offline.enabled ? new StoreBackup(config.offline.backupPath, store, logger.child({ component: "backup" }), (ok) => metrics.backupSaved(ok)) : undefined;
   health.backup = backup?.health;
 
+  // A change of staleness is written to OPA's status document in the pipeline's order.
+  const freshness = new Freshness(config.freshness, (staleness) => {
+    health.staleness = staleness;
+    if (staleness.stale) logger.warn({ since: staleness.since, reasons: staleness.reasons }, "the data in OPA is stale");
+    else logger.info("the data in OPA is fresh again");
+    pipeline.enqueue({ kind: "backup", updateId: STATUS_REFRESH, reason: "staleness changed", entries: [], task: (signal) => sync.refresh(signal) });
+  });
+  const consistency = consistencyRoutes({ freshness, storeUrl: config.policyStore.url, storeTls: config.storeTls, maxWaitMs: config.freshness.maxWaitMs });
   const allowlist = new UrlAllowlist(config.fetchAllowlist);
   const api: HttpListener = createClientApi({
     host: config.apiHost,
@@ -92,6 +103,7 @@ export function buildClientParts(options: ClientPartsOptions): ClientParts {
     metrics: metrics.registry,
     limits: config.apiListener,
     allowedOrigins: config.allowedOrigins,
+    consistency: consistency.routes,
   });
   const guard = fetchGuard(config, allowlist, api);
   const reporter = new UpdateReporter({ ...config.reporting, allowlist, guard, logger: logger.child({ component: "reporter" }) });
@@ -103,6 +115,7 @@ export function buildClientParts(options: ClientPartsOptions): ClientParts {
     transactions: new DataTransactions(store),
     sendAck: (ack) => stream.sendAck(ack),
     onLost: (reason) => recovery.lost(reason),
+    positions: { committed: (mark) => freshness.committed(mark.logId, mark.position), forgotten: () => freshness.forgotten(), headSeen: (position) => freshness.headSeen(position) },
   });
   const baselineListeners: Array<(done: number, total: number) => void> = [];
   const applier = new EntryApplier({
@@ -156,7 +169,7 @@ export function buildClientParts(options: ClientPartsOptions): ClientParts {
     fetchRetry: config.policyUpdaterRetry,
     preload: inline === undefined ? undefined : inlinePreloader(() => inline, logger.child({ component: "policy" })),
   });
-  const onResult = jobResults({ health, metrics, reporter, dataUpdater, recovery, sync, logger, backupPath: config.offline.backupPath });
+  const onResult = jobResults({ health, metrics, reporter, dataUpdater, recovery, sync, logger, backupPath: config.offline.backupPath, updateSettled: (error) => freshness.updateSettled(error) });
 
   const healthReports = new HealthReports({ snapshot: () => healthReport(health), send: (report) => stream.sendReport(report) });
   const router = new EventRouter({
@@ -174,6 +187,7 @@ export function buildClientParts(options: ClientPartsOptions): ClientParts {
       metrics.streamConnection(connected);
       health.streamConnected = connected;
       health.streamError = error;
+      freshness.connection(connected);
     },
     onSession: () => healthReports.sendNow(),
   });
@@ -203,7 +217,8 @@ export function buildClientParts(options: ClientPartsOptions): ClientParts {
     ...(backup === undefined ? [] : [new BackupSchedule(backup, pipeline, config.offline.backupIntervalMs, health, logger.child({ component: "backup" }))]),
     pipeline,
     dataUpdater,
-    component("client-api", { start: () => api.start(), stop: () => api.stop() }),
+    freshness.component(),
+    component("client-api", { start: () => api.start(), stop: () => Promise.all([api.stop(), consistency.close()]).then(() => undefined) }),
     healthReports,
     component("stream-session", { start: (signal) => stream.start(signal), stop: () => stream.stop() }),
     liveness,

@@ -19,6 +19,8 @@ export function healthReport(health: ClientHealth): ClientReportFields {
     // Positions whose effects OPA no longer holds are not claimed: 0 until it holds them again.
     appliedPosition: health.storeState.held ? health.appliedPosition : 0n,
     message: health.message() ?? "",
+    stale: health.staleness.stale,
+    staleReason: health.staleness.reasons.join("\n"),
   };
 }
 
@@ -92,5 +94,5 @@ export class HealthReports implements Component {
 }
 
 function keyOf(report: ClientReportFields): string {
-  return [report.healthy, report.ready, report.opaReachable, report.policyHash, report.appliedPosition, report.message].join("\u0000");
+  return [report.healthy, report.ready, report.opaReachable, report.policyHash, report.appliedPosition, report.message, report.stale, report.staleReason].join("\u0000");
 }

@@ -5,6 +5,7 @@
  * and every baseline data source were loaded (OPAL #801 asks for exactly that) and OPA
  * still holds them.
  */
+import type { Staleness } from "./freshness.js";
 import { StoreState, type StoreStateReport } from "./store-state.js";
 
 export interface Transaction {
@@ -51,6 +52,8 @@ export interface HealthReport {
   /** Whether OPA holds the state the client had (false from a loss until it is back). */
   state: StoreStateReport;
   backup?: BackupHealth;
+  /** Whether the data in OPA is stale (data.system.opal.stale), since when and why. */
+  freshness: { stale: boolean; since?: string; reasons: string[] };
   recentFailures: Transaction[];
 }
 
@@ -73,6 +76,8 @@ export class ClientHealth {
   backup: BackupHealth | undefined;
   /** How many updates wait to be written. */
   pending: () => number = () => 0;
+  /** Kept by the freshness monitor (freshness.ts). */
+  staleness: Staleness = { stale: false, since: undefined, reasons: [] };
   // Recorded for every event: the time is kept as a number and formatted only when reported.
   private lastData: Recorded | undefined;
   private lastPolicy: Recorded | undefined;
@@ -151,6 +156,7 @@ export class ClientHealth {
       policy: { enabled: this.policyEnabled, loaded: this.policyLoaded, hash: this.policyHash, ...(this.lastPolicy === undefined ? {} : { lastTransaction: reported(this.lastPolicy) }) },
       state: this.storeState.report(),
       ...(this.backup === undefined ? {} : { backup: { ...this.backup } }),
+      freshness: { stale: this.staleness.stale, ...(this.staleness.since === undefined ? {} : { since: this.staleness.since }), reasons: this.staleness.reasons },
       recentFailures: this.failures.map(reported),
     };
   }

@@ -23,6 +23,8 @@ export interface JobResultsOptions {
   logger: Logger;
   /** Offline mode's backup file, for its errors. */
   backupPath: string;
+  /** Told how each update ended: a failed one makes the client stale until one succeeds. */
+  updateSettled?: (error: string | undefined) => void;
 }
 
 export function jobResults(options: JobResultsOptions): (result: JobResult) => void {
@@ -40,6 +42,10 @@ export function jobResults(options: JobResultsOptions): (result: JobResult) => v
     noteJob(health.storeState, result);
     if (job.kind === "event" || job.kind === "policy") options.reporter.report(result, sync.policyHash);
     if (job.kind !== "policy") options.dataUpdater.onResult(result);
+    if (job.kind === "event" || job.kind === "baseline" || job.kind === "policy") {
+      const errors = [result.error, ...result.entries.map((entry) => entry.error)].filter((failure) => failure !== undefined);
+      options.updateSettled?.(result.ok ? undefined : errors.join("; ") || "failed");
+    }
     options.recovery.settle();
     sync.acknowledge(result);
   };

@@ -87,6 +87,9 @@ export class ClientMetrics {
     new Gauge({ name: "opal_mesh_client_stream_connected", help: "1 while the stream to a server is up.", registers, collect() {
       this.set(health.streamConnected ? 1 : 0);
     } });
+    new Gauge({ name: "opal_mesh_client_stale", help: "1 while the data in OPA counts as stale (data.system.opal.stale: stream down too long, too far behind the head, or the last update failed).", registers, collect() {
+      this.set(health.staleness.stale ? 1 : 0);
+    } });
     this.backupFailures.inc(0);
     for (const operation of ["data", "policy"]) {
       this.writeDuration.zero({ operation });

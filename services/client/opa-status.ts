@@ -153,6 +153,10 @@ export class StatusDocument {
               not_held_count: this.health.storeState.notHeldCount,
             },
         ...(report.backup === undefined ? {} : { backup: { ok: report.backup.ok, last_success_at: report.backup.lastSuccessAt ?? null, last_error: report.backup.lastError ?? null } }),
+        // What Rego denies on (the example policy does): see freshness.ts for when.
+        stale: report.freshness.stale,
+        stale_since: report.freshness.since ?? null,
+        stale_reasons: report.freshness.reasons,
         updated_at: new Date().toISOString(),
       }),
     );

@@ -54,6 +54,8 @@ export interface SyncStateOptions {
   sendAck: (ack: AckFields) => void;
   /** A write found OPA without the client's status document: it lost its state. */
   onLost: (reason: string) => void;
+  /** Told where OPA is and where the log's head is, for freshness (freshness.ts). */
+  positions?: { committed(mark: PositionMark): void; forgotten(): void; headSeen(position: bigint): void };
 }
 
 export class SyncState implements StatusWriter {
@@ -91,6 +93,7 @@ export class SyncState implements StatusWriter {
   restore(snapshot: StatusSnapshot): void {
     this.status.restore(snapshot);
     this.received = snapshot.mark;
+    if (snapshot.mark !== undefined) this.options.positions?.committed(snapshot.mark);
     // An earlier run that knew OPA had lost state did not finish loading it again either.
     this.baselineIncomplete = snapshot.mark !== undefined && (!snapshot.baselineLoaded || snapshot.lost !== undefined);
   }
@@ -100,6 +103,7 @@ export class SyncState implements StatusWriter {
     this.received = undefined;
     this.status.forget();
     this.options.transactions.forget();
+    this.options.positions?.forgotten();
   }
 
   /**
@@ -108,6 +112,7 @@ export class SyncState implements StatusWriter {
    * everything is loaded at the head, so nothing published meanwhile is lost.
    */
   welcomed(welcome: Welcome, resumed: boolean): WelcomeLoad {
+    this.options.positions?.headSeen(welcome.headPosition);
     if (resumed) {
       const load: WelcomeLoad = this.baselineIncomplete ? { load: "data" } : { load: "none" };
       this.baselineIncomplete = false;
@@ -128,12 +133,14 @@ export class SyncState implements StatusWriter {
   /** An event arrived: its position is the resume point now (it is queued in order). */
   eventReceived(event: Event): PositionMark {
     this.received = { logId: this.received?.logId ?? "", position: event.position };
+    this.options.positions?.headSeen(event.position);
     return this.received;
   }
 
   /** The distributor cannot replay from where we were: everything again, at its head. */
   resynced(resync: Resync): PositionMark {
     const mark = { logId: this.received?.logId ?? "", position: resync.headPosition };
+    this.options.positions?.headSeen(resync.headPosition);
     if (!resync.snapshotFollows) this.received = mark;
     return mark;
   }
@@ -148,6 +155,7 @@ export class SyncState implements StatusWriter {
       throw error;
     }
     this.status.committed(mark);
+    if (mark !== undefined) this.options.positions?.committed(mark);
   }
 
   policyApplied(hash: string, rootDataKeys: readonly string[]): void {

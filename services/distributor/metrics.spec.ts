@@ -4,7 +4,7 @@ import { Registry } from "../common/telemetry/metrics.js";
 import { DistributorMetrics, lagByClient, type LagSource } from "./metrics.js";
 
 function session(clientId: string, sentPosition: bigint, ackedPosition: bigint, deliveredPosition: bigint): LagSource {
-  return { clientId, sentPosition, ackedPosition, deliveredPosition };
+  return { clientId, sentPosition, ackedPosition, deliveredPosition, lastReport: undefined };
 }
 
 test("lagByClient", async (t) => {

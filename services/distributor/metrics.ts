@@ -11,7 +11,7 @@ import type { UpdateKind } from "./delivery-tracker.js";
 import type { DistributorFault, DistributorObserver } from "./observer.js";
 import type { ClientSession } from "./session.js";
 
-export type LagSource = Pick<ClientSession, "clientId" | "ackedPosition" | "sentPosition" | "deliveredPosition">;
+export type LagSource = Pick<ClientSession, "clientId" | "ackedPosition" | "sentPosition" | "deliveredPosition" | "lastReport">;
 
 /** Each client's lag; a client with several streams (a reconnect overlapping) counts its best one. */
 export function lagByClient(head: bigint, sessions: Iterable<LagSource>): Map<string, bigint> {
@@ -62,6 +62,9 @@ export class DistributorMetrics implements DistributorObserver {
       // Rebuilt at every scrape: a client that disconnected has no series.
       this.reset();
       for (const [clientId, lag] of lagByClient(source.head, source.listSessions())) this.set({ client_id: clientId }, Number(lag));
+    } });
+    new Gauge({ name: "opal_mesh_distributor_stale_clients", help: "Connected clients whose last report says the data in their OPA is stale (data.system.opal.stale).", registers, collect() {
+      this.set(source.listSessions().filter((session) => session.lastReport?.report.stale === true).length);
     } });
     const tallies = this.tallies;
     this.delivered = new Counter({ name: "opal_mesh_distributor_events_delivered_total", help: "Updates a client acknowledged (applied or failed), by kind.", labelNames: ["kind"], registers, collect() {

@@ -6,6 +6,8 @@ export interface Route {
   status?: number;
   body: unknown;
   headers?: Record<string, string>;
+  /** The answer waits for this (a source that is slow until the test says so). */
+  gate?: Promise<void>;
 }
 
 export class DataSource {
@@ -25,7 +27,9 @@ export class DataSource {
         return;
       }
       const payload = typeof route.body === "string" ? route.body : JSON.stringify(route.body);
-      response.writeHead(route.status ?? 200, { "content-type": "application/json", ...route.headers }).end(payload);
+      const answer = (): void => void response.writeHead(route.status ?? 200, { "content-type": "application/json", ...route.headers }).end(payload);
+      if (route.gate === undefined) answer();
+      else void route.gate.then(answer);
     });
   });
 
@@ -40,6 +44,14 @@ export class DataSource {
 
   set(path: string, body: unknown, status = 200): void {
     this.routes.set(path, { body, status });
+  }
+
+  /** Serves `body` at `path` only once the returned function is called. */
+  setGated(path: string, body: unknown): () => void {
+    let open = (): void => undefined;
+    const gate = new Promise<void>((resolve) => (open = resolve));
+    this.routes.set(path, { body, gate });
+    return () => open();
   }
 
   async stop(): Promise<void> {

@@ -5,7 +5,12 @@ package app.rbac
 
 default allow := false
 
+# Fail closed: while the data here is stale (the client's stream has been down longer than
+# OPAL_MESH_MAX_STALENESS_SECONDS, it is too far behind the log, or its last update
+# failed), a revoked role may still be in it, so nothing is allowed. The client keeps
+# data.system.opal.stale current; data.system.opal.stale_reasons says why.
 allow if {
+	not data.system.opal.stale
 	some role in data.users[input.user].roles
 	input.action in data.roles[role]
 }

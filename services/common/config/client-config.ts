@@ -84,6 +84,12 @@ export interface ClientConfig {
   writableSystemPaths: string[];
   /** How often the store is probed (reachable, and still holding our status). */
   livenessProbeIntervalMs: number;
+  /**
+   * When the data in OPA counts as stale (data.system.opal.stale): the stream down longer
+   * than OPAL_MESH_MAX_STALENESS_SECONDS, more than OPAL_MESH_MAX_LAG_POSITIONS behind
+   * the head (0 turns either off); and how long /wait and ?min_position= may wait at most.
+   */
+  freshness: { maxStalenessMs: number; maxLagPositions: number; maxWaitMs: number };
   /** Where downloaded and built tools (OPA) are cached, outside the repo. */
   cacheDir: string;
   /** PATH, searched for `opa` and `go`. */
@@ -213,6 +219,11 @@ export function loadClientConfig(environment: Env): ClientConfig {
     allowedOrigins: readAllowedOrigins(env),
     telemetry: readTelemetryConfig(env, "opal-mesh-client"),
     livenessProbeIntervalMs: env.number("OPAL_POLICY_STORE_LIVENESS_PROBE_INTERVAL_SECONDS", 10, { min: 0.05 }) * 1000,
+    freshness: {
+      maxStalenessMs: env.number("OPAL_MESH_MAX_STALENESS_SECONDS", 60, { min: 0 }) * 1000,
+      maxLagPositions: env.int("OPAL_MESH_MAX_LAG_POSITIONS", 10_000, { min: 0 }),
+      maxWaitMs: env.number("OPAL_MESH_MAX_CONSISTENCY_WAIT_SECONDS", 30, { min: 0.001 }) * 1000,
+    },
     cacheDir: cacheDirFrom(environment),
     searchPath: environment.PATH ?? "",
     logging: readLoggingConfig(env, "opal-mesh-client"),

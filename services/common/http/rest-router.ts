@@ -1,6 +1,6 @@
 /**
  * Routes OPAL's REST paths; anything else falls through (to Connect's 404).
- * Paths may hold `{name}` parameters.
+ * Paths may hold `{name}` parameters (one segment) and a last `{name...}` (the rest).
  */
 import type { Security } from "../auth/security.js";
 import { AuthError, type PeerType, type Principal } from "../auth/tokens.js";
@@ -44,9 +44,10 @@ export class RestRouter {
   add(...routes: RestRoute[]): this {
     for (const route of routes) {
       const names: string[] = [];
-      const source = route.path.replace(/[.*+?^$()|[\]\\]/g, "\\$&").replace(/\{(\w+)\}/g, (_match, name: string) => {
+      // `{name}` is one segment; `{name...}` the rest of the path, slashes included (may be empty).
+      const source = route.path.replace(/[.*+?^$()|[\]\\]/g, "\\$&").replace(/\{(\w+)((?:\\\.){3})?\}/g, (_match, name: string, rest: string | undefined) => {
         names.push(name);
-        return "([^/]+)";
+        return rest === undefined ? "([^/]+)" : "(.*)";
       });
       this.routes.push({ ...route, pattern: new RegExp(`^${source}$`), names });
     }

@@ -139,6 +139,8 @@
     sub.replaceChildren();
     if (unhealthy) sub.append(el("span", "bad", unhealthy + " unhealthy"), " \u00b7 ");
     if (loading) sub.append(el("span", "warn", loading + " loading"), " \u00b7 ");
+    var stale = clients.filter(function (c) { return c.stale; }).length;
+    if (stale) sub.append(el("span", "bad", stale + " stale"), " \u00b7 ");
     sub.append(clients.length - unhealthy - loading + " healthy");
     $("s-behind").textContent = behind.toLocaleString();
     var maxLag = clients.reduce(function (max, c) { return Math.max(max, c.lag); }, 0);
@@ -188,6 +190,12 @@
           silent.title = "its deliveries count as sent, unconfirmed (OPAL_SHOULD_REPORT_ON_DATA_UPDATES is off, or it has not reported yet)";
           name.append(" ", silent);
         }
+      }
+      // Decisions on its OPA may be denying (data.system.opal.stale, when the policy says so).
+      if (client.stale) {
+        var stale = el("span", "badge stale", "stale");
+        stale.title = client.stale_reason || "the data in its OPA counts as stale";
+        name.append(" ", stale);
       }
       who.append(name, el("div", "sub-line mono", client.peer));
       tr.append(who);

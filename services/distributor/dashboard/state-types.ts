@@ -23,6 +23,9 @@ export interface DashboardClient {
   applied_position: number | null;
   /** Why the client is not healthy or ready, in its own words. */
   message: string;
+  /** The data in its OPA counts as stale (data.system.opal.stale); null before its first report. */
+  stale: boolean | null;
+  stale_reason: string;
   /** The last update the client ACKed as FAILED, and why. */
   last_error: string;
   last_failed_update_id: string;

@@ -148,6 +148,8 @@ test("clients: reported health, positions, lag and the last failure", () => {
       policy_hash: "abc",
       applied_position: 10,
       message: "",
+      stale: false,
+      stale_reason: "",
       last_error: "",
       last_failed_update_id: "",
       status: "ok",

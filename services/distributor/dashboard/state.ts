@@ -86,6 +86,8 @@ function clientOf(session: SessionView, head: bigint): DashboardClient {
     policy_hash: report?.policyHash ?? "",
     applied_position: report === undefined ? null : Number(report.appliedPosition),
     message: report?.message ?? "",
+    stale: report?.stale ?? null,
+    stale_reason: report?.staleReason ?? "",
     last_error: session.lastFailure?.error ?? "",
     last_failed_update_id: session.lastFailure?.updateId ?? "",
     status: statusOf(report?.healthy, report?.ready),
