@@ -168,6 +168,7 @@ export function buildClientParts(options: ClientPartsOptions): ClientParts {
     measureFetch: (fetch, signal) => metrics.fetchPolicy(fetch, signal),
     fetchRetry: config.policyUpdaterRetry,
     preload: inline === undefined ? undefined : inlinePreloader(() => inline, logger.child({ component: "policy" })),
+    verifier: config.policyVerifier,
   });
   const onResult = jobResults({ health, metrics, reporter, dataUpdater, recovery, sync, logger, backupPath: config.offline.backupPath, updateSettled: (error) => freshness.updateSettled(error) });
 

@@ -6,6 +6,7 @@ import type { Client } from "@connectrpc/connect";
 import type { BroadcasterService } from "../../gen/opal/mesh/v1/broadcaster_pb.js";
 import { ConfigError, type Env } from "../common/config/env-reader.js";
 import type { PolicySourceConfig } from "../common/config/policy-source-config.js";
+import type { PolicySigningConfig } from "../common/config/policy-signing-config.js";
 import { sendJson } from "../common/http/json-io.js";
 import type { RestRoute } from "../common/http/rest-router.js";
 import type { Logger } from "../common/logger.js";
@@ -28,6 +29,8 @@ export interface PolicyWiringHooks {
   /** Wraps the policy source (metrics count its checks). */
   wrapSource?: (source: PolicySource) => PolicySource;
   tracing?: Tracing;
+  /** Signs full bundles; verifies what bundle servers send. */
+  signing?: PolicySigningConfig;
 }
 
 export function wirePolicyWatcher(
@@ -50,12 +53,13 @@ export function wirePolicyWatcher(
   const source: PolicySource =
     config.type === "git"
       ? new GitSource({ url: config.repoUrl, branch: config.branch, sshKey: config.sshKey, clonePath: config.clonePath, cloneTimeoutMs: config.cloneTimeoutMs, environment })
-      : new BundleServerSource({ url: config.bundleUrl, token: config.bundleToken, logger });
+      : new BundleServerSource({ url: config.bundleUrl, token: config.bundleToken, logger, verifier: hooks.signing?.verifier });
   const watcher = new PolicyWatcher({
     source: hooks.wrapSource?.(source) ?? source,
     builder: new BundleBuilder({ extensions: config.extensions, policyExtensions: config.policyExtensions, ignore: config.ignore, manifestPath: config.manifestPath }),
     pollIntervalMs: config.pollIntervalMs,
     logger,
+    signer: hooks.signing?.signer,
     publish: async ({ hash, oldHash, dirs }) => {
       if (!hooks.mayPublish()) {
         logger.info({ hash }, "new policy version seen; the elected publisher announces it");

@@ -8,6 +8,7 @@ import { createHash } from "node:crypto";
 import { type Dispatcher, Pool } from "undici";
 import { redactUrl } from "../common/config/env-reader.js";
 import type { Logger } from "../common/logger.js";
+import { BundleSignatureError, type BundleVerifier, SIGNATURES_FILE, verifyBundle } from "../common/bundle-signing/bundle-signature.js";
 import { extractTarGz, UnsafeBundleError } from "./tar.js";
 import type { PolicySource, PolicyTree, TreeChanges } from "./types.js";
 
@@ -23,6 +24,8 @@ export interface BundleServerSourceOptions {
   /** Timeout for the response headers and between body chunks; default 30 s. */
   timeoutMs?: number;
   logger: Logger;
+  /** OPAL_MESH_POLICY_VERIFICATION_KEY: every bundle must carry a good OPA signature (.signatures.json). */
+  verifier?: BundleVerifier;
 }
 
 /** The bundle server could not be reached or answered an error; `status` is unset for network failures. */
@@ -84,6 +87,7 @@ export class BundleServerSource implements PolicySource {
   private readonly timeoutMs: number;
   private readonly logger: Logger;
   private readonly token: string | undefined;
+  private readonly verifier: BundleVerifier | undefined;
   /** Oldest first; the current version is always the last. */
   private readonly versions = new Map<string, PolicyTree>();
   private current: { hash: string; etag: string | undefined } | undefined;
@@ -98,6 +102,7 @@ export class BundleServerSource implements PolicySource {
     this.maxFiles = options.maxFiles ?? DEFAULT_MAX_FILES;
     this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.logger = options.logger;
+    this.verifier = options.verifier;
     this.description = `bundle ${redactUrl(options.url)}`;
   }
 
@@ -173,11 +178,36 @@ export class BundleServerSource implements PolicySource {
       tree = extractTarGz(tarball, { maxBytes: this.maxBytes, maxFiles: this.maxFiles });
       // OPAL refuses an empty bundle too: serving it would delete every policy.
       if (tree.size === 0) throw new UnsafeBundleError(`bundle ${shown} holds no files`);
+      // Before it is retained: a refused bundle never becomes a version, the last good one stays current.
+      this.checkSignature(tree, shown);
       this.logger.info({ url: shown, hash, bytes: tarball.byteLength, files: tree.size }, "new policy bundle");
     }
     this.retain(hash, tree);
     this.current = { hash, etag };
     return hash;
+  }
+
+  /** Throws BundleSignatureError (naming the bundle, never the key) when a signature is required and not good. */
+  private checkSignature(tree: PolicyTree, shown: string): void {
+    const signatures = tree.get(SIGNATURES_FILE);
+    if (this.verifier === undefined) {
+      if (signatures !== undefined) this.logger.warn({ url: shown }, "the policy bundle carries .signatures.json, but OPAL_MESH_POLICY_VERIFICATION_KEY is not set: its signature is not checked");
+      return;
+    }
+    let refusal: BundleSignatureError | undefined;
+    if (signatures === undefined) {
+      refusal = new BundleSignatureError(`bundle ${shown} is not signed (no ${SIGNATURES_FILE}) and OPAL_MESH_POLICY_VERIFICATION_KEY requires a signature`);
+    } else {
+      try {
+        verifyBundle(tree, Buffer.from(signatures.buffer, signatures.byteOffset, signatures.byteLength).toString("utf8"), this.verifier);
+      } catch (error) {
+        refusal = new BundleSignatureError(`bundle ${shown} has a bad signature: ${(error as Error).message}`, { cause: error });
+      }
+    }
+    if (refusal === undefined) return;
+    // Polls that fail are only in health; a refused bundle is worth a line in the log too.
+    this.logger.error({ url: shown, err: refusal.message, keeping: this.current?.hash }, "policy bundle refused: its signature is missing or bad; the last good version stays");
+    throw refusal;
   }
 
   private async download(body: ResponseBody, contentLength: unknown, shown: string, signal: AbortSignal): Promise<Buffer> {

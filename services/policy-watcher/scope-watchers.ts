@@ -10,6 +10,7 @@ import type { GitAuth, Scope } from "../../gen/opal/mesh/v1/scope_pb.js";
 import { HealthState } from "../../gen/opal/mesh/v1/health_pb.js";
 import { type Closed, Closing, type Component } from "../common/lifecycle.js";
 import type { Logger } from "../common/logger.js";
+import type { BundleSigner } from "../common/bundle-signing/bundle-signature.js";
 import type { ScopeStore } from "../common/scopes/scope-store.js";
 import { samePolicySource } from "../common/scopes/scope-json.js";
 import { BundleBuilder, inDirectories } from "./bundle/bundle-builder.js";
@@ -30,6 +31,8 @@ export interface ScopeWatchersOptions {
   logger: Logger;
   /** Wraps each scope's source so its checks and failed checks are counted (the metrics). */
   measure?: (source: PolicySource) => PolicySource;
+  /** Signs every scope's full bundles (OPAL_MESH_POLICY_SIGNING_KEY). */
+  signer?: BundleSigner;
 }
 
 interface Watched {
@@ -151,6 +154,7 @@ export class ScopeWatchers implements Component {
       pollIntervalMs: policy.pollUpdates ? this.options.refreshIntervalMs : 0,
       logger: logger.child({ scope: id }),
       publish: (change) => this.options.publish(id, change),
+      signer: this.options.signer,
     });
     this.watched.set(id, { watcher, source, controller, directories: policy.directories.length > 0 ? policy.directories : ["."] });
     // Resolves at once (the watcher's loop runs in the background); a loop that fails by itself shows in the scope's health.

@@ -130,7 +130,7 @@ describe("extractTarGz", () => {
 
   const traversals = [
     { stored: "../x", transform: "s,^x$,../x," },
-    { stored: "/etc/passwd", transform: "s,^x$,/etc/passwd," },
+    { stored: "/../x", transform: "s,^x$,/../x," },
     { stored: "a/../../x", transform: "s,^x$,a/../../x," },
     { stored: "a/../x", transform: "s,^x$,a/../x," },
     { stored: "./../x", transform: "s,^x$,./../x," },
@@ -237,12 +237,14 @@ describe("normaliseEntryPath", () => {
     ["rbac/", "rbac"],
     ["./", ""],
     ["..rego/x..y", "..rego/x..y"],
+    // `opa build` names every entry from the bundle's root.
+    ["/data.json", "data.json"],
+    ["/rbac/policy.rego", "rbac/policy.rego"],
   ];
   for (const [input, expected] of accepted) {
     test(`${JSON.stringify(input)} is ${JSON.stringify(expected)}`, () => assert.equal(normaliseEntryPath(input), expected));
   }
   const refused: Array<[string, RegExp]> = [
-    ["/etc/passwd", /absolute/],
     ["C:/Windows/x", /absolute/],
     ["../x", /"\.\."/],
     ["a/b/..", /"\.\."/],

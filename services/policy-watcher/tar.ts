@@ -117,11 +117,13 @@ function parsePaxRecords(data: Uint8Array): Map<string, string> {
 
 /**
  * The entry's repo-relative path ("rbac/policy.rego"): "." and empty segments dropped, so
- * "./rbac//policy.rego" is "rbac/policy.rego". Absolute paths, ".." segments and
- * backslashes (a traversal on Windows) are refused.
+ * "./rbac//policy.rego" is "rbac/policy.rego". A leading "/" is the bundle's root, as
+ * `opa build` writes every entry ("/data.json"); nothing is extracted to disk, so it
+ * names no file outside the bundle. Drive letters, ".." segments and backslashes (a
+ * traversal on Windows) are refused.
  */
 export function normaliseEntryPath(name: string): string {
-  if (name.startsWith("/") || /^[A-Za-z]:/.test(name)) throw new UnsafeBundleError(`bundle entry ${JSON.stringify(name)} has an absolute path`);
+  if (/^[A-Za-z]:/.test(name)) throw new UnsafeBundleError(`bundle entry ${JSON.stringify(name)} has an absolute path`);
   if (name.includes("\\")) throw new UnsafeBundleError(`bundle entry ${JSON.stringify(name)} contains a backslash`);
   const segments = name.split("/").filter((segment) => segment !== "" && segment !== ".");
   if (segments.includes("..")) throw new UnsafeBundleError(`bundle entry ${JSON.stringify(name)} contains a ".." segment`);
@@ -149,7 +151,7 @@ function checkLimits(limits: TarLimits): void {
 /**
  * The regular files of a tar.gz archive, keyed by normalised repo-relative path; later
  * entries with the same path replace earlier ones, as when tar extracts. Directories are
- * skipped. Throws UnsafeBundleError for absolute or ".." paths, links, devices and other
+ * skipped. Throws UnsafeBundleError for drive-letter or ".." paths, links, devices and other
  * special entries, archives over the limits, and truncated or corrupt archives.
  */
 export function extractTarGz(bytes: Uint8Array, limits: TarLimits): Map<string, Uint8Array> {

@@ -10,6 +10,8 @@ import { HealthState } from "../../gen/opal/mesh/v1/health_pb.js";
 import { backoffDelay, sleep } from "../common/backoff.js";
 import { type Closed, Closing, type Component } from "../common/lifecycle.js";
 import type { Logger } from "../common/logger.js";
+import type { BundleSigner } from "../common/bundle-signing/bundle-signature.js";
+import { signPolicyBundle } from "../common/bundle-signing/policy-bundle-files.js";
 import { type BundleBuilder, changedDirectories } from "./bundle/bundle-builder.js";
 import type { PolicySource } from "./types.js";
 
@@ -27,6 +29,8 @@ export interface PolicyWatcherOptions {
   /** 0 = no polling (webhooks and Refresh only). */
   pollIntervalMs: number;
   logger: Logger;
+  /** OPAL_MESH_POLICY_SIGNING_KEY: full bundles carry OPA's .signatures.json (deltas cannot: their files are not the version's). */
+  signer?: BundleSigner;
 }
 
 export interface WatcherStatus {
@@ -153,7 +157,9 @@ export class PolicyWatcher implements Component {
       this.deltaBuilds++;
       return this.options.builder.delta(tree, hash, baseHash, { changed: [], deleted: [] }, dirs);
     }
-    return this.options.builder.full(tree, hash, dirs);
+    const full = this.options.builder.full(tree, hash, dirs);
+    if (this.options.signer !== undefined) full.signaturesJson = signPolicyBundle(full, this.options.signer);
+    return full;
   }
 
   private async run(signal: AbortSignal): Promise<void> {

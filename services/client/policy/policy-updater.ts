@@ -17,6 +17,8 @@ import type { PositionMark } from "../opa-status.js";
 import type { PolicyStore } from "../policy-store.js";
 import type { StatusWriter } from "../sync-state.js";
 import { applyPolicyBundle } from "./policy-applier.js";
+import type { BundleVerifier } from "../../common/bundle-signing/bundle-signature.js";
+import { verifyPolicyBundle } from "../../common/bundle-signing/policy-bundle-files.js";
 import { PRELOAD_MIN_MODULES, type Preloader } from "./policy-preload.js";
 import { endSpan, SpanKind } from "../../common/telemetry/tracing.js";
 import { httpClientAttributes, type UpdateTrace } from "../update-trace.js";
@@ -43,6 +45,11 @@ export interface PolicyUpdaterOptions {
   fetchRetry?: RetryPolicy;
   /** With an inline OPA: loads a large full bundle into the empty OPA in one compile. */
   preload?: Preloader;
+  /**
+   * OPAL_MESH_POLICY_VERIFICATION_KEY: only full bundles with a good signature are applied
+   * (deltas are not signed, so this client always asks for full bundles).
+   */
+  verifier?: BundleVerifier;
 }
 
 const unmeasured = <T>(fetch: () => Promise<T>): Promise<T> => fetch();
@@ -86,7 +93,8 @@ export class PolicyUpdater {
     try {
       const transport = callTransport(this.options.serverUrl(), this.options.tls);
       const headers: Record<string, string> = this.options.token === undefined ? {} : { authorization: `Bearer ${this.options.token}` };
-      const request = { baseHash: status.policyHash, paths: [...this.options.dirs], scope: this.options.scope === "default" ? "" : this.options.scope };
+      const { verifier } = this.options;
+      const request = { baseHash: verifier === undefined ? status.policyHash : "", paths: [...this.options.dirs], scope: this.options.scope === "default" ? "" : this.options.scope };
       const fetchBundle = async (): Promise<GetBundleResponse> => {
         const response = await createClient(PolicyService, transport).getBundle(request, { signal, headers, timeoutMs: this.options.timeoutMs });
         // An announced version answered with the one we hold: the replica that built it has
@@ -117,6 +125,8 @@ export class PolicyUpdater {
         health.policyLoaded = true;
         health.recordPolicy({ ok: true, kind: "policy", id: "" });
       } else {
+        // Before anything reaches OPA: a refused bundle leaves the last good policy in place, and the failure is the NACK.
+        if (verifier !== undefined) verifyPolicyBundle(bundle, verifier);
         await this.preload(bundle, signal);
         const outcome = await step(trace, "PUT", { ...httpClientAttributes("PUT", `${this.options.storeUrl}/v1/policies`), "opal_mesh.policy.modules": bundle.policyModules.length }, () =>
           applyPolicyBundle(store, bundle, this.options.ignore, signal, status.rootDataKeys),

@@ -19,6 +19,8 @@ import { type ClientTls, readClientTls, readServerTls, type ServerTls } from "./
 import { readTelemetryConfig, type TelemetryConfig } from "./telemetry-config.js";
 import { readLoggingConfig } from "./logging-config.js";
 import { defaultRetryPolicy, parseConnRetryOptions, type RetryPolicy } from "./retry-options.js";
+import type { BundleVerifier } from "../bundle-signing/bundle-signature.js";
+import { readPolicySigningConfig } from "./policy-signing-config.js";
 
 export interface InlineOpaConfig {
   enabled: boolean;
@@ -60,6 +62,8 @@ export interface ClientConfig {
   /** OPAL_POLICY_UPDATER_CONN_RETRY: fetching a bundle from the server. */
   policyUpdaterRetry: RetryPolicy;
   policyStoreRetry: RetryPolicy;
+  /** OPAL_MESH_POLICY_VERIFICATION_KEY: only full bundles with a good signature are applied. */
+  policyVerifier: BundleVerifier | undefined;
   splitRootData: boolean;
   /** OPAL_OFFLINE_MODE_ENABLED: back the store up to disk, start from the backup. */
   offline: { enabled: boolean; backupPath: string; backupIntervalMs: number };
@@ -195,6 +199,7 @@ export function loadClientConfig(environment: Env): ClientConfig {
     dataUpdaterRetry: env.json("OPAL_DATA_UPDATER_CONN_RETRY", defaultRetryPolicy(retryDefaults), (value) => parseConnRetryOptions(value, retryDefaults)),
     policyUpdaterRetry: env.json("OPAL_POLICY_UPDATER_CONN_RETRY", defaultRetryPolicy(retryDefaults), (value) => parseConnRetryOptions(value, retryDefaults)),
     policyStoreRetry: env.json("OPAL_POLICY_STORE_CONN_RETRY", defaultRetryPolicy(storeRetryDefaults), (value) => parseConnRetryOptions(value, storeRetryDefaults)),
+    policyVerifier: readPolicySigningConfig(env, "client").verifier,
     splitRootData: env.bool("OPAL_SPLIT_ROOT_DATA", false),
     offline: {
       enabled: env.bool("OPAL_OFFLINE_MODE_ENABLED", false),

@@ -20,6 +20,7 @@ import { type PolicySourceConfig, readPolicySourceConfig } from "./policy-source
 import { readLoggingConfig } from "./logging-config.js";
 import { readScopesConfig, type ScopesConfig } from "./scopes-config.js";
 import { readTelemetryConfig, type TelemetryConfig } from "./telemetry-config.js";
+import { type PolicySigningConfig, readPolicySigningConfig } from "./policy-signing-config.js";
 
 export interface ServerConfig {
   host: string;
@@ -64,6 +65,8 @@ export interface ServerConfig {
   /** OPAL_MESH_WRITABLE_SYSTEM_PATHS: parts of OPA's data.system updates may write (none by default). */
   writableSystemPaths: string[];
   policy: PolicySourceConfig;
+  /** Signed policy bundles: the key full bundles are signed with, the key fetched bundles are verified with. */
+  policySigning: PolicySigningConfig;
   scopes: ScopesConfig;
   /** The distributor's web dashboard (OPAL_MESH_TRACE_UI_URL). */
   dashboard: DashboardConfig;
@@ -142,6 +145,7 @@ export function loadServerConfig(environment: Env, role: ServerRole = "server"):
     fetchAllowlist,
     writableSystemPaths,
     policy: readPolicySourceConfig(env, cacheDirFrom(environment)),
+    policySigning: readPolicySigningConfig(env, "server"),
     scopes: readScopesConfig(env, environment),
     dashboard: readDashboardConfig(env),
     telemetry: readTelemetryConfig(env, `opal-mesh-${role}`),

@@ -66,6 +66,7 @@ export class PolicyWatcherRole implements Role {
     this.security = security;
     const wiring = wirePolicyWatcher(config.policy, config.environment, broadcaster, log, config.limits.maxBodyBytes, {
       tracing,
+      signing: config.policySigning,
       mayPublish: () => election.isLeader,
       wrapSource: measured === undefined ? undefined : (source) => measured.source(source),
       onPush: () => {
@@ -86,6 +87,7 @@ export class PolicyWatcherRole implements Role {
             environment: config.environment,
             logger: log,
             measure: measured === undefined ? undefined : (source) => measured.source(source),
+            signer: config.policySigning.signer,
             publish: async (scope, { hash, oldHash, dirs }) => {
               if (!election.isLeader) return false;
               const { event, span } = policyChangedEvent({ hash, oldHash, dirs }, dirs.map((dir) => scopeTopic(scope, `policy:${dir}`)), scope, tracing);
