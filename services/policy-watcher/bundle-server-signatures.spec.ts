@@ -88,16 +88,18 @@ test("only bundles signed by the verification key become versions; the last good
   }
 });
 
-test("without a verification key, signed and unsigned bundles are both served (the signature is not checked, and the log says so)", async () => {
+test("without a verification key, unsigned bundles are served and a signed one is refused (as opa build does), the last good kept", async () => {
   const lines: string[] = [];
   const source = new BundleServerSource({ url, logger: pino({ level: "warn" }, { write: (line: string) => void lines.push(line) }) });
   const signal = new AbortController().signal;
   try {
     served = tarball(V1);
-    await source.check(signal);
-    served = tarball(V2, signed(V1));
-    await source.check(signal);
-    assert.ok(lines.some((line) => line.includes("its signature is not checked")));
+    const good = await source.check(signal);
+    served = tarball(V2, signed(V2));
+    await assert.rejects(source.check(signal), /is signed \(\.signatures\.json\) but OPAL_MESH_POLICY_VERIFICATION_KEY is not set/);
+    assert.ok(lines.some((line) => line.includes("policy bundle refused")));
+    served = tarball(V1);
+    assert.equal(await source.check(signal), good);
   } finally {
     await source.stop();
   }

@@ -190,12 +190,11 @@ export class BundleServerSource implements PolicySource {
   /** Throws BundleSignatureError (naming the bundle, never the key) when a signature is required and not good. */
   private checkSignature(tree: PolicyTree, shown: string): void {
     const signatures = tree.get(SIGNATURES_FILE);
-    if (this.verifier === undefined) {
-      if (signatures !== undefined) this.logger.warn({ url: shown }, "the policy bundle carries .signatures.json, but OPAL_MESH_POLICY_VERIFICATION_KEY is not set: its signature is not checked");
-      return;
-    }
     let refusal: BundleSignatureError | undefined;
-    if (signatures === undefined) {
+    if (this.verifier === undefined) {
+      // As `opa build -b` does: a bundle its producer signed is not loaded unverified.
+      if (signatures !== undefined) refusal = new BundleSignatureError(`bundle ${shown} is signed (${SIGNATURES_FILE}) but OPAL_MESH_POLICY_VERIFICATION_KEY is not set, so its signature cannot be checked`);
+    } else if (signatures === undefined) {
       refusal = new BundleSignatureError(`bundle ${shown} is not signed (no ${SIGNATURES_FILE}) and OPAL_MESH_POLICY_VERIFICATION_KEY requires a signature`);
     } else {
       try {
