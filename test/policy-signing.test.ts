@@ -9,7 +9,7 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { generateKeyPairSync } from "node:crypto";
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
@@ -145,6 +145,32 @@ describe("git policy signed by the server, verified by clients", () => {
     const { bundle } = await signing.policy.getBundle({ baseHash: "" });
     const token = (JSON.parse(bundle?.signaturesJson ?? "{}") as { signatures?: string[] }).signatures?.[0] ?? "";
     assert.equal((JSON.parse(Buffer.from(token.split(".")[0] ?? "", "base64url").toString()) as { alg?: string }).alg, "ES256");
+    // The real OPA accepts the server's bundle: its files and that signature, as a bundle directory.
+    const root = tempDir("opal-mesh-server-signed-");
+    const dir = join(root, "bundle");
+    try {
+      for (const module of bundle?.policyModules ?? []) {
+        mkdirSync(join(dir, module.path, ".."), { recursive: true });
+        writeFileSync(join(dir, module.path), module.rego);
+      }
+      for (const data of bundle?.dataModules ?? []) {
+        mkdirSync(join(dir, data.path), { recursive: true });
+        writeFileSync(join(dir, data.path, "data.json"), data.dataJson);
+      }
+      writeFileSync(join(dir, ".signatures.json"), bundle?.signaturesJson ?? "");
+      writeFileSync(join(root, "verify.pem"), right.publicPem);
+      // As a tarball (OPA's directory loader skips dot files, .signatures.json among them).
+      const opa = await opaBinary();
+      const check = async (): Promise<unknown> => {
+        await run("tar", ["-czf", join(root, "bundle.tar.gz"), "-C", dir, ...readdirSync(dir)]);
+        return run(opa, ["build", "--verification-key", join(root, "verify.pem"), "--signing-alg", "ES256", "-b", join(root, "bundle.tar.gz"), "-o", join(root, "out.tar.gz")]);
+      };
+      await check();
+      writeFileSync(join(dir, "rbac", "policy.rego"), policy(["mallory"]));
+      await assert.rejects(check(), (error: { stdout?: string; stderr?: string }) => /digest mismatch/.test(`${error.stdout ?? ""}${error.stderr ?? ""}`), "and refuses it once a file is changed");
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
     assert.equal(await decide(verified, "app/rbac/allow", { user: "alice" }), true);
     const v2 = repo.commit({ "rbac/policy.rego": policy(["alice", "bob"]) }, "v2");
     await waitFor(() => verified.agent.policyHash === v2, { message: () => `the verifying client at ${v2}: ${JSON.stringify(verified.agent.health.report().policy)}` });
