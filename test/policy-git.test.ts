@@ -93,6 +93,21 @@ describe("a git repo polled for new commits", () => {
     assert.deepEqual(await policyIds(client), ["rbac/policy.rego"]);
   });
 
+  test("an earlier version is served by its hash (full, or a delta between two versions); an unknown one is NotFound", async () => {
+    const before = repo.commit({ "pinned/policy.rego": "package app.pinned\n\nversion := 1\n" }, "pinned v1");
+    await waitForPolicy(client, before);
+    const after = repo.commit({ "pinned/policy.rego": "package app.pinned\n\nversion := 2\n" }, "pinned v2");
+    await waitForPolicy(client, after);
+    const old = await server.policy.getBundle({ version: before });
+    assert.equal(old.bundle?.hash, before);
+    assert.match(old.bundle?.policyModules.find((module) => module.path === "pinned/policy.rego")?.rego ?? "", /version := 1/);
+    const back = await server.policy.getBundle({ version: before, baseHash: after });
+    assert.equal(back.bundle?.oldHash, after, "a delta back to the earlier version");
+    assert.match(back.bundle?.policyModules.map((module) => module.rego).join("") ?? "", /version := 1/);
+    assert.equal((await server.policy.getBundle({})).bundle?.hash, after, "without a version: the current one");
+    await assert.rejects(server.policy.getBundle({ version: "0".repeat(40) }), /policy version "0{40}" is not one git .* has/);
+  });
+
   test("a root data.json is merged key by key and never wipes other data", async () => {
     await server.trigger.publishDataUpdate({ entries: [{ dstPath: "/from_source", topics: ["policy_data"], data: { kind: { case: "stringValue", value: "kept" } } }] });
     await waitForData(client, "/from_source", "kept");

@@ -15,7 +15,7 @@ import type { DistributorObserver } from "./observer.js";
 const MAX_ENTRIES = 64;
 
 export class BundleCache implements DistributorObserver {
-  private readonly entries = new Map<string, { response: Promise<GetBundleResponse>; hash?: string; scope: string }>();
+  private readonly entries = new Map<string, { response: Promise<GetBundleResponse>; hash?: string; scope: string; pinned: boolean }>();
   /** The newest version announced on the log, per scope. */
   private readonly latestHash = new Map<string, string>();
   /** Calls that reached the policy-watcher (the rest were served from the cache). */
@@ -34,19 +34,21 @@ export class BundleCache implements DistributorObserver {
     const latest = event.payload.value.hash;
     this.latestHash.set(scope, latest);
     for (const [key, entry] of this.entries) {
-      if (entry.scope === scope && entry.hash !== undefined && entry.hash !== latest) this.entries.delete(key);
+      // A bundle asked for by its version never changes: it stays (bounded by MAX_ENTRIES).
+      if (entry.scope === scope && !entry.pinned && entry.hash !== undefined && entry.hash !== latest) this.entries.delete(key);
     }
   }
 
   get(request: GetBundleRequest, signal: AbortSignal): Promise<GetBundleResponse> {
     const scope = scopeName(request.scope);
-    const key = `${scope}\u0000${request.baseHash}\u0000${[...request.paths].sort().join("\u0000")}`;
+    const key = `${scope}\u0000${request.version}\u0000${request.baseHash}\u0000${[...request.paths].sort().join("\u0000")}`;
+    const pinned = request.version !== "";
     let entry = this.entries.get(key);
     if (entry === undefined) {
       this.upstreamCalls++;
       // Not tied to the first caller's signal: others may be waiting on the same call.
-      const response = this.policy.getBundle({ baseHash: request.baseHash, paths: request.paths, scope: scope === DEFAULT_SCOPE ? "" : scope }, { timeoutMs: 60_000 });
-      const created: { response: Promise<GetBundleResponse>; hash?: string; scope: string } = { response, scope };
+      const response = this.policy.getBundle({ baseHash: request.baseHash, paths: request.paths, scope: scope === DEFAULT_SCOPE ? "" : scope, version: request.version }, { timeoutMs: 60_000 });
+      const created: { response: Promise<GetBundleResponse>; hash?: string; scope: string; pinned: boolean } = { response, scope, pinned };
       entry = created;
       this.entries.set(key, created);
       response.then(
@@ -54,7 +56,7 @@ export class BundleCache implements DistributorObserver {
           created.hash = value.bundle?.hash ?? "";
           // Built before a newer version was announced: serve it to who asked, keep it no longer.
           const latest = this.latestHash.get(scope);
-          if (latest !== undefined && created.hash !== latest && this.entries.get(key) === created) this.entries.delete(key);
+          if (!pinned && latest !== undefined && created.hash !== latest && this.entries.get(key) === created) this.entries.delete(key);
         },
         // A failed build is not cached (the next caller tries again); its callers get the error.
         () => this.entries.delete(key),

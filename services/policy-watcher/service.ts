@@ -33,11 +33,11 @@ export function createPolicyService(watcher: PolicyWatcher | undefined, scopes?:
         // never falls back to the default scope's policy.
         const entry = scoped(request.scope);
         await entry.watcher.whenReady(context.signal);
-        return create(GetBundleResponseSchema, { bundle: await entry.watcher.bundle(request.baseHash, ScopeWatchers.directoriesFor(entry.directories, request.paths)) });
+        return create(GetBundleResponseSchema, { bundle: await entry.watcher.bundle(request.baseHash, ScopeWatchers.directoriesFor(entry.directories, request.paths), request.version) });
       }
       if (watcher === undefined) return create(GetBundleResponseSchema, { bundle: { hash: "" } });
       await watcher.whenReady(context.signal);
-      return create(GetBundleResponseSchema, { bundle: await watcher.bundle(request.baseHash, request.paths) });
+      return create(GetBundleResponseSchema, { bundle: await watcher.bundle(request.baseHash, request.paths, request.version) });
     },
     async refresh(request: RefreshRequest) {
       if (request.allScopes) {

@@ -141,11 +141,15 @@ export class PolicyWatcher implements Component {
     await this.options.publish({ hash: this.current, oldHash: "", dirs: changedDirectories(files) });
   }
 
-  async bundle(baseHash: string, dirs: readonly string[]): Promise<PolicyBundle> {
+  /** The bundle of `version` (default: the current one), a delta from `baseHash` when the source knows it. */
+  async bundle(baseHash: string, dirs: readonly string[], version = ""): Promise<PolicyBundle> {
     const signal = this.signal ?? new AbortController().signal;
-    const hash = this.current;
-    if (hash === "") throw new ConnectError(`the policy source is not ready: ${this.status.message}`, Code.Unavailable);
-    const tree = await this.options.source.tree(hash, signal);
+    if (this.current === "") throw new ConnectError(`the policy source is not ready: ${this.status.message}`, Code.Unavailable);
+    const hash = version === "" ? this.current : version;
+    const tree = await this.options.source.tree(hash, signal).catch((error: unknown) => {
+      if (version === "") throw error;
+      throw new ConnectError(`policy version ${JSON.stringify(version)} is not one ${this.options.source.description} has: ${(error as Error).message}`, Code.NotFound);
+    });
     this.builds++;
     if (baseHash !== "" && baseHash !== hash) {
       const changes = await this.options.source.changes(baseHash, hash, signal);
