@@ -199,6 +199,7 @@ export function buildClientParts(options: ClientPartsOptions): ClientParts {
     clientId: config.clientId,
     topics,
     scope: config.scopeId,
+    labels: config.labels,
     logger: logger.child({ component: "stream" }),
     resumePoint: () => sync.resumePoint,
     policyHash: () => sync.policyHash,

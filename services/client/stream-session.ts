@@ -54,6 +54,8 @@ export interface StreamSessionOptions {
   clientId: string;
   topics: readonly string[];
   scope: string;
+  /** OPAL_MESH_CLIENT_LABELS, in every Hello (the distributor keeps them on the session). */
+  labels?: Readonly<Record<string, string>>;
   logger: Logger;
   handlers: StreamHandlers;
   /** Where to resume from, or undefined to start fresh (baseline). */
@@ -187,6 +189,7 @@ export class StreamSession {
             acceptsSnapshot: true,
             // Events that queue up for us come in one message (the stream protocol, docs/architecture.md).
             acceptsBatches: true,
+            labels: { ...this.options.labels },
           },
         },
       }),

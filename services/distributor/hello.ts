@@ -1,9 +1,16 @@
 /** What a client's Hello asks for: checked before any credentials are, and turned into its subscription. */
 import type { Hello } from "../../gen/opal/mesh/v1/distributor_pb.js";
+import { labelsProblem } from "../common/client-labels.js";
 import { DEFAULT_SCOPE, isDefaultScope, isScopedTopic, scopeIdProblem, scopeNoticeTopic, scopeTopic } from "../common/scopes/scoped-topics.js";
 
 /** What makes a Hello unusable; `scopes` is OPAL_SCOPES (whether a scope other than the default may be joined). */
 export function helloProblem(hello: Hello, scopes: boolean): string | undefined {
+  const labels = labelsProblem(hello.labels);
+  if (labels !== undefined) return `Hello.labels: ${labels}`;
+  return scopeProblem(hello, scopes);
+}
+
+function scopeProblem(hello: Hello, scopes: boolean): string | undefined {
   if (isDefaultScope(hello.scope)) {
     const scoped = hello.topics.filter(isScopedTopic);
     if (scoped.length > 0) return `topic(s) ${scoped.join(", ")} belong to a scope: join the scope with Hello.scope (OPAL_SCOPE_ID) and plain topics`;

@@ -40,3 +40,16 @@ test("ListClients says how each client is connected and whether it confirms what
     ],
   );
 });
+
+test("ListClients carries each client's labels; an OPAL client has none", () => {
+  const labelled = new ClientSession("mesh-1", ["policy_data"], "10.0.0.1:1", new RecordingSink(), LIMITS, "default", true, "opal-mesh", { zone: "eu", canary: "true" });
+  const opal = new ClientSession("opal:10.0.0.2:2", ["policy_data"], "10.0.0.2:2", new RecordingSink(), LIMITS, "default", false, "opal-ws");
+  const { clients } = listClients([labelled, opal]);
+  assert.deepEqual(
+    clients.map((client) => [client.clientId, client.labels]),
+    [
+      ["mesh-1", { zone: "eu", canary: "true" }],
+      ["opal:10.0.0.2:2", {}],
+    ],
+  );
+});

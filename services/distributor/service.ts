@@ -90,6 +90,7 @@ export function createDistributorService(options: DistributorServiceOptions): Se
             lastError: session.lastFailure?.error ?? "",
             protocol: session.protocol === "opal-ws" ? ClientProtocol.OPAL_WEBSOCKET : ClientProtocol.OPAL_MESH,
             confirmsDeliveries: session.confirms,
+            labels: { ...session.labels },
             ...(session.lastReport === undefined ? {} : { report: session.lastReport.report }),
           }),
         ),

@@ -73,6 +73,8 @@ export class ClientSession {
     /** It writes the log's snapshot with its baseline (Hello.accepts_snapshot): fresh and resynced starts send one. */
     readonly acceptsSnapshot = false,
     readonly protocol: ClientProtocol = "opal-mesh",
+    /** From its Hello (OPAL_MESH_CLIENT_LABELS); OPAL clients have none. */
+    readonly labels: Readonly<Record<string, string>> = {},
   ) {
     this.subscribed = topics;
     this.confirming = protocol === "opal-mesh";

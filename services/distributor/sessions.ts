@@ -10,6 +10,7 @@
  * deliveries and ACKs. (Two live processes sharing an id thus take turns; each logs why.)
  */
 import type { Ack, ClientReport, Hello } from "../../gen/opal/mesh/v1/distributor_pb.js";
+import { formatLabels } from "../common/client-labels.js";
 import type { Logger } from "../common/logger.js";
 import type { CatchUp } from "./catch-up.js";
 import type { Fanout } from "./fanout.js";
@@ -35,10 +36,10 @@ export class Sessions implements StreamHandoff {
     const { scope, topics } = subscriptionOf(hello);
     const clientId = hello.clientId || `anonymous-${peer}`;
     const replaced = fanout.sessions.sessionsOf(clientId);
-    const session = new ClientSession(clientId, topics, peer, sink, this.options.limits, scope, hello.acceptsSnapshot, protocol);
+    const session = new ClientSession(clientId, topics, peer, sink, this.options.limits, scope, hello.acceptsSnapshot, protocol, { ...hello.labels });
     const head = fanout.head;
     const resume = hello.resumeFromPosition;
-    logger.info({ clientId, sessionId: session.sessionId, topics, resume: resume?.toString(), head: head.toString(), ...(protocol === "opal-mesh" ? {} : { protocol }) }, "client connected");
+    logger.info({ clientId, sessionId: session.sessionId, topics, resume: resume?.toString(), head: head.toString(), ...(Object.keys(session.labels).length === 0 ? {} : { labels: formatLabels(session.labels) }), ...(protocol === "opal-mesh" ? {} : { protocol }) }, "client connected");
     this.options.catchUp.begin(session, { position: resume, logId: hello.logId }, signal);
     // Ended after the new one is registered, so the client never counts as gone meanwhile.
     for (const old of replaced) {

@@ -4,15 +4,15 @@ import { ClientProtocol } from "../../gen/opal/mesh/v1/distributor_pb.js";
 import { type ConnectedStream, localStream, parsePeer, peerProtocol, pubsubClientInfo, serverStats, serverStatsBrief } from "./statistics.js";
 
 function stream(clientId: string, sessionId: string, topics: string[], connectedAtMs = 1_700_000_000_000, peer = "127.0.0.1:50123"): ConnectedStream {
-  return { clientId, sessionId, topics, peer, connectedAtMs, protocol: "opal-mesh", confirms: true };
+  return { clientId, sessionId, topics, peer, connectedAtMs, protocol: "opal-mesh", confirms: true, labels: {} };
 }
 
 /** One of an OPAL client's two websocket connections (data updater or policy updater). */
 function opalStream(peer: string, sessionId: string, topics: string[], confirms = false, connectedAtMs = 1_700_000_000_000): ConnectedStream {
-  return { clientId: `opal:${peer}`, sessionId, topics, peer, connectedAtMs, protocol: "opal", confirms };
+  return { clientId: `opal:${peer}`, sessionId, topics, peer, connectedAtMs, protocol: "opal", confirms, labels: {} };
 }
 
-const MESH = { protocol: "opal-mesh", confirms_deliveries: true } as const;
+const MESH = { protocol: "opal-mesh", confirms_deliveries: true, labels: {} } as const;
 
 test("parsePeer", async (t) => {
   const cases: Array<[string, string, { host: string | null; port: number | null }]> = [
@@ -77,9 +77,9 @@ test("OPAL clients are listed beside opal-mesh's, marked, each of their connecti
   ];
   const stats = serverStats({ startedAt: new Date(0), version: "0", streams, servers: ["me"] });
   assert.deepEqual(stats.clients, {
-    "mesh-1": [{ rpc_id: "s1", client_id: "mesh-1", topics: ["policy_data", "policy:."], protocol: "opal-mesh", confirms_deliveries: true }],
-    "opal:10.0.0.7:4001": [{ rpc_id: "s2", client_id: "opal:10.0.0.7:4001", topics: ["policy_data"], protocol: "opal", confirms_deliveries: true }],
-    "opal:10.0.0.7:4002": [{ rpc_id: "s3", client_id: "opal:10.0.0.7:4002", topics: ["policy:.", "policy:rbac"], protocol: "opal", confirms_deliveries: false }],
+    "mesh-1": [{ rpc_id: "s1", client_id: "mesh-1", topics: ["policy_data", "policy:."], protocol: "opal-mesh", confirms_deliveries: true, labels: {} }],
+    "opal:10.0.0.7:4001": [{ rpc_id: "s2", client_id: "opal:10.0.0.7:4001", topics: ["policy_data"], protocol: "opal", confirms_deliveries: true, labels: {} }],
+    "opal:10.0.0.7:4002": [{ rpc_id: "s3", client_id: "opal:10.0.0.7:4002", topics: ["policy:.", "policy:rbac"], protocol: "opal", confirms_deliveries: false, labels: {} }],
   });
   assert.equal(serverStatsBrief(stats).client_count, 3);
   const info = pubsubClientInfo(streams);
@@ -92,7 +92,7 @@ test("OPAL clients are listed beside opal-mesh's, marked, each of their connecti
     ],
   );
   // Every key of OPAL's shape is still there, ours after them.
-  assert.deepEqual(Object.keys(info["opal:10.0.0.7:4002"] ?? {}), ["client_id", "source_host", "source_port", "connect_time", "subscribed_topics", "refcount", "query_params", "protocol", "confirms_deliveries"]);
+  assert.deepEqual(Object.keys(info["opal:10.0.0.7:4002"] ?? {}), ["client_id", "source_host", "source_port", "connect_time", "subscribed_topics", "refcount", "query_params", "protocol", "confirms_deliveries", "labels"]);
 });
 
 test("a client id confirms only when every one of its streams does", () => {
@@ -102,8 +102,8 @@ test("a client id confirms only when every one of its streams does", () => {
 });
 
 test("localStream marks an OPAL session, and whether it confirms yet", () => {
-  const session = { clientId: "opal:h:1", sessionId: "0-0-0-0-0" as const, topics: ["policy_data"], peer: "h:1", connectedAt: 5, protocol: "opal-ws" as const, confirms: false };
-  assert.deepEqual(localStream(session), { clientId: "opal:h:1", sessionId: "0-0-0-0-0", topics: ["policy_data"], peer: "h:1", connectedAtMs: 5, protocol: "opal", confirms: false });
+  const session = { clientId: "opal:h:1", sessionId: "0-0-0-0-0" as const, topics: ["policy_data"], peer: "h:1", connectedAt: 5, protocol: "opal-ws" as const, confirms: false, labels: {} };
+  assert.deepEqual(localStream(session), { clientId: "opal:h:1", sessionId: "0-0-0-0-0", topics: ["policy_data"], peer: "h:1", connectedAtMs: 5, protocol: "opal", confirms: false, labels: {} });
   assert.deepEqual(localStream({ ...session, protocol: "opal-mesh", confirms: true }).protocol, "opal-mesh");
 });
 
@@ -112,4 +112,17 @@ test("a peer's ListClients entry: OPAL's websocket marked; a peer too old to say
   assert.deepEqual(peerProtocol(ClientProtocol.OPAL_WEBSOCKET, true), { protocol: "opal", confirms: true });
   assert.deepEqual(peerProtocol(ClientProtocol.OPAL_MESH, true), { protocol: "opal-mesh", confirms: true });
   assert.deepEqual(peerProtocol(ClientProtocol.UNSPECIFIED, false), { protocol: "opal-mesh", confirms: true });
+});
+
+test("a client's labels are in its /statistics channels and its /pubsub_client_info entry (the first stream's)", () => {
+  const streams = [{ ...stream("a", "s1", ["x"], 1_000), labels: { zone: "eu", canary: "true" } }, { ...stream("a", "s2", ["y"], 2_000), labels: { zone: "us" } }, stream("b", "s3", ["x"])];
+  const stats = serverStats({ startedAt: new Date(0), version: "0", streams, servers: ["me"] });
+  assert.deepEqual(
+    stats.clients.a?.map((channel) => channel.labels),
+    [{ zone: "eu", canary: "true" }, { zone: "us" }],
+  );
+  assert.deepEqual(stats.clients.b?.[0]?.labels, {});
+  const info = pubsubClientInfo(streams);
+  assert.deepEqual(info.a?.labels, { zone: "eu", canary: "true" });
+  assert.deepEqual(info.b?.labels, {});
 });

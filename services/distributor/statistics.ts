@@ -7,7 +7,8 @@
  *
  * OPAL clients (OPAL's websocket pub/sub at /ws) are listed beside opal-mesh's own, each
  * channel and client marked with a `protocol` ("opal" or "opal-mesh") and whether it
- * `confirms_deliveries` (an OPAL client only once it sends update reports): keys OPAL's
+ * `confirms_deliveries` (an OPAL client only once it sends update reports), and its
+ * `labels` (OPAL_MESH_CLIENT_LABELS; none for OPAL clients): keys OPAL's
  * shapes do not have, which OPAL's models (pydantic, extra keys ignored) and tools skip.
  */
 import type { Client } from "@connectrpc/connect";
@@ -30,6 +31,8 @@ export interface ConnectedStream {
   protocol: StreamProtocol;
   /** Whether what it applied is confirmed (ACKs; an OPAL client's update reports). */
   confirms: boolean;
+  /** From its Hello (OPAL_MESH_CLIENT_LABELS); empty for OPAL clients and peers that predate labels. */
+  labels: Readonly<Record<string, string>>;
 }
 
 export type StreamProtocol = "opal" | "opal-mesh";
@@ -40,7 +43,7 @@ export interface PeerDistributor {
   listStreams(signal: AbortSignal): Promise<ConnectedStream[]>;
 }
 
-export function localStream(session: Pick<ClientSession, "clientId" | "sessionId" | "topics" | "peer" | "connectedAt" | "protocol" | "confirms">): ConnectedStream {
+export function localStream(session: Pick<ClientSession, "clientId" | "sessionId" | "topics" | "peer" | "connectedAt" | "protocol" | "confirms" | "labels">): ConnectedStream {
   return {
     clientId: session.clientId,
     sessionId: session.sessionId,
@@ -49,6 +52,7 @@ export function localStream(session: Pick<ClientSession, "clientId" | "sessionId
     connectedAtMs: session.connectedAt,
     protocol: session.protocol === "opal-ws" ? "opal" : "opal-mesh",
     confirms: session.confirms,
+    labels: session.labels,
   };
 }
 
@@ -71,6 +75,7 @@ export function remoteDistributor(id: string, client: Client<typeof DistributorS
         peer: session.peer,
         connectedAtMs: Number(session.connectedAtUnixMs),
         ...peerProtocol(session.protocol, session.confirmsDeliveries),
+        labels: session.labels,
       }));
     },
   };
@@ -97,6 +102,8 @@ export interface ChannelStats {
   topics: string[];
   protocol: StreamProtocol;
   confirms_deliveries: boolean;
+  /** Ours: the client's labels (OPAL_MESH_CLIENT_LABELS); empty for OPAL clients. */
+  labels: Record<string, string>;
 }
 
 /** OPAL's ServerStats. */
@@ -130,6 +137,8 @@ export interface ClientInfo {
   protocol: StreamProtocol;
   /** Ours: whether every stream of this client id confirms what it applied. */
   confirms_deliveries: boolean;
+  /** Ours: the labels of its first stream (OPAL_MESH_CLIENT_LABELS); empty for OPAL clients. */
+  labels: Record<string, string>;
 }
 
 /** The topics a client asked for, as the log names them (a scope's notice topic is ours, not the client's). */
@@ -155,6 +164,7 @@ export function serverStats(input: { startedAt: Date; version: string; streams: 
       topics: subscribedTopics(stream.topics),
       protocol: stream.protocol,
       confirms_deliveries: stream.confirms,
+      labels: { ...stream.labels },
     });
   }
   return { uptime: input.startedAt.toISOString(), version: input.version, clients, servers: [...new Set(input.servers)] };
@@ -186,6 +196,7 @@ export function pubsubClientInfo(streams: readonly ConnectedStream[]): Record<st
       query_params: {},
       protocol: stream.protocol,
       confirms_deliveries: stream.confirms,
+      labels: { ...stream.labels },
     };
   }
   return info;

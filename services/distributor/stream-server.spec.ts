@@ -114,6 +114,7 @@ test("the transport refuses what comes before, instead of or twice as a Hello", 
     ["two Hellos", [hello(), hello()], /^INVALID_ARGUMENT: Hello must be sent once, first/],
     ["a scoped topic in the default scope", [hello({ topics: ["acme:data:policy_data"] })], /^INVALID_ARGUMENT: topic\(s\) acme:data:policy_data belong to a scope/],
     ["a scope from a server without scopes", [hello({ scope: "acme" })], /^INVALID_ARGUMENT: scope "acme" asked for, but this server does not serve scopes/],
+    ["a label value with a space", [hello({ labels: { zone: "e u" } })], /^INVALID_ARGUMENT: Hello.labels: label "zone": the value "e u" must be/],
   ];
   for (const [name, messages, expected] of cases) {
     await t.test(name, async () => {

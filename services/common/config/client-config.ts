@@ -21,6 +21,7 @@ import { readLoggingConfig } from "./logging-config.js";
 import { defaultRetryPolicy, parseConnRetryOptions, type RetryPolicy } from "./retry-options.js";
 import type { BundleVerifier } from "../bundle-signing/bundle-signature.js";
 import { readPolicySigningConfig } from "./policy-signing-config.js";
+import { readClientLabels } from "./client-labels-config.js";
 
 export interface InlineOpaConfig {
   enabled: boolean;
@@ -42,6 +43,8 @@ export interface ClientConfig {
   token: string | undefined;
   clientId: string;
   scopeId: string;
+  /** OPAL_MESH_CLIENT_LABELS (`zone=eu,canary=true`): sent in every Hello; what staged rollout selects by. */
+  labels: Record<string, string>;
   dataTopics: string[];
   dataUpdaterEnabled: boolean;
   policyUpdaterEnabled: boolean;
@@ -183,6 +186,7 @@ export function loadClientConfig(environment: Env): ClientConfig {
     token: env.optionalString("OPAL_CLIENT_TOKEN"),
     clientId: env.optionalString("OPAL_CLIENT_STAT_ID") ?? `CLIENT_${randomUUID().replaceAll("-", "")}`,
     scopeId: scopeId(env),
+    labels: readClientLabels(env),
     dataTopics,
     dataUpdaterEnabled: env.bool("OPAL_DATA_UPDATER_ENABLED", true),
     policyUpdaterEnabled: env.bool("OPAL_POLICY_UPDATER_ENABLED", true),

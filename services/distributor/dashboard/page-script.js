@@ -198,6 +198,10 @@
         name.append(" ", stale);
       }
       who.append(name, el("div", "sub-line mono", client.peer));
+      // Its labels (OPAL_MESH_CLIENT_LABELS): what staged rollout picks canaries by.
+      var labels = el("div", "labels");
+      Object.keys(client.labels || {}).forEach(function (key) { labels.append(el("span", "chip label", key + "=" + client.labels[key])); });
+      if (labels.childElementCount) who.append(labels);
       tr.append(who);
       tr.append(el("td", "", client.scope));
       var topics = el("td");

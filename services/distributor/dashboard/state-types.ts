@@ -36,6 +36,8 @@ export interface DashboardClient {
   opal_updater: "data" | "policy" | "";
   /** Whether what it applied is confirmed: ACKs, or an OPAL client's update reports (else its deliveries are "sent, unconfirmed"). */
   confirms: boolean;
+  /** Its labels (OPAL_MESH_CLIENT_LABELS), by key; empty for OPAL clients. */
+  labels: Record<string, string>;
 }
 
 /** "unconfirmed": sent to a client that cannot confirm it (an OPAL client without update reports); never applied. */

@@ -25,6 +25,7 @@ function session(clientId: string, fields: Partial<SessionView> = {}): SessionVi
     lastReport: undefined,
     protocol: "opal-mesh",
     confirms: true,
+    labels: {},
     ...fields,
   };
 }
@@ -156,6 +157,7 @@ test("clients: reported health, positions, lag and the last failure", () => {
       protocol: "opal-mesh",
       opal_updater: "",
       confirms: true,
+      labels: {},
     },
   );
 });
@@ -231,6 +233,17 @@ test("OPAL clients are marked, with which updater each connection is and whether
       ["opal:10.0.0.8:5001", "opal", "data", true],
     ],
   );
+});
+
+test("a client's labels are in its state, sorted by key; an OPAL client has none", () => {
+  const state = dashboardState(input({ sessions: [session("canary", { labels: { zone: "eu", canary: "true", "example.com/tier": "gold" } }), session("opal:10.0.0.7:4001", { protocol: "opal-ws", confirms: false })] }));
+  const canary = state.clients.find((client) => client.client_id === "canary");
+  assert.deepEqual(Object.entries(canary?.labels ?? {}), [
+    ["canary", "true"],
+    ["example.com/tier", "gold"],
+    ["zone", "eu"],
+  ]);
+  assert.deepEqual(state.clients.find((client) => client.protocol === "opal")?.labels, {});
 });
 
 test("sent, unconfirmed is its own delivery state: counted apart, never as applied or pending", () => {

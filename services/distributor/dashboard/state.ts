@@ -14,7 +14,7 @@ export type { DashboardClient, DashboardState, DashboardUpdate, Status } from ".
 
 export type SessionView = Pick<
   ClientSession,
-  "clientId" | "sessionId" | "scope" | "topics" | "peer" | "connectedAt" | "ackedPosition" | "sentPosition" | "deliveredPosition" | "lastFailure" | "lastReport" | "protocol" | "confirms"
+  "clientId" | "sessionId" | "scope" | "topics" | "peer" | "connectedAt" | "ackedPosition" | "sentPosition" | "deliveredPosition" | "lastFailure" | "lastReport" | "protocol" | "confirms" | "labels"
 >;
 
 export interface DashboardInput {
@@ -94,6 +94,8 @@ function clientOf(session: SessionView, head: bigint): DashboardClient {
     protocol: session.protocol === "opal-ws" ? "opal" : "opal-mesh",
     opal_updater: opalUpdater(session, topics),
     confirms: session.confirms,
+    // Sorted by key, so the chips keep their order from one refresh to the next.
+    labels: Object.fromEntries(Object.entries(session.labels).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))),
   };
 }
 
