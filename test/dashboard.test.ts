@@ -72,7 +72,7 @@ describe("the dashboard of a running fleet", () => {
       OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: "http/json",
       OTEL_BSP_SCHEDULE_DELAY: "100",
     });
-    eu = await startClient(server.url, { OPAL_CLIENT_STAT_ID: "edge-eu-1" });
+    eu = await startClient(server.url, { OPAL_CLIENT_STAT_ID: "edge-eu-1", OPAL_MESH_CLIENT_LABELS: "zone=eu,canary=true" });
     // Only this client takes the `billing` topic, so only it gets the failing entry.
     us = await startClient(server.url, { OPAL_CLIENT_STAT_ID: "edge-us-2", OPAL_DATA_TOPICS: "policy_data,billing" });
     await Promise.all([waitReady(eu), waitReady(us)]);
@@ -98,6 +98,10 @@ describe("the dashboard of a running fleet", () => {
       // Green once the client's report says healthy and ready.
       await clientRow(page, id).locator(".status-dot.ok").waitFor();
     }
+    // Its labels, as chips (what staged rollout picks canaries by).
+    assert.deepEqual(await clientRow(page, "edge-eu-1").locator(".chip.label").allTextContents(), ["canary=true", "zone=eu"]);
+    assert.equal(await clientRow(page, "edge-us-2").locator(".chip.label").count(), 0);
+    assert.equal(await page.locator(".badge.stale").count(), 0, "nobody is stale yet");
     await page.locator("#conn.live").waitFor();
     // Marks this document: still there at the end means nothing reloaded the page.
     await page.evaluate(() => Object.assign(globalThis, { dashboardMark: "not reloaded" }));
@@ -132,6 +136,12 @@ describe("the dashboard of a running fleet", () => {
     await row.click();
     const detail = page.locator("#updates tr.detail .error-text");
     await detail.filter({ hasText: "billing export is down" }).waitFor();
+    // Its last update failed: the client says its data is stale (data.system.opal.stale), and the page shows it.
+    const stale = clientRow(page, "edge-us-2").locator(".badge.stale");
+    await stale.waitFor();
+    assert.match((await stale.getAttribute("title")) ?? "", /the last update failed/);
+    assert.equal(await clientRow(page, "edge-eu-1").locator(".badge.stale").count(), 0);
+    await page.locator("#s-clients-sub .bad", { hasText: "1 stale" }).waitFor();
 
     mkdirSync("test-results", { recursive: true });
     await page.screenshot({ path: "test-results/dashboard.png" });
