@@ -99,11 +99,13 @@ function wired() {
 
 const ORDER = ["tracing", "policy-store", "fetch-providers", "update-reporter", "store-recovery", "update-pipeline", "data-updater", "freshness", "client-api", "health-reports", "stream-session", "liveness-probe"];
 
-test("every part is built before anything starts; they start in dependency order and stop in reverse", async () => {
+test("every part is built before anything starts; they start in dependency order and stop in reverse", async (t) => {
   const { agent, events, opa } = wired();
   assert.deepEqual(events, [], "building starts nothing");
   assert.equal(opa.patches.length, 0, "nor writes to OPA");
   await agent.start(new AbortController().signal);
+  // A failed assertion below must not leave the agent listening (the file would not end).
+  t.after(() => agent.stop());
   assert.deepEqual(events, ORDER.map((name) => `start ${name}`));
   assert.notEqual(agent.apiPort, 0, "the API listens");
   await agent.stop();
