@@ -5,8 +5,9 @@
  * pipeline, in log order; the sync state moves the resume point as each arrives.
  */
 import type { Resync, SnapshotPart, Welcome } from "../../gen/opal/mesh/v1/distributor_pb.js";
-import type { Event } from "../../gen/opal/mesh/v1/event_pb.js";
+import { type Event, type PolicyChanged, RolloutStage } from "../../gen/opal/mesh/v1/event_pb.js";
 import type { Logger } from "../common/logger.js";
+import { isCanary } from "../common/rollout/canary-selector.js";
 import type { Tracing } from "../common/telemetry/tracing.js";
 import type { DataUpdater } from "./data/data-updater.js";
 import type { UpdatePipeline } from "./data/update-pipeline.js";
@@ -19,6 +20,8 @@ import { UpdateTrace } from "./update-trace.js";
 
 export interface EventRouterOptions {
   clientId: string;
+  /** OPAL_MESH_CLIENT_LABELS: whether this client is a staged rollout's canary. */
+  labels?: Readonly<Record<string, string>>;
   scope: string;
   dataEnabled: boolean;
   policyEnabled: boolean;
@@ -103,8 +106,9 @@ export class EventRouter implements StreamHandlers {
       case "policyChanged": {
         // Announcing what OPA already holds (a new publisher re-announces): only the position
         // moves. Decided when the job runs: a baseline queued ahead of it may load that version.
-        const { hash } = event.payload.value;
-        this.syncPolicy(`policy changed to ${hash}`, mark, trace, hash);
+        // A staged rollout's step names the version meant for this client (canary or not).
+        const target = targetVersion(event.payload.value, this.options.clientId, this.options.labels ?? {});
+        this.syncPolicy(`policy changed to ${target}${event.payload.value.rollout === undefined ? "" : ` (rollout ${rolloutStageName(event.payload.value.rollout.stage)})`}`, mark, trace, target, event.payload.value.rollout === undefined ? undefined : target);
         return;
       }
       case "scopeChanged":
@@ -124,16 +128,23 @@ export class EventRouter implements StreamHandlers {
   loadBaseline(reason: string, mark: PositionMark, snapshot?: SnapshotCollector): void {
     const { dataEnabled, policyEnabled } = this.options;
     this.options.pipeline.clear();
-    if (policyEnabled) this.syncPolicy(reason, dataEnabled ? undefined : mark);
+    if (policyEnabled) this.syncPolicy(reason, dataEnabled ? undefined : mark, undefined, undefined, undefined, snapshot);
     if (dataEnabled) this.options.dataUpdater.loadBaseline(reason, mark, snapshot?.done);
   }
 
-  /** `announced`: the version a PolicyChanged names; when OPA holds it by the job's turn, only the position moves. */
-  syncPolicy(reason: string, mark?: PositionMark, trace?: UpdateTrace, announced?: string): void {
+  /**
+   * `announced`: the version a PolicyChanged names; when OPA holds it by the job's turn, only
+   * the position moves. `version`: asked for by its hash (a rollout's step names it).
+   */
+  syncPolicy(reason: string, mark?: PositionMark, trace?: UpdateTrace, announced?: string, version?: string, snapshot?: SnapshotCollector): void {
     const { policyUpdater, sync } = this.options;
     const task = async (signal: AbortSignal): Promise<void> => {
+      // A fresh or resynced client learns from the snapshot whether a rollout's canary stage
+      // is under way, and so which version is its own (the server's current one is the stable).
+      const received = snapshot === undefined ? undefined : await snapshot.done.catch(() => undefined);
+      const wanted = received?.rollout === undefined ? version : targetVersion({ hash: received.policyHash, rollout: received.rollout }, this.options.clientId, this.options.labels ?? {});
       if (announced !== undefined && announced !== "" && announced === sync.policyHash) await policyUpdater.skip(signal, mark);
-      else await policyUpdater.sync(signal, reason, mark, trace, announced);
+      else await policyUpdater.sync(signal, reason, mark, trace, announced, wanted);
     };
     this.options.pipeline.enqueue({ kind: "policy", position: mark?.position, logId: mark?.logId, updateId: "", reason, entries: [], task, trace });
   }
@@ -150,4 +161,15 @@ export class EventRouter implements StreamHandlers {
       this.options.dataUpdater.loadBaseline(reason, mark);
     } else this.syncPolicy(reason, mark);
   }
+}
+
+/** The version a PolicyChanged means for this client: a rollout's canary stage splits the fleet. */
+export function targetVersion(change: Pick<PolicyChanged, "hash" | "rollout">, clientId: string, labels: Readonly<Record<string, string>>): string {
+  const rollout = change.rollout;
+  if (rollout === undefined || rollout.stage !== RolloutStage.CANARY) return change.hash;
+  return isCanary({ labels: rollout.canaryLabels, percent: rollout.canaryPercent }, clientId, labels) ? change.hash : rollout.stableHash;
+}
+
+function rolloutStageName(stage: RolloutStage): string {
+  return stage === RolloutStage.CANARY ? "canary" : stage === RolloutStage.PROMOTED ? "promoted" : stage === RolloutStage.ROLLED_BACK ? "rolled back" : "step";
 }

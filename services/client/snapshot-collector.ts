@@ -6,12 +6,15 @@
  */
 import type { DataSourceEntry } from "../../gen/opal/mesh/v1/data_pb.js";
 import type { SnapshotPart } from "../../gen/opal/mesh/v1/distributor_pb.js";
+import type { PolicyRollout } from "../../gen/opal/mesh/v1/event_pb.js";
 
 export interface ReceivedSnapshot {
   position: bigint;
   beforeBaseline: DataSourceEntry[];
   afterBaseline: DataSourceEntry[];
   policyHash: string;
+  /** A staged rollout's canary stage under way: which version is this client's. */
+  rollout: PolicyRollout | undefined;
   /** The distributor's snapshot misses events its log no longer holds; why. */
   incomplete: string | undefined;
 }
@@ -27,7 +30,7 @@ export class SnapshotCollector {
   private settle: { resolve: (snapshot: ReceivedSnapshot) => void; reject: (error: Error) => void } | undefined;
 
   constructor(readonly position: bigint) {
-    this.received = { position, beforeBaseline: [], afterBaseline: [], policyHash: "", incomplete: undefined };
+    this.received = { position, beforeBaseline: [], afterBaseline: [], policyHash: "", rollout: undefined, incomplete: undefined };
     this.done = new Promise((resolve, reject) => {
       this.settle = { resolve, reject };
     });
@@ -51,6 +54,7 @@ export class SnapshotCollector {
     this.received.afterBaseline.push(...part.afterBaseline);
     if (!part.last) return false;
     this.received.policyHash = part.policyHash;
+    this.received.rollout = part.rollout;
     this.received.incomplete = part.incomplete === "" ? undefined : part.incomplete;
     this.settle.resolve(this.received);
     this.settle = undefined;

@@ -39,7 +39,7 @@ export function* snapshotFrames(view: ScopeView, incomplete: string | undefined)
       beforeBaseline: part.filter((one) => one.beforeBaseline).map((one) => one.entry),
       afterBaseline: part.filter((one) => !one.beforeBaseline).map((one) => one.entry),
       last,
-      ...(last ? { policyHash: view.policyHash, incomplete: incomplete ?? "" } : {}),
+      ...(last ? { policyHash: view.policyHash, incomplete: incomplete ?? "", ...(view.rollout === undefined ? {} : { rollout: view.rollout }) } : {}),
     });
   }
 }

@@ -7,6 +7,9 @@ import type { BroadcasterService } from "../../gen/opal/mesh/v1/broadcaster_pb.j
 import { ConfigError, type Env } from "../common/config/env-reader.js";
 import type { PolicySourceConfig } from "../common/config/policy-source-config.js";
 import type { PolicySigningConfig } from "../common/config/policy-signing-config.js";
+import type { RolloutConfig } from "../common/config/rollout-config.js";
+import { type PublishChange, RolloutGate } from "../policy-watcher/rollout/rollout-gate.js";
+import { rolloutRoutes } from "../policy-watcher/rollout/rollout-routes.js";
 import { sendJson } from "../common/http/json-io.js";
 import type { RestRoute } from "../common/http/rest-router.js";
 import type { Logger } from "../common/logger.js";
@@ -19,6 +22,8 @@ import { GITHUB_WEBHOOK_PARAMS, parseWebhookParams, webhookRoute } from "../poli
 export interface PolicyWiring {
   watcher: PolicyWatcher | undefined;
   routes: RestRoute[];
+  /** The staged rollout, when configured. */
+  rollout?: RolloutGate;
 }
 
 export interface PolicyWiringHooks {
@@ -31,6 +36,8 @@ export interface PolicyWiringHooks {
   tracing?: Tracing;
   /** Signs full bundles; verifies what bundle servers send. */
   signing?: PolicySigningConfig;
+  /** OPAL_MESH_ROLLOUT_*: a staged rollout for every new version. */
+  rollout?: RolloutConfig;
 }
 
 export function wirePolicyWatcher(
@@ -54,21 +61,25 @@ export function wirePolicyWatcher(
     config.type === "git"
       ? new GitSource({ url: config.repoUrl, branch: config.branch, sshKey: config.sshKey, clonePath: config.clonePath, cloneTimeoutMs: config.cloneTimeoutMs, environment })
       : new BundleServerSource({ url: config.bundleUrl, token: config.bundleToken, logger, verifier: hooks.signing?.verifier });
+  const publishChange: PublishChange = async ({ hash, oldHash, dirs }, rollout) => {
+    if (!hooks.mayPublish()) {
+      logger.info({ hash }, "new policy version seen; the elected publisher announces it");
+      return false;
+    }
+    const { event, span } = policyChangedEvent({ hash, oldHash, dirs }, dirs.map((dir) => `policy:${dir}`), "", hooks.tracing, rollout);
+    await publishTraced(span, () => broadcaster.publish({ events: [event] }));
+    return true;
+  };
+  // OPAL_MESH_ROLLOUT_*: new versions go to canaries first.
+  const gate = hooks.rollout === undefined ? undefined : new RolloutGate(hooks.rollout, publishChange, logger.child({ component: "rollout" }));
   const watcher = new PolicyWatcher({
     source: hooks.wrapSource?.(source) ?? source,
     builder: new BundleBuilder({ extensions: config.extensions, policyExtensions: config.policyExtensions, ignore: config.ignore, manifestPath: config.manifestPath }),
     pollIntervalMs: config.pollIntervalMs,
     logger,
     signer: hooks.signing?.signer,
-    publish: async ({ hash, oldHash, dirs }) => {
-      if (!hooks.mayPublish()) {
-        logger.info({ hash }, "new policy version seen; the elected publisher announces it");
-        return false;
-      }
-      const { event, span } = policyChangedEvent({ hash, oldHash, dirs }, dirs.map((dir) => `policy:${dir}`), "", hooks.tracing);
-      await publishTraced(span, () => broadcaster.publish({ events: [event] }));
-      return true;
-    },
+    publish: (change) => (gate === undefined ? publishChange(change) : gate.publish(change)),
+    defaultVersion: () => gate?.defaultVersion() ?? "",
   });
   const onPush = (): void => {
     void watcher.refresh().catch((error: unknown) => logger.warn({ err: (error as Error).message }, "refresh after webhook failed"));
@@ -87,5 +98,5 @@ export function wirePolicyWatcher(
             sendJson(response, 200, { status: "ok" });
           },
         };
-  return { watcher, routes: [route] };
+  return { watcher, routes: [route, ...(gate === undefined ? [] : rolloutRoutes(gate, hooks.mayPublish))], ...(gate === undefined ? {} : { rollout: gate }) };
 }

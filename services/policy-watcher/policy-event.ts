@@ -3,12 +3,12 @@
  * the announcement (a new version was seen by a poll, a webhook or a refresh), whose
  * context every client's apply continues.
  */
-import { create } from "@bufbuild/protobuf";
-import { type Event, EventSchema } from "../../gen/opal/mesh/v1/event_pb.js";
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import { type Event, EventSchema, type PolicyRolloutSchema } from "../../gen/opal/mesh/v1/event_pb.js";
 import { endSpan, ROOT, type Span, SpanKind, type Tracing } from "../common/telemetry/tracing.js";
 import type { PolicyChange } from "./watcher.js";
 
-export function policyChangedEvent(change: PolicyChange, topics: string[], scope: string, tracing: Tracing | undefined): { event: Event; span: Span | undefined } {
+export function policyChangedEvent(change: PolicyChange, topics: string[], scope: string, tracing: Tracing | undefined, rollout?: MessageInitShape<typeof PolicyRolloutSchema>): { event: Event; span: Span | undefined } {
   const span = tracing?.enabled === true
     ? tracing.start("send policy change", {
         kind: SpanKind.PRODUCER,
@@ -24,7 +24,7 @@ export function policyChangedEvent(change: PolicyChange, topics: string[], scope
         },
       })
     : undefined;
-  const event = create(EventSchema, { topics, payload: { case: "policyChanged", value: { hash: change.hash, oldHash: change.oldHash, dirs: change.dirs, scope } }, traceContext: tracing?.inject(span) });
+  const event = create(EventSchema, { topics, payload: { case: "policyChanged", value: { hash: change.hash, oldHash: change.oldHash, dirs: change.dirs, scope, ...(rollout === undefined ? {} : { rollout }) } }, traceContext: tracing?.inject(span) });
   return { event, span };
 }
 

@@ -24,6 +24,8 @@ export interface PolicyChange {
 export interface PolicyWatcherOptions {
   source: PolicySource;
   builder: BundleBuilder;
+  /** The version served when a bundle is asked for without one; "" (or unset): the current one. */
+  defaultVersion?: () => string;
   /** Appends PolicyChanged to the log; false when this watcher is not the one that publishes. */
   publish: (change: PolicyChange) => Promise<boolean>;
   /** 0 = no polling (webhooks and Refresh only). */
@@ -145,7 +147,9 @@ export class PolicyWatcher implements Component {
   async bundle(baseHash: string, dirs: readonly string[], version = ""): Promise<PolicyBundle> {
     const signal = this.signal ?? new AbortController().signal;
     if (this.current === "") throw new ConnectError(`the policy source is not ready: ${this.status.message}`, Code.Unavailable);
-    const hash = version === "" ? this.current : version;
+    // During a staged rollout's canary stage the default is the stable version (rollout-gate.ts).
+    const fallback = this.options.defaultVersion?.() ?? "";
+    const hash = version !== "" ? version : fallback !== "" ? fallback : this.current;
     const tree = await this.options.source.tree(hash, signal).catch((error: unknown) => {
       if (version === "") throw error;
       throw new ConnectError(`policy version ${JSON.stringify(version)} is not one ${this.options.source.description} has: ${(error as Error).message}`, Code.NotFound);

@@ -121,6 +121,7 @@ test("a baseline with a snapshot: the log's top-level documents cleared first, t
     beforeBaseline: [inline("/tenant/extra"), inline("/other", ["not_mine"])],
     afterBaseline: [inline("/conv/a/b"), inline("/bundled/y"), inline("/system/x")],
     policyHash: "h",
+    rollout: undefined,
     incomplete: undefined,
   };
   updater.loadBaseline("Initial load", { logId: "log-1", position: 9n }, Promise.resolve(snapshot));

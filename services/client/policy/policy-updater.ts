@@ -87,14 +87,15 @@ export class PolicyUpdater {
    * log position of the event that asked for it) in OPA. A failure keeps the last good
    * policy, is reported, and still moves the position: the event is definitively failed.
    */
-  async sync(signal: AbortSignal, reason: string, mark: PositionMark | undefined = this.options.status.position, trace?: UpdateTrace, announced?: string): Promise<void> {
+  async sync(signal: AbortSignal, reason: string, mark: PositionMark | undefined = this.options.status.position, trace?: UpdateTrace, announced?: string, version?: string): Promise<void> {
     const { health, logger, status, store } = this.options;
     let failure: Error | undefined;
     try {
       const transport = callTransport(this.options.serverUrl(), this.options.tls);
       const headers: Record<string, string> = this.options.token === undefined ? {} : { authorization: `Bearer ${this.options.token}` };
       const { verifier } = this.options;
-      const request = { baseHash: verifier === undefined ? status.policyHash : "", paths: [...this.options.dirs], scope: this.options.scope === "default" ? "" : this.options.scope };
+      // `version`: a staged rollout's step names the one meant for this client; else the current one.
+      const request = { baseHash: verifier === undefined ? status.policyHash : "", paths: [...this.options.dirs], scope: this.options.scope === "default" ? "" : this.options.scope, version: version ?? "" };
       const fetchBundle = async (): Promise<GetBundleResponse> => {
         const response = await createClient(PolicyService, transport).getBundle(request, { signal, headers, timeoutMs: this.options.timeoutMs });
         // An announced version answered with the one we hold: the replica that built it has

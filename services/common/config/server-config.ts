@@ -21,6 +21,7 @@ import { readLoggingConfig } from "./logging-config.js";
 import { readScopesConfig, type ScopesConfig } from "./scopes-config.js";
 import { readTelemetryConfig, type TelemetryConfig } from "./telemetry-config.js";
 import { type PolicySigningConfig, readPolicySigningConfig } from "./policy-signing-config.js";
+import { readRolloutConfig, type RolloutConfig } from "./rollout-config.js";
 
 export interface ServerConfig {
   host: string;
@@ -67,6 +68,8 @@ export interface ServerConfig {
   policy: PolicySourceConfig;
   /** Signed policy bundles: the key full bundles are signed with, the key fetched bundles are verified with. */
   policySigning: PolicySigningConfig;
+  /** OPAL_MESH_ROLLOUT_*: a new policy version goes to canaries first; undefined: to everyone at once. */
+  rollout: RolloutConfig | undefined;
   scopes: ScopesConfig;
   /** The distributor's web dashboard (OPAL_MESH_TRACE_UI_URL). */
   dashboard: DashboardConfig;
@@ -146,6 +149,7 @@ export function loadServerConfig(environment: Env, role: ServerRole = "server"):
     writableSystemPaths,
     policy: readPolicySourceConfig(env, cacheDirFrom(environment)),
     policySigning: readPolicySigningConfig(env, "server"),
+    rollout: readRolloutConfig(env),
     scopes: readScopesConfig(env, environment),
     dashboard: readDashboardConfig(env),
     telemetry: readTelemetryConfig(env, `opal-mesh-${role}`),

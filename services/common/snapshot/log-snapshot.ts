@@ -12,7 +12,7 @@
  */
 import { clone, create } from "@bufbuild/protobuf";
 import { type DataSourceEntry, DataSourceEntrySchema } from "../../../gen/opal/mesh/v1/data_pb.js";
-import type { Event } from "../../../gen/opal/mesh/v1/event_pb.js";
+import { type Event, RolloutStage } from "../../../gen/opal/mesh/v1/event_pb.js";
 import { SnapshotScopeSchema } from "../../../gen/opal/mesh/v1/snapshot_pb.js";
 import { entrySize } from "./chunks.js";
 import { DEFAULT_SCOPE, scopeOfTopic, unscopeTopic } from "../scopes/scoped-topics.js";
@@ -36,9 +36,13 @@ export class LogSnapshot implements Snapshot {
     if (event.position <= this.at || event.payload.case === undefined) return;
     this.at = event.position;
     switch (event.payload.case) {
-      case "policyChanged":
-        this.scope(event.payload.value.scope || DEFAULT_SCOPE).meta.policyHash = event.payload.value.hash;
+      case "policyChanged": {
+        const meta = this.scope(event.payload.value.scope || DEFAULT_SCOPE).meta;
+        meta.policyHash = event.payload.value.hash;
+        // Only a canary stage splits the fleet: a promotion or a rollback ends it.
+        meta.rollout = event.payload.value.rollout?.stage === RolloutStage.CANARY ? event.payload.value.rollout : undefined;
         return;
+      }
       case "scopeChanged":
         if (!event.payload.value.deleted) {
           const fold = this.scope(event.payload.value.scopeId);
@@ -62,7 +66,7 @@ export class LogSnapshot implements Snapshot {
   view(scope: string, topics: readonly string[]): ScopeView {
     const fold = this.scopes.get(scope);
     const { before, after } = fold?.view(topics) ?? { before: [], after: [] };
-    return { scope, position: this.at, beforeBaseline: before, afterBaseline: after, policyHash: fold?.meta.policyHash ?? "" };
+    return { scope, position: this.at, beforeBaseline: before, afterBaseline: after, policyHash: fold?.meta.policyHash ?? "", rollout: fold?.meta.rollout };
   }
 
   export(): SnapshotExport {

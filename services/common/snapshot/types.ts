@@ -10,7 +10,7 @@
  * cannot be decided safely is kept as an entry, so replaying the snapshot is exact by
  * construction (docs/architecture.md, "The snapshot").
  */
-import type { Event } from "../../../gen/opal/mesh/v1/event_pb.js";
+import type { Event, PolicyRollout } from "../../../gen/opal/mesh/v1/event_pb.js";
 import type { SnapshotItem, SnapshotScope } from "../../../gen/opal/mesh/v1/snapshot_pb.js";
 
 export type { SnapshotItem, SnapshotScope };
@@ -26,6 +26,8 @@ export interface ScopeView {
   afterBaseline: readonly SnapshotItem[];
   /** The policy version the log last announced for the scope; "" when none. */
   policyHash: string;
+  /** A staged rollout's canary stage under way for the scope (which version is whose). */
+  rollout?: PolicyRollout | undefined;
 }
 
 export interface SnapshotStats {

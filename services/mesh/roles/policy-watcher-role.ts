@@ -67,6 +67,7 @@ export class PolicyWatcherRole implements Role {
     const wiring = wirePolicyWatcher(config.policy, config.environment, broadcaster, log, config.limits.maxBodyBytes, {
       tracing,
       signing: config.policySigning,
+      ...(config.rollout === undefined ? {} : { rollout: config.rollout }),
       mayPublish: () => election.isLeader,
       wrapSource: measured === undefined ? undefined : (source) => measured.source(source),
       onPush: () => {

@@ -2,8 +2,8 @@
 // @generated from file opal/mesh/v1/event.proto (package opal.mesh.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
-import { fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
 import type { DataUpdate } from "./data_pb.js";
 import { file_opal_mesh_v1_data } from "./data_pb.js";
 import type { Message } from "@bufbuild/protobuf";
@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file opal/mesh/v1/event.proto.
  */
 export const file_opal_mesh_v1_event: GenFile = /*@__PURE__*/
-  fileDesc("ChhvcGFsL21lc2gvdjEvZXZlbnQucHJvdG8SDG9wYWwubWVzaC52MSI3CgxUcmFjZUNvbnRleHQSEwoLdHJhY2VwYXJlbnQYASABKAkSEgoKdHJhY2VzdGF0ZRgCIAEoCSJMCg1Qb2xpY3lDaGFuZ2VkEgwKBGhhc2gYASABKAkSEAoIb2xkX2hhc2gYAiABKAkSDAoEZGlycxgDIAMoCRINCgVzY29wZRgEIAEoCSIxCgxTY29wZUNoYW5nZWQSEAoIc2NvcGVfaWQYASABKAkSDwoHZGVsZXRlZBgCIAEoCCKiAgoFRXZlbnQSEAoIcG9zaXRpb24YASABKAQSDgoGdG9waWNzGAIgAygJEhwKFHB1Ymxpc2hlZF9hdF91bml4X21zGAMgASgDEjEKDXRyYWNlX2NvbnRleHQYBCABKAsyGi5vcGFsLm1lc2gudjEuVHJhY2VDb250ZXh0Ei8KC2RhdGFfdXBkYXRlGAogASgLMhgub3BhbC5tZXNoLnYxLkRhdGFVcGRhdGVIABI1Cg5wb2xpY3lfY2hhbmdlZBgLIAEoCzIbLm9wYWwubWVzaC52MS5Qb2xpY3lDaGFuZ2VkSAASMwoNc2NvcGVfY2hhbmdlZBgMIAEoCzIaLm9wYWwubWVzaC52MS5TY29wZUNoYW5nZWRIAEIJCgdwYXlsb2FkYgZwcm90bzM", [file_opal_mesh_v1_data]);
+  fileDesc("ChhvcGFsL21lc2gvdjEvZXZlbnQucHJvdG8SDG9wYWwubWVzaC52MSI3CgxUcmFjZUNvbnRleHQSEwoLdHJhY2VwYXJlbnQYASABKAkSEgoKdHJhY2VzdGF0ZRgCIAEoCSJ6Cg1Qb2xpY3lDaGFuZ2VkEgwKBGhhc2gYASABKAkSEAoIb2xkX2hhc2gYAiABKAkSDAoEZGlycxgDIAMoCRINCgVzY29wZRgEIAEoCRIsCgdyb2xsb3V0GAUgASgLMhsub3BhbC5tZXNoLnYxLlBvbGljeVJvbGxvdXQi/gEKDVBvbGljeVJvbGxvdXQSCgoCaWQYASABKAkSKQoFc3RhZ2UYAiABKA4yGi5vcGFsLm1lc2gudjEuUm9sbG91dFN0YWdlEhMKC3N0YWJsZV9oYXNoGAMgASgJEkQKDWNhbmFyeV9sYWJlbHMYBCADKAsyLS5vcGFsLm1lc2gudjEuUG9saWN5Um9sbG91dC5DYW5hcnlMYWJlbHNFbnRyeRIWCg5jYW5hcnlfcGVyY2VudBgFIAEoDRIOCgZyZWFzb24YBiABKAkaMwoRQ2FuYXJ5TGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASIxCgxTY29wZUNoYW5nZWQSEAoIc2NvcGVfaWQYASABKAkSDwoHZGVsZXRlZBgCIAEoCCKiAgoFRXZlbnQSEAoIcG9zaXRpb24YASABKAQSDgoGdG9waWNzGAIgAygJEhwKFHB1Ymxpc2hlZF9hdF91bml4X21zGAMgASgDEjEKDXRyYWNlX2NvbnRleHQYBCABKAsyGi5vcGFsLm1lc2gudjEuVHJhY2VDb250ZXh0Ei8KC2RhdGFfdXBkYXRlGAogASgLMhgub3BhbC5tZXNoLnYxLkRhdGFVcGRhdGVIABI1Cg5wb2xpY3lfY2hhbmdlZBgLIAEoCzIbLm9wYWwubWVzaC52MS5Qb2xpY3lDaGFuZ2VkSAASMwoNc2NvcGVfY2hhbmdlZBgMIAEoCzIaLm9wYWwubWVzaC52MS5TY29wZUNoYW5nZWRIAEIJCgdwYXlsb2FkKoIBCgxSb2xsb3V0U3RhZ2USHQoZUk9MTE9VVF9TVEFHRV9VTlNQRUNJRklFRBAAEhgKFFJPTExPVVRfU1RBR0VfQ0FOQVJZEAESGgoWUk9MTE9VVF9TVEFHRV9QUk9NT1RFRBACEh0KGVJPTExPVVRfU1RBR0VfUk9MTEVEX0JBQ0sQA2IGcHJvdG8z", [file_opal_mesh_v1_data]);
 
 /**
  * W3C trace context of the span that caused an event.
@@ -67,6 +67,13 @@ export type PolicyChanged = Message<"opal.mesh.v1.PolicyChanged"> & {
    * @generated from field: string scope = 4;
    */
   scope: string;
+
+  /**
+   * Set when the change is a step of a staged rollout: which clients take `hash`.
+   *
+   * @generated from field: opal.mesh.v1.PolicyRollout rollout = 5;
+   */
+  rollout?: PolicyRollout | undefined;
 };
 
 /**
@@ -75,6 +82,58 @@ export type PolicyChanged = Message<"opal.mesh.v1.PolicyChanged"> & {
  */
 export const PolicyChangedSchema: GenMessage<PolicyChanged> = /*@__PURE__*/
   messageDesc(file_opal_mesh_v1_event, 1);
+
+/**
+ * A staged rollout's step. CANARY: the canaries take `hash` (the candidate), everyone
+ * else holds `stable_hash`. PROMOTED: everyone takes `hash`. ROLLED_BACK: `hash` is the
+ * stable version again, for everyone.
+ *
+ * @generated from message opal.mesh.v1.PolicyRollout
+ */
+export type PolicyRollout = Message<"opal.mesh.v1.PolicyRollout"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: opal.mesh.v1.RolloutStage stage = 2;
+   */
+  stage: RolloutStage;
+
+  /**
+   * @generated from field: string stable_hash = 3;
+   */
+  stableHash: string;
+
+  /**
+   * The canaries: clients holding every one of these labels (OPAL_MESH_CLIENT_LABELS)...
+   *
+   * @generated from field: map<string, string> canary_labels = 4;
+   */
+  canaryLabels: { [key: string]: string };
+
+  /**
+   * ...or whose client id falls in this share of 100 hash buckets.
+   *
+   * @generated from field: uint32 canary_percent = 5;
+   */
+  canaryPercent: number;
+
+  /**
+   * Why this step (promoted by hand, a canary refused it, ...).
+   *
+   * @generated from field: string reason = 6;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message opal.mesh.v1.PolicyRollout.
+ * Use `create(PolicyRolloutSchema)` to create a new message.
+ */
+export const PolicyRolloutSchema: GenMessage<PolicyRollout> = /*@__PURE__*/
+  messageDesc(file_opal_mesh_v1_event, 2);
 
 /**
  * A scope was created, changed or deleted (PUT/DELETE /scopes): its clients reload their
@@ -99,7 +158,7 @@ export type ScopeChanged = Message<"opal.mesh.v1.ScopeChanged"> & {
  * Use `create(ScopeChangedSchema)` to create a new message.
  */
 export const ScopeChangedSchema: GenMessage<ScopeChanged> = /*@__PURE__*/
-  messageDesc(file_opal_mesh_v1_event, 2);
+  messageDesc(file_opal_mesh_v1_event, 3);
 
 /**
  * One entry of the broadcaster's log.
@@ -163,5 +222,36 @@ export type Event = Message<"opal.mesh.v1.Event"> & {
  * Use `create(EventSchema)` to create a new message.
  */
 export const EventSchema: GenMessage<Event> = /*@__PURE__*/
-  messageDesc(file_opal_mesh_v1_event, 3);
+  messageDesc(file_opal_mesh_v1_event, 4);
+
+/**
+ * @generated from enum opal.mesh.v1.RolloutStage
+ */
+export enum RolloutStage {
+  /**
+   * @generated from enum value: ROLLOUT_STAGE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * @generated from enum value: ROLLOUT_STAGE_CANARY = 1;
+   */
+  CANARY = 1,
+
+  /**
+   * @generated from enum value: ROLLOUT_STAGE_PROMOTED = 2;
+   */
+  PROMOTED = 2,
+
+  /**
+   * @generated from enum value: ROLLOUT_STAGE_ROLLED_BACK = 3;
+   */
+  ROLLED_BACK = 3,
+}
+
+/**
+ * Describes the enum opal.mesh.v1.RolloutStage.
+ */
+export const RolloutStageSchema: GenEnum<RolloutStage> = /*@__PURE__*/
+  enumDesc(file_opal_mesh_v1_event, 0);
 

@@ -6,13 +6,15 @@ import type { GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
 import type { DataSourceEntry } from "./data_pb.js";
 import { file_opal_mesh_v1_data } from "./data_pb.js";
+import type { PolicyRollout } from "./event_pb.js";
+import { file_opal_mesh_v1_event } from "./event_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file opal/mesh/v1/snapshot.proto.
  */
 export const file_opal_mesh_v1_snapshot: GenFile = /*@__PURE__*/
-  fileDesc("ChtvcGFsL21lc2gvdjEvc25hcHNob3QucHJvdG8SDG9wYWwubWVzaC52MSJdCgxTbmFwc2hvdEl0ZW0SEAoIcG9zaXRpb24YASABKAQSDQoFc2NvcGUYAiABKAkSLAoFZW50cnkYAyABKAsyHS5vcGFsLm1lc2gudjEuRGF0YVNvdXJjZUVudHJ5Ik4KDVNuYXBzaG90U2NvcGUSDQoFc2NvcGUYASABKAkSGQoRYmFzZWxpbmVfcG9zaXRpb24YAiABKAQSEwoLcG9saWN5X2hhc2gYAyABKAkikwEKDlNuYXBzaG90SGVhZGVyEhAKCHBvc2l0aW9uGAEgASgEEg4KBmxvZ19pZBgCIAEoCRIrCgZzY29wZXMYAyADKAsyGy5vcGFsLm1lc2gudjEuU25hcHNob3RTY29wZRIPCgdlbnRyaWVzGAQgASgEEg0KBWJ5dGVzGAUgASgEEhIKCmluY29tcGxldGUYBiABKAkiOgoNU25hcHNob3RJdGVtcxIpCgVpdGVtcxgBIAMoCzIaLm9wYWwubWVzaC52MS5TbmFwc2hvdEl0ZW1iBnByb3RvMw", [file_opal_mesh_v1_data]);
+  fileDesc("ChtvcGFsL21lc2gvdjEvc25hcHNob3QucHJvdG8SDG9wYWwubWVzaC52MSJdCgxTbmFwc2hvdEl0ZW0SEAoIcG9zaXRpb24YASABKAQSDQoFc2NvcGUYAiABKAkSLAoFZW50cnkYAyABKAsyHS5vcGFsLm1lc2gudjEuRGF0YVNvdXJjZUVudHJ5InwKDVNuYXBzaG90U2NvcGUSDQoFc2NvcGUYASABKAkSGQoRYmFzZWxpbmVfcG9zaXRpb24YAiABKAQSEwoLcG9saWN5X2hhc2gYAyABKAkSLAoHcm9sbG91dBgEIAEoCzIbLm9wYWwubWVzaC52MS5Qb2xpY3lSb2xsb3V0IpMBCg5TbmFwc2hvdEhlYWRlchIQCghwb3NpdGlvbhgBIAEoBBIOCgZsb2dfaWQYAiABKAkSKwoGc2NvcGVzGAMgAygLMhsub3BhbC5tZXNoLnYxLlNuYXBzaG90U2NvcGUSDwoHZW50cmllcxgEIAEoBBINCgVieXRlcxgFIAEoBBISCgppbmNvbXBsZXRlGAYgASgJIjoKDVNuYXBzaG90SXRlbXMSKQoFaXRlbXMYASADKAsyGi5vcGFsLm1lc2gudjEuU25hcHNob3RJdGVtYgZwcm90bzM", [file_opal_mesh_v1_data, file_opal_mesh_v1_event]);
 
 /**
  * One data entry of the snapshot, in replay order.
@@ -74,6 +76,13 @@ export type SnapshotScope = Message<"opal.mesh.v1.SnapshotScope"> & {
    * @generated from field: string policy_hash = 3;
    */
   policyHash: string;
+
+  /**
+   * The staged rollout step that announcement was, if any (its canary stage splits the fleet).
+   *
+   * @generated from field: opal.mesh.v1.PolicyRollout rollout = 4;
+   */
+  rollout?: PolicyRollout | undefined;
 };
 
 /**
