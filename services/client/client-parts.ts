@@ -175,6 +175,7 @@ export function buildClientParts(options: ClientPartsOptions): ClientParts {
   const healthReports = new HealthReports({ snapshot: () => healthReport(health), send: (report) => stream.sendReport(report) });
   const router = new EventRouter({
     clientId: config.clientId,
+    labels: config.labels,
     scope: config.scopeId,
     dataEnabled: config.dataUpdaterEnabled,
     policyEnabled: config.policyUpdaterEnabled,
