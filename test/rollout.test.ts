@@ -130,3 +130,88 @@ describe("a staged rollout to canaries chosen by label, promoted and rolled back
     assert.equal(anonymous.status, 401);
   });
 });
+
+describe("a staged rollout that runs by itself: 10 clients, 2 canaries by label", () => {
+  const repo = new GitRepo();
+  let server: RunningServer;
+  const clients = new Map<string, RunningClient>();
+  const ids = ["canary-a", "canary-b", ...Array.from({ length: 8 }, (_unused, index) => `edge-${index}`)];
+  const versionOf = async (client: RunningClient): Promise<unknown> => decide(client, "app/rollout/version", {});
+  const all = async (): Promise<Record<string, unknown>> => Object.fromEntries(await Promise.all(ids.map(async (id): Promise<[string, unknown]> => [id, await versionOf(clients.get(id) as RunningClient)])));
+  const expectAll = async (expected: (id: string) => number, why: string): Promise<void> => {
+    let seen: Record<string, unknown> = {};
+    await waitFor(
+      async () => {
+        seen = await all();
+        return ids.every((id) => seen[id] === expected(id));
+      },
+      { timeoutMs: 30_000, message: () => `${why}: saw ${JSON.stringify(seen)}` },
+    );
+  };
+  const status = async (): Promise<Record<string, unknown>> => (await call(`${server.url}/policy/rollout`)).json as Record<string, unknown>;
+
+  before(async () => {
+    repo.commit({ "app/rollout.rego": policy(1) }, "v1");
+    server = await startServer({
+      OPAL_POLICY_REPO_URL: repo.dir,
+      OPAL_POLICY_REPO_MAIN_BRANCH: repo.branch,
+      OPAL_POLICY_REPO_CLONE_PATH: tempDir("opal-mesh-clones-"),
+      OPAL_POLICY_REPO_POLLING_INTERVAL: "0.1",
+      OPAL_MESH_ROLLOUT_CANARY_LABELS: "canary=true",
+      OPAL_MESH_ROLLOUT_SOAK_SECONDS: "1",
+    });
+    await Promise.all(
+      ids.map(async (id) => {
+        // Modules under local/ are the client's own (never removed): canary-a's makes one version fail to compile there.
+        const client = await startClient(server.url, { OPAL_CLIENT_STAT_ID: id, OPAL_POLICY_STORE_POLICY_PATHS_TO_IGNORE: "local/**", ...(id.startsWith("canary") ? { OPAL_MESH_CLIENT_LABELS: "canary=true" } : {}) });
+        clients.set(id, client);
+        await waitReady(client);
+      }),
+    );
+  });
+
+  after(async () => {
+    await Promise.all([...clients.values()].map((client) => client.stop()));
+    await server?.stop();
+    repo.remove();
+  });
+
+  test("a good version reaches the canaries, then everyone once they stayed healthy for the soak", async () => {
+    await expectAll(() => 1, "v1 everywhere");
+    const v2 = repo.commit({ "app/rollout.rego": policy(2) }, "v2");
+    await expectAll((id) => (id.startsWith("canary") ? 2 : 1), "v2 on the canaries only, first");
+    await expectAll(() => 2, "v2 promoted to everyone after the soak");
+    const rollout = (await status()).rollout as Record<string, unknown>;
+    assert.equal(rollout.stage, "promoted");
+    assert.equal(rollout.candidate, v2);
+    assert.match(String(rollout.message), /every canary \(2\) applied .* and stayed healthy for 1 s/);
+  });
+
+  test("a version one canary's OPA refuses is rolled back on the canaries and never reaches the other eight", async () => {
+    const canaryA = clients.get("canary-a") as RunningClient;
+    // A default for the rule, in canary-a's OPA only: a version that brings its own default cannot compile there.
+    const local = await fetch(`${canaryA.opaUrl}/v1/policies/local/pin.rego`, { method: "PUT", body: "package app.rollout\n\ndefault version := 0\n" });
+    assert.equal(local.status, 200, await local.text());
+    const seenByEdges = new Set<unknown>();
+    const watching = setInterval(() => {
+      for (const id of ids.filter((candidate) => candidate.startsWith("edge"))) void versionOf(clients.get(id) as RunningClient).then((version) => seenByEdges.add(version));
+    }, 20);
+    try {
+      repo.commit({ "app/rollout.rego": `${policy(3)}\ndefault version := 3\n` }, "v3: refused by canary-a");
+      let last: unknown;
+      await waitFor(
+        async () => {
+          last = await status();
+          return ((last as { rollout: Record<string, unknown> | null }).rollout?.stage === "rolled_back" ? true : undefined);
+        },
+        { timeoutMs: 30_000, message: () => `rolled back: ${JSON.stringify(last)}` },
+      );
+      const rollout = (await status()).rollout as Record<string, unknown>;
+      assert.match(String(rollout.message), /canary canary-a refused/);
+      await expectAll(() => 2, "every client on v2 again");
+    } finally {
+      clearInterval(watching);
+    }
+    assert.deepEqual([...seenByEdges].filter((version) => version !== 2), [], "the eight never held v3");
+  });
+});

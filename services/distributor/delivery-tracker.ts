@@ -232,6 +232,13 @@ export class DeliveryTracker implements Component {
     return this.statusOf(record);
   }
 
+  /** The update at a log position (a policy change has no id: a rollout follows its step by position). */
+  statusAt(position: bigint): UpdateStatus {
+    const record = this.byPosition.get(Number(position));
+    if (record === undefined) return create(UpdateStatusSchema, { updateId: "", position, known: false });
+    return this.statusOf(record);
+  }
+
   /** The newest `limit` updates, newest first. */
   recent(limit: number): RecentUpdate[] {
     const records = [...this.byPosition.values()];

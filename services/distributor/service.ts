@@ -100,7 +100,9 @@ export function createDistributorService(options: DistributorServiceOptions): Se
     async getDeliveryStatus(request: GetDeliveryStatusRequest, context: HandlerContext) {
       const status = request.wait
         ? await options.delivery.wait(request.updateId, request.position, request.timeoutMs || DEFAULT_WAIT_MS, context.signal)
-        : options.delivery.status(request.updateId);
+        : request.updateId === "" && request.position > 0n
+          ? options.delivery.statusAt(request.position)
+          : options.delivery.status(request.updateId);
       return create(GetDeliveryStatusResponseSchema, { status });
     },
 

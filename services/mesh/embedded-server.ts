@@ -4,6 +4,8 @@
  * in-memory log it is the embedded deployment; with OPAL_BROADCAST_URI=kafka://… several
  * of them share one log, announce themselves through Kafka, and elect one policy publisher.
  */
+import type { Client } from "@connectrpc/connect";
+import type { DistributorService } from "../../gen/opal/mesh/v1/distributor_pb.js";
 import { Security } from "../common/auth/security.js";
 import type { ServerConfig } from "../common/config/server-config.js";
 import type { Component } from "../common/lifecycle.js";
@@ -49,7 +51,12 @@ export class EmbeddedServer implements Component {
     const metrics = createMetricsRegistry();
     const broadcaster = new BroadcasterRole({ config, logger, expose: false, tracing, metrics });
     const scopeStore = createScopeStore(config, logger, "embedded");
-    const policy = new PolicyWatcherRole({ config, logger, broadcaster: broadcaster.client, election, membership: this.membership, security, tracing, scopes: scopeStore, metrics });
+    // Its rollout controller asks every distributor, as delivery status does (below).
+    const distributors = (): Array<Client<typeof DistributorService>> => [
+      this.distributor.client,
+      ...(this.membership?.members("distributor").filter((member) => member.id !== this.membership?.id).map((member) => peers.distributor(member.url)) ?? []),
+    ];
+    const policy = new PolicyWatcherRole({ config, logger, broadcaster: broadcaster.client, election, membership: this.membership, security, tracing, scopes: scopeStore, metrics, distributors });
     this.distributor = new DistributorRole(config, logger, broadcaster.client, policy.client, security, scopeStore, {
       metrics,
       tracing,
@@ -58,10 +65,7 @@ export class EmbeddedServer implements Component {
     });
     // Other servers' distributors hold other clients: delivery status asks them all.
     const peers = new PeerClients(security, config.serviceTls);
-    const delivery = new DeliveryStatusReader(() => [
-      this.distributor.client,
-      ...(this.membership?.members("distributor").filter((member) => member.id !== this.membership?.id).map((member) => peers.distributor(member.url)) ?? []),
-    ]);
+    const delivery = new DeliveryStatusReader(distributors);
     const trigger = new TriggerRole({ config, logger, broadcaster: broadcaster.client, delivery, security, tracing, scopes: scopeStore, metrics });
     // Loaded before the roles that read them start.
     const scopes = scopeStore === undefined ? [] : [new ScopesRole(scopeStore, scopeAdminRoutes({ store: scopeStore, broadcaster: broadcaster.client, refresh: (request) => policy.refresh(request), authorizeScope: security.authorizeScope, allowlist: new UrlAllowlist(config.fetchAllowlist), limits: config.limits, logger }))];

@@ -64,11 +64,14 @@ export function wirePolicyWatcher(
   const publishChange: PublishChange = async ({ hash, oldHash, dirs }, rollout) => {
     if (!hooks.mayPublish()) {
       logger.info({ hash }, "new policy version seen; the elected publisher announces it");
-      return false;
+      return undefined;
     }
     const { event, span } = policyChangedEvent({ hash, oldHash, dirs }, dirs.map((dir) => `policy:${dir}`), "", hooks.tracing, rollout);
-    await publishTraced(span, () => broadcaster.publish({ events: [event] }));
-    return true;
+    let position = 0n;
+    await publishTraced(span, async () => {
+      position = (await broadcaster.publish({ events: [event] })).positions[0] ?? 0n;
+    });
+    return position;
   };
   // OPAL_MESH_ROLLOUT_*: new versions go to canaries first.
   const gate = hooks.rollout === undefined ? undefined : new RolloutGate(hooks.rollout, publishChange, logger.child({ component: "rollout" }));
@@ -78,7 +81,7 @@ export function wirePolicyWatcher(
     pollIntervalMs: config.pollIntervalMs,
     logger,
     signer: hooks.signing?.signer,
-    publish: (change) => (gate === undefined ? publishChange(change) : gate.publish(change)),
+    publish: async (change) => (gate === undefined ? (await publishChange(change)) !== undefined : gate.publish(change)),
     defaultVersion: () => gate?.defaultVersion() ?? "",
   });
   const onPush = (): void => {

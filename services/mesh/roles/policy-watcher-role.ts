@@ -10,6 +10,8 @@ import { createConnectTransport } from "@connectrpc/connect-node";
 import type { BroadcasterService } from "../../../gen/opal/mesh/v1/broadcaster_pb.js";
 import { ComponentHealthSchema, HealthState } from "../../../gen/opal/mesh/v1/health_pb.js";
 import { PolicyService } from "../../../gen/opal/mesh/v1/policy_pb.js";
+import type { DistributorService } from "../../../gen/opal/mesh/v1/distributor_pb.js";
+import { RolloutController } from "../../policy-watcher/rollout/rollout-controller.js";
 import type { ClientTls } from "../../common/config/tls-config.js";
 import type { ScopeStore } from "../../common/scopes/scope-store.js";
 import { scopeTopic } from "../../common/scopes/scoped-topics.js";
@@ -38,6 +40,8 @@ export interface PolicyWatcherRoleOptions {
   tracing: Tracing;
   scopes?: ScopeStore;
   metrics?: Registry;
+  /** Every distributor: a staged rollout's controller looks at the canaries through them. */
+  distributors?: () => ReadonlyArray<Client<typeof DistributorService>>;
 }
 
 export class PolicyWatcherRole implements Role {
@@ -56,7 +60,7 @@ export class PolicyWatcherRole implements Role {
   /** The election, the watcher and the scopes' watchers: started in that order, stopped in reverse. */
   private readonly parts: Supervisor;
 
-  constructor({ config, logger, broadcaster, election, membership, security, tracing, scopes, metrics }: PolicyWatcherRoleOptions) {
+  constructor({ config, logger, broadcaster, election, membership, security, tracing, scopes, metrics, distributors }: PolicyWatcherRoleOptions) {
     const log = logger.child({ service: "policy-watcher" });
     const measured = metrics === undefined ? undefined : new PolicyWatcherMetrics(metrics);
     this.log = log;
@@ -97,7 +101,9 @@ export class PolicyWatcherRole implements Role {
             },
           });
     this.impl = createPolicyService(wiring.watcher, this.scopes);
-    const parts: Component[] = [election, ...(this.watcher === undefined ? [] : [this.watcher]), ...(this.scopes === undefined ? [] : [this.scopes])];
+    // Promotes after the soak, rolls back on a canary's NACK; without distributors to ask, by hand only.
+    const controller = wiring.rollout === undefined || distributors === undefined ? undefined : new RolloutController({ gate: wiring.rollout, distributors, mayPublish: () => election.isLeader, logger: log.child({ component: "rollout" }) });
+    const parts: Component[] = [election, ...(this.watcher === undefined ? [] : [this.watcher]), ...(this.scopes === undefined ? [] : [this.scopes]), ...(controller === undefined ? [] : [controller])];
     this.parts = new Supervisor(parts, log);
     // Called directly in process (direct-client.ts): the same contract without the protocol.
     this.client = directClient(PolicyService, this.impl);

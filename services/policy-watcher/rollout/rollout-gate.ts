@@ -20,8 +20,8 @@ import type { PolicyChange } from "../watcher.js";
 
 export type RolloutStep = MessageInitShape<typeof PolicyRolloutSchema>;
 
-/** Appends a PolicyChanged (with its rollout step) to the log; false when this watcher does not publish. */
-export type PublishChange = (change: PolicyChange, rollout?: RolloutStep) => Promise<boolean>;
+/** Appends a PolicyChanged (with its rollout step) to the log: its position; undefined when this watcher does not publish. */
+export type PublishChange = (change: PolicyChange, rollout?: RolloutStep) => Promise<bigint | undefined>;
 
 export interface GateStatus {
   /** The version everyone but the canaries holds. */
@@ -37,6 +37,8 @@ export class RolloutGate {
   private rollout: Rollout | undefined;
   private dirs: string[] = [];
   private rejected: string | undefined;
+  /** Where the canary step of the rollout under way is on the log (its ACKs are the canaries' verdicts). */
+  canaryPosition: bigint | undefined;
 
   constructor(
     private readonly config: RolloutConfig,
@@ -47,7 +49,7 @@ export class RolloutGate {
   /** The watcher's publish: a first version goes to everyone; each later one starts a rollout. */
   async publish(change: PolicyChange): Promise<boolean> {
     if (this.stable === "" || change.hash === this.stable) {
-      const published = await this.publishChange(change);
+      const published = (await this.publishChange(change)) !== undefined;
       if (published) this.stable = change.hash;
       return published;
     }
@@ -57,14 +59,17 @@ export class RolloutGate {
     }
     const current = this.rollout;
     if (current !== undefined && !current.ended && current.plan.candidate === change.hash) {
-      // Announced again (a newly elected publisher): the same canary stage.
-      return this.publishChange({ ...change, oldHash: this.stable, dirs: this.dirs }, this.step(RolloutStage.CANARY, "announced again", this.stable, current.plan.id));
+      // Announced again (a newly elected publisher): the same canary stage, now at this position.
+      const position = await this.publishChange({ ...change, oldHash: this.stable, dirs: this.dirs }, this.step(RolloutStage.CANARY, "announced again", this.stable, current.plan.id));
+      if (position !== undefined) this.canaryPosition = position;
+      return position !== undefined;
     }
     const plan = { id: change.hash, scope: "default", candidate: change.hash, stable: this.stable, selector: this.config.selector, soakMs: this.config.soakMs };
     // Against the stable version: a candidate replaced or rolled back since changed directories too.
     const dirs = [...new Set([...(change.oldHash !== this.stable ? this.dirs : []), ...change.dirs])];
-    const published = await this.publishChange({ hash: change.hash, oldHash: this.stable, dirs }, this.step(RolloutStage.CANARY, `canaries first: ${describeSelector(this.config.selector)}`, plan.stable, plan.id));
-    if (!published) return false;
+    const position = await this.publishChange({ hash: change.hash, oldHash: this.stable, dirs }, this.step(RolloutStage.CANARY, `canaries first: ${describeSelector(this.config.selector)}`, plan.stable, plan.id));
+    if (position === undefined) return false;
+    this.canaryPosition = position;
     this.rollout = new Rollout(plan);
     this.dirs = dirs;
     this.rejected = undefined;

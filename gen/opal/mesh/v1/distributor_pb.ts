@@ -786,6 +786,7 @@ export type GetDeliveryStatusRequest = Message<"opal.mesh.v1.GetDeliveryStatusRe
 
   /**
    * The update's position, when known: lets the distributor wait until it dispatched it.
+   * Without an id (a policy change has none), the update at this position.
    *
    * @generated from field: uint64 position = 2;
    */
