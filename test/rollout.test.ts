@@ -8,11 +8,16 @@
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
 import { authEnv, call, issueToken, rsaKeys } from "./helpers/auth.js";
 import { GitRepo, tempDir } from "./helpers/git-repo.js";
 import { decide, type RunningClient, type RunningServer, startClient, startServer, waitReady } from "./helpers/mesh.js";
 import { waitFor } from "./helpers/wait.js";
 
+const run = promisify(execFile);
+const BIN = fileURLToPath(new URL("../bin/opal-mesh.js", import.meta.url));
 const policy = (version: number): string => `package app.rollout\n\nversion := ${version}\n`;
 
 describe("a staged rollout to canaries chosen by label, promoted and rolled back by hand", () => {
@@ -97,9 +102,12 @@ describe("a staged rollout to canaries chosen by label, promoted and rolled back
     await expectVersions({ "stable-late": 1, "canary-late": 2 }, "late joiners");
   });
 
-  test("promoted by hand: everyone takes the candidate, and it is the default from then on", async () => {
-    const promoted = await rollout("promote");
-    assert.equal(promoted.status, 200, JSON.stringify(promoted.json));
+  test("promoted by hand (the CLI): everyone takes the candidate, and it is the default from then on", async () => {
+    const cli = (action: string) => run(process.execPath, [BIN, "rollout", action, "--server-url", server.url, "--token", admin], { encoding: "utf8" });
+    const shown = await cli("status");
+    assert.match(shown.stdout, new RegExp(`rollout  ${versions[1]} → soaking \\(canaries: canary=true`));
+    assert.match(shown.stdout, /canary-1 +applied +healthy/);
+    assert.match((await cli("promote")).stdout, / → promoted /);
     await expectVersions({ "canary-1": 2, "canary-2": 2, "stable-1": 2, "stable-2": 2, "stable-late": 2, "canary-late": 2 }, "v2 everywhere after promotion");
     assert.equal((await rollout()).json.stable, versions[1]);
     assert.equal((await rollout("promote")).status, 409, "nothing under way any more");

@@ -3,7 +3,7 @@ import { Command } from "commander";
 import { loadClientConfig } from "../common/config/client-config.js";
 import { loadServerConfig } from "../common/config/server-config.js";
 import { createLogger } from "../common/logger.js";
-import { generateSecretCommand, obtainTokenCommand, printConfigCommand, publishDataUpdateCommand, statusCommand } from "./cli/index.js";
+import { generateSecretCommand, obtainTokenCommand, printConfigCommand, publishDataUpdateCommand, rolloutCommand, statusCommand } from "./cli/index.js";
 import { createClientAgent } from "../client/agent.js";
 import { clientAgentOptions } from "./client-command.js";
 import { broadcasterProcess, distributorProcess, policyWatcherProcess, triggerApiProcess } from "./distributed.js";
@@ -88,7 +88,7 @@ program
   });
 
 // OPAL's verbs (opal-client publish-data-update, obtain-token, generate-secret, print-config) and status.
-for (const verb of [publishDataUpdateCommand, statusCommand, obtainTokenCommand, generateSecretCommand, printConfigCommand]) program.addCommand(verb(process.env));
+for (const verb of [publishDataUpdateCommand, statusCommand, rolloutCommand, obtainTokenCommand, generateSecretCommand, printConfigCommand]) program.addCommand(verb(process.env));
 
 program.parseAsync().catch((error: unknown) => {
   process.stderr.write(`opal-mesh: ${error instanceof Error ? error.message : String(error)}\n`);

@@ -4,3 +4,4 @@ export { obtainTokenCommand } from "./obtain-token.js";
 export { printConfigCommand } from "./print-config.js";
 export { publishDataUpdateCommand } from "./publish-data-update.js";
 export { statusCommand } from "./status.js";
+export { rolloutCommand } from "./rollout.js";
