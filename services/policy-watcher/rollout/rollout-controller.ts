@@ -37,7 +37,7 @@ export class RolloutController implements Component {
   }
 
   start(): Promise<void> {
-    this.timer = setInterval(() => void this.tick(), this.options.intervalMs ?? 500);
+    this.timer = setInterval(() => void this.tick(), this.options.intervalMs ?? 100);
     this.timer.unref();
     return Promise.resolve();
   }
