@@ -93,7 +93,21 @@ describe("a staged rollout to canaries chosen by label, promoted and rolled back
     assert.equal(status.status, 200);
     assert.equal(status.json.stable, versions[0]);
     assert.deepEqual((status.json.rollout as Record<string, unknown>).candidate, versions[1]);
-    assert.equal((status.json.rollout as Record<string, unknown>).stage, "canary");
+    assert.match(String((status.json.rollout as Record<string, unknown>).stage), /^(canary|soaking)$/);
+    // The dashboard shows it: the candidate, the stable version, who the canaries are, who holds which.
+    type Dashboard = { rollout: Record<string, unknown> | null; clients: Array<{ client_id: string; policy_hash: string }> };
+    const dashboard = async (): Promise<Dashboard> => (await call(`${server.url}/dashboard/api/state`, { token: admin })).json as Dashboard;
+    const shown = await dashboard();
+    assert.deepEqual(shown.rollout && { candidate: shown.rollout.candidate, stable: shown.rollout.stable, canaries: shown.rollout.canaries }, { candidate: versions[1], stable: versions[0], canaries: "canary=true" });
+    const expected = { "canary-1": versions[1], "canary-2": versions[1], "stable-1": versions[0], "stable-2": versions[0] };
+    let holding: Record<string, string> = {};
+    await waitFor(
+      async () => {
+        holding = Object.fromEntries((await dashboard()).clients.map((client) => [client.client_id, client.policy_hash]));
+        return JSON.stringify(holding) === JSON.stringify(expected);
+      },
+      { timeoutMs: 15_000, message: () => `the dashboard's policy column: ${JSON.stringify(holding)}` },
+    );
   });
 
   test("clients starting fresh mid-rollout get the version meant for them", async () => {

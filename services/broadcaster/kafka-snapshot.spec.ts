@@ -32,6 +32,9 @@ class ListSnapshot implements Snapshot {
     if (event.payload.case !== "dataUpdate") return;
     for (const entry of event.payload.value.entries) this.items.push(create(SnapshotItemSchema, { position: event.position, scope: "default", entry }));
   }
+  policyOf(): { policyHash: string; rollout: undefined } {
+    return { policyHash: "", rollout: undefined };
+  }
   growthOf(): number {
     return 0;
   }

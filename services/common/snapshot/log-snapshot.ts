@@ -12,7 +12,7 @@
  */
 import { clone, create } from "@bufbuild/protobuf";
 import { type DataSourceEntry, DataSourceEntrySchema } from "../../../gen/opal/mesh/v1/data_pb.js";
-import { type Event, RolloutStage } from "../../../gen/opal/mesh/v1/event_pb.js";
+import { type Event, type PolicyRollout, RolloutStage } from "../../../gen/opal/mesh/v1/event_pb.js";
 import { SnapshotScopeSchema } from "../../../gen/opal/mesh/v1/snapshot_pb.js";
 import { entrySize } from "./chunks.js";
 import { DEFAULT_SCOPE, scopeOfTopic, unscopeTopic } from "../scopes/scoped-topics.js";
@@ -61,6 +61,11 @@ export class LogSnapshot implements Snapshot {
     let bytes = 0;
     for (const event of events) if (event.payload.case === "dataUpdate") for (const entry of event.payload.value.entries) bytes += entrySize(entry);
     return bytes;
+  }
+
+  policyOf(scope: string): { policyHash: string; rollout: PolicyRollout | undefined } {
+    const meta = this.scopes.get(scope)?.meta;
+    return { policyHash: meta?.policyHash ?? "", rollout: meta?.rollout };
   }
 
   view(scope: string, topics: readonly string[]): ScopeView {

@@ -58,6 +58,8 @@ export interface Snapshot {
   fold(event: Event): void;
   /** At most how many bytes folding `events` would add (the limit is checked before an append). */
   growthOf(events: readonly Event[]): number;
+  /** The scope's policy version and staged-rollout canary stage, without its entries (the dashboard's view). */
+  policyOf(scope: string): { policyHash: string; rollout: PolicyRollout | undefined };
   /**
    * What a client of `scope` subscribed to `topics` (plain topic names, hierarchical as
    * everywhere: "a" covers "a/b") replays. A copy: folding later events does not change it,

@@ -215,6 +215,8 @@
       tr.append(lag);
       var policy = el("td", "mono", client.policy_hash ? short(client.policy_hash, 10) : "\u2013");
       policy.title = client.policy_hash;
+      // During a staged rollout: who already holds the candidate.
+      if (state.rollout && client.policy_hash === state.rollout.candidate) policy.append(" ", el("span", "badge candidate", "candidate"));
       tr.append(policy);
       var since = el("td", "muted", ago(client.connected_at));
       since.title = client.connected_at;
@@ -354,12 +356,23 @@
     $("u-count").textContent = String(state.updates.length);
   }
 
+  /** A staged rollout in its canary stage: the candidate, the stable version, who the canaries are. @param {DashboardState} state */
+  function renderRollout(state) {
+    var box = $("rollout");
+    box.hidden = !state.rollout;
+    if (!state.rollout) return;
+    var r = state.rollout;
+    var holding = state.clients.filter(function (c) { return c.policy_hash === r.candidate; }).length;
+    box.replaceChildren(el("strong", "", "Staged rollout "), el("span", "mono", short(r.candidate, 12)), " on the canaries (" + r.canaries + "), " + holding + " of " + state.clients.length + " clients hold it; the others keep ", el("span", "mono", short(r.stable, 12)), r.reason ? " \u2014 " + r.reason : "");
+  }
+
   /** @type {DashboardState | null} */
   var current = null;
   /** @param {DashboardState} state */
   function render(state) {
     current = state;
     renderStats(state);
+    renderRollout(state);
     renderClients(state);
     renderUpdates(state);
     $("updated").textContent = "updated " + new Date().toLocaleTimeString();

@@ -34,6 +34,7 @@ export const DASHBOARD_PAGE = `<!doctype html>
 </header>
 <main>
   <div id="banner" class="banner" hidden></div>
+  <div id="rollout" class="rollout" hidden></div>
   <section class="stats">
     <div class="stat"><div class="label">Head position</div><div class="value" id="s-head">&ndash;</div><div class="sub" id="s-log"></div></div>
     <div class="stat"><div class="label">Clients</div><div class="value" id="s-clients">&ndash;</div><div class="sub" id="s-clients-sub"></div></div>

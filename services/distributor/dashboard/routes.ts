@@ -5,7 +5,10 @@
  */
 import { createHash } from "node:crypto";
 import type { ServerResponse } from "node:http";
+import type { PolicyRollout } from "../../../gen/opal/mesh/v1/event_pb.js";
 import type { Principal } from "../../common/auth/tokens.js";
+import { DEFAULT_SCOPE } from "../../common/scopes/scoped-topics.js";
+import type { Snapshot } from "../../common/snapshot/types.js";
 import { AuthError } from "../../common/auth/tokens.js";
 import { type HttpResponse, sendJson } from "../../common/http/json-io.js";
 import type { RestRoute } from "../../common/http/rest-router.js";
@@ -91,6 +94,7 @@ export function dashboardRoutes(options: DashboardRoutesOptions): RestRoute[] {
           canSee: (scope) => visible.has(scope),
           maxClients: options.maxClients ?? 1_000,
           maxClientsPerUpdate: 100,
+          rollout: rolloutOf(options.fanout.snapshot),
         });
         sendJson(response, 200, state, { "cache-control": "no-store" });
       },
@@ -107,4 +111,10 @@ export function dashboardRoutes(options: DashboardRoutesOptions): RestRoute[] {
       },
     },
   ];
+}
+
+/** The default scope's canary stage, when one is under way: every client's policy column says who holds which. */
+function rolloutOf(snapshot: Snapshot | undefined): { candidate: string; rollout: PolicyRollout } | undefined {
+  const policy = snapshot?.policyOf(DEFAULT_SCOPE);
+  return policy?.rollout === undefined ? undefined : { candidate: policy.policyHash, rollout: policy.rollout };
 }

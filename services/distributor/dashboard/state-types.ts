@@ -84,4 +84,14 @@ export interface DashboardState {
   };
   clients: DashboardClient[];
   updates: DashboardUpdate[];
+  /** A staged rollout's canary stage under way (the default scope's policy); null otherwise. */
+  rollout: DashboardRollout | null;
+}
+
+export interface DashboardRollout {
+  candidate: string;
+  stable: string;
+  /** Who the canaries are: "canary=true", "10% of clients". */
+  canaries: string;
+  reason: string;
 }

@@ -4,6 +4,8 @@
  * delivery. Pure: the routes hand it the live objects, the specs hand it plain ones.
  */
 import { DeliveryState } from "../../../gen/opal/mesh/v1/delivery_pb.js";
+import type { PolicyRollout } from "../../../gen/opal/mesh/v1/event_pb.js";
+import { describeSelector } from "../../common/rollout/canary-selector.js";
 import { traceUrl } from "../../common/config/dashboard-config.js";
 import { scopeNoticeTopic, unscopeTopic } from "../../common/scopes/scoped-topics.js";
 import type { RecentUpdate } from "../delivery-tracker.js";
@@ -34,6 +36,8 @@ export interface DashboardInput {
   maxClients: number;
   /** At most this many clients are listed per update (failed first, then pending). */
   maxClientsPerUpdate: number;
+  /** The default scope's staged rollout in its canary stage (from the fan-out's snapshot). */
+  rollout?: { candidate: string; rollout: PolicyRollout } | undefined;
 }
 
 const STATUS_ORDER: Record<Status, number> = { unhealthy: 0, loading: 1, unknown: 2, ok: 3 };
@@ -148,5 +152,9 @@ export function dashboardState(input: DashboardInput): DashboardState {
     },
     clients: listed,
     updates: input.updates.filter((update) => update.scopes.every(input.canSee)).map((update) => updateOf(update, input)),
+    rollout:
+      input.rollout === undefined
+        ? null
+        : { candidate: input.rollout.candidate, stable: input.rollout.rollout.stableHash, canaries: describeSelector({ labels: input.rollout.rollout.canaryLabels, percent: input.rollout.rollout.canaryPercent }), reason: input.rollout.rollout.reason },
   };
 }
