@@ -4,8 +4,9 @@
  * configured URLs (several replicas each, with fail-over), Kafka as the log, and Kafka for
  * membership (who the distributors are) and the policy publisher's election.
  */
-import { createClient } from "@connectrpc/connect";
+import { type Client, createClient } from "@connectrpc/connect";
 import { BroadcasterService } from "../../gen/opal/mesh/v1/broadcaster_pb.js";
+import type { DistributorService } from "../../gen/opal/mesh/v1/distributor_pb.js";
 import { PolicyService } from "../../gen/opal/mesh/v1/policy_pb.js";
 import { Security } from "../common/auth/security.js";
 import type { ServerConfig } from "../common/config/server-config.js";
@@ -60,7 +61,10 @@ export function policyWatcherProcess(config: ServerConfig, logger: Logger): Mesh
   const scopeStore = createScopeStore(config, logger, "distributed");
   const metrics = createMetricsRegistry();
   const tracing = createTracing(config.telemetry);
-  const role = new PolicyWatcherRole({ config, logger, broadcaster: broadcasterClient, election, membership: members, security, tracing, scopes: scopeStore, metrics });
+  // A staged rollout's controller asks the distributors about the canaries, as the trigger-api does about deliveries.
+  const peers = new PeerClients(security, config.serviceTls);
+  const distributors = (): Array<Client<typeof DistributorService>> => [...new Set([...config.distributorUrls, ...(members?.members("distributor").map((member) => member.url) ?? [])])].map((url) => peers.distributor(url));
+  const role = new PolicyWatcherRole({ config, logger, broadcaster: broadcasterClient, election, membership: members, security, tracing, scopes: scopeStore, metrics, distributors });
   // The scopes admin API lives with the scopes' repositories.
   const scopes = scopeStore === undefined ? [] : [new ScopesRole(scopeStore, scopeAdminRoutes({ store: scopeStore, broadcaster: broadcasterClient, refresh: (request) => role.refresh(request), authorizeScope: security.authorizeScope, allowlist: new UrlAllowlist(config.fetchAllowlist), limits: config.limits, logger }))];
   self.process = new MeshProcess({
