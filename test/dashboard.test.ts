@@ -191,7 +191,7 @@ describe("the dashboard of a secured server", () => {
     assert.equal((await call(`${server.url}/dashboard/api/state`, { token: client })).status, 403);
     const { status, json } = await call(`${server.url}/dashboard/api/state`, { token: datasource });
     assert.equal(status, 200);
-    assert.deepEqual(Object.keys(json as object).sort(), ["clients", "server", "updates"]);
+    assert.deepEqual(Object.keys(json as object).sort(), ["clients", "rollout", "server", "updates"]);
     assert.equal((await call(`${server.url}/dashboard/api/events`)).status, 401);
     const page = await request(`${server.url}/dashboard`);
     assert.equal(page.statusCode, 200);
