@@ -3,7 +3,8 @@
  * The dashboard page's script, served inline (its hash is in the page's CSP). Plain
  * browser JavaScript with no build step; `tsc -p tsconfig.dashboard.json` checks it
  * against the DOM library and the JSON types in state-types.ts. Text from clients and
- * sources goes in with textContent only, never parsed as HTML.
+ * sources goes in with textContent only, never parsed as HTML. It is one file (near 500
+ * lines) because it is served inline under that hash, with no module loading.
  */
 /** @typedef {import("./state-types.js").DashboardState} DashboardState */
 /** @typedef {import("./state-types.js").DashboardClient} DashboardClient */
