@@ -55,6 +55,7 @@ export class Freshness {
   private lastKey = "";
   private downTimer: NodeJS.Timeout | undefined;
   private readonly waiters = new Set<Waiter>();
+  private readonly maxLag: bigint;
 
   constructor(
     private readonly limits: FreshnessLimits,
@@ -62,6 +63,7 @@ export class Freshness {
     private readonly onChange: (staleness: Staleness) => void = () => undefined,
     private readonly now: () => number = Date.now,
   ) {
+    this.maxLag = BigInt(limits.maxLagPositions);
     // Not connected yet counts as down: a client that never reaches its server goes stale too.
     this.wentDown();
   }
@@ -149,27 +151,32 @@ export class Freshness {
     return { stale: reasons.length > 0, since: this.staleSinceMs === undefined ? undefined : new Date(this.staleSinceMs).toISOString(), reasons };
   }
 
+  private isDown(now: number): boolean {
+    return !this.connected && this.downSinceMs !== undefined && this.limits.maxStalenessMs > 0 && now - this.downSinceMs > this.limits.maxStalenessMs;
+  }
+
+  private isLagging(): boolean {
+    return this.maxLag > 0n && this.head - this.held > this.maxLag;
+  }
+
   private reasons(): string[] {
     const reasons: string[] = [];
     const now = this.now();
-    if (!this.connected && this.downSinceMs !== undefined && this.limits.maxStalenessMs > 0 && now - this.downSinceMs > this.limits.maxStalenessMs) {
+    if (this.isDown(now) && this.downSinceMs !== undefined) {
       reasons.push(`the stream to the server has been down for ${Math.round((now - this.downSinceMs) / 1000)} s (OPAL_MESH_MAX_STALENESS_SECONDS=${this.limits.maxStalenessMs / 1000})`);
     }
-    const lag = this.head - this.held;
-    if (this.limits.maxLagPositions > 0 && lag > BigInt(this.limits.maxLagPositions)) {
-      reasons.push(`${lag} positions behind the log's head ${this.head} (OPAL_MESH_MAX_LAG_POSITIONS=${this.limits.maxLagPositions})`);
-    }
+    if (this.isLagging()) reasons.push(`${this.head - this.held} positions behind the log's head ${this.head} (OPAL_MESH_MAX_LAG_POSITIONS=${this.limits.maxLagPositions})`);
     if (this.failure !== undefined) reasons.push(`the last update failed: ${this.failure}`);
     return reasons;
   }
 
+  // Runs for every event received and every commit: compares the causes only, and words
+  // them (reasons) only when they changed — not when a lag count merely moves.
   private evaluate(): void {
-    const reasons = this.reasons();
-    const stale = reasons.length > 0;
+    const key = `${this.isDown(this.now()) ? "down;" : ""}${this.isLagging() ? "lagging;" : ""}${this.failure === undefined ? "" : `failed:${this.failure}`}`;
+    const stale = key !== "";
     if (stale && this.staleSinceMs === undefined) this.staleSinceMs = this.now();
     if (!stale) this.staleSinceMs = undefined;
-    // Told when stale flips or its causes change (not when a lag count merely moves).
-    const key = stale ? reasons.map((reason) => reason.replace(/\d+/g, "#")).join("\n") : "";
     if (key === this.lastKey) return;
     this.lastKey = key;
     this.onChange(this.staleness());
