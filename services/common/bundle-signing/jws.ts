@@ -42,30 +42,26 @@ function checkKeyType(alg: SigningAlgorithm, key: KeyObject, role: string): void
   }
 }
 
-/** `text` is a PEM private key (RS/PS/ES) or the shared secret (HS). */
-export function signingKey(alg: SigningAlgorithm, text: string): JwsKey {
+function readKey(alg: SigningAlgorithm, text: string, role: "private key" | "public key", parse: (text: string) => KeyObject, wanted: string): JwsKey {
   if (isHmac(alg)) return { alg, key: createSecretKey(Buffer.from(text, "utf8")) };
   let key: KeyObject;
   try {
-    key = createPrivateKey(text);
+    key = parse(text);
   } catch (error) {
-    throw new JwsError(`${alg} needs a PEM private key, and this one could not be read (${(error as { code?: string }).code ?? "unreadable"})`);
+    throw new JwsError(`${alg} needs ${wanted}, and this one could not be read (${(error as { code?: string }).code ?? "unreadable"})`);
   }
-  checkKeyType(alg, key, "private key");
+  checkKeyType(alg, key, role);
   return { alg, key };
+}
+
+/** `text` is a PEM private key (RS/PS/ES) or the shared secret (HS). */
+export function signingKey(alg: SigningAlgorithm, text: string): JwsKey {
+  return readKey(alg, text, "private key", createPrivateKey, "a PEM private key");
 }
 
 /** `text` is a PEM public key, certificate or private key (RS/PS/ES), or the shared secret (HS). */
 export function verificationKey(alg: SigningAlgorithm, text: string): JwsKey {
-  if (isHmac(alg)) return { alg, key: createSecretKey(Buffer.from(text, "utf8")) };
-  let key: KeyObject;
-  try {
-    key = createPublicKey(text);
-  } catch (error) {
-    throw new JwsError(`${alg} needs a PEM public key (or certificate), and this one could not be read (${(error as { code?: string }).code ?? "unreadable"})`);
-  }
-  checkKeyType(alg, key, "public key");
-  return { alg, key };
+  return readKey(alg, text, "public key", createPublicKey, "a PEM public key (or certificate)");
 }
 
 function rsaPss(alg: SigningAlgorithm): { padding?: number; saltLength?: number; dsaEncoding?: "ieee-p1363" } {
