@@ -51,10 +51,12 @@ export class RolloutController implements Component {
   /** One look at the canaries; exported for the specs. */
   async tick(now = Date.now()): Promise<void> {
     const { gate } = this.options;
-    const rollout = gate.underWay;
-    if (rollout === undefined || this.ticking || !this.options.mayPublish()) return;
+    if (this.ticking || !this.options.mayPublish()) return;
     this.ticking = true;
     try {
+      await gate.retryUnpublished();
+      const rollout = gate.underWay;
+      if (rollout === undefined) return;
       const views = await this.canaries(rollout);
       // Decided on what was seen; published once (the rollout has moved on by then).
       await gate.settle(rollout, rollout.observe(views, now));

@@ -37,6 +37,7 @@ export class RolloutGate {
   private rollout: Rollout | undefined;
   private dirs: string[] = [];
   private rejected: string | undefined;
+  private unpublished: { rollout: Rollout; decision: RolloutDecision } | undefined;
   /** Where the canary step of the rollout under way is on the log (its ACKs are the canaries' verdicts). */
   canaryPosition: bigint | undefined;
 
@@ -79,7 +80,7 @@ export class RolloutGate {
 
   /** The version a bundle asked for without one is: the stable one while canaries try another. */
   defaultVersion(): string {
-    const under = this.rollout !== undefined && !this.rollout.ended;
+    const under = (this.rollout !== undefined && !this.rollout.ended) || this.unpublished !== undefined;
     return under || this.rejected !== undefined ? this.stable : "";
   }
 
@@ -113,17 +114,31 @@ export class RolloutGate {
 
   /** Publishes what a rollout decided (by hand, or its controller from what the canaries did). */
   async settle(rollout: Rollout, decision: RolloutDecision): Promise<RolloutDecision> {
+    if (decision.action === "none") return decision;
+    // The rollout has ended in its own state already: until its step is on the log it is
+    // kept here, and retried (`retryUnpublished`), so the fleet never stays half-way.
+    this.unpublished = { rollout, decision };
     const { candidate, stable } = rollout.plan;
-    if (decision.action === "promote") {
-      await this.publishChange({ hash: candidate, oldHash: stable, dirs: this.dirs }, this.step(RolloutStage.PROMOTED, decision.reason, candidate, rollout.plan.id));
+    const promote = decision.action === "promote";
+    const position = promote
+      ? await this.publishChange({ hash: candidate, oldHash: stable, dirs: this.dirs }, this.step(RolloutStage.PROMOTED, decision.reason, candidate, rollout.plan.id))
+      : await this.publishChange({ hash: stable, oldHash: candidate, dirs: this.dirs }, this.step(RolloutStage.ROLLED_BACK, decision.reason, stable, rollout.plan.id));
+    if (position === undefined) throw new Error("this policy-watcher is no longer the elected publisher: the rollout's step waits for it to be again");
+    this.unpublished = undefined;
+    if (promote) {
       this.stable = candidate;
       this.logger.info({ candidate, reason: decision.reason }, "staged rollout: promoted to every client");
-    } else if (decision.action === "rollback") {
-      await this.publishChange({ hash: stable, oldHash: candidate, dirs: this.dirs }, this.step(RolloutStage.ROLLED_BACK, decision.reason, stable, rollout.plan.id));
+    } else {
       this.rejected = candidate;
       this.logger.warn({ candidate, stable, reason: decision.reason }, "staged rollout: rolled back; the canaries go back to the stable version");
     }
     return decision;
+  }
+
+  /** A decided step that could not be published yet (the log was away): published now, if it is still there. */
+  async retryUnpublished(): Promise<void> {
+    const pending = this.unpublished;
+    if (pending !== undefined) await this.settle(pending.rollout, pending.decision);
   }
 
   private step(stage: RolloutStage, reason: string, stableHash: string, id: string): RolloutStep {

@@ -49,8 +49,14 @@ export function rolloutRoutes(gate: RolloutGate, mayPublish: () => boolean): Res
         const by = subject === "" ? "the API" : `${subject} via the API`;
         if (action === "pause") gate.pause();
         else if (action === "resume") gate.resume();
-        else if (action === "promote") await gate.promote(by);
-        else await gate.rollback(by);
+        else {
+          try {
+            await (action === "promote" ? gate.promote(by) : gate.rollback(by));
+          } catch (error) {
+            // Decided, not yet on the log: the controller publishes it as soon as it can.
+            throw new HttpError(503, `${action} decided, but its step could not be published yet: ${(error as Error).message}; it is retried`);
+          }
+        }
         sendJson(response, 200, rolloutStatusJson(gate));
       },
     },
